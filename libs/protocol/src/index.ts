@@ -1,0 +1,5 @@
+export * from './ids.js';
+export * from './subjects.js';
+export * from './messages.js';
+export * from './channels.js';
+export * from './audio.js';

@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { SessionId, StageName, TurnId } from './ids.js';
+
+/** Upper bounds keep one bad producer from pushing megabytes of text through every stage. */
+export const LIMITS = {
+  textChars: 4_000,
+  deltaChars: 2_000,
+  reasonChars: 200,
+  errorChars: 1_000,
+  personaChars: 4_000,
+  historyMessages: 500,
+} as const;
+
+const Ms = z.number().finite().nonnegative();
+const Prob = z.number().min(0).max(1);
+const Text = z.string().max(LIMITS.textChars);
+
+/** What the gateway asks of every stage for one conversation. Unknown keys are refused, not ignored. */
+export const SessionConfig = z
+  .object({
+    language: z.string().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/).default('en-US'),
+    sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
+    persona: z.string().max(LIMITS.personaChars).optional(),
+    /** Provider choice per stage kind, e.g. {stt: 'deepgram'}; a service falls back to its own config. */
+    providers: z.record(z.string().regex(/^[a-z-]{1,32}$/), z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
+  })
+  .strict();
+export type SessionConfig = z.infer<typeof SessionConfig>;
+
+export const SessionOpen = z.object({ sessionId: SessionId, config: SessionConfig }).strict();
+export type SessionOpen = z.infer<typeof SessionOpen>;
+
+/** Reply of each stage instance that claimed a session (sent to the open message's reply inbox). */
+export const SessionOpenAck = z.object({ sessionId: SessionId, stage: StageName, instanceId: z.string().max(128) }).strict();
+export type SessionOpenAck = z.infer<typeof SessionOpenAck>;
+
+export const SessionClose = z
+  .object({ sessionId: SessionId, reason: z.string().max(LIMITS.reasonChars).optional() })
+  .strict();
+export type SessionClose = z.infer<typeof SessionClose>;
+
+export const Vad = z.object({ kind: z.enum(['start', 'end']), atMs: Ms }).strict();
+export type Vad = z.infer<typeof Vad>;
+
+export const Transcript = z
+  .object({
+    text: Text,
+    final: z.boolean(),
+    /** A partial whose words will not change any more (safe to act on early). */
+    stable: z.boolean(),
+    confidence: Prob,
+    startMs: Ms,
+    endMs: Ms,
+  })
+  .strict()
+  .refine((t) => t.endMs >= t.startMs, { message: 'endMs must not be before startMs', path: ['endMs'] });
+export type Transcript = z.infer<typeof Transcript>;
+
+export const Turn = z
+  .object({
+    turnId: TurnId,
+    kind: z.enum(['end', 'barge-in', 'resume']),
+    text: Text,
+    eouProb: Prob,
+    speechEndMs: Ms,
+  })
+  .strict();
+export type Turn = z.infer<typeof Turn>;
+
+/** One streamed piece of a responder's text; `done` closes the stream for that turn. */
+export const Reply = z
+  .object({
+    turnId: TurnId,
+    seq: z.number().int().nonnegative(),
+    delta: z.string().max(LIMITS.deltaChars),
+    done: z.boolean(),
+  })
+  .strict();
+export type Reply = z.infer<typeof Reply>;
+
+export const Playout = z
+  .object({
+    turnId: TurnId,
+    playedMs: Ms,
+    /** What the user really heard: the text cut at the last frame played. */
+    spokenText: Text,
+    done: z.boolean(),
+    interrupted: z.boolean(),
+  })
+  .strict();
+export type Playout = z.infer<typeof Playout>;
+
+export const Control = z
+  .object({ kind: z.literal('cancel'), turnId: TurnId, reason: z.string().max(LIMITS.reasonChars) })
+  .strict();
+export type Control = z.infer<typeof Control>;
+
+export const ChatMessage = z
+  .object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(LIMITS.textChars * 4) })
+  .strict();
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const CtxGetRequest = z
+  .object({ sessionId: SessionId, maxTokens: z.number().int().positive().max(1_000_000) })
+  .strict();
+export type CtxGetRequest = z.infer<typeof CtxGetRequest>;
+
+export const CtxGetReply = z
+  .object({ messages: z.array(ChatMessage).max(LIMITS.historyMessages), summary: z.string().max(LIMITS.textChars * 4).nullable() })
+  .strict();
+export type CtxGetReply = z.infer<typeof CtxGetReply>;
+
+export const ERROR_CODES = ['bad-message', 'bad-audio', 'provider-failed', 'overloaded', 'internal'] as const;
+
+export const ErrorEvent = z
+  .object({
+    stage: StageName,
+    code: z.enum(ERROR_CODES),
+    message: z.string().max(LIMITS.errorChars),
+    /** The subject of the message that caused it, when there is one. */
+    subject: z.string().max(256).optional(),
+  })
+  .strict();
+export type ErrorEvent = z.infer<typeof ErrorEvent>;

@@ -1,0 +1,41 @@
+import { SUBJECT_TOKEN, type SessionId } from './ids.js';
+
+/** Every subject of the protocol starts with this; a breaking change of any message bumps it. */
+export const PREFIX = 'va.v1';
+
+function sess(sessionId: SessionId, leaf: string): string {
+  // Ids are branded after validation, but a cast can smuggle anything in: re-check, a bad token here
+  // would let one session publish into another's subjects.
+  if (!SUBJECT_TOKEN.test(sessionId)) throw new Error(`invalid session id for a subject: ${JSON.stringify(sessionId)}`);
+  return `${PREFIX}.sess.${sessionId}.${leaf}`;
+}
+
+/** Subject builders: the only place subjects are spelled. See DESIGN.md §3. */
+export const subjects = {
+  sessionOpen: `${PREFIX}.session.open`,
+  sessionClose: `${PREFIX}.session.close`,
+  ctxGet: `${PREFIX}.ctx.get`,
+  /** Errors that cannot be tied to a session (a message whose subject holds no valid session id). */
+  errorGlobal: `${PREFIX}.error`,
+  audioIn: (sid: SessionId) => sess(sid, 'audio.in'),
+  vad: (sid: SessionId) => sess(sid, 'vad'),
+  transcript: (sid: SessionId) => sess(sid, 'transcript'),
+  turn: (sid: SessionId) => sess(sid, 'turn'),
+  replyFast: (sid: SessionId) => sess(sid, 'reply.fast'),
+  replyDeep: (sid: SessionId) => sess(sid, 'reply.deep'),
+  audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
+  playout: (sid: SessionId) => sess(sid, 'playout'),
+  control: (sid: SessionId) => sess(sid, 'control'),
+  error: (sid: SessionId) => sess(sid, 'error'),
+  /** Everything of one session, for a consumer that wants it all (tests, recorders). */
+  sessionAll: (sid: SessionId) => sess(sid, '>'),
+} as const;
+
+const SESSION_SUBJECT = new RegExp(`^${PREFIX.replace('.', '\\.')}\\.sess\\.([^.]+)\\.(.+)$`);
+
+/** The session id and leaf of a per-session subject, or undefined if the subject is not one (or its id is bad). */
+export function parseSessionSubject(subject: string): { sessionId: SessionId; leaf: string } | undefined {
+  const m = SESSION_SUBJECT.exec(subject);
+  if (!m || !SUBJECT_TOKEN.test(m[1]!)) return undefined;
+  return { sessionId: m[1] as SessionId, leaf: m[2]! };
+}
