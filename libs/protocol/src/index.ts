@@ -3,3 +3,4 @@ export * from './subjects.js';
 export * from './messages.js';
 export * from './channels.js';
 export * from './audio.js';
+export * from './kv.js';

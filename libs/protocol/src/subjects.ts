@@ -27,9 +27,19 @@ export const subjects = {
   playout: (sid: SessionId) => sess(sid, 'playout'),
   control: (sid: SessionId) => sess(sid, 'control'),
   error: (sid: SessionId) => sess(sid, 'error'),
+  /** Per-instance NATS micro endpoint that lists the sessions an instance owns. */
+  svcSessions: (stage: string, instanceId: string) => {
+    if (!SUBJECT_TOKEN.test(stage) || !SUBJECT_TOKEN.test(instanceId)) throw new Error('invalid stage or instance id');
+    return `${PREFIX}.svc.${stage}.${instanceId}.sessions`;
+  },
   /** Everything of one session, for a consumer that wants it all (tests, recorders). */
   sessionAll: (sid: SessionId) => sess(sid, '>'),
 } as const;
+
+/** The subject of one channel across all sessions (`va.v1.sess.*.<leaf>`), for consumers of every session. */
+export function anySessionSubject(leaf: string): string {
+  return `${PREFIX}.sess.*.${leaf}`;
+}
 
 const SESSION_SUBJECT = new RegExp(`^${PREFIX.replace('.', '\\.')}\\.sess\\.([^.]+)\\.(.+)$`);
 

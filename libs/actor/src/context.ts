@@ -1,0 +1,160 @@
+import type { KV } from '@nats-io/kv';
+import type { AudioFrame, SessionChannel, SessionConfig, SessionId } from '@va/protocol';
+import type { AudioDirection, Bus, BusSubscription, Handler, PublishOptions } from '@va/bus';
+import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
+import type { z } from 'zod';
+
+/** Turn ids remembered as cancelled, so late data of those turns is dropped. Bounded: sessions are long. */
+const MAX_REMEMBERED_TURNS = 256;
+
+export type StopReason = 'closed' | 'handover' | 'lost' | 'shutdown';
+
+/** What a session actor is given: its session, the bus scoped to it, cancellation per turn, durable state. */
+export class ActorContext {
+  readonly log: Logger;
+  private readonly session = new AbortController();
+  private readonly turns = new Map<string, AbortController>();
+  private readonly cancelled = new Set<string>();
+  private readonly subs: BusSubscription[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Called by the host when a turn is cancelled (after its signal fired). */
+  onCancel?: (turnId: string, reason: string) => void;
+
+  constructor(
+    readonly sessionId: SessionId,
+    readonly config: SessionConfig,
+    readonly stage: string,
+    readonly bus: Bus,
+    private readonly stateKv: KV,
+    /** True when this actor took the session over from an instance that died or handed it over. */
+    readonly reclaimed: boolean,
+    log: Logger,
+  ) {
+    this.log = log.child({ sessionId });
+  }
+
+  /** Fires when the session ends here (closed, handed over, lost, shut down). */
+  get signal(): AbortSignal {
+    return this.session.signal;
+  }
+
+  /**
+   * The signal of one turn: fires on `control cancel` for that turn (or when the session ends here). A turn
+   * cancelled before its first message arrives gets an already-aborted signal.
+   */
+  turnSignal(turnId: string): AbortSignal {
+    let ctl = this.turns.get(turnId);
+    if (!ctl) {
+      ctl = new AbortController();
+      if (this.cancelled.has(turnId) || this.session.signal.aborted) ctl.abort(new Error(`turn ${turnId} cancelled`));
+      this.turns.set(turnId, ctl);
+      evictOldest(this.turns, MAX_REMEMBERED_TURNS);
+    }
+    return AbortSignal.any([ctl.signal, this.session.signal]);
+  }
+
+  /** True when the turn was cancelled: data messages of it are stale. */
+  isCancelled(turnId: string): boolean {
+    return this.cancelled.has(turnId);
+  }
+
+  /** Forgets a finished turn's controller (its cancellation, if any, is still remembered). */
+  endTurn(turnId: string): void {
+    this.turns.delete(turnId);
+  }
+
+  /** @internal the host calls this on `control cancel`. */
+  cancelTurn(turnId: string, reason: string): void {
+    if (!this.cancelled.has(turnId)) {
+      this.cancelled.add(turnId);
+      evictOldest(this.cancelled, MAX_REMEMBERED_TURNS);
+      counter(METRIC.turnsCancelled).add(1, { [ATTR.stage]: this.stage });
+    }
+    this.turns.get(turnId)?.abort(new Error(`turn ${turnId} cancelled: ${reason}`));
+    this.onCancel?.(turnId, reason);
+  }
+
+  /**
+   * Subscribes to one of this session's channels for the actor's life. Data-class messages of a cancelled
+   * turn are dropped before the handler (the `va-turn` header says which turn they belong to).
+   */
+  subscribe<C extends SessionChannel>(ch: C, handler: Handler<z.output<C['schema']>>): void {
+    this.subs.push(
+      this.bus.subscribe(ch, this.sessionId, (msg, meta) => {
+        if (ch.class === 'data' && meta.turnId !== undefined && this.cancelled.has(meta.turnId)) return;
+        return handler(msg, meta);
+      }),
+    );
+  }
+
+  subscribeAudio(direction: AudioDirection, handler: Handler<AudioFrame>): void {
+    this.subs.push(
+      this.bus.subscribeAudio(direction, this.sessionId, (frame, meta) => {
+        if (frame.turnId !== undefined && this.cancelled.has(frame.turnId)) return;
+        return handler(frame, meta);
+      }),
+    );
+  }
+
+  publish<C extends SessionChannel>(ch: C, msg: z.input<C['schema']>, opts?: PublishOptions): void {
+    this.bus.publish(ch, this.sessionId, msg, opts);
+  }
+
+  publishAudio(direction: AudioDirection, frame: AudioFrame, opts?: PublishOptions): void {
+    this.bus.publishAudio(direction, this.sessionId, frame, opts);
+  }
+
+  /** Work in flight (a turn being answered): a graceful handover waits for it before releasing the session. */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight.add(work);
+    void work.then(
+      () => this.inFlight.delete(work),
+      () => this.inFlight.delete(work),
+    );
+    return work;
+  }
+
+  /** Durable per-session state (JetStream KV), read back by whichever instance holds the session next. */
+  readonly state = {
+    get: async <T>(name: string): Promise<T | undefined> => {
+      const e = await this.stateKv.get(this.stateKey(name));
+      return e && e.operation === 'PUT' ? e.json<T>() : undefined;
+    },
+    put: async (name: string, value: unknown): Promise<void> => {
+      await this.stateKv.put(this.stateKey(name), JSON.stringify(value));
+    },
+    delete: async (name: string): Promise<void> => {
+      await this.stateKv.delete(this.stateKey(name));
+    },
+  };
+
+  private stateKey(name: string): string {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid state name: ${name}`);
+    return `${this.stage}.${this.sessionId}.${name}`;
+  }
+
+  /** @internal resolves when tracked work is done, or after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const done = Promise.allSettled([...this.inFlight]).then(() => true as const);
+    const result = await Promise.race([done, timedOut]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  /** @internal ends the session here: aborts every signal and drops the subscriptions. */
+  close(reason: StopReason): void {
+    this.session.abort(new Error(`session ${reason}`));
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+  }
+}
+
+function evictOldest<K>(coll: Set<K> | Map<K, unknown>, max: number): void {
+  while (coll.size > max) {
+    const first = coll.keys().next();
+    if (first.done) return;
+    coll.delete(first.value);
+  }
+}

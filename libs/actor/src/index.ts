@@ -1,0 +1,4 @@
+export * from './context.js';
+export * from './host.js';
+export * from './session.js';
+export * from './service.js';

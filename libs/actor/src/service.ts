@@ -1,0 +1,84 @@
+import { Bus } from '@va/bus';
+import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
+import { z } from 'zod';
+import { ACTOR_HOST_DEFAULTS, ActorHost, newInstanceId, type ActorFactory } from './host.js';
+
+/** Environment every service reads (zod-parsed: a bad value stops start-up with a clear message). */
+export const ServiceEnv = z.object({
+  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  VA_SESSION_CAPACITY: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.capacity),
+  VA_HEARTBEAT_MS: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.heartbeatMs),
+  VA_LEASE_MS: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.leaseMs),
+  VA_HANDOVER_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(ACTOR_HOST_DEFAULTS.handoverTimeoutMs),
+  VA_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(20_000),
+});
+export type ServiceEnv = z.infer<typeof ServiceEnv>;
+
+/** Parses the environment with a schema; on failure prints what is wrong and exits 2. */
+export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
+    process.stderr.write(`invalid configuration:\n${lines}\n`);
+    process.exit(2);
+  }
+  return result.data;
+}
+
+export interface RunServiceOptions {
+  stage: string;
+  createActor: ActorFactory;
+  version?: string;
+  env?: ServiceEnv;
+}
+
+/**
+ * The standard wiring of a stage service: telemetry, bus, actor host, and a graceful SIGTERM/SIGINT
+ * (hand sessions over, drain the bus, flush telemetry, exit 0).
+ */
+export async function runService(opts: RunServiceOptions): Promise<{ host: ActorHost; bus: Bus }> {
+  const env = opts.env ?? parseEnv(ServiceEnv);
+  const instanceId = newInstanceId();
+  startTelemetry({ serviceName: opts.stage, instanceId, ...(opts.version ? { version: opts.version } : {}) });
+  const log = createLogger(opts.stage, { instanceId });
+  // A bug in one session's handler must not take the other sessions down with the process.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  const bus = await Bus.connect({ stage: opts.stage, instanceId, servers: env.NATS_URL, logger: log });
+  const host = new ActorHost({
+    stage: opts.stage,
+    bus,
+    createActor: opts.createActor,
+    instanceId,
+    capacity: env.VA_SESSION_CAPACITY,
+    heartbeatMs: env.VA_HEARTBEAT_MS,
+    leaseMs: env.VA_LEASE_MS,
+    handoverTimeoutMs: env.VA_HANDOVER_TIMEOUT_MS,
+    logger: log,
+    ...(opts.version ? { version: opts.version } : {}),
+  });
+  await host.start();
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown timed out');
+      process.exit(1);
+    }, env.VA_SHUTDOWN_TIMEOUT_MS);
+    force.unref();
+    try {
+      await host.drain();
+      await bus.drain();
+    } catch (err) {
+      log.error({ err }, 'drain failed');
+    }
+    await shutdownTelemetry();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  return { host, bus };
+}

@@ -1,0 +1,384 @@
+import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import type { Context } from '@opentelemetry/api';
+import {
+  AUDIO_HEADERS,
+  anySessionSubject,
+  channels,
+  decodeAudioFrame,
+  encodeAudioFrame,
+  parseSessionSubject,
+  subjects,
+  type AudioFrame,
+  type ErrorEvent,
+  type GlobalChannel,
+  type JsonChannel,
+  type RequestChannel,
+  type SessionChannel,
+  type SessionId,
+} from '@va/protocol';
+import { ATTR, counter, createLogger, METRIC, type Logger } from '@va/telemetry';
+import type { z } from 'zod';
+import { extractTrace, injectTrace } from './trace-headers.js';
+
+export interface BusOptions {
+  /** NATS server URL(s); default NATS_URL or nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** The stage (service kind) this process serves: it names the connection and the `stage` of error events. */
+  stage: string;
+  /** Distinguishes instances of one stage in logs and in the connection name. */
+  instanceId?: string;
+  logger?: Logger;
+}
+
+/** What a handler learns about a message besides its validated body. */
+export interface MessageMeta {
+  subject: string;
+  /** The session of a per-session subject. */
+  sessionId?: SessionId;
+  /** The turn a message belongs to (`va-turn` header), so stale data can be dropped unparsed. */
+  turnId?: string;
+  /** Trace context carried in the headers: make the stage span a child of this. */
+  context: Context;
+  headers?: MsgHdrs;
+  /** Reply inbox, when the sender asked for answers (e.g. session.open acks). */
+  reply?: string;
+}
+
+export type Handler<T> = (msg: T, meta: MessageMeta) => void | Promise<void>;
+
+export interface BusSubscription {
+  unsubscribe(): void;
+  /** Resolves when the subscription has ended and its last handler call has returned. */
+  readonly closed: Promise<void>;
+}
+
+export interface PublishOptions {
+  /** Trace context to carry; default the active one. */
+  context?: Context;
+  /** Sets `va-turn`; taken from the message's `turnId` when it has one. */
+  turnId?: string;
+  headers?: Record<string, string>;
+}
+
+export interface SubscribeOptions {
+  /** NATS queue group: one member of the group gets each message. */
+  queue?: string;
+}
+
+export class BusRequestError extends Error {
+  override readonly name = 'BusRequestError';
+  constructor(
+    message: string,
+    readonly event?: ErrorEvent,
+  ) {
+    super(message);
+  }
+}
+
+export const TURN_HEADER = AUDIO_HEADERS.turn;
+const ERROR_HEADER = 'va-error';
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export type AudioDirection = 'in' | 'out';
+
+/** Counts of this connection, for tests and health endpoints (the same figures go to OTel metrics). */
+export interface BusStats {
+  published: number;
+  received: number;
+  rejected: number;
+}
+
+/**
+ * A typed NATS connection: every message is checked against its protocol schema on both ends; a message
+ * that fails is dropped, counted and answered on the session's error subject — handlers never see it.
+ */
+export class Bus {
+  readonly stats: BusStats = { published: 0, received: 0, rejected: 0 };
+  private readonly kvs = new Map<string, Promise<KV>>();
+  private readonly loops = new Set<Promise<void>>();
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly stage: string,
+    readonly log: Logger,
+  ) {}
+
+  static async connect(opts: BusOptions): Promise<Bus> {
+    const log = opts.logger ?? createLogger(opts.stage);
+    const servers = opts.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+    const name = opts.instanceId ? `${opts.stage}/${opts.instanceId}` : opts.stage;
+    const nc = await connect({
+      servers,
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      waitOnFirstConnect: true,
+    });
+    log.info({ server: nc.getServer() }, 'nats connected');
+    const bus = new Bus(nc, opts.stage, log);
+    bus.track(bus.logStatus());
+    return bus;
+  }
+
+  private async logStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      // Client pings and reconnect attempts are chatty; state changes are what an operator needs.
+      if (s.type === 'ping' || s.type === 'reconnecting') this.log.debug({ status: s }, `nats ${s.type}`);
+      else this.log.info({ status: s }, `nats ${s.type}`);
+    }
+  }
+
+  private track(loop: Promise<void>): Promise<void> {
+    this.loops.add(loop);
+    void loop.finally(() => this.loops.delete(loop));
+    return loop;
+  }
+
+  // ---- publish ------------------------------------------------------------------------------------------
+
+  /** Publishes on a per-session channel. A message that fails its schema throws here, at the producer. */
+  publish<C extends SessionChannel>(ch: C, sessionId: SessionId, msg: z.input<C['schema']>, opts: PublishOptions = {}): void {
+    this.sendJson(ch, ch.subject(sessionId), msg, opts);
+  }
+
+  publishGlobal<C extends GlobalChannel>(ch: C, msg: z.input<C['schema']>, opts: PublishOptions & { reply?: string } = {}): void {
+    this.sendJson(ch, ch.subject, msg, opts);
+  }
+
+  private sendJson(ch: JsonChannel | RequestChannel, subject: string, msg: unknown, opts: PublishOptions & { reply?: string }): void {
+    const body = ch.schema.parse(msg) as Record<string, unknown>;
+    const turnId = opts.turnId ?? (typeof body.turnId === 'string' ? body.turnId : undefined);
+    const hdrs = this.headersFor(opts, turnId);
+    this.nc.publish(subject, encoder.encode(JSON.stringify(body)), { headers: hdrs, ...(opts.reply ? { reply: opts.reply } : {}) });
+    this.countPublished(ch.name);
+  }
+
+  private headersFor(opts: PublishOptions, turnId?: string): MsgHdrs {
+    const hdrs = natsHeaders();
+    for (const [k, v] of Object.entries(opts.headers ?? {})) hdrs.set(k, v);
+    if (turnId !== undefined) hdrs.set(TURN_HEADER, turnId);
+    return injectTrace(hdrs, opts.context);
+  }
+
+  private countPublished(channel: string): void {
+    this.stats.published++;
+    counter(METRIC.messagesPublished).add(1, { [ATTR.stage]: this.stage, channel });
+  }
+
+  publishAudio(direction: AudioDirection, sessionId: SessionId, frame: AudioFrame, opts: PublishOptions = {}): void {
+    const { data, headers } = encodeAudioFrame(frame);
+    const hdrs = this.headersFor({ ...opts, headers: { ...opts.headers, ...headers } });
+    this.nc.publish(audioSubject(direction, sessionId), data, { headers: hdrs });
+    this.countPublished(`audio.${direction}`);
+  }
+
+  // ---- subscribe ----------------------------------------------------------------------------------------
+
+  /** Subscribes to one session's channel, or to every session's with `'*'`. */
+  subscribe<C extends SessionChannel>(
+    ch: C,
+    sessionId: SessionId | '*',
+    handler: Handler<z.output<C['schema']>>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
+    const subject = sessionId === '*' ? anySessionSubject(ch.name) : ch.subject(sessionId);
+    return this.consume(subject, opts, (m) => {
+      const body = this.accept(ch, m);
+      return body === undefined ? undefined : handler(body.value as z.output<C['schema']>, this.meta(m));
+    });
+  }
+
+  subscribeGlobal<C extends GlobalChannel>(ch: C, handler: Handler<z.output<C['schema']>>, opts: SubscribeOptions = {}): BusSubscription {
+    return this.consume(ch.subject, opts, (m) => {
+      const body = this.accept(ch, m);
+      return body === undefined ? undefined : handler(body.value as z.output<C['schema']>, this.meta(m));
+    });
+  }
+
+  subscribeAudio(
+    direction: AudioDirection,
+    sessionId: SessionId | '*',
+    handler: Handler<AudioFrame>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
+    const subject = sessionId === '*' ? anySessionSubject(`audio.${direction}`) : audioSubject(direction, sessionId);
+    return this.consume(subject, opts, (m) => {
+      let frame: AudioFrame;
+      try {
+        frame = decodeAudioFrame(m.data, (name) => (m.headers?.has(name) ? m.headers.get(name) : undefined));
+      } catch (err) {
+        this.reject(m.subject, `audio.${direction}`, 'bad-audio', err instanceof Error ? err.message : String(err));
+        return;
+      }
+      this.countReceived(`audio.${direction}`);
+      return handler(frame, this.meta(m));
+    });
+  }
+
+  /** Raw subscription for tools (recorders, tests): no schema, no error replies. */
+  subscribeRaw(subject: string, handler: (m: Msg) => void | Promise<void>, opts: SubscribeOptions = {}): BusSubscription {
+    return this.consume(subject, opts, handler);
+  }
+
+  private consume(subject: string, opts: SubscribeOptions, onMsg: (m: Msg) => void | Promise<void>): BusSubscription {
+    const sub = this.nc.subscribe(subject, opts.queue ? { queue: opts.queue } : {});
+    const closed = this.track(
+      (async () => {
+        for await (const m of sub) {
+          try {
+            await onMsg(m);
+          } catch (err) {
+            // A handler bug must not end the subscription: log it, report it, keep serving.
+            this.log.error({ err, subject: m.subject }, 'message handler failed');
+            this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
+          }
+        }
+      })(),
+    );
+    return { unsubscribe: () => sub.unsubscribe(), closed };
+  }
+
+  private meta(m: Msg): MessageMeta {
+    const parsed = parseSessionSubject(m.subject);
+    const turnId = m.headers?.has(TURN_HEADER) ? m.headers.get(TURN_HEADER) : undefined;
+    return {
+      subject: m.subject,
+      ...(parsed ? { sessionId: parsed.sessionId } : {}),
+      ...(turnId ? { turnId } : {}),
+      context: extractTrace(m.headers),
+      ...(m.headers ? { headers: m.headers } : {}),
+      ...(m.reply ? { reply: m.reply } : {}),
+    };
+  }
+
+  /** Parses and validates; on failure drops the message, counts it and reports it. */
+  private accept<S extends z.ZodType>(ch: { name: string; schema: S }, m: Msg): { value: z.output<S> } | undefined {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(decoder.decode(m.data));
+    } catch {
+      this.reject(m.subject, ch.name, 'bad-message', `${ch.name}: body is not JSON`, m.reply);
+      return undefined;
+    }
+    const result = ch.schema.safeParse(raw);
+    if (!result.success) {
+      const issues = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+      this.reject(m.subject, ch.name, 'bad-message', `${ch.name}: ${issues}`, m.reply);
+      return undefined;
+    }
+    this.countReceived(ch.name);
+    return { value: result.data };
+  }
+
+  private countReceived(channel: string): void {
+    this.stats.received++;
+    counter(METRIC.messagesReceived).add(1, { [ATTR.stage]: this.stage, channel });
+  }
+
+  private reject(subject: string, channel: string, code: ErrorEvent['code'], message: string, reply?: string): void {
+    this.stats.rejected++;
+    counter(METRIC.messagesRejected).add(1, { [ATTR.stage]: this.stage, channel });
+    this.log.warn({ subject, channel, code, reason: message }, 'message rejected');
+    // Error events about error events would loop between two services that disagree on the schema.
+    if (channel === channels.error.name) return;
+    const event = this.publishError(subject, code, message);
+    if (reply) this.nc.publish(reply, encoder.encode(JSON.stringify(event)), { headers: errorHeaders() });
+  }
+
+  /** Publishes an error event on the session's error subject (or the global one). */
+  publishError(subject: string, code: ErrorEvent['code'], message: string): ErrorEvent {
+    const event: ErrorEvent = {
+      stage: this.stage,
+      code,
+      message: message.slice(0, 1000),
+      subject: subject.slice(0, 256),
+    };
+    const parsed = parseSessionSubject(subject);
+    const target = parsed ? channels.error.subject(parsed.sessionId) : channels.errorGlobal.subject;
+    this.nc.publish(target, encoder.encode(JSON.stringify(event)));
+    return event;
+  }
+
+  // ---- request / reply ----------------------------------------------------------------------------------
+
+  async request<C extends RequestChannel>(
+    ch: C,
+    msg: z.input<C['schema']>,
+    opts: { timeoutMs?: number; context?: Context } = {},
+  ): Promise<z.output<C['reply']>> {
+    const body = ch.schema.parse(msg);
+    const hdrs = this.headersFor({ ...(opts.context ? { context: opts.context } : {}) });
+    this.countPublished(ch.name);
+    const m = await this.nc.request(ch.subject, encoder.encode(JSON.stringify(body)), {
+      timeout: opts.timeoutMs ?? 2000,
+      headers: hdrs,
+    });
+    const raw: unknown = JSON.parse(decoder.decode(m.data));
+    if (m.headers?.has(ERROR_HEADER)) {
+      const event = channels.errorGlobal.schema.safeParse(raw);
+      throw new BusRequestError(`${ch.name} failed: ${event.success ? event.data.message : 'unreadable error'}`, event.success ? event.data : undefined);
+    }
+    const reply = ch.reply.safeParse(raw);
+    if (!reply.success) throw new BusRequestError(`${ch.name}: reply failed its schema: ${reply.error.message}`);
+    return reply.data as z.output<C['reply']>;
+  }
+
+  /** Answers requests on a channel; both the request and the handler's reply are checked. */
+  serve<C extends RequestChannel>(
+    ch: C,
+    handler: (req: z.output<C['schema']>, meta: MessageMeta) => Promise<z.input<C['reply']>> | z.input<C['reply']>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
+    return this.consume(ch.subject, opts, async (m) => {
+      const body = this.accept(ch, m);
+      if (body === undefined || !m.reply) return;
+      const meta = this.meta(m);
+      try {
+        const reply = ch.reply.parse(await handler(body.value as z.output<C['schema']>, meta));
+        this.nc.publish(m.reply, encoder.encode(JSON.stringify(reply)), { headers: injectTrace(natsHeaders(), meta.context) });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.log.error({ err, subject: m.subject }, 'request handler failed');
+        const event: ErrorEvent = { stage: this.stage, code: 'internal', message: message.slice(0, 1000), subject: m.subject };
+        this.nc.publish(m.reply, encoder.encode(JSON.stringify(event)), { headers: errorHeaders() });
+      }
+    });
+  }
+
+  // ---- KV and lifecycle ---------------------------------------------------------------------------------
+
+  /** Opens (creating if needed) a JetStream KV bucket. One handle per bucket per connection. */
+  kv(bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
+    let kv = this.kvs.get(bucket);
+    if (!kv) {
+      kv = new Kvm(this.nc).create(bucket, { history: 1, ...opts });
+      kv.catch(() => this.kvs.delete(bucket));
+      this.kvs.set(bucket, kv);
+    }
+    return kv;
+  }
+
+  /** Finishes in-flight handlers, flushes what was published, and closes. */
+  async drain(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    if (!this.nc.isDraining()) await this.nc.drain();
+    await Promise.allSettled([...this.loops]);
+  }
+
+  /** Closes at once (used after a failed drain, or by tests that simulate a crash). */
+  async close(): Promise<void> {
+    if (!this.nc.isClosed()) await this.nc.close();
+  }
+}
+
+function audioSubject(direction: AudioDirection, sessionId: SessionId): string {
+  return direction === 'in' ? subjects.audioIn(sessionId) : subjects.audioOut(sessionId);
+}
+
+function errorHeaders(): MsgHdrs {
+  const h = natsHeaders();
+  h.set(ERROR_HEADER, '1');
+  return h;
+}

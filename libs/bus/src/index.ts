@@ -1,0 +1,3 @@
+export * from './bus.js';
+export * from './trace-headers.js';
+export type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';

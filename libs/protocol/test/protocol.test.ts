@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import {
+  AUDIO_HEADERS,
+  AudioFrameError,
+  channels,
+  decodeAudioFrame,
+  encodeAudioFrame,
+  LIMITS,
+  parseSessionSubject,
+  requests,
+  sessionId,
+  SessionOpen,
+  subjects,
+  Transcript,
+  Turn,
+  type SessionId,
+} from '@va/protocol';
+
+const sid = sessionId('s-1');
+
+describe('subjects', () => {
+  it('builds every per-session subject of DESIGN §3 under va.v1', () => {
+    expect(subjects.audioIn(sid)).toBe('va.v1.sess.s-1.audio.in');
+    expect(subjects.vad(sid)).toBe('va.v1.sess.s-1.vad');
+    expect(subjects.transcript(sid)).toBe('va.v1.sess.s-1.transcript');
+    expect(subjects.turn(sid)).toBe('va.v1.sess.s-1.turn');
+    expect(subjects.replyFast(sid)).toBe('va.v1.sess.s-1.reply.fast');
+    expect(subjects.replyDeep(sid)).toBe('va.v1.sess.s-1.reply.deep');
+    expect(subjects.audioOut(sid)).toBe('va.v1.sess.s-1.audio.out');
+    expect(subjects.playout(sid)).toBe('va.v1.sess.s-1.playout');
+    expect(subjects.control(sid)).toBe('va.v1.sess.s-1.control');
+    expect(subjects.error(sid)).toBe('va.v1.sess.s-1.error');
+    expect(subjects.sessionOpen).toBe('va.v1.session.open');
+    expect(subjects.sessionClose).toBe('va.v1.session.close');
+    expect(subjects.ctxGet).toBe('va.v1.ctx.get');
+  });
+
+  it('every session channel subject ends with the channel name', () => {
+    for (const ch of Object.values(channels)) {
+      if (ch.scope === 'session') expect(ch.subject(sid)).toBe(`va.v1.sess.s-1.${ch.name}`);
+    }
+  });
+
+  it.each(['a.b', 'a*', 'a>', '', 'with space', 'x'.repeat(65), 'tab\t'])('rejects session id %j', (bad) => {
+    expect(() => sessionId(bad)).toThrow();
+    // Even a forged (cast) id cannot make a subject.
+    expect(() => subjects.turn(bad as SessionId)).toThrow(/invalid session id/);
+  });
+
+  it('parses session subjects and refuses others', () => {
+    expect(parseSessionSubject('va.v1.sess.s-1.reply.fast')).toEqual({ sessionId: 's-1', leaf: 'reply.fast' });
+    expect(parseSessionSubject('va.v1.session.open')).toBeUndefined();
+    expect(parseSessionSubject('va.v1.sess.*.turn')).toBeUndefined();
+    expect(parseSessionSubject('other.v1.sess.s-1.turn')).toBeUndefined();
+  });
+});
+
+describe('schemas', () => {
+  it('round-trips every message through JSON', () => {
+    const samples = [
+      [channels.sessionOpen.schema, { sessionId: 's-1', config: { language: 'en-US', sampleRate: 16000 } }],
+      [channels.vad.schema, { kind: 'start', atMs: 120 }],
+      [channels.transcript.schema, { text: 'hello', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 500 }],
+      [channels.turn.schema, { turnId: 't1', kind: 'end', text: 'hello', eouProb: 0.8, speechEndMs: 500 }],
+      [channels.replyFast.schema, { turnId: 't1', seq: 0, delta: 'Sure,', done: false }],
+      [channels.playout.schema, { turnId: 't1', playedMs: 900, spokenText: 'Sure', done: true, interrupted: true }],
+      [channels.control.schema, { kind: 'cancel', turnId: 't1', reason: 'barge-in' }],
+      [channels.error.schema, { stage: 'stt', code: 'bad-audio', message: 'odd byte count' }],
+      [requests.ctxGet.schema, { sessionId: 's-1', maxTokens: 2000 }],
+      [requests.ctxGet.reply, { messages: [{ role: 'user', content: 'hi' }], summary: null }],
+    ] as const;
+    for (const [schema, value] of samples) {
+      expect(schema.parse(JSON.parse(JSON.stringify(value)))).toEqual(value);
+    }
+  });
+
+  it('applies session config defaults', () => {
+    expect(SessionOpen.parse({ sessionId: 's-1', config: {} }).config).toEqual({ language: 'en-US', sampleRate: 16000 });
+  });
+
+  it('rejects wrong types, unknown keys, out-of-range and oversized values', () => {
+    expect(Turn.safeParse({ turnId: 't1', kind: 'end', text: 5, eouProb: 0.5, speechEndMs: 1 }).success).toBe(false);
+    expect(Turn.safeParse({ turnId: 't1', kind: 'stop', text: '', eouProb: 0.5, speechEndMs: 1 }).success).toBe(false);
+    expect(Turn.safeParse({ turnId: 't.1', kind: 'end', text: '', eouProb: 0.5, speechEndMs: 1 }).success).toBe(false);
+    expect(Turn.safeParse({ turnId: 't1', kind: 'end', text: '', eouProb: 1.5, speechEndMs: 1 }).success).toBe(false);
+    expect(
+      Turn.safeParse({ turnId: 't1', kind: 'end', text: 'x'.repeat(LIMITS.textChars + 1), eouProb: 0.5, speechEndMs: 1 })
+        .success,
+    ).toBe(false);
+    expect(Turn.safeParse({ turnId: 't1', kind: 'end', text: '', eouProb: 0.5, speechEndMs: 1, extra: 1 }).success).toBe(
+      false,
+    );
+    expect(
+      Transcript.safeParse({ text: 'a', final: true, stable: true, confidence: 1, startMs: 10, endMs: 5 }).success,
+    ).toBe(false);
+    expect(SessionOpen.safeParse({ sessionId: 'a>b', config: {} }).success).toBe(false);
+    expect(SessionOpen.safeParse({ sessionId: 's', config: { sampleRate: 44100 } }).success).toBe(false);
+  });
+});
+
+describe('audio frame codec', () => {
+  const samples = Int16Array.from({ length: 320 }, (_, i) => ((i * 97) % 65536) - 32768);
+
+  it('round-trips samples and metadata', () => {
+    const enc = encodeAudioFrame({ samples, sampleRate: 16000, seq: 7, tsMs: 140, turnId: 't1', source: 'deep', textOffset: 12 });
+    expect(enc.data.byteLength).toBe(640);
+    expect(enc.headers[AUDIO_HEADERS.rate]).toBe('16000');
+    const dec = decodeAudioFrame(enc.data, (n) => enc.headers[n]);
+    expect(Array.from(dec.samples)).toEqual(Array.from(samples));
+    expect(dec).toMatchObject({ sampleRate: 16000, seq: 7, tsMs: 140, turnId: 't1', source: 'deep', textOffset: 12 });
+  });
+
+  it('is little-endian on the wire', () => {
+    const enc = encodeAudioFrame({ samples: Int16Array.of(0x0102), sampleRate: 16000, seq: 0, tsMs: 0 });
+    expect(Array.from(enc.data)).toEqual([0x02, 0x01]);
+  });
+
+  it('decodes from a view into a larger buffer', () => {
+    const enc = encodeAudioFrame({ samples, sampleRate: 16000, seq: 1, tsMs: 0 });
+    const big = new Uint8Array(enc.data.byteLength + 3);
+    big.set(enc.data, 3);
+    const dec = decodeAudioFrame(big.subarray(3), (n) => enc.headers[n]);
+    expect(Array.from(dec.samples)).toEqual(Array.from(samples));
+  });
+
+  it('rejects malformed frames', () => {
+    const ok = { [AUDIO_HEADERS.rate]: '16000', [AUDIO_HEADERS.seq]: '1', [AUDIO_HEADERS.ts]: '0' };
+    const h = (over: Record<string, string | undefined>) => (n: string) => ({ ...ok, ...over })[n];
+    expect(() => decodeAudioFrame(new Uint8Array(3), h({}))).toThrow(AudioFrameError);
+    expect(() => decodeAudioFrame(new Uint8Array(0), h({}))).toThrow(/empty/);
+    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.rate]: '44100' }))).toThrow(/va-rate/);
+    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.rate]: undefined }))).toThrow(/va-rate/);
+    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.seq]: '-1' }))).toThrow(/va-seq/);
+    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.turn]: 'a.b' }))).toThrow(/va-turn/);
+    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.source]: 'slow' }))).toThrow(/va-source/);
+    // 300 ms at 16 kHz: larger than any frame the pipeline should carry.
+    expect(() => decodeAudioFrame(new Uint8Array(9600), h({}))).toThrow(/exceeds/);
+  });
+});

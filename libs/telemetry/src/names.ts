@@ -1,0 +1,55 @@
+/**
+ * Every span, attribute and metric name of the product, in one place (DESIGN.md §4). Dashboards and tests
+ * import these; nobody spells a telemetry name inline.
+ */
+export const SPAN = {
+  /** Root of a turn's trace, opened by the gateway at the user's speech start. */
+  turn: 'turn',
+  sttTranscribe: 'stt.transcribe',
+  turnDetect: 'turn.detect',
+  fastGenerate: 'fast.generate',
+  deepGenerate: 'deep.generate',
+  ttsSynthesize: 'tts.synthesize',
+  gatewayPlayout: 'gateway.playout',
+  contextGet: 'context.get',
+} as const;
+export type SpanName = (typeof SPAN)[keyof typeof SPAN];
+
+export const ATTR = {
+  sessionId: 'va.session_id',
+  turnId: 'va.turn_id',
+  stage: 'va.stage',
+  provider: 'va.provider',
+  ttftMs: 'va.ttft_ms',
+  ttfbMs: 'va.ttfb_ms',
+  eouDelayMs: 'va.eou_delay_ms',
+  interrupted: 'va.interrupted',
+  /** On the root span: first agent audio frame out − user speech end. */
+  e2eMs: 'va.e2e_ms',
+  /** Only when VA_TRACE_TEXT=1: transcripts are personal data. */
+  text: 'va.text',
+  subject: 'messaging.destination.name',
+  errorCode: 'va.error_code',
+} as const;
+
+export const METRIC = {
+  /** Messages dropped because they failed their schema (attributes: stage, channel). */
+  messagesRejected: 'va.messages.rejected',
+  messagesPublished: 'va.messages.published',
+  messagesReceived: 'va.messages.received',
+  sessionsOwned: 'va.sessions.owned',
+  sessionsClaimed: 'va.sessions.claimed',
+  sessionsReclaimed: 'va.sessions.reclaimed',
+  turnsCancelled: 'va.turns.cancelled',
+  ttft: 'va.ttft',
+  ttfb: 'va.ttfb',
+  eouDelay: 'va.eou_delay',
+  e2e: 'va.e2e',
+} as const;
+
+/** Resource attribute names (OpenTelemetry semantic conventions, spelled here so no module depends on semconv). */
+export const RESOURCE = {
+  serviceName: 'service.name',
+  serviceInstanceId: 'service.instance.id',
+  serviceVersion: 'service.version',
+} as const;

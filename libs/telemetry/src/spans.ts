@@ -1,0 +1,57 @@
+import {
+  context as otelContext,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type TimeInput,
+} from '@opentelemetry/api';
+import { ATTR, type SpanName } from './names.js';
+import { tracer } from './setup.js';
+
+export interface StageSpanOptions {
+  /** The context carried by the message that started this work (see bus: extract from NATS headers). */
+  parent?: Context;
+  sessionId?: string;
+  turnId?: string;
+  stage?: string;
+  attributes?: Attributes;
+  startTime?: TimeInput;
+}
+
+/** Starts a stage span as a child of the message's context. The caller ends it. */
+export function startStageSpan(name: SpanName, opts: StageSpanOptions = {}): Span {
+  const attributes: Attributes = { ...opts.attributes };
+  if (opts.sessionId !== undefined) attributes[ATTR.sessionId] = opts.sessionId;
+  if (opts.turnId !== undefined) attributes[ATTR.turnId] = opts.turnId;
+  if (opts.stage !== undefined) attributes[ATTR.stage] = opts.stage;
+  return tracer().startSpan(name, { attributes, startTime: opts.startTime }, opts.parent ?? otelContext.active());
+}
+
+/** Runs `fn` inside a stage span: the span is active within, records a thrown error, and always ends. */
+export async function withStageSpan<T>(
+  name: SpanName,
+  opts: StageSpanOptions,
+  fn: (span: Span) => Promise<T> | T,
+): Promise<T> {
+  const span = startStageSpan(name, opts);
+  try {
+    return await otelContext.with(trace.setSpan(opts.parent ?? otelContext.active(), span), () => fn(span));
+  } catch (err) {
+    recordError(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}
+
+export function recordError(span: Span, err: unknown): void {
+  span.recordException(err instanceof Error ? err : new Error(String(err)));
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+}
+
+/** The context a child of `span` should carry (to inject into an outgoing message). */
+export function contextOf(span: Span, base: Context = otelContext.active()): Context {
+  return trace.setSpan(base, span);
+}
