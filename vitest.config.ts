@@ -9,5 +9,7 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: true,
     maxWorkers: 2,
+    // In-process services log at warn; children that tests read logs from set LOG_LEVEL themselves.
+    env: { LOG_LEVEL: 'warn' },
   },
 });

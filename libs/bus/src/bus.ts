@@ -360,7 +360,10 @@ export class Bus {
     return kv;
   }
 
-  /** Finishes in-flight handlers, flushes what was published, and closes. */
+  /**
+   * Finishes in-flight handlers, flushes what was published, and closes. Waits for every handler to return,
+   * so a handler must not await it (schedule it instead).
+   */
   async drain(): Promise<void> {
     if (this.nc.isClosed()) return;
     if (!this.nc.isDraining()) await this.nc.drain();

@@ -1,0 +1,179 @@
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { Bus, BusRequestError, extractTrace, injectTrace } from '@va/bus';
+import { channels, encodeAudioFrame, ErrorEvent, requests, sessionId, subjects, type AudioFrame } from '@va/protocol';
+import { SPAN, trace } from '@va/telemetry';
+import { spawnNode, startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle } from '@va/testkit';
+
+const peer = fileURLToPath(new URL('./fixtures/peer.ts', import.meta.url));
+const sid = sessionId('s-1');
+const enc = new TextEncoder();
+
+let nats: NatsServerHandle;
+let a: Bus;
+let b: Bus;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  a = await Bus.connect({ stage: 'bus-a', servers: nats.url });
+  b = await Bus.connect({ stage: 'bus-b', servers: nats.url });
+});
+
+afterAll(async () => {
+  await a?.drain();
+  await b?.drain();
+  await nats?.stop();
+});
+
+/** Collects error events published for a session. */
+function collectErrors(bus: Bus, subject: string): ErrorEvent[] {
+  const seen: ErrorEvent[] = [];
+  bus.subscribeRaw(subject, (m) => void seen.push(ErrorEvent.parse(m.json())));
+  return seen;
+}
+
+describe('typed messages across OS processes', () => {
+  it('delivers valid messages with the schema applied and never hands a malformed one to the handler', async () => {
+    const child = spawnNode(peer, { args: ['subscribe', nats.url, 's-1'], name: 'subscriber' });
+    try {
+      await child.waitForJson((m) => m.event === 'ready');
+      const errors = collectErrors(a, subjects.error(sid));
+      await a.nc.flush();
+
+      a.publish(channels.transcript, sid, { text: 'hello there', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 800 });
+      // Raw producers (another language, a buggy build) bypass the typed API: the receiver must still check.
+      a.nc.publish(subjects.transcript(sid), enc.encode(JSON.stringify({ text: 42, final: 'yes' })));
+      a.nc.publish(subjects.transcript(sid), enc.encode('{not json'));
+      // Defaults are the receiver's schema at work: the raw open message carries an empty config.
+      a.nc.publish(subjects.sessionOpen, enc.encode(JSON.stringify({ sessionId: 's-1', config: {} })));
+
+      const got = await child.waitForJson<{ msg: { text: string } }>((m) => m.event === 'transcript');
+      expect(got.msg).toEqual({ text: 'hello there', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 800 });
+      const open = await child.waitForJson<{ msg: unknown }>((m) => m.event === 'session.open');
+      expect(open.msg).toEqual({ sessionId: 's-1', config: { language: 'en-US', sampleRate: 16000 } });
+
+      const stats = await child.waitForJson<{ rejected: number; received: number }>((m) => m.event === 'stats' && m.rejected === 2);
+      expect(stats.received).toBe(2);
+      expect(child.jsonLines().filter((m) => (m as { event: string }).event === 'transcript')).toHaveLength(1);
+
+      await waitFor(() => errors.length >= 2, { message: 'two error events' });
+      expect(errors.every((e) => e.stage === 'peer' && e.code === 'bad-message' && e.subject === subjects.transcript(sid))).toBe(true);
+      expect(errors.map((e) => e.message).join(' ')).toMatch(/text/);
+      expect(errors.map((e) => e.message).join(' ')).toMatch(/not JSON/);
+    } finally {
+      await child.stop();
+    }
+  });
+
+  it('carries W3C trace context over NATS so a span in process B is the child of one in process A', async () => {
+    const otlp = await startOtlpReceiver();
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint };
+    const consumer = spawnNode(peer, { args: ['traced-consume', nats.url, 's-2'], env, name: 'consumer' });
+    try {
+      await consumer.waitForJson((m) => m.event === 'ready');
+      const producer = spawnNode(peer, { args: ['traced-publish', nats.url, 's-2'], env, name: 'producer' });
+      const published = await producer.waitForJson<{ traceId: string; spanId: string }>((m) => m.event === 'published');
+      expect((await producer.exited).code).toBe(0);
+      expect((await consumer.exited).code).toBe(0);
+      expect(producer.pid).not.toBe(consumer.pid);
+
+      const spans = await otlp.waitForSpans((all) => all.some((s) => s.name === SPAN.turn) && all.some((s) => s.name === SPAN.sttTranscribe));
+      const root = spans.find((s) => s.name === SPAN.turn)!;
+      const child = spans.find((s) => s.name === SPAN.sttTranscribe)!;
+      expect(root.serviceName).toBe('peer-traced-publish');
+      expect(child.serviceName).toBe('peer-traced-consume');
+      expect(root.traceId).toBe(published.traceId);
+      expect(child.traceId).toBe(root.traceId);
+      expect(child.parentSpanId).toBe(root.spanId);
+      expect(child.attributes['va.session_id']).toBe('s-2');
+    } finally {
+      await consumer.stop();
+      await otlp.stop();
+    }
+  });
+});
+
+describe('in-process bus', () => {
+  it('injects and extracts traceparent through NATS headers', () => {
+    const spanContext = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1 };
+    const ctx = trace.setSpanContext(trace.setSpan(extractTrace(undefined), trace.wrapSpanContext(spanContext)), spanContext);
+    const h = injectTrace(natsHeaders(), ctx);
+    expect(h.get('traceparent')).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    expect(trace.getSpanContext(extractTrace(h))).toMatchObject({ traceId: spanContext.traceId, spanId: spanContext.spanId });
+  });
+
+  it('marks data messages with their turn so consumers can drop stale ones unparsed', async () => {
+    const seen: (string | undefined)[] = [];
+    const sub = b.subscribe(channels.replyDeep, sid, (_m, meta) => void seen.push(meta.turnId));
+    await b.nc.flush();
+    a.publish(channels.replyDeep, sid, { turnId: 't-9', seq: 0, delta: 'Hi', done: false });
+    await waitFor(() => seen.length === 1);
+    expect(seen).toEqual(['t-9']);
+    sub.unsubscribe();
+  });
+
+  it('refuses to publish a message that fails its schema', () => {
+    expect(() => a.publish(channels.vad, sid, { kind: 'maybe', atMs: 1 } as never)).toThrow();
+  });
+
+  it('carries audio frames as binary with their headers, and rejects malformed ones', async () => {
+    const frames: AudioFrame[] = [];
+    const errors = collectErrors(a, subjects.error(sid));
+    b.subscribeAudio('in', sid, (f) => void frames.push(f));
+    await b.nc.flush();
+    const rejectedBefore = b.stats.rejected;
+    a.publishAudio('in', sid, { samples: Int16Array.from({ length: 320 }, (_, i) => i), sampleRate: 16000, seq: 3, tsMs: 60 });
+    const good = encodeAudioFrame({ samples: new Int16Array(320), sampleRate: 16000, seq: 4, tsMs: 80 });
+    const wrongRate = natsHeaders();
+    for (const [k, v] of Object.entries({ ...good.headers, 'va-rate': '44100' })) wrongRate.set(k, v);
+    a.nc.publish(subjects.audioIn(sid), good.data, { headers: wrongRate });
+    a.nc.publish(subjects.audioIn(sid), good.data.subarray(0, 5));
+    await waitFor(() => frames.length === 1 && b.stats.rejected === rejectedBefore + 2);
+    expect(frames[0]).toMatchObject({ sampleRate: 16000, seq: 3, tsMs: 60 });
+    expect(Array.from(frames[0]!.samples.subarray(0, 4))).toEqual([0, 1, 2, 3]);
+    await waitFor(() => errors.length === 2);
+    expect(errors.every((e) => e.code === 'bad-audio')).toBe(true);
+  });
+
+  it('validates request and reply, and answers a bad request with an error instead of a timeout', async () => {
+    const srv = b.serve(requests.ctxGet, (req) => ({ messages: [{ role: 'user', content: `max ${req.maxTokens}` }], summary: null }));
+    await b.nc.flush();
+    await expect(a.request(requests.ctxGet, { sessionId: sid, maxTokens: 10 })).resolves.toEqual({
+      messages: [{ role: 'user', content: 'max 10' }],
+      summary: null,
+    });
+    const raw = await a.nc.request(subjects.ctxGet, enc.encode(JSON.stringify({ sessionId: 's-1', maxTokens: -3 })), { timeout: 2000 });
+    expect(raw.headers?.get('va-error')).toBe('1');
+    expect(ErrorEvent.parse(raw.json()).code).toBe('bad-message');
+    srv.unsubscribe();
+
+    const broken = b.serve(requests.ctxGet, () => ({ messages: 'nope' }) as never);
+    await b.nc.flush();
+    await expect(a.request(requests.ctxGet, { sessionId: sid, maxTokens: 10 })).rejects.toBeInstanceOf(BusRequestError);
+    broken.unsubscribe();
+  });
+
+  it('keeps a subscription alive when its handler throws', async () => {
+    let calls = 0;
+    const errors = collectErrors(a, subjects.error(sid));
+    b.subscribe(channels.vad, sid, () => {
+      calls++;
+      if (calls === 1) throw new Error('handler bug');
+    });
+    await b.nc.flush();
+    a.publish(channels.vad, sid, { kind: 'start', atMs: 1 });
+    a.publish(channels.vad, sid, { kind: 'end', atMs: 2 });
+    await waitFor(() => calls === 2 && errors.length === 1);
+    expect(errors[0]).toMatchObject({ code: 'internal', message: 'handler bug' });
+  });
+
+  it('opens KV buckets and supports compare-and-set', async () => {
+    const kv = await a.kv('va_test');
+    const rev = await kv.create('k', 'v1');
+    await expect(kv.create('k', 'v2')).rejects.toThrow();
+    await kv.update('k', 'v3', rev);
+    await expect(kv.update('k', 'v4', rev)).rejects.toThrow();
+    expect((await (await b.kv('va_test')).get('k'))?.string()).toBe('v3');
+  });
+});

@@ -1,0 +1,20 @@
+export { waitFor, freePort, type WaitForOptions } from './wait.js';
+export { startNatsServer, findNatsServerBinary, type NatsServerOptions, type NatsServerHandle } from './nats-server.js';
+export {
+  startOtlpReceiver,
+  flattenTraces,
+  flattenMetrics,
+  decodeAnyValue,
+  decodeAttributes,
+  type AttrValue,
+  type ReceivedSpan,
+  type ReceivedMetric,
+  type OtlpReceiver,
+} from './otlp-receiver.js';
+export {
+  spawnNode,
+  type SpawnNodeOptions,
+  type ChildHandle,
+  type ChildExit,
+  type JsonLinePredicate,
+} from './spawn-node.js';

@@ -1,0 +1,186 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { freePort } from './wait.js';
+
+export interface NatsServerOptions {
+  /** Enable JetStream (`-js -sd <storeDir>`). Default true. */
+  jetstream?: boolean;
+  /** The server stops itself after this many seconds, even if the test process dies. Default 1800. */
+  maxLifetimeSec?: number;
+}
+
+export interface NatsServerHandle {
+  /** 'nats://127.0.0.1:PORT' */
+  url: string;
+  port: number;
+  /** PID of the nats-server process itself (killing it simulates a server crash). */
+  pid: number;
+  /** Fresh temporary JetStream store directory, removed by stop(). */
+  storeDir: string;
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+const PORT_ATTEMPTS = 3;
+
+/** Servers not yet stopped, keyed by the pid of their `timeout` wrapper (= their process group id). */
+const running = new Map<number, { storeDir: string }>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // 'exit' handlers must be synchronous: SIGKILL the whole group (wrapper + server) and drop the store.
+  process.on('exit', () => {
+    for (const [groupId, { storeDir }] of running) {
+      killGroup(groupId, 'SIGKILL');
+      rmSync(storeDir, { recursive: true, force: true });
+    }
+    running.clear();
+  });
+}
+
+/** `timeout` puts itself and the server in a new process group led by itself, so -pid reaches both. */
+function killGroup(groupId: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-groupId, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function findExecutable(name: string, extraDirs: string[]): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...extraDirs];
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export function findNatsServerBinary(): string {
+  const found = findExecutable('nats-server', ['/usr/sbin', '/usr/local/bin', '/usr/bin']);
+  if (!found) {
+    throw new Error(
+      'nats-server binary not found on PATH, /usr/sbin, /usr/local/bin or /usr/bin. ' +
+        "Run 'npm test' from the repo root (its bootstrap installs it) or 'apt-get install nats-server'.",
+    );
+  }
+  return found;
+}
+
+class PortInUseError extends Error {}
+
+/** Starts a fresh nats-server on a free loopback port; resolves once it logs "Server is ready". */
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
+  const binary = findNatsServerBinary();
+  installExitHook();
+  // freePort() closes its socket before the server binds, so another process may grab the port: retry.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launch(binary, await freePort(), opts);
+    } catch (err) {
+      if (!(err instanceof PortInUseError) || attempt >= PORT_ATTEMPTS) throw err;
+    }
+  }
+}
+
+async function launch(binary: string, port: number, opts: NatsServerOptions): Promise<NatsServerHandle> {
+  const { jetstream = true, maxLifetimeSec = 1800 } = opts;
+  const storeDir = mkdtempSync(join(tmpdir(), 'va-nats-'));
+  const serverArgs = ['-a', '127.0.0.1', '-p', String(port)];
+  if (jetstream) serverArgs.push('-js', '-sd', storeDir);
+  // coreutils `timeout` bounds the server's life even if this process is SIGKILLed and no hook runs.
+  const wrapper = spawn('timeout', ['--kill-after=5', String(maxLifetimeSec), binary, ...serverArgs], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
+  const cleanUp = () => {
+    if (wrapper.pid !== undefined) running.delete(wrapper.pid);
+    rmSync(storeDir, { recursive: true, force: true });
+  };
+  if (wrapper.pid !== undefined) running.set(wrapper.pid, { storeDir });
+
+  let serverPid: number;
+  try {
+    serverPid = await waitUntilReady(wrapper, port);
+  } catch (err) {
+    if (wrapper.pid !== undefined) killGroup(wrapper.pid, 'SIGKILL');
+    await exited;
+    cleanUp();
+    throw err;
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      const groupId = wrapper.pid!;
+      if (wrapper.exitCode === null && wrapper.signalCode === null) {
+        killGroup(groupId, 'SIGTERM');
+        const timer = setTimeout(() => killGroup(groupId, 'SIGKILL'), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      // The wrapper may have been SIGKILLed alone; make sure nothing of the group survives.
+      killGroup(groupId, 'SIGKILL');
+      cleanUp();
+    })());
+
+  return { url: `nats://127.0.0.1:${port}`, port, pid: serverPid, storeDir, stop };
+}
+
+/** Reads stderr until "Server is ready"; keeps draining it afterwards so the server never blocks on logging. */
+function waitUntilReady(wrapper: ChildProcess, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const tail: string[] = [];
+    let buffered = '';
+    let settled = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    };
+    const describe = (what: string) =>
+      `nats-server on port ${port} ${what}. stderr tail:\n${[...tail, buffered].join('\n').trim()}`;
+    const timer = setTimeout(
+      () => fail(new Error(describe(`not ready within ${READY_TIMEOUT_MS} ms`))),
+      READY_TIMEOUT_MS,
+    );
+
+    wrapper.stderr!.setEncoding('utf8');
+    wrapper.stderr!.on('data', (chunk: string) => {
+      if (settled) return; // drained and dropped once ready
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        tail.push(line);
+        if (tail.length > 40) tail.shift();
+        if (line.includes('Server is ready')) {
+          settled = true;
+          clearTimeout(timer);
+          // Log lines start with "[PID]"; the server is the wrapper's only child.
+          const logged = /^\[(\d+)\]/.exec(tail[0] ?? '')?.[1];
+          resolve(logged ? Number(logged) : wrapper.pid!);
+          return;
+        }
+      }
+    });
+    wrapper.once('error', (err) => fail(new Error(describe(`failed to spawn: ${err.message}`))));
+    // 'close' (not 'exit') so all of stderr has been read when we look for the port error.
+    wrapper.once('close', (code, signal) => {
+      const text = [...tail, buffered].join('\n');
+      const message = describe(`exited before ready (code ${code}, signal ${signal})`);
+      fail(text.includes('address already in use') ? new PortInUseError(message) : new Error(message));
+    });
+  });
+}
