@@ -65,7 +65,9 @@ export interface ReleaseEvent {
 
 /** A unique, subject-safe id for this process. */
 export function newInstanceId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 32);
+  const host = hostname()
+    .replace(/[^A-Za-z0-9_-]/g, '-')
+    .slice(0, 32);
   return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -155,7 +157,9 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     this.service.addEndpoint('sessions', {
       subject: subjects.svcSessions(this.stage, this.instanceId),
       handler: (_err, msg) => {
-        msg.respond(JSON.stringify({ instanceId: this.instanceId, sessions: this.sessionIds, capacity: this.opts.capacity }));
+        msg.respond(
+          JSON.stringify({ instanceId: this.instanceId, sessions: this.sessionIds, capacity: this.opts.capacity }),
+        );
       },
     });
   }
@@ -166,9 +170,13 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   private updateOpenSubscription(): void {
     const wanted = !this.draining && this.actors.size < this.opts.capacity;
     if (wanted && !this.openSub) {
-      this.openSub = this.bus.subscribeGlobal(channels.sessionOpen, async (m, meta) => {
-        await this.onOpen(m.sessionId, m.config, meta.reply);
-      }, { queue: this.stage });
+      this.openSub = this.bus.subscribeGlobal(
+        channels.sessionOpen,
+        async (m, meta) => {
+          await this.onOpen(m.sessionId, m.config, meta.reply);
+        },
+        { queue: this.stage },
+      );
     } else if (!wanted && this.openSub) {
       this.openSub.unsubscribe();
       this.openSub = undefined;

@@ -90,7 +90,10 @@ describe('session actors across processes', () => {
       expect((await victim.exited).signal).toBe('SIGKILL');
       // None twice: each of the victim's sessions was re-claimed by exactly one survivor, exactly once.
       await waitFor(() => [second, third].flatMap(claims).filter((c) => c.reclaimed).length >= victimSessions.length);
-      const reclaims = [second, third].flatMap(claims).filter((c) => c.reclaimed).map((c) => c.sessionId);
+      const reclaims = [second, third]
+        .flatMap(claims)
+        .filter((c) => c.reclaimed)
+        .map((c) => c.sessionId);
       expect(reclaims.sort()).toEqual([...victimSessions].sort());
 
       // A turn in flight on the second host, then SIGTERM: it finishes the turn, hands over, exits 0.
@@ -132,7 +135,9 @@ describe('session actors across processes', () => {
       // The stage registers as a NATS micro service; each instance lists what it owns.
       const listed = await client.nc.request(subjects.svcSessions(stage, smallId), '', { timeout: 2000 });
       expect(listed.json<{ sessions: string[] }>().sessions.length).toBe(placed.filter((o) => o === smallId).length);
-      const info = await client.nc.request(`$SRV.INFO.${stage}.${(await client.nc.request(`$SRV.PING.${stage}`)).json<{ id: string }>().id}`);
+      const info = await client.nc.request(
+        `$SRV.INFO.${stage}.${(await client.nc.request(`$SRV.PING.${stage}`)).json<{ id: string }>().id}`,
+      );
       expect(info.json<{ name: string }>().name).toBe(stage);
 
       // Closing sessions gives the small instance room again and removes their leases.

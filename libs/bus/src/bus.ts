@@ -139,19 +139,36 @@ export class Bus {
   // ---- publish ------------------------------------------------------------------------------------------
 
   /** Publishes on a per-session channel. A message that fails its schema throws here, at the producer. */
-  publish<C extends SessionChannel>(ch: C, sessionId: SessionId, msg: z.input<C['schema']>, opts: PublishOptions = {}): void {
+  publish<C extends SessionChannel>(
+    ch: C,
+    sessionId: SessionId,
+    msg: z.input<C['schema']>,
+    opts: PublishOptions = {},
+  ): void {
     this.sendJson(ch, ch.subject(sessionId), msg, opts);
   }
 
-  publishGlobal<C extends GlobalChannel>(ch: C, msg: z.input<C['schema']>, opts: PublishOptions & { reply?: string } = {}): void {
+  publishGlobal<C extends GlobalChannel>(
+    ch: C,
+    msg: z.input<C['schema']>,
+    opts: PublishOptions & { reply?: string } = {},
+  ): void {
     this.sendJson(ch, ch.subject, msg, opts);
   }
 
-  private sendJson(ch: JsonChannel | RequestChannel, subject: string, msg: unknown, opts: PublishOptions & { reply?: string }): void {
+  private sendJson(
+    ch: JsonChannel | RequestChannel,
+    subject: string,
+    msg: unknown,
+    opts: PublishOptions & { reply?: string },
+  ): void {
     const body = ch.schema.parse(msg) as Record<string, unknown>;
     const turnId = opts.turnId ?? (typeof body.turnId === 'string' ? body.turnId : undefined);
     const hdrs = this.headersFor(opts, turnId);
-    this.nc.publish(subject, encoder.encode(JSON.stringify(body)), { headers: hdrs, ...(opts.reply ? { reply: opts.reply } : {}) });
+    this.nc.publish(subject, encoder.encode(JSON.stringify(body)), {
+      headers: hdrs,
+      ...(opts.reply ? { reply: opts.reply } : {}),
+    });
     this.countPublished(ch.name);
   }
 
@@ -190,7 +207,11 @@ export class Bus {
     });
   }
 
-  subscribeGlobal<C extends GlobalChannel>(ch: C, handler: Handler<z.output<C['schema']>>, opts: SubscribeOptions = {}): BusSubscription {
+  subscribeGlobal<C extends GlobalChannel>(
+    ch: C,
+    handler: Handler<z.output<C['schema']>>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
     return this.consume(ch.subject, opts, (m) => {
       const body = this.accept(ch, m);
       return body === undefined ? undefined : handler(body.value as z.output<C['schema']>, this.meta(m));
@@ -218,7 +239,11 @@ export class Bus {
   }
 
   /** Raw subscription for tools (recorders, tests): no schema, no error replies. */
-  subscribeRaw(subject: string, handler: (m: Msg) => void | Promise<void>, opts: SubscribeOptions = {}): BusSubscription {
+  subscribeRaw(
+    subject: string,
+    handler: (m: Msg) => void | Promise<void>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
     return this.consume(subject, opts, handler);
   }
 
@@ -318,7 +343,10 @@ export class Bus {
     const raw: unknown = JSON.parse(decoder.decode(m.data));
     if (m.headers?.has(ERROR_HEADER)) {
       const event = channels.errorGlobal.schema.safeParse(raw);
-      throw new BusRequestError(`${ch.name} failed: ${event.success ? event.data.message : 'unreadable error'}`, event.success ? event.data : undefined);
+      throw new BusRequestError(
+        `${ch.name} failed: ${event.success ? event.data.message : 'unreadable error'}`,
+        event.success ? event.data : undefined,
+      );
     }
     const reply = ch.reply.safeParse(raw);
     if (!reply.success) throw new BusRequestError(`${ch.name}: reply failed its schema: ${reply.error.message}`);
@@ -337,11 +365,18 @@ export class Bus {
       const meta = this.meta(m);
       try {
         const reply = ch.reply.parse(await handler(body.value as z.output<C['schema']>, meta));
-        this.nc.publish(m.reply, encoder.encode(JSON.stringify(reply)), { headers: injectTrace(natsHeaders(), meta.context) });
+        this.nc.publish(m.reply, encoder.encode(JSON.stringify(reply)), {
+          headers: injectTrace(natsHeaders(), meta.context),
+        });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.log.error({ err, subject: m.subject }, 'request handler failed');
-        const event: ErrorEvent = { stage: this.stage, code: 'internal', message: message.slice(0, 1000), subject: m.subject };
+        const event: ErrorEvent = {
+          stage: this.stage,
+          code: 'internal',
+          message: message.slice(0, 1000),
+          subject: m.subject,
+        };
         this.nc.publish(m.reply, encoder.encode(JSON.stringify(event)), { headers: errorHeaders() });
       }
     });

@@ -41,7 +41,14 @@ describe('typed messages across OS processes', () => {
       const errors = collectErrors(a, subjects.error(sid));
       await a.nc.flush();
 
-      a.publish(channels.transcript, sid, { text: 'hello there', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 800 });
+      a.publish(channels.transcript, sid, {
+        text: 'hello there',
+        final: true,
+        stable: true,
+        confidence: 0.9,
+        startMs: 0,
+        endMs: 800,
+      });
       // Raw producers (another language, a buggy build) bypass the typed API: the receiver must still check.
       a.nc.publish(subjects.transcript(sid), enc.encode(JSON.stringify({ text: 42, final: 'yes' })));
       a.nc.publish(subjects.transcript(sid), enc.encode('{not json'));
@@ -49,16 +56,27 @@ describe('typed messages across OS processes', () => {
       a.nc.publish(subjects.sessionOpen, enc.encode(JSON.stringify({ sessionId: 's-1', config: {} })));
 
       const got = await child.waitForJson<{ msg: { text: string } }>((m) => m.event === 'transcript');
-      expect(got.msg).toEqual({ text: 'hello there', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 800 });
+      expect(got.msg).toEqual({
+        text: 'hello there',
+        final: true,
+        stable: true,
+        confidence: 0.9,
+        startMs: 0,
+        endMs: 800,
+      });
       const open = await child.waitForJson<{ msg: unknown }>((m) => m.event === 'session.open');
       expect(open.msg).toEqual({ sessionId: 's-1', config: { language: 'en-US', sampleRate: 16000 } });
 
-      const stats = await child.waitForJson<{ rejected: number; received: number }>((m) => m.event === 'stats' && m.rejected === 2);
+      const stats = await child.waitForJson<{ rejected: number; received: number }>(
+        (m) => m.event === 'stats' && m.rejected === 2,
+      );
       expect(stats.received).toBe(2);
       expect(child.jsonLines().filter((m) => (m as { event: string }).event === 'transcript')).toHaveLength(1);
 
       await waitFor(() => errors.length >= 2, { message: 'two error events' });
-      expect(errors.every((e) => e.stage === 'peer' && e.code === 'bad-message' && e.subject === subjects.transcript(sid))).toBe(true);
+      expect(
+        errors.every((e) => e.stage === 'peer' && e.code === 'bad-message' && e.subject === subjects.transcript(sid)),
+      ).toBe(true);
       expect(errors.map((e) => e.message).join(' ')).toMatch(/text/);
       expect(errors.map((e) => e.message).join(' ')).toMatch(/not JSON/);
     } finally {
@@ -78,7 +96,9 @@ describe('typed messages across OS processes', () => {
       expect((await consumer.exited).code).toBe(0);
       expect(producer.pid).not.toBe(consumer.pid);
 
-      const spans = await otlp.waitForSpans((all) => all.some((s) => s.name === SPAN.turn) && all.some((s) => s.name === SPAN.sttTranscribe));
+      const spans = await otlp.waitForSpans(
+        (all) => all.some((s) => s.name === SPAN.turn) && all.some((s) => s.name === SPAN.sttTranscribe),
+      );
       const root = spans.find((s) => s.name === SPAN.turn)!;
       const child = spans.find((s) => s.name === SPAN.sttTranscribe)!;
       expect(root.serviceName).toBe('peer-traced-publish');
@@ -97,10 +117,16 @@ describe('typed messages across OS processes', () => {
 describe('in-process bus', () => {
   it('injects and extracts traceparent through NATS headers', () => {
     const spanContext = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1 };
-    const ctx = trace.setSpanContext(trace.setSpan(extractTrace(undefined), trace.wrapSpanContext(spanContext)), spanContext);
+    const ctx = trace.setSpanContext(
+      trace.setSpan(extractTrace(undefined), trace.wrapSpanContext(spanContext)),
+      spanContext,
+    );
     const h = injectTrace(natsHeaders(), ctx);
     expect(h.get('traceparent')).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
-    expect(trace.getSpanContext(extractTrace(h))).toMatchObject({ traceId: spanContext.traceId, spanId: spanContext.spanId });
+    expect(trace.getSpanContext(extractTrace(h))).toMatchObject({
+      traceId: spanContext.traceId,
+      spanId: spanContext.spanId,
+    });
   });
 
   it('marks data messages with their turn so consumers can drop stale ones unparsed', async () => {
@@ -123,7 +149,12 @@ describe('in-process bus', () => {
     b.subscribeAudio('in', sid, (f) => void frames.push(f));
     await b.nc.flush();
     const rejectedBefore = b.stats.rejected;
-    a.publishAudio('in', sid, { samples: Int16Array.from({ length: 320 }, (_, i) => i), sampleRate: 16000, seq: 3, tsMs: 60 });
+    a.publishAudio('in', sid, {
+      samples: Int16Array.from({ length: 320 }, (_, i) => i),
+      sampleRate: 16000,
+      seq: 3,
+      tsMs: 60,
+    });
     const good = encodeAudioFrame({ samples: new Int16Array(320), sampleRate: 16000, seq: 4, tsMs: 80 });
     const wrongRate = natsHeaders();
     for (const [k, v] of Object.entries({ ...good.headers, 'va-rate': '44100' })) wrongRate.set(k, v);
@@ -137,13 +168,18 @@ describe('in-process bus', () => {
   });
 
   it('validates request and reply, and answers a bad request with an error instead of a timeout', async () => {
-    const srv = b.serve(requests.ctxGet, (req) => ({ messages: [{ role: 'user', content: `max ${req.maxTokens}` }], summary: null }));
+    const srv = b.serve(requests.ctxGet, (req) => ({
+      messages: [{ role: 'user', content: `max ${req.maxTokens}` }],
+      summary: null,
+    }));
     await b.nc.flush();
     await expect(a.request(requests.ctxGet, { sessionId: sid, maxTokens: 10 })).resolves.toEqual({
       messages: [{ role: 'user', content: 'max 10' }],
       summary: null,
     });
-    const raw = await a.nc.request(subjects.ctxGet, enc.encode(JSON.stringify({ sessionId: 's-1', maxTokens: -3 })), { timeout: 2000 });
+    const raw = await a.nc.request(subjects.ctxGet, enc.encode(JSON.stringify({ sessionId: 's-1', maxTokens: -3 })), {
+      timeout: 2000,
+    });
     expect(raw.headers?.get('va-error')).toBe('1');
     expect(ErrorEvent.parse(raw.json()).code).toBe('bad-message');
     srv.unsubscribe();

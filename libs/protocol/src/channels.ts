@@ -61,8 +61,20 @@ function session<S extends z.ZodType>(
 
 /** Every JSON message of the protocol, by name. DESIGN.md §3 is the prose version of this table. */
 export const channels = {
-  sessionOpen: { scope: 'global', name: 'session.open', schema: SessionOpen, subject: subjects.sessionOpen, class: 'control' },
-  sessionClose: { scope: 'global', name: 'session.close', schema: SessionClose, subject: subjects.sessionClose, class: 'control' },
+  sessionOpen: {
+    scope: 'global',
+    name: 'session.open',
+    schema: SessionOpen,
+    subject: subjects.sessionOpen,
+    class: 'control',
+  },
+  sessionClose: {
+    scope: 'global',
+    name: 'session.close',
+    schema: SessionClose,
+    subject: subjects.sessionClose,
+    class: 'control',
+  },
   vad: session('vad', Vad, subjects.vad, 'control'),
   transcript: session('transcript', Transcript, subjects.transcript, 'data'),
   turn: session('turn', Turn, subjects.turn, 'control'),

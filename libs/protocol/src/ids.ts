@@ -16,9 +16,7 @@ export const TurnId = z.string().regex(SUBJECT_TOKEN, 'turn id must be 1-64 char
 export type TurnId = z.infer<typeof TurnId>;
 
 /** A stage name: the service kind that owns one step of the pipeline; also its NATS queue group. */
-export const StageName = z
-  .string()
-  .regex(/^[a-z][a-z0-9-]{0,31}$/, 'stage must be lower-case letters, digits and -');
+export const StageName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'stage must be lower-case letters, digits and -');
 export type StageName = z.infer<typeof StageName>;
 
 /** The seven stages of the product. A replacement service joins the same stage name. */

@@ -18,7 +18,10 @@ const Text = z.string().max(LIMITS.textChars);
 /** What the gateway asks of every stage for one conversation. Unknown keys are refused, not ignored. */
 export const SessionConfig = z
   .object({
-    language: z.string().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/).default('en-US'),
+    language: z
+      .string()
+      .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/)
+      .default('en-US'),
     sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
     persona: z.string().max(LIMITS.personaChars).optional(),
     /** Provider choice per stage kind, e.g. {stt: 'deepgram'}; a service falls back to its own config. */
@@ -31,7 +34,9 @@ export const SessionOpen = z.object({ sessionId: SessionId, config: SessionConfi
 export type SessionOpen = z.infer<typeof SessionOpen>;
 
 /** Reply of each stage instance that claimed a session (sent to the open message's reply inbox). */
-export const SessionOpenAck = z.object({ sessionId: SessionId, stage: StageName, instanceId: z.string().max(128) }).strict();
+export const SessionOpenAck = z
+  .object({ sessionId: SessionId, stage: StageName, instanceId: z.string().max(128) })
+  .strict();
 export type SessionOpenAck = z.infer<typeof SessionOpenAck>;
 
 export const SessionClose = z
@@ -106,7 +111,13 @@ export const CtxGetRequest = z
 export type CtxGetRequest = z.infer<typeof CtxGetRequest>;
 
 export const CtxGetReply = z
-  .object({ messages: z.array(ChatMessage).max(LIMITS.historyMessages), summary: z.string().max(LIMITS.textChars * 4).nullable() })
+  .object({
+    messages: z.array(ChatMessage).max(LIMITS.historyMessages),
+    summary: z
+      .string()
+      .max(LIMITS.textChars * 4)
+      .nullable(),
+  })
   .strict();
 export type CtxGetReply = z.infer<typeof CtxGetReply>;
 

@@ -60,7 +60,10 @@ describe('schemas', () => {
     const samples = [
       [channels.sessionOpen.schema, { sessionId: 's-1', config: { language: 'en-US', sampleRate: 16000 } }],
       [channels.vad.schema, { kind: 'start', atMs: 120 }],
-      [channels.transcript.schema, { text: 'hello', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 500 }],
+      [
+        channels.transcript.schema,
+        { text: 'hello', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 500 },
+      ],
       [channels.turn.schema, { turnId: 't1', kind: 'end', text: 'hello', eouProb: 0.8, speechEndMs: 500 }],
       [channels.replyFast.schema, { turnId: 't1', seq: 0, delta: 'Sure,', done: false }],
       [channels.playout.schema, { turnId: 't1', playedMs: 900, spokenText: 'Sure', done: true, interrupted: true }],
@@ -75,7 +78,10 @@ describe('schemas', () => {
   });
 
   it('applies session config defaults', () => {
-    expect(SessionOpen.parse({ sessionId: 's-1', config: {} }).config).toEqual({ language: 'en-US', sampleRate: 16000 });
+    expect(SessionOpen.parse({ sessionId: 's-1', config: {} }).config).toEqual({
+      language: 'en-US',
+      sampleRate: 16000,
+    });
   });
 
   it('rejects wrong types, unknown keys, out-of-range and oversized values', () => {
@@ -84,12 +90,17 @@ describe('schemas', () => {
     expect(Turn.safeParse({ turnId: 't.1', kind: 'end', text: '', eouProb: 0.5, speechEndMs: 1 }).success).toBe(false);
     expect(Turn.safeParse({ turnId: 't1', kind: 'end', text: '', eouProb: 1.5, speechEndMs: 1 }).success).toBe(false);
     expect(
-      Turn.safeParse({ turnId: 't1', kind: 'end', text: 'x'.repeat(LIMITS.textChars + 1), eouProb: 0.5, speechEndMs: 1 })
-        .success,
+      Turn.safeParse({
+        turnId: 't1',
+        kind: 'end',
+        text: 'x'.repeat(LIMITS.textChars + 1),
+        eouProb: 0.5,
+        speechEndMs: 1,
+      }).success,
     ).toBe(false);
-    expect(Turn.safeParse({ turnId: 't1', kind: 'end', text: '', eouProb: 0.5, speechEndMs: 1, extra: 1 }).success).toBe(
-      false,
-    );
+    expect(
+      Turn.safeParse({ turnId: 't1', kind: 'end', text: '', eouProb: 0.5, speechEndMs: 1, extra: 1 }).success,
+    ).toBe(false);
     expect(
       Transcript.safeParse({ text: 'a', final: true, stable: true, confidence: 1, startMs: 10, endMs: 5 }).success,
     ).toBe(false);
@@ -102,7 +113,15 @@ describe('audio frame codec', () => {
   const samples = Int16Array.from({ length: 320 }, (_, i) => ((i * 97) % 65536) - 32768);
 
   it('round-trips samples and metadata', () => {
-    const enc = encodeAudioFrame({ samples, sampleRate: 16000, seq: 7, tsMs: 140, turnId: 't1', source: 'deep', textOffset: 12 });
+    const enc = encodeAudioFrame({
+      samples,
+      sampleRate: 16000,
+      seq: 7,
+      tsMs: 140,
+      turnId: 't1',
+      source: 'deep',
+      textOffset: 12,
+    });
     expect(enc.data.byteLength).toBe(640);
     expect(enc.headers[AUDIO_HEADERS.rate]).toBe('16000');
     const dec = decodeAudioFrame(enc.data, (n) => enc.headers[n]);

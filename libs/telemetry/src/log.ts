@@ -6,5 +6,9 @@ export type { Logger };
  * JSON lines on stdout, one logger per service, with the stage in every line. Level from LOG_LEVEL (default info).
  */
 export function createLogger(service: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({ name: service, level: process.env.LOG_LEVEL ?? 'info', base: { service, pid: process.pid, ...bindings } });
+  return pino({
+    name: service,
+    level: process.env.LOG_LEVEL ?? 'info',
+    base: { service, pid: process.pid, ...bindings },
+  });
 }
