@@ -8,6 +8,7 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Each entry is present if `bin` is an executable on PATH (or in an sbin dir) or `file` exists.
+/** @type {{ bin?: string, file?: string, pkg: string }[]} */
 export const REQUIRED_APT = [{ bin: 'nats-server', pkg: 'nats-server' }];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

@@ -169,7 +169,7 @@ describe('in-process bus', () => {
 
   it('validates request and reply, and answers a bad request with an error instead of a timeout', async () => {
     const srv = b.serve(requests.ctxGet, (req) => ({
-      messages: [{ role: 'user', content: `max ${req.maxTokens}` }],
+      messages: [{ role: 'user' as const, content: `max ${req.maxTokens}` }],
       summary: null,
     }));
     await b.nc.flush();
