@@ -16,6 +16,7 @@ import type { Bus, BusSubscription } from '@va/bus';
 import { ATTR, counter, METRIC, upDownCounter, type Logger } from '@va/telemetry';
 import { z } from 'zod';
 import { ActorContext, type StopReason } from './context.js';
+import { safeJson } from './json.js';
 
 /** Per-session behaviour of a stage. Everything it needs comes through its context. */
 export interface SessionActor {
@@ -128,6 +129,8 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatMs));
     this.timers.push(setInterval(() => void this.claimOrphans(), Math.max(50, this.opts.heartbeatMs / 2)));
     await this.registerService();
+    // Subscriptions are registered with the server before start() returns: an open sent right after lands.
+    await this.bus.nc.flush();
     this.log.info({ stage: this.stage, capacity: this.opts.capacity }, 'actor host started');
   }
 
@@ -386,14 +389,6 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   private sessionFromKey(key: string): SessionId | undefined {
     const parsed = SessionId.safeParse(key.slice(this.stage.length + 1));
     return parsed.success ? parsed.data : undefined;
-  }
-}
-
-function safeJson(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(data));
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,6 +1,8 @@
 import { createInbox } from '@nats-io/transport-node';
-import { channels, SessionOpenAck, type SessionConfig, type SessionId } from '@va/protocol';
+import { BUCKETS, channels, SessionConfig, SessionOpenAck, type SessionId } from '@va/protocol';
 import type { Bus } from '@va/bus';
+import type { z } from 'zod';
+import { safeJson } from './json.js';
 
 export interface OpenSessionOptions {
   /** Stages whose claim to wait for; resolves early when all have acknowledged. */
@@ -10,13 +12,14 @@ export interface OpenSessionOptions {
 
 /**
  * Opens a session on every stage (one instance per stage claims it) and collects the claims.
- * Resolves with the acknowledgements that arrived; a stage missing from them had no instance with room in time
- * (its lease is parked and will be claimed when one has).
+ * Resolves with the acknowledgements that arrived. For a stage that did not answer in time (every instance
+ * full, or none running yet) an ownerless lease is parked in KV: the first instance of that stage with room
+ * claims it, so the session is not lost.
  */
 export async function openSession(
   bus: Bus,
   sessionId: SessionId,
-  config: Partial<SessionConfig>,
+  config: z.input<typeof SessionConfig>,
   opts: OpenSessionOptions,
 ): Promise<SessionOpenAck[]> {
   const inbox = createInbox();
@@ -25,7 +28,9 @@ export async function openSession(
   const timer = setTimeout(() => sub.unsubscribe(), opts.timeoutMs ?? 5000);
   const collected = (async () => {
     for await (const m of sub) {
-      const ack = SessionOpenAck.safeParse(m.json());
+      // Status messages (e.g. 503 no responders) have no body: the stages may simply not be subscribed yet.
+      if (m.data.length === 0) continue;
+      const ack = SessionOpenAck.safeParse(safeJson(m.data));
       if (!ack.success || ack.data.sessionId !== sessionId) continue;
       acks.set(ack.data.stage, ack.data);
       if (opts.stages.every((s) => acks.has(s))) break;
@@ -35,6 +40,13 @@ export async function openSession(
   await collected;
   clearTimeout(timer);
   sub.unsubscribe();
+  const missing = opts.stages.filter((s) => !acks.has(s));
+  if (missing.length > 0) {
+    const leases = await bus.kv(BUCKETS.leases);
+    const parked = JSON.stringify({ owner: null, config: SessionConfig.parse(config) });
+    // create() fails when the key exists: a stage that claimed late keeps its claim.
+    await Promise.all(missing.map((stage) => leases.create(`${stage}.${sessionId}`, parked).catch(() => undefined)));
+  }
   return [...acks.values()];
 }
 

@@ -153,6 +153,30 @@ describe('session actors across processes', () => {
   });
 });
 
+describe('parked sessions', () => {
+  it('a session opened while no instance of a stage has room is claimed when one comes up', async () => {
+    const stage = 'probe-late';
+    const sid = sessionId('late-1');
+    expect(await openSession(client, sid, {}, { stages: [stage], timeoutMs: 200 })).toEqual([]);
+    expect((await owners(stage)).get(sid)).toBeNull();
+    const claimed: string[] = [];
+    const host = new ActorHost({
+      stage,
+      bus: await Bus.connect({ stage, servers: nats.url }),
+      createActor: () => ({}),
+    });
+    host.on('claimed', (e) => claimed.push(e.sessionId));
+    await host.start();
+    try {
+      await waitFor(() => claimed.length === 1);
+      expect(claimed).toEqual([sid]);
+      expect((await owners(stage)).get(sid)).toBe(host.instanceId);
+    } finally {
+      await host.drain();
+    }
+  });
+});
+
 describe('turn cancellation', () => {
   it('fires a turn’s AbortSignal on control cancel for that turn only, and drops its stale data', async () => {
     const stage = 'probe-cancel';
