@@ -9,7 +9,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Each entry is present if `bin` is an executable on PATH (or in an sbin dir) or `file` exists.
 /** @type {{ bin?: string, file?: string, pkg: string }[]} */
-export const REQUIRED_APT = [{ bin: 'nats-server', pkg: 'nats-server' }];
+export const REQUIRED_APT = [
+  { bin: 'nats-server', pkg: 'nats-server' },
+  // Offline speech: flite speaks (TTS and the test/demo user's voice), pocketsphinx listens (STT).
+  { bin: 'flite', pkg: 'flite' },
+  { file: '/usr/lib/x86_64-linux-gnu/libpocketsphinx.so.3', pkg: 'libpocketsphinx3' },
+  { file: '/usr/share/pocketsphinx/model/en-us/en-us.lm.bin', pkg: 'pocketsphinx-en-us' },
+];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const NPMRC_LINE = 'onnxruntime-node-install=skip';

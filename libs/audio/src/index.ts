@@ -1,0 +1,3 @@
+export * from './pcm.js';
+export * from './wav.js';
+export * from './resample.js';
