@@ -1,2 +1,6 @@
 export * from './types.js';
 export * from './registry.js';
+export * from './stt/index.js';
+export * from './llm/index.js';
+export * from './tts/index.js';
+export * from './vad/index.js';
