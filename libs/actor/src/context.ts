@@ -1,5 +1,5 @@
 import type { KV } from '@nats-io/kv';
-import type { AudioFrame, SessionChannel, SessionConfig, SessionId } from '@va/protocol';
+import { channels, type AudioFrame, type SessionChannel, type SessionConfig, type SessionId } from '@va/protocol';
 import type { AudioDirection, Bus, BusSubscription, Handler, PublishOptions } from '@va/bus';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
@@ -61,6 +61,11 @@ export class ActorContext {
   /** Forgets a finished turn's controller (its cancellation, if any, is still remembered). */
   endTurn(turnId: string): void {
     this.turns.delete(turnId);
+  }
+
+  /** Cancels turns on this session's `control cancel` messages (the host does this for every actor). */
+  followControl(): void {
+    this.subscribe(channels.control, (m) => this.cancelTurn(m.turnId, m.reason));
   }
 
   /** @internal the host calls this on `control cancel`. */
@@ -129,8 +134,7 @@ export class ActorContext {
   };
 
   private stateKey(name: string): string {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid state name: ${name}`);
-    return `${this.stage}.${this.sessionId}.${name}`;
+    return stateKey(this.stage, this.sessionId, name);
   }
 
   /** @internal resolves when tracked work is done, or after `timeoutMs`. */
@@ -149,6 +153,12 @@ export class ActorContext {
     this.session.abort(new Error(`session ${reason}`));
     for (const s of this.subs.splice(0)) s.unsubscribe();
   }
+}
+
+/** Where an actor's named state lives in the state bucket; readers on other instances use the same key. */
+export function stateKey(stage: string, sessionId: SessionId, name: string): string {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid state name: ${name}`);
+  return `${stage}.${sessionId}.${name}`;
 }
 
 function evictOldest<K>(coll: Set<K> | Map<K, unknown>, max: number): void {

@@ -287,7 +287,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     const entry: { ctx: ActorContext; actor: SessionActor | undefined } = { ctx, actor: undefined };
     this.actors.set(sessionId, entry);
     this.updateOpenSubscription();
-    ctx.subscribe(channels.control, (m) => ctx.cancelTurn(m.turnId, m.reason));
+    ctx.followControl();
     try {
       entry.actor = await this.opts.createActor(ctx);
     } catch (err) {

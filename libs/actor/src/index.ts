@@ -2,3 +2,4 @@ export * from './context.js';
 export * from './host.js';
 export * from './session.js';
 export * from './service.js';
+export * from './queue.js';

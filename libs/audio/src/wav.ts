@@ -11,5 +11,16 @@ export function readWav(bytes: Uint8Array): Pcm {
 
 /** Writes mono PCM16 as a 16-bit WAV. */
 export function writeWav(pcm: Pcm): Uint8Array {
-  return encodeWaveFromFloat32Channels([int16ToFloat32(pcm.samples)], pcm.sampleRate, 16);
+  return writeWavChannels([pcm.samples], pcm.sampleRate);
+}
+
+/** Writes several PCM16 tracks as one multi-channel WAV (shorter tracks are padded with silence). */
+export function writeWavChannels(tracks: readonly Int16Array[], sampleRate: number): Uint8Array {
+  const length = Math.max(0, ...tracks.map((t) => t.length));
+  const channels = tracks.map((t) => {
+    const padded = new Int16Array(length);
+    padded.set(t);
+    return int16ToFloat32(padded);
+  });
+  return encodeWaveFromFloat32Channels(channels, sampleRate, 16);
 }

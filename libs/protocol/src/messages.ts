@@ -95,6 +95,22 @@ export const Playout = z
   .strict();
 export type Playout = z.infer<typeof Playout>;
 
+/**
+ * TTS → gateway: every audio frame of one source of a turn has been sent. Carries the text that audio speaks,
+ * so the gateway can cut it at the last frame played (`va-text-offset`) to tell what was really heard.
+ */
+export const SpeechDone = z
+  .object({
+    turnId: TurnId,
+    source: z.enum(['fast', 'deep']),
+    text: z.string().max(LIMITS.textChars * 4),
+    frames: z.number().int().nonnegative(),
+    /** The opener was dropped because the answer's audio was ready first (DESIGN §5). */
+    skipped: z.boolean(),
+  })
+  .strict();
+export type SpeechDone = z.infer<typeof SpeechDone>;
+
 export const Control = z
   .object({ kind: z.literal('cancel'), turnId: TurnId, reason: z.string().max(LIMITS.reasonChars) })
   .strict();
@@ -106,7 +122,12 @@ export const ChatMessage = z
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
 export const CtxGetRequest = z
-  .object({ sessionId: SessionId, maxTokens: z.number().int().positive().max(1_000_000) })
+  .object({
+    sessionId: SessionId,
+    maxTokens: z.number().int().positive().max(1_000_000),
+    /** History as it was before this turn: the responders add the turn's own text themselves. */
+    beforeTurnId: TurnId.optional(),
+  })
   .strict();
 export type CtxGetRequest = z.infer<typeof CtxGetRequest>;
 

@@ -24,6 +24,7 @@ export const subjects = {
   replyFast: (sid: SessionId) => sess(sid, 'reply.fast'),
   replyDeep: (sid: SessionId) => sess(sid, 'reply.deep'),
   audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
+  speech: (sid: SessionId) => sess(sid, 'speech'),
   playout: (sid: SessionId) => sess(sid, 'playout'),
   control: (sid: SessionId) => sess(sid, 'control'),
   error: (sid: SessionId) => sess(sid, 'error'),

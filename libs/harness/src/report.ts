@@ -1,0 +1,113 @@
+import type { ReceivedSpan } from '@va/testkit';
+
+/** The gateway's session summary (`out/<session>.session.json`). */
+export interface SessionSummary {
+  sessionId: string;
+  sampleRate: number;
+  durationMs: number;
+  utterances: { say: string; startMs: number; endMs: number }[];
+  turns: {
+    turnId: string;
+    traceId: string;
+    userText: string;
+    speechStartMs: number;
+    speechEndMs: number;
+    firstAudioMs: number | null;
+    e2eMs: number | null;
+    spokenText: string;
+    interrupted: boolean;
+  }[];
+  segments: { turnId: string; source: 'fast' | 'deep'; startMs: number; endMs: number }[];
+  agentWav: string;
+  mixWav: string;
+}
+
+export interface ReportSpan {
+  name: string;
+  service: string;
+  /** Relative to the turn's root span start. */
+  startMs: number;
+  durationMs: number;
+}
+
+export interface ReportTurn {
+  turnId: string;
+  /** What the scripted user said in this turn (utterances the turn's speech covers). */
+  userText: string;
+  transcript: string;
+  opener: string;
+  answer: string;
+  spokenText: string;
+  interrupted: boolean;
+  traceId: string;
+  /** First agent audio − user speech end (the voice-to-voice latency). */
+  e2eMs: number | null;
+  /** Where the first agent audio sits in the recording (session clock). */
+  firstAudioMs: number | null;
+  /** Silence between the opener's end and the answer's start (null when either is missing). */
+  gapMs: number | null;
+  spans: ReportSpan[];
+}
+
+export interface ConversationReport {
+  sessionId: string;
+  agentWav: string;
+  mixWav: string;
+  turns: ReportTurn[];
+}
+
+export interface SaidByStages {
+  transcripts: Map<string, string>;
+  openers: Map<string, string>;
+  answers: Map<string, string>;
+}
+
+/** Scripted utterances a turn's speech overlaps, as the user's words for that turn. */
+function userTextOf(summary: SessionSummary, start: number, end: number): string {
+  return summary.utterances
+    .filter((u) => u.endMs > start - 300 && u.startMs < end + 300)
+    .map((u) => u.say)
+    .join(' ');
+}
+
+export function buildReport(summary: SessionSummary, spans: readonly ReceivedSpan[], said: SaidByStages): ConversationReport {
+  const turns = summary.turns.map((t): ReportTurn => {
+    const mine = spans.filter((s) => s.traceId === t.traceId);
+    const root = mine.find((s) => s.parentSpanId === undefined) ?? mine[0];
+    const origin = root?.startMs ?? 0;
+    const segs = summary.segments.filter((s) => s.turnId === t.turnId);
+    const fast = segs.filter((s) => s.source === 'fast');
+    const deep = segs.filter((s) => s.source === 'deep');
+    const gapMs = fast.length > 0 && deep.length > 0 ? deep[0]!.startMs - fast[fast.length - 1]!.endMs : null;
+    return {
+      turnId: t.turnId,
+      userText: userTextOf(summary, t.speechStartMs, t.speechEndMs),
+      transcript: said.transcripts.get(t.turnId) ?? t.userText,
+      opener: (said.openers.get(t.turnId) ?? '').trim(),
+      answer: (said.answers.get(t.turnId) ?? '').trim(),
+      spokenText: t.spokenText,
+      interrupted: t.interrupted,
+      traceId: t.traceId,
+      e2eMs: t.e2eMs,
+      firstAudioMs: t.firstAudioMs,
+      gapMs,
+      spans: mine
+        .map((s) => ({ name: s.name, service: s.serviceName, startMs: Math.round(s.startMs - origin), durationMs: Math.round(s.durationMs) }))
+        .sort((a, b) => a.startMs - b.startMs || a.name.localeCompare(b.name)),
+    };
+  });
+  return { sessionId: summary.sessionId, agentWav: summary.agentWav, mixWav: summary.mixWav, turns };
+}
+
+/** A text waterfall of one turn's spans: one bar per span on a shared time axis. */
+export function waterfall(turn: ReportTurn, width = 48): string {
+  const end = Math.max(1, ...turn.spans.map((s) => s.startMs + s.durationMs));
+  const scale = width / end;
+  const lines = turn.spans.map((s) => {
+    const from = Math.max(0, Math.floor(s.startMs * scale));
+    const len = Math.max(1, Math.round(s.durationMs * scale));
+    const bar = ' '.repeat(from) + '█'.repeat(Math.min(len, width - from));
+    return `  ${s.name.padEnd(16)} ${s.service.padEnd(16)} |${bar.padEnd(width)}| ${String(s.startMs).padStart(6)} +${String(s.durationMs).padStart(5)} ms`;
+  });
+  return lines.join('\n');
+}

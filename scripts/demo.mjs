@@ -1,0 +1,71 @@
+// npm run demo: one scripted voice conversation through the seven services, on this machine, offline.
+// Options: --script FILE, --report FILE, --llm-ttft-ms N, --llm-tps N, --out DIR
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { runConversation, waterfall } from '@va/harness';
+
+const BUILT_IN_SCRIPT = {
+  turns: [
+    { say: 'Hello, can you help me plan a trip to the mountains next week?', pauseMs: 800 },
+    { say: 'I would like to go hiking with my two children.', pauseMs: 800 },
+    { say: 'What should we pack for cold weather?', pauseMs: 800 },
+  ],
+};
+
+const { values } = parseArgs({
+  options: {
+    script: { type: 'string' },
+    report: { type: 'string' },
+    'llm-ttft-ms': { type: 'string' },
+    'llm-tps': { type: 'string' },
+    out: { type: 'string', default: 'out' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--out DIR]');
+  process.exit(0);
+}
+const number = (name) => {
+  if (values[name] === undefined) return undefined;
+  const n = Number(values[name]);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
+  return n;
+};
+
+const script = values.script ? JSON.parse(await readFile(values.script, 'utf8')) : BUILT_IN_SCRIPT;
+const passthrough = Object.fromEntries(
+  Object.entries(process.env).filter(([k, v]) => v !== undefined && /^(FAST_|DEEP_)?LLM_|_PROVIDER$/.test(k)),
+);
+console.log('voice-agent demo: seven services, each its own process, on nats-server; offline providers.');
+if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL) {
+  console.log('LLM: a local rule-based OpenAI-compatible server (no model weights here). Real answers need a real');
+  console.log('     LLM: set LLM_BASE_URL / LLM_API_KEY / LLM_MODEL (Ollama, llama.cpp, vLLM, Groq, OpenAI…).');
+}
+const started = Date.now();
+const { report, exits } = await runConversation({
+  script,
+  outDir: values.out,
+  llmTtftMs: number('llm-ttft-ms'),
+  llmTokensPerSecond: number('llm-tps'),
+  env: passthrough,
+  onProgress: (line) => console.log(`  · ${line}`),
+});
+
+for (const [i, t] of report.turns.entries()) {
+  console.log(`\nturn ${i + 1} (${t.turnId})${t.interrupted ? ' — interrupted' : ''}`);
+  console.log(`  user said   : ${t.userText}`);
+  console.log(`  transcript  : ${t.transcript}`);
+  console.log(`  opener      : ${t.opener}`);
+  console.log(`  answer      : ${t.answer}`);
+  console.log(`  voice-to-voice ${t.e2eMs ?? '–'} ms · opener→answer gap ${t.gapMs ?? '–'} ms · trace ${t.traceId}`);
+  console.log(waterfall(t));
+}
+console.log(`\nagent audio: ${report.agentWav}\nconversation (user left, agent right): ${report.mixWav}`);
+const unclean = Object.entries(exits).filter(([, e]) => e.code !== 0);
+if (unclean.length > 0) console.log(`services that did not stop cleanly: ${JSON.stringify(unclean)}`);
+if (values.report) {
+  await writeFile(values.report, JSON.stringify(report, null, 2));
+  console.log(`report: ${values.report}`);
+}
+console.log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);

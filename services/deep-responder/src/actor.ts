@@ -1,0 +1,15 @@
+import type { LLM } from '@va/providers';
+import { ANSWER_PROMPT, createResponderActor, type ResponderOptions } from '@va/responder';
+
+export const STAGE = 'deep-responder';
+
+/** The real answer: the full history budget, told an opener is already playing. */
+export const DEEP_DEFAULTS = {
+  historyTokens: 3000,
+  historyTimeoutMs: 400,
+  llmOptions: { temperature: 0.7, maxTokens: 300 },
+} satisfies Partial<ResponderOptions>;
+
+export function deepResponder(llm: LLM) {
+  return createResponderActor({ stage: STAGE, source: 'deep', llm, systemPrompt: ANSWER_PROMPT, ...DEEP_DEFAULTS });
+}

@@ -1,0 +1,81 @@
+import { AsyncQueue, type ActorContext, type SessionActor } from '@va/actor';
+import { channels, LIMITS } from '@va/protocol';
+import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
+import { ATTR, context, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
+
+export const STAGE = 'stt';
+/** After a provider failure, wait this long before listening again (the session keeps going). */
+const RESTART_DELAY_MS = 500;
+
+/**
+ * One session's recogniser: audio.in frames stream into the provider, transcripts stream out. A frame at the
+ * wrong rate is refused with an error event; a provider failure is reported and the stream restarts.
+ */
+export function sttActor(makeStt: () => Promise<STT>) {
+  return async (ctx: ActorContext): Promise<SessionActor> => {
+    const stt = await makeStt();
+    let frames = new AsyncQueue<AudioChunk>();
+    // The trace context of the newest frame: the gateway stamps frames with the open turn's root span.
+    let turnContext: Context = context.active();
+    // Audio clock → wall clock, from the newest frame (frames arrive in real time).
+    let lastFrame = { tsMs: 0, wallMs: Date.now() };
+    const wallOf = (tsMs: number) => lastFrame.wallMs - (lastFrame.tsMs - tsMs);
+
+    ctx.subscribeAudio('in', (frame, meta) => {
+      if (frame.sampleRate !== ctx.config.sampleRate) {
+        ctx.bus.publishError(
+          meta.subject,
+          'bad-audio',
+          `stt: frame at ${frame.sampleRate} Hz, session is ${ctx.config.sampleRate} Hz`,
+        );
+        return;
+      }
+      turnContext = meta.context;
+      lastFrame = { tsMs: frame.tsMs + (frame.samples.length * 1000) / frame.sampleRate, wallMs: Date.now() };
+      frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
+    });
+
+    const publish = (ev: TranscriptEvent) => {
+      const text = ev.text.slice(0, LIMITS.textChars);
+      ctx.publish(
+        channels.transcript,
+        { ...ev, text, endMs: Math.max(ev.endMs, ev.startMs) },
+        { context: turnContext },
+      );
+      if (!ev.final || text.trim() === '') return;
+      // One span per utterance, from its first word on the audio clock to the final transcript.
+      const span = startStageSpan(SPAN.sttTranscribe, {
+        parent: turnContext,
+        sessionId: ctx.sessionId,
+        stage: STAGE,
+        startTime: new Date(Math.min(wallOf(ev.startMs), Date.now())),
+        attributes: { [ATTR.provider]: stt.provider, 'va.final_delay_ms': Math.round(Date.now() - wallOf(ev.endMs)) },
+      });
+      if (traceText()) span.setAttribute(ATTR.text, text);
+      span.end();
+    };
+
+    const listen = async () => {
+      while (!ctx.signal.aborted) {
+        try {
+          for await (const ev of stt.transcribe(frames, ctx.signal)) publish(ev);
+          if (!ctx.signal.aborted) frames = new AsyncQueue<AudioChunk>();
+        } catch (err) {
+          if (ctx.signal.aborted) return;
+          ctx.log.error({ err }, 'stt provider failed; restarting');
+          ctx.bus.publishError(channels.transcript.subject(ctx.sessionId), 'provider-failed', `${stt.provider}: ${String(err)}`);
+          frames = new AsyncQueue<AudioChunk>();
+          await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
+        }
+      }
+    };
+    const listening = listen();
+
+    return {
+      stop: async () => {
+        frames.end();
+        await listening;
+      },
+    };
+  };
+}
