@@ -19,20 +19,14 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export interface ScriptTurn {
   say: string;
-  pauseMs: number;
+  pauseMs?: number;
+  waitForAgent?: boolean;
 }
 
-export interface PipelineOptions {
+export interface PipelineOptions extends StartPipelineOptions {
   script: { turns: ScriptTurn[] };
   outDir: string;
-  /** Local LLM server pace (ignored when LLM_BASE_URL is set in `env`). */
-  llmTtftMs?: number;
-  llmTokensPerSecond?: number;
-  /** Extra environment for every service (e.g. provider choices, a real LLM). */
-  env?: Record<string, string>;
   sessionId?: string;
-  /** Called with progress lines (service started, session opened…). */
-  onProgress?: (line: string) => void;
 }
 
 export interface RunningStage {
@@ -54,55 +48,111 @@ function serviceEntry(stage: string): string {
   return join(ROOT, 'services', stage, 'dist', 'main.js');
 }
 
-/**
- * Runs one scripted conversation through the seven services, each its own OS process, on this machine:
- * nats-server, an OTLP receiver, the local LLM server (unless a real one is configured), the six stage
- * services, then the media gateway playing the script as the microphone. Collects what each stage said and
- * every span, stops everything, and returns the report.
- */
-export async function runConversation(opts: PipelineOptions): Promise<ConversationResult> {
-  const progress = opts.onProgress ?? (() => undefined);
-  const outDir = resolve(opts.outDir);
-  await mkdir(outDir, { recursive: true });
-  const sid = parseSessionId(opts.sessionId ?? `demo-${Date.now().toString(36)}`);
+export interface StartPipelineOptions {
+  llmTtftMs?: number;
+  llmTokensPerSecond?: number;
+  /** Extra environment for every service (provider choices, a real LLM…). */
+  env?: Record<string, string>;
+  onProgress?: (line: string) => void;
+}
 
+/** Everything but the gateway, running: the bus, a span collector, the LLM server and six stage processes. */
+export interface Pipeline {
+  nats: NatsServerHandle;
+  otlp: OtlpReceiver;
+  llm: LocalLlmServer | undefined;
+  stages: RunningStage[];
+  /** The environment the services were started with (for starting more, e.g. the gateway). */
+  env: Record<string, string>;
+  /** SIGTERM every stage; resolves with how each exited. */
+  stopStages(): Promise<Record<string, { code: number | null; signal: string | null }>>;
+  stop(): Promise<void>;
+}
+
+/** Starts nats-server, an OTLP receiver, the local LLM server (unless one is configured) and six stages. */
+export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pipeline> {
+  const progress = opts.onProgress ?? (() => undefined);
   let nats: NatsServerHandle | undefined;
   let otlp: OtlpReceiver | undefined;
   let llm: LocalLlmServer | undefined;
-  let observer: Bus | undefined;
   const stages: RunningStage[] = [];
+  const stop = async () => {
+    await Promise.all(stages.map((s) => s.child.stop(5000).catch(() => undefined)));
+    await llm?.stop();
+    await otlp?.stop();
+    await nats?.stop();
+  };
   try {
     nats = await startNatsServer();
     otlp = await startOtlpReceiver();
     const external = opts.env?.LLM_BASE_URL ?? opts.env?.FAST_LLM_BASE_URL;
     if (!external) {
-      llm = await startLocalLlmServer({ ttftMs: opts.llmTtftMs ?? 150, tokensPerSecond: opts.llmTokensPerSecond ?? 60 });
+      llm = await startLocalLlmServer({
+        ttftMs: opts.llmTtftMs ?? 150,
+        tokensPerSecond: opts.llmTokensPerSecond ?? 60,
+      });
       progress(`local LLM server (rule-based, no model weights) at ${llm.url}`);
     }
     const env: Record<string, string> = {
       NATS_URL: nats.url,
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
       OTEL_BSP_SCHEDULE_DELAY: '200',
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+      // The harness reads the services' info lines (started, session opened): never quieter than info.
+      LOG_LEVEL: 'info',
       ...(llm ? { LLM_BASE_URL: llm.url, LLM_MODEL: LOCAL_MODEL_ID } : {}),
       ...opts.env,
     };
-
-    const others = STAGES.filter((s) => s !== 'media-gateway');
-    for (const stage of others) {
-      stages.push({ stage, pid: 0, child: spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: 900 }) });
+    for (const stage of STAGES.filter((s) => s !== 'media-gateway')) {
+      const child = spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: 900 });
+      stages.push({ stage, pid: child.pid, child });
     }
     await Promise.all(
       stages.map(async (s) => {
         await s.child.waitForJson((l) => l.msg === 'actor host started', 60_000);
-        s.pid = s.child.pid;
         progress(`${s.stage} started (pid ${s.pid})`);
       }),
     );
+    const pipeline: Pipeline = {
+      nats,
+      otlp,
+      llm,
+      stages,
+      env,
+      stopStages: async () => {
+        const exits: Record<string, { code: number | null; signal: string | null }> = {};
+        await Promise.all(stages.map(async (s) => (exits[s.stage] = await s.child.stop(15_000))));
+        return exits;
+      },
+      stop,
+    };
+    return pipeline;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
 
+/**
+ * Runs one scripted conversation through the seven services, each its own OS process, on this machine:
+ * the pipeline of `startPipeline`, then the media gateway playing the script as the microphone. Collects what
+ * each stage said and every span, stops everything (SIGTERM), and returns the report.
+ */
+export async function runConversation(opts: PipelineOptions): Promise<ConversationResult> {
+  const progress = opts.onProgress ?? (() => undefined);
+  const outDir = resolve(opts.outDir);
+  await mkdir(outDir, { recursive: true });
+  const sid = parseSessionId(opts.sessionId ?? `demo-${Date.now().toString(36)}`);
+  const pipeline = await startPipeline(opts);
+  const { stages, env, otlp } = pipeline;
+  let observer: Bus | undefined;
+  try {
     // Watch the session as a bystander: what each stage said, per turn.
-    observer = await Bus.connect({ stage: 'observer', servers: nats.url, logger: undefined });
-    const said = { transcripts: new Map<string, string>(), openers: new Map<string, string>(), answers: new Map<string, string>() };
+    observer = await Bus.connect({ stage: 'observer', servers: pipeline.nats.url });
+    const said = {
+      transcripts: new Map<string, string>(),
+      openers: new Map<string, string>(),
+      answers: new Map<string, string>(),
+    };
     observer.subscribe(channels.turn, sid, (t) => {
       if (t.kind === 'end') said.transcripts.set(t.turnId, t.text);
     });
@@ -119,29 +169,31 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       name: 'media-gateway',
       maxLifetimeSec: 900,
     });
-    stages.push({ stage: 'media-gateway', pid: gateway.pid, child: gateway });
+    const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
     await gateway.waitForJson((l) => l.msg === 'session opened', 60_000);
     progress(`session ${sid} opened on all stages; playing the script in real time`);
     const gatewayExit = await gateway.exited;
     if (gatewayExit.code !== 0) {
-      throw new Error(`media-gateway exited with ${JSON.stringify(gatewayExit)}:\n${gateway.stderr.slice(-20).join('\n')}`);
+      throw new Error(
+        `media-gateway exited with ${JSON.stringify(gatewayExit)}:\n${gateway.stderr.slice(-20).join('\n')}`,
+      );
     }
     const summary = JSON.parse(await readFile(join(outDir, `${sid}.session.json`), 'utf8')) as SessionSummary;
 
     // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
-    const exits: ConversationResult['exits'] = { 'media-gateway': gatewayExit };
-    await Promise.all(stages.filter((s) => s.stage !== 'media-gateway').map(async (s) => (exits[s.stage] = await s.child.stop(15_000))));
+    const exits = { 'media-gateway': gatewayExit, ...(await pipeline.stopStages()) };
     const traceIds = new Set(summary.turns.map((t) => t.traceId));
     const spans = await otlp
-      .waitForSpans((all) => [...traceIds].every((id) => new Set(all.filter((s) => s.traceId === id).map((s) => s.serviceName)).size >= 7), 5000)
-      .catch(() => otlp!.spans());
+      .waitForSpans(
+        (got) =>
+          [...traceIds].every((id) => new Set(got.filter((s) => s.traceId === id).map((s) => s.serviceName)).size >= 7),
+        5000,
+      )
+      .catch(() => otlp.spans());
     const report = buildReport(summary, spans, said);
-    return { report, summary, spans, stages, exits };
+    return { report, summary, spans, stages: all, exits };
   } finally {
     await observer?.close();
-    await Promise.all(stages.map((s) => s.child.stop(5000).catch(() => undefined)));
-    await llm?.stop();
-    await otlp?.stop();
-    await nats?.stop();
+    await pipeline.stop();
   }
 }

@@ -70,7 +70,11 @@ function userTextOf(summary: SessionSummary, start: number, end: number): string
     .join(' ');
 }
 
-export function buildReport(summary: SessionSummary, spans: readonly ReceivedSpan[], said: SaidByStages): ConversationReport {
+export function buildReport(
+  summary: SessionSummary,
+  spans: readonly ReceivedSpan[],
+  said: SaidByStages,
+): ConversationReport {
   const turns = summary.turns.map((t): ReportTurn => {
     const mine = spans.filter((s) => s.traceId === t.traceId);
     const root = mine.find((s) => s.parentSpanId === undefined) ?? mine[0];
@@ -92,7 +96,12 @@ export function buildReport(summary: SessionSummary, spans: readonly ReceivedSpa
       firstAudioMs: t.firstAudioMs,
       gapMs,
       spans: mine
-        .map((s) => ({ name: s.name, service: s.serviceName, startMs: Math.round(s.startMs - origin), durationMs: Math.round(s.durationMs) }))
+        .map((s) => ({
+          name: s.name,
+          service: s.serviceName,
+          startMs: Math.round(s.startMs - origin),
+          durationMs: Math.round(s.durationMs),
+        }))
         .sort((a, b) => a.startMs - b.startMs || a.name.localeCompare(b.name)),
     };
   });

@@ -38,7 +38,10 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         const summary: ChatMessage[] = reply.summary ? [{ role: 'system', content: `Earlier: ${reply.summary}` }] : [];
         return [...summary, ...reply.messages];
       } catch (err) {
-        ctx.log.warn({ err: err instanceof BusRequestError ? err.message : String(err) }, 'no history, answering without');
+        ctx.log.warn(
+          { err: err instanceof BusRequestError ? err.message : String(err) },
+          'no history, answering without',
+        );
         return [];
       }
     }
@@ -79,7 +82,11 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         if (!signal.aborted) {
           recordError(span, err);
           ctx.log.error({ err, turnId: turn.turnId }, 'generation failed');
-          ctx.bus.publishError(channel.subject(ctx.sessionId), 'provider-failed', `${opts.llm.provider}: ${String(err)}`);
+          ctx.bus.publishError(
+            channel.subject(ctx.sessionId),
+            'provider-failed',
+            `${opts.llm.provider}: ${String(err)}`,
+          );
           // Close the stream so tts is not left waiting for a `done` that never comes.
           ctx.publish(channel, { turnId: turn.turnId, seq, delta: '', done: true }, { context: parent });
         }

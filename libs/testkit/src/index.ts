@@ -18,3 +18,4 @@ export {
   type ChildExit,
   type JsonLinePredicate,
 } from './spawn-node.js';
+export { speak, utterances, wordAccuracy, type SpeakOptions, type Turn } from './speech.js';

@@ -216,7 +216,8 @@ export class GatewaySession {
       span?.setAttribute(ATTR.interrupted, interrupted);
       span?.end();
     }
-    const e2e = turn.firstAudioMs !== undefined && turn.speechEndMs !== undefined ? turn.firstAudioMs - turn.speechEndMs : null;
+    const e2e =
+      turn.firstAudioMs !== undefined && turn.speechEndMs !== undefined ? turn.firstAudioMs - turn.speechEndMs : null;
     this.records.push({
       turnId: p.turnId,
       traceId: turn.root.spanContext().traceId,

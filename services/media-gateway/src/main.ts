@@ -19,7 +19,10 @@ const env = parseEnv(
     GATEWAY_SCRIPT: z.string().optional(),
     GATEWAY_OUT_DIR: z.string().default('out'),
     GATEWAY_SESSION_ID: z.string().default(`s-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`),
-    GATEWAY_SAMPLE_RATE: z.coerce.number().pipe(z.union([z.literal(16000), z.literal(24000), z.literal(48000)])).default(16000),
+    GATEWAY_SAMPLE_RATE: z.coerce
+      .number()
+      .pipe(z.union([z.literal(16000), z.literal(24000), z.literal(48000)]))
+      .default(16000),
     /** After the microphone input ends, how long the session must be quiet before it closes. */
     GATEWAY_TAIL_MS: z.coerce.number().int().positive().default(1000),
     GATEWAY_MAX_TAIL_MS: z.coerce.number().int().positive().default(30_000),
@@ -48,12 +51,25 @@ const mic: MicSource = env.GATEWAY_SCRIPT
   : new WavMic(await resample(readWav(await readFile(env.GATEWAY_WAV!)), rate));
 
 const others = STAGES.filter((s) => s !== STAGE);
-const acks = await openSession(bus, sessionId, { sampleRate: rate }, { stages: others, timeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS });
+const acks = await openSession(
+  bus,
+  sessionId,
+  { sampleRate: rate },
+  { stages: others, timeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS },
+);
 log.info({ sessionId, stages: acks.map((a) => `${a.stage}@${a.instanceId}`) }, 'session opened');
 const missing = others.filter((s) => !acks.some((a) => a.stage === s));
 if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
 
-const ctx = new ActorContext(sessionId, { sampleRate: rate, language: 'en-US' }, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
+const ctx = new ActorContext(
+  sessionId,
+  { sampleRate: rate, language: 'en-US' },
+  STAGE,
+  bus,
+  await bus.kv(BUCKETS.state),
+  false,
+  log,
+);
 ctx.followControl();
 const session = new GatewaySession(ctx, rate);
 

@@ -82,7 +82,10 @@ export class ScriptMic implements MicSource {
     for (const turn of script.turns) {
       const chunks: Int16Array[] = [];
       for await (const c of tts.synthesize(single(turn.say), new AbortController().signal)) chunks.push(c.samples);
-      const pcm = await resample(concat(chunks.map((samples) => ({ samples, sampleRate: tts.sampleRate }))), sampleRate);
+      const pcm = await resample(
+        concat(chunks.map((samples) => ({ samples, sampleRate: tts.sampleRate }))),
+        sampleRate,
+      );
       // Real microphones never give digital zero; recognisers' normalisers expect some noise.
       speech.push(dither(pcm.samples, 6, speech.length + 11));
     }
@@ -148,7 +151,10 @@ export class TrackRecorder {
   }
 
   samples(): Int16Array {
-    return concat(this.chunks.map((samples) => ({ samples, sampleRate: 1 })), 1).samples;
+    return concat(
+      this.chunks.map((samples) => ({ samples, sampleRate: 1 })),
+      1,
+    ).samples;
   }
 }
 

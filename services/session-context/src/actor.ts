@@ -31,7 +31,12 @@ export async function createContextActor(ctx: ActorContext): Promise<SessionActo
 
   ctx.subscribe(channels.playout, (p) => {
     if (!p.done) return;
-    save({ turnId: p.turnId, role: 'assistant', content: p.spokenText, ...(p.interrupted ? { interrupted: true } : {}) });
+    save({
+      turnId: p.turnId,
+      role: 'assistant',
+      content: p.spokenText,
+      ...(p.interrupted ? { interrupted: true } : {}),
+    });
   });
 
   return {

@@ -28,7 +28,11 @@ export function upsert(history: HistoryEntry[], entry: HistoryEntry): HistoryEnt
  * The most recent messages that fit `maxTokens`, oldest first, as they stood before `beforeTurnId`
  * (the caller adds that turn's own text).
  */
-export function selectMessages(history: readonly HistoryEntry[], maxTokens: number, beforeTurnId?: string): ChatMessage[] {
+export function selectMessages(
+  history: readonly HistoryEntry[],
+  maxTokens: number,
+  beforeTurnId?: string,
+): ChatMessage[] {
   const cut = beforeTurnId === undefined ? -1 : history.findIndex((e) => e.turnId === beforeTurnId);
   const prior = cut >= 0 ? history.slice(0, cut) : history;
   const picked: ChatMessage[] = [];

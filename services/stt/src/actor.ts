@@ -63,7 +63,11 @@ export function sttActor(makeStt: () => Promise<STT>) {
         } catch (err) {
           if (ctx.signal.aborted) return;
           ctx.log.error({ err }, 'stt provider failed; restarting');
-          ctx.bus.publishError(channels.transcript.subject(ctx.sessionId), 'provider-failed', `${stt.provider}: ${String(err)}`);
+          ctx.bus.publishError(
+            channels.transcript.subject(ctx.sessionId),
+            'provider-failed',
+            `${stt.provider}: ${String(err)}`,
+          );
           frames = new AsyncQueue<AudioChunk>();
           await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
         }

@@ -134,7 +134,11 @@ export function ttsActor(tts: TTS) {
           s.span.end();
         }
         if (turn.signal.aborted) return;
-        ctx.publish(channels.speech, { turnId: turn.turnId, source, text: s.received, frames, skipped }, { context: turn.context });
+        ctx.publish(
+          channels.speech,
+          { turnId: turn.turnId, source, text: s.received, frames, skipped },
+          { context: turn.context },
+        );
       };
 
       const measureFirstAudio = (source: Source) => {
@@ -177,7 +181,11 @@ export function ttsActor(tts: TTS) {
         if (!turn.signal.aborted) {
           ctx.log.error({ err, turnId: turn.turnId }, 'synthesis failed');
           for (const s of [turn.fast, turn.deep]) if (s.span) recordError(s.span, err);
-          ctx.bus.publishError(channels.speech.subject(ctx.sessionId), 'provider-failed', `${tts.provider}: ${String(err)}`);
+          ctx.bus.publishError(
+            channels.speech.subject(ctx.sessionId),
+            'provider-failed',
+            `${tts.provider}: ${String(err)}`,
+          );
           done('fast', 0, false);
           done('deep', 0, false);
         }

@@ -3,7 +3,12 @@ import type { ActorContext, SessionActor } from '@va/actor';
 import { channels } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
 import { ATTR, context, histogram, METRIC, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
-import { ENDPOINTING_DEFAULTS, endOfUtteranceProbability, soundsUnfinished, type EndpointingOptions } from './endpointing.js';
+import {
+  ENDPOINTING_DEFAULTS,
+  endOfUtteranceProbability,
+  soundsUnfinished,
+  type EndpointingOptions,
+} from './endpointing.js';
 
 export const STAGE = 'turn-detector';
 
@@ -38,7 +43,11 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     let endTimer: NodeJS.Timeout | undefined;
     let endDeadline = 0;
 
-    const text = () => [...finals, partial].filter((t) => t.trim() !== '').join(' ').trim();
+    const text = () =>
+      [...finals, partial]
+        .filter((t) => t.trim() !== '')
+        .join(' ')
+        .trim();
 
     function clearEndTimer(): void {
       clearTimeout(endTimer);
@@ -86,13 +95,25 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       const interrupted = agentTurn;
       agentTurn = undefined;
       ctx.log.info({ turnId: interrupted, atMs }, 'barge-in');
-      ctx.publish(channels.turn, { turnId: interrupted, kind: 'barge-in', text: '', eouProb: 0, speechEndMs: atMs }, { context: frameContext });
-      ctx.publish(channels.control, { kind: 'cancel', turnId: interrupted, reason: 'barge-in' }, { context: frameContext });
+      ctx.publish(
+        channels.turn,
+        { turnId: interrupted, kind: 'barge-in', text: '', eouProb: 0, speechEndMs: atMs },
+        { context: frameContext },
+      );
+      ctx.publish(
+        channels.control,
+        { kind: 'cancel', turnId: interrupted, reason: 'barge-in' },
+        { context: frameContext },
+      );
     }
 
     ctx.subscribeAudio('in', async (frame, meta) => {
       if (frame.sampleRate !== vad.sampleRate) {
-        ctx.bus.publishError(meta.subject, 'bad-audio', `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`);
+        ctx.bus.publishError(
+          meta.subject,
+          'bad-audio',
+          `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`,
+        );
         return;
       }
       frameContext = meta.context;

@@ -19,12 +19,46 @@ export const ENDPOINTING_DEFAULTS = {
 } as const satisfies EndpointingOptions;
 
 const UNFINISHED = new Set([
-  'and', 'but', 'or', 'so', 'because', 'if', 'then', 'the', 'a', 'an', 'to', 'of', 'with', 'for', 'my', 'your',
-  'um', 'uh', 'er', 'like', 'is', 'are', 'was', 'i', "i'm", 'we', 'that', 'which', 'about', 'in', 'on', 'at',
+  'and',
+  'but',
+  'or',
+  'so',
+  'because',
+  'if',
+  'then',
+  'the',
+  'a',
+  'an',
+  'to',
+  'of',
+  'with',
+  'for',
+  'my',
+  'your',
+  'um',
+  'uh',
+  'er',
+  'like',
+  'is',
+  'are',
+  'was',
+  'i',
+  "i'm",
+  'we',
+  'that',
+  'which',
+  'about',
+  'in',
+  'on',
+  'at',
 ]);
 
 function lastWord(text: string): string {
-  const words = text.toLowerCase().replace(/[^a-z' ]/g, ' ').trim().split(/\s+/);
+  const words = text
+    .toLowerCase()
+    .replace(/[^a-z' ]/g, ' ')
+    .trim()
+    .split(/\s+/);
   return words[words.length - 1] ?? '';
 }
 

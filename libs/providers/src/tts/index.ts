@@ -1,1 +1,47 @@
-export {};
+import { z } from 'zod';
+import { registerProvider } from '../registry.js';
+import { FakeTTS } from './fake.js';
+import { LocalTTS } from './local.js';
+
+export {
+  segmentSentences,
+  SentenceSegmenter,
+  isSpeakable,
+  type TextSegment,
+  type SentenceSegmenterOptions,
+} from './segmenter.js';
+export { speakStream, type SegmentSynth, type SpeakStreamOptions } from './stream.js';
+export { LocalTTS, type LocalTtsOptions } from './local.js';
+export { FakeTTS, type FakeTtsOptions } from './fake.js';
+
+// Empty counts as unset: compose files often carry `FOO=` placeholders.
+const optional = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
+
+const LocalEnv = z.object({
+  TTS_FLITE_BIN: optional(z.string()),
+  TTS_VOICE: optional(z.string()),
+});
+
+const FakeEnv = z.object({
+  TTS_FAKE_MS_PER_CHAR: optional(z.coerce.number().positive()),
+  TTS_FAKE_TTFB_MS: optional(z.coerce.number().min(0)),
+  TTS_FAKE_RTF: optional(z.coerce.number().min(0)),
+});
+
+function parse<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv, what: string): z.infer<T> {
+  const r = schema.safeParse(env);
+  if (r.success) return r.data;
+  throw new Error(
+    `invalid ${what} config: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
+  );
+}
+
+registerProvider('tts', 'local', (env) => {
+  const e = parse(LocalEnv, env, 'local TTS');
+  return new LocalTTS({ binary: e.TTS_FLITE_BIN, voice: e.TTS_VOICE });
+});
+
+registerProvider('tts', 'fake', (env) => {
+  const e = parse(FakeEnv, env, 'fake TTS');
+  return new FakeTTS({ msPerChar: e.TTS_FAKE_MS_PER_CHAR, ttfbMs: e.TTS_FAKE_TTFB_MS, rtf: e.TTS_FAKE_RTF });
+});

@@ -1,0 +1,221 @@
+/**
+ * A small rule-based stand-in for a language model. It knows nothing: it reads the system prompt to tell which
+ * role it plays (a brief opener, or the answer) and builds its reply from the words of the last user message.
+ * That is enough to exercise the whole voice pipeline offline; real answers need a real LLM.
+ */
+
+export interface BrainMessage {
+  role: string;
+  content: string;
+}
+
+export type BrainRole = 'opener' | 'answer';
+
+/** Words that say "produce an acknowledgement / opener / filler". */
+const OPENER_CUE = /\b(acknowledg\w*|opener|filler)\b/i;
+/** Preceding a cue within a few words, these turn it around ("never repeat the opener"). */
+const NEGATION = /\b(never|not|no|don't|dont|without|avoid)\b/i;
+/** In the same sentence as a cue, these say the opener exists already ("an opener is already being spoken"). */
+const ALREADY_SPOKEN = /\b(already|being|been|was|were)\b/i;
+
+/**
+ * 'opener' when some sentence of the system prompt asks for an acknowledgement / opener / filler, and that
+ * sentence neither negates it nor says one is already being spoken (the answer role's prompt says exactly that).
+ */
+export function roleFromSystemPrompt(systemPrompt: string): BrainRole {
+  const sentences = systemPrompt.split(/(?<=[.!?;:\n])\s+/);
+  const asksForOpener = sentences.some((sentence) => {
+    const cue = OPENER_CUE.exec(sentence);
+    if (!cue) return false;
+    const before = sentence.slice(0, cue.index).split(/\s+/).slice(-4).join(' ');
+    return !NEGATION.test(before) && !ALREADY_SPOKEN.test(sentence);
+  });
+  return asksForOpener ? 'opener' : 'answer';
+}
+
+/** The reply to a conversation: the role comes from the system messages, the content from the last user message. */
+export function composeReply(messages: readonly BrainMessage[]): string {
+  const system = messages
+    .filter((m) => m.role === 'system' || m.role === 'developer')
+    .map((m) => m.content)
+    .join('\n');
+  const lastUser = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  return roleFromSystemPrompt(system) === 'opener' ? opener(lastUser) : answer(lastUser);
+}
+
+const OPENERS = [
+  'Good question, let me think.',
+  'Sure, give me a second.',
+  'Let me check that for you.',
+  'Okay, one moment please.',
+  'Right, let me look into that.',
+  'Alright, let me see.',
+];
+
+/** 3–10 words that buy time without answering; varied by the user's words so it does not sound canned. */
+function opener(userText: string): string {
+  const hash = fnv1a(userText.toLowerCase());
+  const topic = keyPhrase(swapPerson(splitWords(userText)));
+  // Now and then echo the topic noun, which sounds attentive and still answers nothing.
+  if (topic && (hash >>> 4) % 4 === 0) return `Let me think about ${topic}.`;
+  return OPENERS[hash % OPENERS.length]!;
+}
+
+const INSIGHTS = [
+  'The answer about {key} depends on a few details, so it helps to be specific.',
+  'There are a few ways to look at {key}, and the right one depends on your situation.',
+  'With {key}, the details usually decide what makes the most sense.',
+  'A good way into {key} is to start with the part that affects you most.',
+];
+
+const FOLLOW_UPS = [
+  'What would you like to know first about {key}?',
+  'Which part of {key} matters most to you?',
+  'Is there a specific detail about {key} I should focus on?',
+  'Would you like a quick overview of {key} or the full details?',
+];
+
+/**
+ * Three sentences, substance first (no greeting, no acknowledgement: an opener may already be playing):
+ * what was heard, one generic sentence built from the user's words, and a follow-up question.
+ */
+function answer(userText: string): string {
+  const words = splitWords(userText);
+  const key = keyPhrase(swapPerson(words));
+  if (!key) return 'I did not catch a question there. Could you say it again?';
+  const hash = fnv1a(userText.toLowerCase());
+  const heard = isQuestion(userText)
+    ? `You asked ${questionTopic(words)}.`
+    : `You said ${phrase(swapPerson(words), 12)}.`;
+  const insight = INSIGHTS[hash % INSIGHTS.length]!.replace('{key}', key);
+  const followUp = FOLLOW_UPS[(hash >>> 8) % FOLLOW_UPS.length]!.replace('{key}', key);
+  return `${heard} ${insight} ${followUp}`;
+}
+
+/** Words that carry no topic: function words, question words, fillers, politeness, time words. */
+const STOP_WORDS = new Set(
+  (
+    'a an the and or but so if then than that this these those there here of to in on at by for with from into ' +
+    'about as up down out over under again very just really actually also too quite please thanks thank ' +
+    'what whats which who whom whose when where why how is are was were am be been being do does did doing ' +
+    'can could would will should shall may might must have has had having i me my mine myself you your yours ' +
+    "we us our they them their he him his she her it its i'm i've i'd i'll you're what's it's let's don't " +
+    'tell explain know think wonder wondering want wanted like need help give show say said get got go ' +
+    'hey hi hello okay ok well um uh yeah yes no not some any much many more most something anything ' +
+    'nearby around today tomorrow yesterday now tonight later soon next last week weekend month year morning evening night'
+  ).split(' '),
+);
+
+function splitWords(text: string): string[] {
+  return text.trim().split(/\s+/).filter(Boolean);
+}
+
+/** A word without its surrounding punctuation, in its original spelling. */
+function bare(word: string): string {
+  return word.replace(/^[^\p{L}\p{N}'’]+|[^\p{L}\p{N}'’]+$/gu, '');
+}
+
+/** The form looked up in word lists: bare, lower case, straight apostrophe. */
+function normalizeWord(word: string): string {
+  return bare(word).toLowerCase().replace(/’/g, "'");
+}
+
+function isContentWord(word: string): boolean {
+  return bare(word).length >= 3 && !STOP_WORDS.has(normalizeWord(word));
+}
+
+/** Words that open a noun phrase and belong to the topic ("the capital", "your password"). */
+const DETERMINERS = new Set(['the', 'a', 'an', 'this', 'that', 'my', 'your', 'our', 'their', 'his', 'her', 'its']);
+
+/**
+ * The topic head: the last content word, which usually ends the phrase ("reset my password" → password,
+ * "capital of France" → France), with its determiner when it has one ("your password").
+ */
+function keyPhrase(words: readonly string[]): string | undefined {
+  const candidates = words.flatMap((word, i) => (isContentWord(word) ? [i] : []));
+  // A trailing adverb ("purr so loudly") makes a poor topic: prefer the word before it.
+  const head = candidates.findLast((i) => !/^[a-z]+[^i]ly$/.test(bare(words[i]!))) ?? candidates.at(-1);
+  if (head === undefined) return undefined;
+  const word = bare(words[head]!);
+  const before = normalizeWord(words[head - 1] ?? '');
+  if (before === 'a' || before === 'an') return `the ${word}`;
+  return DETERMINERS.has(before) ? `${before} ${word}` : word;
+}
+
+const QUESTION_START = new Set(
+  "what whats what's which who whom whose when where why how is are was were am do does did can could would will should shall may might have has".split(
+    ' ',
+  ),
+);
+
+function isQuestion(text: string): boolean {
+  const first = normalizeWord(splitWords(text)[0] ?? '');
+  return text.trim().endsWith('?') || QUESTION_START.has(first);
+}
+
+/**
+ * The question minus its lead-in: "Can you tell me about the history of Rome" → "about the history of Rome",
+ * "How do I reset my password" → "how to reset your password", "Could you book a table" → "me to book a table".
+ */
+function questionTopic(words: readonly string[]): string {
+  const start = Math.max(
+    0,
+    words.findIndex((word) => isContentWord(word) || DETERMINERS.has(normalizeWord(word))),
+  );
+  const leadIn = words.slice(0, start).map(normalizeWord).join(' ');
+  const topic = phrase(swapPerson(words.slice(start)), 10);
+  if (/^how (do|can|should|could|would) (i|we)$/.test(leadIn)) return `how to ${topic}`;
+  // "Could you recommend a restaurant": a request, and the topic starts with its verb.
+  if (/^(can|could|would|will) you( please)?$/.test(leadIn)) return `me to ${topic}`;
+  return `about ${topic}`;
+}
+
+/** The first `maxWords` words as a phrase, without trailing punctuation. */
+function phrase(words: readonly string[], maxWords: number): string {
+  return words
+    .slice(0, maxWords)
+    .join(' ')
+    .replace(/[.!?,;:]+$/, '');
+}
+
+const PERSON_SWAP: Record<string, string> = {
+  i: 'you',
+  me: 'you',
+  my: 'your',
+  mine: 'yours',
+  myself: 'yourself',
+  am: 'are',
+  "i'm": "you're",
+  "i've": "you've",
+  "i'd": "you'd",
+  "i'll": "you'll",
+  you: 'me',
+  your: 'my',
+  yours: 'mine',
+  yourself: 'myself',
+};
+
+/** Mirrors the speaker: what the user says about "my password" is "your password" when said back. */
+function swapPerson(words: readonly string[]): string[] {
+  return words.map((word) => {
+    const swapped = PERSON_SWAP[normalizeWord(word)];
+    if (!swapped) return word;
+    const trailing = /[^\p{L}\p{N}']+$/u.exec(word)?.[0] ?? '';
+    return swapped + trailing;
+  });
+}
+
+/** FNV-1a: a stable, cheap hash so the same words always pick the same phrasing. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/** Word-ish tokens with their leading space, the way LLM deltas look (" there", " world."). */
+export function wordTokens(text: string): string[] {
+  return text.match(/\s*\S+/g) ?? [];
+}

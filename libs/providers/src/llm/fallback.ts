@@ -1,0 +1,102 @@
+import type { ChatMessage } from '@va/protocol';
+import type { LLM, LLMOptions } from '../types.js';
+
+export interface FailoverEvent {
+  /** The LLM given up on. */
+  llm: LLM;
+  reason: 'error' | 'ttft-timeout';
+  error?: unknown;
+}
+
+export interface FallbackLLMOptions {
+  /**
+   * An LLM whose first token takes longer than this is aborted and the next one is tried. The last LLM in the
+   * list gets no such limit: with nothing left to fail over to, a slow answer beats none.
+   */
+  ttftTimeoutMs: number;
+  /** Called on every failover (logs, metrics). */
+  onFailover?: (event: FailoverEvent) => void;
+}
+
+type FirstToken =
+  { kind: 'token'; text: string } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
+
+/**
+ * Tries LLMs in order. Fails over on an error before the first token or on a first token slower than
+ * `ttftTimeoutMs`. Once a token has been yielded the answer is committed to that LLM: a later error propagates,
+ * because switching mid-answer would speak two different answers glued together.
+ */
+export class FallbackLLM implements LLM {
+  readonly provider = 'fallback';
+  readonly model: string;
+  readonly #llms: readonly LLM[];
+  readonly #opts: FallbackLLMOptions;
+
+  constructor(llms: readonly LLM[], opts: FallbackLLMOptions) {
+    if (llms.length === 0) throw new Error('FallbackLLM needs at least one LLM');
+    this.#llms = llms;
+    this.#opts = opts;
+    this.model = llms.map((llm) => `${llm.provider}/${llm.model}`).join(' > ');
+  }
+
+  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<string> {
+    const errors: unknown[] = [];
+    for (const [index, llm] of this.#llms.entries()) {
+      if (signal.aborted) return;
+      // Each attempt has its own controller so a slow or abandoned attempt can be cancelled alone.
+      const attempt = new AbortController();
+      const forwardAbort = () => attempt.abort(signal.reason);
+      signal.addEventListener('abort', forwardAbort, { once: true });
+      const stream = llm.chat(messages, opts, attempt.signal)[Symbol.asyncIterator]();
+      try {
+        const isLast = index === this.#llms.length - 1;
+        const first = await firstToken(stream, isLast ? Infinity : this.#opts.ttftTimeoutMs);
+        if (first.kind === 'done') return;
+        if (first.kind === 'token') {
+          yield first.text;
+          for (let next = await stream.next(); !next.done; next = await stream.next()) yield next.value;
+          return;
+        }
+        if (signal.aborted) return;
+        const error =
+          first.kind === 'error' ? first.error : new Error(`no first token within ${this.#opts.ttftTimeoutMs} ms`);
+        errors.push(new Error(`${llm.provider}/${llm.model}: ${errorMessage(error)}`, { cause: error }));
+        this.#opts.onFailover?.({ llm, reason: first.kind, error });
+      } finally {
+        signal.removeEventListener('abort', forwardAbort);
+        // Stops whatever is still running: the slow attempt, or the committed one if our consumer left early.
+        attempt.abort();
+        void Promise.resolve(stream.return?.()).catch(() => undefined);
+      }
+    }
+    throw new AggregateError(errors, `all LLMs failed before the first token: ${errors.map(errorMessage).join('; ')}`);
+  }
+}
+
+/** The first non-empty delta, unless the stream ends, throws, or is slower than `timeoutMs`. */
+async function firstToken(stream: AsyncIterator<string>, timeoutMs: number): Promise<FirstToken> {
+  const read = (async (): Promise<FirstToken> => {
+    try {
+      for (let next = await stream.next(); !next.done; next = await stream.next()) {
+        if (next.value !== '') return { kind: 'token', text: next.value };
+      }
+      return { kind: 'done' };
+    } catch (error) {
+      return { kind: 'error', error };
+    }
+  })();
+  if (timeoutMs === Infinity) return read;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<FirstToken>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'ttft-timeout' }), timeoutMs);
+  });
+  try {
+    return await Promise.race([read, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

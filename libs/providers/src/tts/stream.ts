@@ -1,0 +1,137 @@
+import { frames, silence } from '@va/audio';
+import type { SpeechChunk } from '../types.js';
+import { isSpeakable, segmentSentences, type TextSegment, type SentenceSegmenterOptions } from './segmenter.js';
+
+/** Synthesizes one segment's text to mono PCM16 at the adapter's rate; rejects on failure or abort. */
+export type SegmentSynth = (text: string, index: number, signal: AbortSignal) => Promise<Int16Array>;
+
+export interface SpeakStreamOptions extends SentenceSegmenterOptions {
+  sampleRate: number;
+  /** Chunk length, ms. Default 20 (the wire frame). */
+  chunkMs?: number;
+}
+
+const ABORTED = Symbol('aborted');
+
+interface Job {
+  seg: TextSegment;
+  audio: Promise<Int16Array>;
+}
+
+/**
+ * The pipeline every TTS adapter shares: text deltas → segments → synthesis → 20 ms chunks.
+ *
+ * - Segments are synthesized one after another as soon as the segmenter completes them, independent of how
+ *   fast chunks are consumed, so segment N+1 is being made while segment N is still being read.
+ * - textOffset: the last chunk of a segment carries the segment's end offset; earlier chunks a share of the
+ *   segment's characters proportional to the share of its audio played (linear interpolation: flite gives no word
+ *   timings). Non-decreasing by construction.
+ * - A final segment with nothing to say (trailing "..." or spaces) becomes one silent chunk, so the last
+ *   textOffset still reaches the text's length; with no audio before it, it is dropped (empty input → no chunks).
+ * - Abort (or the consumer stopping early): the iterable ends at once without throwing, in-flight synthesis is
+ *   cancelled and awaited (a child process is gone when the iterable has ended). The text source is not read
+ *   any further; a source blocked in `next()` is left to the owner of the same signal.
+ * - A failure of synthesis or of the text source is thrown from the iterable.
+ */
+export async function* speakStream(
+  text: AsyncIterable<string>,
+  signal: AbortSignal,
+  synth: SegmentSynth,
+  opts: SpeakStreamOptions,
+): AsyncGenerator<SpeechChunk, void, undefined> {
+  if (signal.aborted) return;
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  const aborted = new Promise<typeof ABORTED>((resolve) =>
+    ac.signal.addEventListener('abort', () => resolve(ABORTED), { once: true }),
+  );
+  const jobs = new Queue<Job>();
+  let last: Promise<unknown> = Promise.resolve(); // the newest synthesis; each one starts when the one before ends
+
+  void (async () => {
+    let index = 0;
+    for await (const seg of segmentSentences(text, opts)) {
+      if (ac.signal.aborted) return;
+      const i = index++;
+      const audio = last.then(() => {
+        ac.signal.throwIfAborted(); // queued behind a synthesis that was cancelled: do not start
+        return isSpeakable(seg.text) ? synth(seg.text, i, ac.signal) : new Int16Array(0);
+      });
+      last = audio.catch(() => undefined); // a rejection is reported by the consumer, not as unhandled
+      jobs.push({ seg, audio });
+    }
+  })().then(
+    () => jobs.end(),
+    (err: unknown) => jobs.end(err),
+  );
+
+  try {
+    let start = 0; // end offset of the previous segment
+    let spoke = false;
+    for (;;) {
+      const next = await Promise.race([jobs.next(), aborted]);
+      if (next === ABORTED || next.done) return;
+      const { seg, audio } = next.value;
+      const samples = await Promise.race([audio, aborted]);
+      if (samples === ABORTED) return;
+      if (samples.length === 0) {
+        if (spoke) yield { ...silence(opts.chunkMs ?? 20, opts.sampleRate), textOffset: seg.end };
+      } else {
+        let played = 0;
+        for (const f of frames({ samples, sampleRate: opts.sampleRate }, opts.chunkMs ?? 20)) {
+          played += f.samples.length;
+          const textOffset = start + Math.floor(((seg.end - start) * played) / samples.length);
+          yield { ...f, textOffset };
+          if (ac.signal.aborted) return;
+        }
+        spoke = true;
+      }
+      start = seg.end;
+    }
+  } catch (err) {
+    if (!ac.signal.aborted) throw err;
+  } finally {
+    signal.removeEventListener('abort', stop);
+    ac.abort();
+    await last; // cancelled synthesis settles within a moment: nothing outlives the iterable
+  }
+}
+
+/** Unbounded single-consumer queue; `end(err)` makes `next()` reject once the items are taken. */
+class Queue<T> {
+  private items: T[] = [];
+  private waiter: ((r: IteratorResult<T>) => void) | undefined;
+  private failWaiter: ((err: unknown) => void) | undefined;
+  private ended: { err?: unknown } | undefined;
+
+  push(item: T): void {
+    if (this.waiter) this.settle().resolve({ value: item, done: false });
+    else this.items.push(item);
+  }
+
+  end(err?: unknown): void {
+    this.ended = err === undefined ? {} : { err };
+    if (!this.waiter) return;
+    const w = this.settle();
+    if (err === undefined) w.resolve({ value: undefined, done: true });
+    else w.reject(err);
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
+    if (this.ended) {
+      return 'err' in this.ended ? Promise.reject(this.ended.err) : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = resolve;
+      this.failWaiter = reject;
+    });
+  }
+
+  private settle() {
+    const w = { resolve: this.waiter!, reject: this.failWaiter! };
+    this.waiter = this.failWaiter = undefined;
+    return w;
+  }
+}

@@ -1,0 +1,276 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChatMessage } from '@va/protocol';
+import {
+  createProvider,
+  FakeLLM,
+  FallbackLLM,
+  llmFromEnv,
+  OpenAICompatibleLLM,
+  type FailoverEvent,
+  type LLM,
+} from '@va/providers';
+import { startLocalLlmServer, type LocalLlmServer } from '@va/local-llm';
+import { freePort, waitFor } from '@va/testkit';
+import { collect, describeLlmConformance } from './llm.conformance.js';
+
+/** A tiny HTTP server whose every request is answered by `respond`; counts requests. */
+async function startStubServer(
+  respond: Parameters<typeof createServer>[1],
+): Promise<{ url: string; requests: () => number; stop: () => Promise<void> }> {
+  let requests = 0;
+  const server: Server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    respond!(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    requests: () => requests,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+const error500 = (_req: unknown, res: import('node:http').ServerResponse) => {
+  res.writeHead(500, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: { message: 'model crashed', type: 'server_error', param: null, code: null } }));
+};
+
+const ASK: ChatMessage[] = [
+  { role: 'system', content: 'You are a voice assistant.' },
+  { role: 'user', content: 'What is the tallest mountain in Europe?' },
+];
+const never = () => new AbortController().signal;
+
+let local: LocalLlmServer;
+let broken: Awaited<ReturnType<typeof startStubServer>>;
+let deadUrl: string;
+
+beforeAll(async () => {
+  // Paced so a reply takes a few hundred ms: long enough to abort in the middle.
+  local = await startLocalLlmServer({ ttftMs: 20, tokensPerSecond: 80 });
+  broken = await startStubServer(error500);
+  deadUrl = `http://127.0.0.1:${await freePort()}/v1`; // nothing listens there
+});
+afterAll(async () => {
+  await local?.stop();
+  await broken?.stop();
+});
+
+const openaiAt = (baseURL: string, extra: Partial<ConstructorParameters<typeof OpenAICompatibleLLM>[0]> = {}) =>
+  new OpenAICompatibleLLM({ baseURL, apiKey: 'not-needed', model: 'local', maxRetries: 0, ...extra });
+
+describeLlmConformance('OpenAICompatibleLLM → @va/local-llm', () => openaiAt(local.url), {
+  abortsSeen: () => local.stats.disconnects,
+  failing: {
+    'the base URL is unreachable': () => openaiAt(deadUrl),
+    'the server answers 500': () => openaiAt(broken.url),
+  },
+});
+
+const fake = new FakeLLM({ ttftMs: 5, tokensPerSecond: 200 });
+describeLlmConformance('FakeLLM', () => fake, {
+  abortsSeen: () => fake.aborted,
+  failing: { 'scripted to fail': () => new FakeLLM({ fail: { error: new Error('scripted failure') } }) },
+});
+
+describe('OpenAICompatibleLLM', () => {
+  it('retries a failed request (maxRetries) before the first token, then throws naming the endpoint', async () => {
+    const before = broken.requests();
+    const llm = openaiAt(broken.url, { maxRetries: 1 });
+    const failure = collect(llm.chat(ASK, {}, never()));
+    await expect(failure).rejects.toThrow(broken.url);
+    expect(broken.requests() - before).toBe(2);
+  });
+
+  it('does not retry once the reply has started: a broken stream surfaces as an error', async () => {
+    const cutOff = await startStubServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'm' };
+      res.write(
+        `data: ${JSON.stringify({ ...chunk, choices: [{ index: 0, delta: { role: 'assistant', content: 'Mont' }, finish_reason: null }] })}\n\n`,
+      );
+      setTimeout(() => res.destroy(), 50); // the connection dies mid-answer
+    });
+    try {
+      const llm = openaiAt(cutOff.url, { maxRetries: 3 });
+      const received: string[] = [];
+      const attempt = (async () => {
+        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+      })();
+      await expect(attempt).rejects.toBeInstanceOf(Error);
+      expect(received).toEqual(['Mont']);
+      expect(cutOff.requests()).toBe(1);
+    } finally {
+      await cutOff.stop();
+    }
+  });
+
+  it('ends quietly when aborted before the response has even started', async () => {
+    const silent = await startStubServer(() => undefined); // never answers
+    try {
+      const controller = new AbortController();
+      const chat = collect(openaiAt(silent.url).chat(ASK, {}, controller.signal));
+      await waitFor(() => silent.requests() === 1, { message: 'request reached the server' });
+      controller.abort();
+      expect(await chat).toEqual([]);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('sends temperature and max tokens (the local server honours max_tokens)', async () => {
+    const deltas = await collect(openaiAt(local.url).chat(ASK, { temperature: 0, maxTokens: 3 }, never()));
+    expect(deltas).toHaveLength(3);
+  });
+});
+
+describe('llmFromEnv and the registry', () => {
+  it('builds from LLM_* with a not-needed key for local servers', () => {
+    const llm = llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'tiny' });
+    expect(llm).toMatchObject({ provider: 'openai', model: 'tiny', baseURL: local.url });
+  });
+
+  it('reads FAST_/DEEP_ prefixes, falling back to the unprefixed variable', () => {
+    const env = {
+      LLM_BASE_URL: local.url,
+      FAST_LLM_MODEL: 'small',
+      DEEP_LLM_MODEL: 'large',
+      DEEP_LLM_BASE_URL: 'http://deep:8000/v1',
+    };
+    expect(llmFromEnv(env, 'FAST_')).toMatchObject({ model: 'small', baseURL: local.url });
+    expect(llmFromEnv(env, 'DEEP_')).toMatchObject({ model: 'large', baseURL: 'http://deep:8000/v1' });
+  });
+
+  it('names the missing or invalid variables in its error', () => {
+    expect(() => llmFromEnv({ LLM_BASE_URL: local.url }, 'FAST_')).toThrow(/FAST_LLM_MODEL \(or LLM_MODEL\)/);
+    expect(() => llmFromEnv({ LLM_BASE_URL: 'not a url', LLM_MODEL: 'm' })).toThrow(/LLM_BASE_URL/);
+    expect(() => llmFromEnv({ LLM_MODEL: 'gpt-4o-mini' })).toThrow(/LLM_API_KEY/);
+    expect(() => llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_MAX_RETRIES: 'lots' })).toThrow(
+      /LLM_MAX_RETRIES/,
+    );
+  });
+
+  it('is registered as the "openai" llm provider, and works end to end', async () => {
+    const llm = await createProvider('llm', 'openai', { LLM_BASE_URL: local.url, LLM_MODEL: 'local' });
+    const text = (await collect(llm.chat(ASK, {}, never()))).join('');
+    expect(text).toMatch(/mountain|Europe/);
+  });
+});
+
+describe('FakeLLM', () => {
+  it('replies with a function of the conversation and records the calls', async () => {
+    const llm = new FakeLLM({ reply: (messages) => `echo: ${messages.at(-1)?.content ?? ''}` });
+    expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe(`echo: ${ASK[1]!.content}`);
+    expect(llm.calls).toEqual([ASK]);
+    expect(llm.completed).toBe(1);
+  });
+
+  it('fails after the scripted number of tokens', async () => {
+    const llm = new FakeLLM({ reply: 'one two three', fail: { afterTokens: 2, error: new Error('boom') } });
+    const received: string[] = [];
+    await expect(
+      (async () => {
+        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+      })(),
+    ).rejects.toThrow('boom');
+    expect(received).toEqual(['one', ' two']);
+  });
+});
+
+describe('FallbackLLM', () => {
+  const reply = (text: string, extra: ConstructorParameters<typeof FakeLLM>[0] = {}) =>
+    new FakeLLM({ reply: text, model: text.split(' ')[0], ...extra });
+
+  it('fails over on an error before the first token', async () => {
+    const failing = reply('first answer', { fail: {} });
+    const backup = reply('second answer');
+    const events: FailoverEvent[] = [];
+    const llm = new FallbackLLM([failing, backup], { ttftTimeoutMs: 1_000, onFailover: (e) => events.push(e) });
+    expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe('second answer');
+    expect(failing.calls).toHaveLength(1);
+    expect(events).toMatchObject([{ llm: failing, reason: 'error' }]);
+  });
+
+  it('fails over when the first token is too slow, and aborts the slow one', async () => {
+    const slow = reply('slow answer', { ttftMs: 30_000 });
+    const fast = reply('fast answer');
+    const events: FailoverEvent[] = [];
+    const llm = new FallbackLLM([slow, fast], { ttftTimeoutMs: 50, onFailover: (e) => events.push(e) });
+    expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe('fast answer');
+    expect(events).toMatchObject([{ llm: slow, reason: 'ttft-timeout' }]);
+    await waitFor(() => slow.aborted === 1, { message: 'slow LLM aborted' });
+  });
+
+  it('aborts a slow HTTP provider: the server sees the disconnect', async () => {
+    const slowServer = await startLocalLlmServer({ ttftMs: 30_000 });
+    try {
+      const llm = new FallbackLLM([openaiAt(slowServer.url), openaiAt(local.url)], { ttftTimeoutMs: 100 });
+      const text = (await collect(llm.chat(ASK, {}, never()))).join('');
+      expect(text).toMatch(/mountain|Europe/);
+      await waitFor(() => slowServer.stats.disconnects === 1, { message: 'slow server saw the disconnect' });
+    } finally {
+      await slowServer.stop();
+    }
+  });
+
+  it('does not switch after the first token: a later error propagates', async () => {
+    const breaksMidAnswer = reply('partial answer then trouble', {
+      fail: { afterTokens: 2, error: new Error('stream broke') },
+    });
+    const backup = reply('backup answer');
+    const llm = new FallbackLLM([breaksMidAnswer, backup], { ttftTimeoutMs: 1_000 });
+    const received: string[] = [];
+    await expect(
+      (async () => {
+        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+      })(),
+    ).rejects.toThrow('stream broke');
+    expect(received).toEqual(['partial', ' answer']);
+    expect(backup.calls).toHaveLength(0);
+  });
+
+  it('throws an AggregateError naming every failure when all fail before the first token', async () => {
+    const llm = new FallbackLLM([reply('a', { fail: { error: new Error('first down') } }), openaiAt(deadUrl)], {
+      ttftTimeoutMs: 1_000,
+    });
+    const failure = collect(llm.chat(ASK, {}, never()));
+    await expect(failure).rejects.toBeInstanceOf(AggregateError);
+    await expect(failure).rejects.toThrow(/first down.*openai\/local/);
+  });
+
+  it('gives the last LLM no TTFT limit: a slow answer beats none', async () => {
+    const onlySlowOne = reply('late but here', { ttftMs: 200 });
+    const llm = new FallbackLLM([onlySlowOne], { ttftTimeoutMs: 20 });
+    expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe('late but here');
+  });
+
+  it('stops without failing over when the caller aborts while waiting for the first token', async () => {
+    const slow = reply('slow answer', { ttftMs: 30_000 });
+    const backup = reply('backup answer');
+    const llm: LLM = new FallbackLLM([slow, backup], { ttftTimeoutMs: 10_000 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 20);
+    expect(await collect(llm.chat(ASK, {}, controller.signal))).toEqual([]);
+    expect(slow.aborted).toBe(1);
+    expect(backup.calls).toHaveLength(0);
+  });
+
+  it('stops the committed LLM when its consumer stops reading', async () => {
+    const chatty = reply('one two three four five six', { tokensPerSecond: 50 });
+    const llm = new FallbackLLM([chatty], { ttftTimeoutMs: 1_000 });
+    for await (const delta of llm.chat(ASK, {}, never())) {
+      expect(delta).toBe('one');
+      break;
+    }
+    expect(chatty.completed).toBe(0);
+    await waitFor(() => chatty.aborted === 1, { message: 'committed LLM aborted after break' });
+  });
+});
