@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Bus } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
 import { channels, sessionId as parseSessionId, STAGES } from '@va/protocol';
+import { createLogger } from '@va/telemetry';
 import {
   spawnNode,
   startNatsServer,
@@ -147,7 +148,11 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   let observer: Bus | undefined;
   try {
     // Watch the session as a bystander: what each stage said, per turn.
-    observer = await Bus.connect({ stage: 'observer', servers: pipeline.nats.url });
+    observer = await Bus.connect({
+      stage: 'observer',
+      servers: pipeline.nats.url,
+      logger: createLogger('observer', {}, 'warn'),
+    });
     const said = {
       transcripts: new Map<string, string>(),
       openers: new Map<string, string>(),

@@ -1,0 +1,99 @@
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readWav, rmsDbfs } from '@va/audio';
+import { runConversation } from '@va/harness';
+import { ATTR, SPAN } from '@va/telemetry';
+import { wordAccuracy } from '@va/testkit';
+
+// Sentences the offline recogniser hears well in flite's voice; the answers come from the local rule-based LLM.
+const SCRIPT = {
+  turns: [
+    { say: 'the weather is nice today', pauseMs: 600 },
+    { say: 'set an alarm for seven in the morning', pauseMs: 600 },
+    { say: 'i would like to go hiking with my two children', pauseMs: 600 },
+  ],
+};
+
+describe('a voice conversation through seven processes', () => {
+  it('hears each turn, answers with an opener then the answer, and traces each turn across all seven services', async () => {
+    const outDir = join(tmpdir(), `va-e2e-${process.pid}`);
+    const { report, summary, spans, stages, exits } = await runConversation({
+      script: SCRIPT,
+      outDir,
+      llmTtftMs: 100,
+      llmTokensPerSecond: 80,
+    });
+
+    // Seven stages, seven OS processes (none of them this test).
+    const pids = stages.map((s) => s.pid);
+    expect(stages.map((s) => s.stage).sort()).toEqual([
+      'deep-responder',
+      'fast-responder',
+      'media-gateway',
+      'session-context',
+      'stt',
+      'tts',
+      'turn-detector',
+    ]);
+    expect(new Set(pids).size).toBe(7);
+    expect(pids).not.toContain(process.pid);
+    // SIGTERM drains every stage cleanly.
+    for (const [stage, exit] of Object.entries(exits)) expect(exit, stage).toEqual({ code: 0, signal: null });
+
+    expect(report.turns).toHaveLength(3);
+    const agent = readWav(await readFile(summary.agentWav));
+    for (const [i, turn] of report.turns.entries()) {
+      expect(turn.userText).toBe(SCRIPT.turns[i]!.say);
+      expect(
+        wordAccuracy(turn.userText, turn.transcript),
+        `turn ${i + 1}: "${turn.transcript}"`,
+      ).toBeGreaterThanOrEqual(0.8);
+      expect(turn.opener.length, `turn ${i + 1} opener`).toBeGreaterThan(0);
+      expect(turn.answer.length, `turn ${i + 1} answer`).toBeGreaterThan(0);
+      expect(turn.interrupted).toBe(false);
+
+      // Opener first, then the answer, in the recording, never overlapping; and both are really audible there.
+      const segs = summary.segments.filter((s) => s.turnId === turn.turnId);
+      const fast = segs.filter((s) => s.source === 'fast');
+      const deep = segs.filter((s) => s.source === 'deep');
+      expect(fast.length).toBeGreaterThan(0);
+      expect(deep.length).toBeGreaterThan(0);
+      expect(fast[fast.length - 1]!.endMs).toBeLessThanOrEqual(deep[0]!.startMs);
+      for (const s of [...fast, ...deep]) {
+        const from = (s.startMs * agent.sampleRate) / 1000;
+        const to = (s.endMs * agent.sampleRate) / 1000;
+        expect(rmsDbfs(agent.samples.subarray(from, to))).toBeGreaterThan(-50);
+      }
+
+      // One trace per turn, holding spans from all seven services; the root carries the voice-to-voice latency.
+      const mine = spans.filter((s) => s.traceId === turn.traceId);
+      expect(new Set(mine.map((s) => s.serviceName)).size, `services in trace of turn ${i + 1}`).toBe(7);
+      const roots = mine.filter((s) => s.parentSpanId === undefined);
+      expect(roots.map((r) => r.name)).toEqual([SPAN.turn]);
+      expect(typeof roots[0]!.attributes[ATTR.e2eMs]).toBe('number');
+      expect(roots[0]!.attributes[ATTR.e2eMs]).toBe(turn.e2eMs);
+      for (const name of [
+        SPAN.sttTranscribe,
+        SPAN.turnDetect,
+        SPAN.fastGenerate,
+        SPAN.deepGenerate,
+        SPAN.ttsSynthesize,
+        SPAN.gatewayPlayout,
+        SPAN.contextGet,
+      ]) {
+        expect(
+          mine.some((s) => s.name === name),
+          `${name} in turn ${i + 1}`,
+        ).toBe(true);
+      }
+      expect(mine.every((s) => s.attributes[ATTR.sessionId] === report.sessionId)).toBe(true);
+    }
+    // No segment of one turn overlaps another's.
+    const sorted = [...summary.segments].sort((a, b) => a.startMs - b.startMs);
+    for (let i = 1; i < sorted.length; i++) expect(sorted[i]!.startMs).toBeGreaterThanOrEqual(sorted[i - 1]!.endMs);
+    // Every turn's trace is distinct.
+    expect(new Set(report.turns.map((t) => t.traceId)).size).toBe(3);
+  }, 180_000);
+});
