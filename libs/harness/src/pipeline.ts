@@ -50,6 +50,7 @@ function serviceEntry(stage: string): string {
 }
 
 export interface StartPipelineOptions {
+  /** The local deep LLM server's time to first token; the fast one is 3x quicker (unused with a real LLM). */
   llmTtftMs?: number;
   llmTokensPerSecond?: number;
   /** Extra environment for every service (provider choices, a real LLM…). */
@@ -61,7 +62,8 @@ export interface StartPipelineOptions {
 export interface Pipeline {
   nats: NatsServerHandle;
   otlp: OtlpReceiver;
-  llm: LocalLlmServer | undefined;
+  /** The local LLM servers (fast, deep) when no real LLM is configured. */
+  llms: LocalLlmServer[];
   stages: RunningStage[];
   /** The environment the services were started with (for starting more, e.g. the gateway). */
   env: Record<string, string>;
@@ -75,11 +77,11 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
   const progress = opts.onProgress ?? (() => undefined);
   let nats: NatsServerHandle | undefined;
   let otlp: OtlpReceiver | undefined;
-  let llm: LocalLlmServer | undefined;
+  const llms: LocalLlmServer[] = [];
   const stages: RunningStage[] = [];
   const stop = async () => {
     await Promise.all(stages.map((s) => s.child.stop(5000).catch(() => undefined)));
-    await llm?.stop();
+    await Promise.all(llms.map((l) => l.stop()));
     await otlp?.stop();
     await nats?.stop();
   };
@@ -88,11 +90,12 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     otlp = await startOtlpReceiver();
     const external = opts.env?.LLM_BASE_URL ?? opts.env?.FAST_LLM_BASE_URL;
     if (!external) {
-      llm = await startLocalLlmServer({
-        ttftMs: opts.llmTtftMs ?? 150,
-        tokensPerSecond: opts.llmTokensPerSecond ?? 60,
-      });
-      progress(`local LLM server (rule-based, no model weights) at ${llm.url}`);
+      // Two local servers, as two models would be: the small one answers ~3x sooner than the large one.
+      const ttftMs = opts.llmTtftMs ?? 150;
+      const tokensPerSecond = opts.llmTokensPerSecond ?? 60;
+      llms.push(await startLocalLlmServer({ ttftMs: Math.round(ttftMs / 3), tokensPerSecond: tokensPerSecond * 2 }));
+      llms.push(await startLocalLlmServer({ ttftMs, tokensPerSecond }));
+      progress(`local LLM servers (rule-based, no model weights): fast ${llms[0]!.url}, deep ${llms[1]!.url}`);
     }
     const env: Record<string, string> = {
       NATS_URL: nats.url,
@@ -100,7 +103,9 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       OTEL_BSP_SCHEDULE_DELAY: '200',
       // The harness reads the services' info lines (started, session opened): never quieter than info.
       LOG_LEVEL: 'info',
-      ...(llm ? { LLM_BASE_URL: llm.url, LLM_MODEL: LOCAL_MODEL_ID } : {}),
+      ...(llms.length === 2
+        ? { FAST_LLM_BASE_URL: llms[0]!.url, DEEP_LLM_BASE_URL: llms[1]!.url, LLM_MODEL: LOCAL_MODEL_ID }
+        : {}),
       ...opts.env,
     };
     for (const stage of STAGES.filter((s) => s !== 'media-gateway')) {
@@ -116,7 +121,7 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     const pipeline: Pipeline = {
       nats,
       otlp,
-      llm,
+      llms,
       stages,
       env,
       stopStages: async () => {

@@ -6,6 +6,10 @@ import { ATTR, histogram, METRIC, recordError, SPAN, startStageSpan, type Contex
 
 export const STAGE = 'tts';
 type Source = 'fast' | 'deep';
+/** How long an opener already being synthesized may still take when the answer's audio is ready first. */
+const OPENER_GRACE_MS = 150;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** One responder's text stream within a turn, and what has been made of it. */
 interface SourceStream {
@@ -153,7 +157,14 @@ export function ttsActor(tts: TTS) {
         // Opener first — unless the answer's audio is ready before the opener has any.
         const fastIt = fastAudio[Symbol.asyncIterator]();
         const firstFast = fastIt.next();
-        const winner = await Promise.race([firstFast.then(() => 'fast' as const), deepFirst]);
+        let winner = await Promise.race([firstFast.then(() => 'fast' as const), deepFirst]);
+        // An opener whose text is already being synthesized gets a moment to win the race by a hair.
+        if (winner === 'deep' && turn.fast.received !== '') {
+          winner = await Promise.race([
+            firstFast.then(() => 'fast' as const),
+            sleep(OPENER_GRACE_MS).then(() => 'deep' as const),
+          ]);
+        }
         let fastFrames = 0;
         if (winner === 'deep' && deepAudio.size > 0) {
           skipFast.abort(new Error('opener skipped: answer ready first'));
