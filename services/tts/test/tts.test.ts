@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorHost, openSession } from '@va/actor';
+import { Bus } from '@va/bus';
+import { channels, sessionId, type AudioFrame, type SpeechDone } from '@va/protocol';
+import { FakeTTS } from '@va/providers';
+import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { STAGE, ttsActor } from '../src/actor.js';
+
+let nats: NatsServerHandle;
+let client: Bus;
+let host: ActorHost;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  // Synthesis at a fifth of real time: fast, but slow enough for a cancel to land mid-turn.
+  const tts = new FakeTTS({ msPerChar: 20, ttfbMs: 10, rtf: 0.2 });
+  host = new ActorHost({
+    stage: STAGE,
+    bus: await Bus.connect({ stage: STAGE, servers: nats.url }),
+    createActor: ttsActor(tts),
+  });
+  await host.start();
+});
+
+afterAll(async () => {
+  await host?.drain();
+  await client?.drain();
+  await nats?.stop();
+});
+
+async function session(id: string) {
+  const sid = sessionId(id);
+  await openSession(client, sid, {}, { stages: [STAGE] });
+  const frames: AudioFrame[] = [];
+  const speech: SpeechDone[] = [];
+  client.subscribeAudio('out', sid, (f) => void frames.push(f));
+  client.subscribe(channels.speech, sid, (s) => void speech.push(s));
+  await client.nc.flush();
+  const reply = (source: 'fast' | 'deep', turnId: string, deltas: string[]) => {
+    const ch = source === 'fast' ? channels.replyFast : channels.replyDeep;
+    deltas.forEach((delta, seq) => client.publish(ch, sid, { turnId, seq, delta, done: false }));
+    client.publish(ch, sid, { turnId, seq: deltas.length, delta: '', done: true });
+  };
+  return { sid, frames, speech, reply };
+}
+
+describe('tts stage', () => {
+  it('speaks the opener, then the answer, never interleaved, with text offsets per source', async () => {
+    const { frames, speech, reply } = await session('tts-order');
+    reply('fast', 't1', ['Sure, ', 'one moment.']);
+    reply('deep', 't1', ['The answer ', 'is forty two. ', 'Anything else?']);
+    await waitFor(() => speech.length === 2);
+    const sources = frames.map((f) => f.source);
+    const firstDeep = sources.indexOf('deep');
+    expect(firstDeep).toBeGreaterThan(0);
+    expect(sources.slice(0, firstDeep).every((s) => s === 'fast')).toBe(true);
+    expect(sources.slice(firstDeep).every((s) => s === 'deep')).toBe(true);
+    expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i));
+    expect(speech).toEqual([
+      { turnId: 't1', source: 'fast', text: 'Sure, one moment.', frames: firstDeep, skipped: false },
+      {
+        turnId: 't1',
+        source: 'deep',
+        text: 'The answer is forty two. Anything else?',
+        frames: frames.length - firstDeep,
+        skipped: false,
+      },
+    ]);
+    const lastDeep = frames[frames.length - 1]!;
+    expect(lastDeep.textOffset).toBe('The answer is forty two. Anything else?'.length);
+  });
+
+  it('skips the opener when the answer’s audio is ready first', async () => {
+    const { frames, speech, reply } = await session('tts-skip');
+    reply('deep', 't2', ['Forty two.']);
+    await waitFor(() => frames.length > 0);
+    reply('fast', 't2', ['Let me check.']); // too late: the answer is already speaking
+    await waitFor(() => speech.length === 2);
+    expect(speech[0]).toMatchObject({ source: 'fast', skipped: true, frames: 0 });
+    expect(speech[1]).toMatchObject({ source: 'deep', skipped: false, text: 'Forty two.' });
+    expect(frames.every((f) => f.source === 'deep')).toBe(true);
+  });
+
+  it('stops speaking a cancelled turn', async () => {
+    const { sid, frames, speech, reply } = await session('tts-cancel');
+    const long = Array.from({ length: 30 }, (_, i) => `Sentence number ${i} is here. `);
+    reply('deep', 't3', long);
+    await waitFor(() => frames.length > 0);
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 't3', reason: 'barge-in' });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 300));
+    const after = frames.length;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(frames.length).toBe(after);
+    // All the text would be many seconds of audio: far less was sent, and the answer never reports done
+    // (the opener, which never came, was already reported skipped when the answer started).
+    expect(frames.length).toBeLessThan(long.join('').length);
+    expect(speech.map((s) => `${s.source}:${s.skipped}`)).toEqual(['fast:true']);
+  });
+});
