@@ -11,6 +11,8 @@ import {
 } from './endpointing.js';
 
 export const STAGE = 'turn-detector';
+/** A final ending this far past the silence being judged belongs to speech after it. */
+const RESUMED_MARGIN_MS = 200;
 
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -83,7 +85,9 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     function considerEnd(): void {
       if (speaking) return;
       const haveFinal = lastFinalEndMs >= speechEndMs - 300 && partial === '';
-      if (haveFinal && !soundsUnfinished(text())) return emitTurnEnd();
+      // Words from after this silence: the user went on, and the VAD has not caught up with that audio yet.
+      const resumed = lastFinalEndMs > speechEndMs + RESUMED_MARGIN_MS;
+      if (haveFinal && !resumed && !soundsUnfinished(text())) return emitTurnEnd();
       const now = Date.now();
       if (now >= endDeadline) return emitTurnEnd();
       clearEndTimer();

@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorHost, openSession } from '@va/actor';
+import { Bus } from '@va/bus';
+import { channels, sessionId, type Control, type Turn, type Vad } from '@va/protocol';
+import { FakeVAD } from '@va/providers';
+import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { STAGE, turnDetectorActor } from '../src/actor.js';
+import { endOfUtteranceProbability, soundsUnfinished } from '../src/endpointing.js';
+
+let nats: NatsServerHandle;
+let client: Bus;
+let host: ActorHost;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  // Loud frames are speech: the VAD model is not what this test is about.
+  const makeVad = async () => new FakeVAD({ script: (f) => (f.dbfs > -40 ? 0.95 : 0.02) });
+  host = new ActorHost({
+    stage: STAGE,
+    bus: await Bus.connect({ stage: STAGE, servers: nats.url }),
+    createActor: turnDetectorActor(makeVad),
+  });
+  await host.start();
+});
+
+afterAll(async () => {
+  await host?.drain();
+  await client?.drain();
+  await nats?.stop();
+});
+
+describe('end-of-turn cues', () => {
+  it('hears unfinished sentences', () => {
+    expect(soundsUnfinished('i want to go to the')).toBe(true);
+    expect(soundsUnfinished('book a table for two and')).toBe(true);
+    expect(soundsUnfinished('book a table for two')).toBe(false);
+    expect(soundsUnfinished('is it raining?')).toBe(false);
+    expect(endOfUtteranceProbability('is it raining?')).toBeGreaterThan(endOfUtteranceProbability('and then the'));
+    expect(endOfUtteranceProbability('')).toBe(0);
+  });
+});
+
+describe('turn-detector stage', () => {
+  it('reports speech start/end, ends the turn on the final transcript, and detects a barge-in', async () => {
+    const sid = sessionId('td-1');
+    await openSession(client, sid, {}, { stages: [STAGE] });
+    const vads: Vad[] = [];
+    const turns: Turn[] = [];
+    const controls: Control[] = [];
+    client.subscribe(channels.vad, sid, (v) => void vads.push(v));
+    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
+    client.subscribe(channels.control, sid, (c) => void controls.push(c));
+    await client.nc.flush();
+
+    let seq = 0;
+    const send = (ms: number, loud: boolean) => {
+      for (let t = 0; t < ms; t += 20) {
+        const samples = Int16Array.from({ length: 320 }, (_, i) =>
+          loud ? Math.round(8000 * Math.sin(i / 3)) : (i % 3) - 1,
+        );
+        client.publishAudio('in', sid, { samples, sampleRate: 16000, seq, tsMs: seq * 20 });
+        seq++;
+      }
+    };
+    send(200, false);
+    send(600, true); // speech 200..800 ms
+    send(600, false);
+    await waitFor(() => vads.length === 2);
+    expect(vads.map((v) => v.kind)).toEqual(['start', 'end']);
+    expect(vads[0]!.atMs).toBeGreaterThanOrEqual(180);
+    expect(vads[0]!.atMs).toBeLessThanOrEqual(260);
+    expect(vads[1]!.atMs).toBeGreaterThanOrEqual(780);
+    expect(vads[1]!.atMs).toBeLessThanOrEqual(860);
+    expect(turns).toEqual([]); // no words yet: the turn waits for the recogniser
+
+    client.publish(channels.transcript, sid, {
+      text: 'what time is it',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 200,
+      endMs: 800,
+    });
+    await waitFor(() => turns.length === 1);
+    expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it', speechEndMs: vads[1]!.atMs });
+    const turnId = turns[0]!.turnId;
+
+    // The user talks over the answer: barge-in for that turn, and a cancel every stage obeys.
+    send(400, true);
+    await waitFor(() => turns.length === 2 && controls.length === 1);
+    expect(turns[1]).toMatchObject({ kind: 'barge-in', turnId });
+    expect(controls[0]).toEqual({ kind: 'cancel', turnId, reason: 'barge-in' });
+  });
+
+  it('merges speech after a short pause into the same turn', async () => {
+    const sid = sessionId('td-2');
+    await openSession(client, sid, {}, { stages: [STAGE] });
+    const turns: Turn[] = [];
+    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
+    await client.nc.flush();
+    let seq = 0;
+    const send = (ms: number, loud: boolean) => {
+      for (let t = 0; t < ms; t += 20) {
+        const samples = Int16Array.from({ length: 320 }, (_, i) =>
+          loud ? Math.round(8000 * Math.sin(i / 3)) : (i % 3) - 1,
+        );
+        client.publishAudio('in', sid, { samples, sampleRate: 16000, seq, tsMs: seq * 20 });
+        seq++;
+      }
+    };
+    send(600, true);
+    send(400, false);
+    // The words so far end like an unfinished sentence: the detector holds the turn open...
+    client.publish(channels.transcript, sid, {
+      text: 'i would like to',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 0,
+      endMs: 600,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    send(600, true);
+    send(600, false);
+    client.publish(channels.transcript, sid, {
+      text: 'book a table',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 1000,
+      endMs: 1600,
+    });
+    await waitFor(() => turns.length === 1);
+    // ...and the second part joins the first: one turn, both parts.
+    expect(turns[0]!.text).toBe('i would like to book a table');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(turns).toHaveLength(1);
+  });
+});
