@@ -41,14 +41,8 @@ describe('typed messages across OS processes', () => {
       const errors = collectErrors(a, subjects.error(sid));
       await a.nc.flush();
 
-      a.publish(channels.transcript, sid, {
-        text: 'hello there',
-        final: true,
-        stable: true,
-        confidence: 0.9,
-        startMs: 0,
-        endMs: 800,
-      });
+      const hello = { text: 'hello there', final: true, stable: true, confidence: 0.9, startMs: 0, endMs: 800 };
+      a.publish(channels.transcript, sid, hello);
       // Raw producers (another language, a buggy build) bypass the typed API: the receiver must still check.
       a.nc.publish(subjects.transcript(sid), enc.encode(JSON.stringify({ text: 42, final: 'yes' })));
       a.nc.publish(subjects.transcript(sid), enc.encode('{not json'));
@@ -56,14 +50,7 @@ describe('typed messages across OS processes', () => {
       a.nc.publish(subjects.sessionOpen, enc.encode(JSON.stringify({ sessionId: 's-1', config: {} })));
 
       const got = await child.waitForJson<{ msg: { text: string } }>((m) => m.event === 'transcript');
-      expect(got.msg).toEqual({
-        text: 'hello there',
-        final: true,
-        stable: true,
-        confidence: 0.9,
-        startMs: 0,
-        endMs: 800,
-      });
+      expect(got.msg).toEqual(hello);
       const open = await child.waitForJson<{ msg: unknown }>((m) => m.event === 'session.open');
       expect(open.msg).toEqual({ sessionId: 's-1', config: { language: 'en-US', sampleRate: 16000 } });
 

@@ -1,2 +1,3 @@
 export * from './pipeline.js';
 export * from './report.js';
+export * from './in-process.js';

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bus } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
-import { channels, sessionId as parseSessionId, STAGES } from '@va/protocol';
+import { channels, sessionId as parseSessionId, SessionRecording, STAGES } from '@va/protocol';
 import { createLogger } from '@va/telemetry';
 import {
   spawnNode,
@@ -14,7 +14,7 @@ import {
   type OtlpReceiver,
   type ReceivedSpan,
 } from '@va/testkit';
-import { buildReport, type ConversationReport, type SessionSummary } from './report.js';
+import { buildReport, type ConversationReport } from './report.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -38,7 +38,7 @@ export interface RunningStage {
 
 export interface ConversationResult {
   report: ConversationReport;
-  summary: SessionSummary;
+  summary: SessionRecording;
   spans: ReceivedSpan[];
   stages: RunningStage[];
   /** How each stage exited after SIGTERM (code 0 = a clean drain). */
@@ -188,7 +188,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         `media-gateway exited with ${JSON.stringify(gatewayExit)}:\n${gateway.stderr.slice(-20).join('\n')}`,
       );
     }
-    const summary = JSON.parse(await readFile(join(outDir, `${sid}.session.json`), 'utf8')) as SessionSummary;
+    const summary = SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${sid}.session.json`), 'utf8')));
 
     // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
     const exits = { 'media-gateway': gatewayExit, ...(await pipeline.stopStages()) };

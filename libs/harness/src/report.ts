@@ -1,26 +1,5 @@
+import type { SessionRecording } from '@va/protocol';
 import type { ReceivedSpan } from '@va/testkit';
-
-/** The gateway's session summary (`out/<session>.session.json`). */
-export interface SessionSummary {
-  sessionId: string;
-  sampleRate: number;
-  durationMs: number;
-  utterances: { say: string; startMs: number; endMs: number }[];
-  turns: {
-    turnId: string;
-    traceId: string;
-    userText: string;
-    speechStartMs: number;
-    speechEndMs: number;
-    firstAudioMs: number | null;
-    e2eMs: number | null;
-    spokenText: string;
-    interrupted: boolean;
-  }[];
-  segments: { turnId: string; source: 'fast' | 'deep'; startMs: number; endMs: number }[];
-  agentWav: string;
-  mixWav: string;
-}
 
 export interface ReportSpan {
   name: string;
@@ -63,7 +42,7 @@ export interface SaidByStages {
 }
 
 /** Scripted utterances a turn's speech overlaps, as the user's words for that turn. */
-function userTextOf(summary: SessionSummary, start: number, end: number): string {
+function userTextOf(summary: SessionRecording, start: number, end: number): string {
   return summary.utterances
     .filter((u) => u.endMs > start - 300 && u.startMs < end + 300)
     .map((u) => u.say)
@@ -71,7 +50,7 @@ function userTextOf(summary: SessionSummary, start: number, end: number): string
 }
 
 export function buildReport(
-  summary: SessionSummary,
+  summary: SessionRecording,
   spans: readonly ReceivedSpan[],
   said: SaidByStages,
 ): ConversationReport {

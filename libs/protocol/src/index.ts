@@ -4,3 +4,4 @@ export * from './messages.js';
 export * from './channels.js';
 export * from './audio.js';
 export * from './kv.js';
+export * from './recording.js';

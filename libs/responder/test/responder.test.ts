@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorHost, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
-import { channels, requests, sessionId, type Reply } from '@va/protocol';
+import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { channels, requests, type Reply } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor, OPENER_PROMPT } from '@va/responder';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 
-let nats: NatsServerHandle;
+let stages: InProcessStages;
 let client: Bus;
-const hosts: ActorHost[] = [];
 const fast = new FakeLLM({ reply: 'Sure, one moment.', ttftMs: 5, tokensPerSecond: 200 });
 const deep = new FakeLLM({
   reply: (messages) =>
@@ -19,8 +18,30 @@ const deep = new FakeLLM({
 const historyAsked: { beforeTurnId?: string; maxTokens: number }[] = [];
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  const common = { historyTokens: 100, historyTimeoutMs: 500, llmOptions: {} };
+  stages = await startStagesInProcess([
+    {
+      stage: 'fast-responder',
+      createActor: createResponderActor({
+        stage: 'fast-responder',
+        source: 'fast',
+        llm: fast,
+        systemPrompt: OPENER_PROMPT,
+        ...common,
+      }),
+    },
+    {
+      stage: 'deep-responder',
+      createActor: createResponderActor({
+        stage: 'deep-responder',
+        source: 'deep',
+        llm: deep,
+        systemPrompt: ANSWER_PROMPT,
+        ...common,
+      }),
+    },
+  ]);
+  client = stages.client;
   // Stands in for session-context: one earlier exchange.
   client.serve(requests.ctxGet, (req) => {
     historyAsked.push(req);
@@ -32,31 +53,16 @@ beforeAll(async () => {
       summary: null,
     };
   });
-  const common = { historyTokens: 100, historyTimeoutMs: 500, llmOptions: {} };
-  for (const [stage, source, llm, systemPrompt] of [
-    ['fast-responder', 'fast', fast, OPENER_PROMPT],
-    ['deep-responder', 'deep', deep, ANSWER_PROMPT],
-  ] as const) {
-    const host = new ActorHost({
-      stage,
-      bus: await Bus.connect({ stage, servers: nats.url }),
-      createActor: createResponderActor({ stage, source, llm, systemPrompt, ...common }),
-    });
-    await host.start();
-    hosts.push(host);
-  }
+  await client.nc.flush();
 });
 
 afterAll(async () => {
-  for (const h of hosts) await h.drain();
-  await client?.drain();
-  await nats?.stop();
+  await stages?.stop();
 });
 
 describe('fast and deep responders', () => {
   it('both start at turn end, stream their replies with history, and close each stream', async () => {
-    const sid = sessionId('resp-1');
-    await openSession(client, sid, {}, { stages: ['fast-responder', 'deep-responder'] });
+    const sid = await stages.open('resp-1');
     const got = { fast: [] as Reply[], deep: [] as Reply[] };
     client.subscribe(channels.replyFast, sid, (r) => void got.fast.push(r));
     client.subscribe(channels.replyDeep, sid, (r) => void got.deep.push(r));
@@ -85,8 +91,7 @@ describe('fast and deep responders', () => {
   });
 
   it('stops generating when the turn is cancelled', async () => {
-    const sid = sessionId('resp-2');
-    await openSession(client, sid, {}, { stages: ['fast-responder', 'deep-responder'] });
+    const sid = await stages.open('resp-2');
     const deltas: Reply[] = [];
     client.subscribe(channels.replyDeep, sid, (r) => void deltas.push(r));
     await client.nc.flush();

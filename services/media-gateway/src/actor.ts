@@ -1,6 +1,6 @@
 import type { ActorContext } from '@va/actor';
 import { dither } from '@va/audio';
-import { channels, type AudioSource } from '@va/protocol';
+import { channels, type AudioSource, type PlayedSegment, type RecordedTurn } from '@va/protocol';
 import {
   ATTR,
   contextOf,
@@ -31,27 +31,6 @@ interface TurnTrace {
   ended: boolean;
 }
 
-/** What the gateway reports of each turn once it is over (also written to the session summary). */
-export interface TurnRecord {
-  turnId: string;
-  traceId: string;
-  userText: string;
-  speechStartMs: number;
-  speechEndMs: number;
-  firstAudioMs: number | null;
-  e2eMs: number | null;
-  spokenText: string;
-  interrupted: boolean;
-}
-
-/** A stretch of agent audio as played, on the session clock. */
-export interface PlayedSegment {
-  turnId: string;
-  source: AudioSource;
-  startMs: number;
-  endMs: number;
-}
-
 /**
  * The bus side of one session at the gateway. The transport's clock calls `tick()` every 20 ms with the
  * user's audio; the session publishes it, and returns the agent frame to play now (real-time pacing lives
@@ -64,7 +43,7 @@ export class GatewaySession {
   /** The user turn being spoken (opened at vad start, bound to a turn id at turn end). */
   private open: TurnTrace | undefined;
   private readonly turns = new Map<string, TurnTrace>();
-  readonly records: TurnRecord[] = [];
+  readonly records: RecordedTurn[] = [];
   readonly segments: PlayedSegment[] = [];
   private readonly userTexts = new Map<string, string>();
   private readonly startWall: number;

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { ActorContext, closeSession, newInstanceId, openSession, parseEnv, ServiceEnv } from '@va/actor';
 import { readWav, resample, samplesForMs, writeWavChannels } from '@va/audio';
 import { Bus } from '@va/bus';
-import { BUCKETS, sessionId as parseSessionId, STAGES } from '@va/protocol';
+import { BUCKETS, sessionId as parseSessionId, STAGES, type SessionRecording } from '@va/protocol';
 import { createProvider } from '@va/providers';
 import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
 import { z } from 'zod';
@@ -109,7 +109,7 @@ const mixWav = join(outDir, `${sessionId}.mix.wav`);
 await writeFile(agentWav, writeWavChannels([agentTrack.samples()], rate));
 // Stereo: the user on the left, the agent on the right — listen to the conversation as it happened.
 await writeFile(mixWav, writeWavChannels([userTrack.samples(), agentTrack.samples()], rate));
-const summary = {
+const summary: SessionRecording = {
   sessionId,
   sampleRate: rate,
   durationMs: frames * FRAME_MS,

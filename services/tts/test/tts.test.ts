@@ -1,37 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorHost, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
-import { channels, sessionId, type AudioFrame, type SpeechDone } from '@va/protocol';
+import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { channels, type AudioFrame, type SpeechDone } from '@va/protocol';
 import { FakeTTS } from '@va/providers';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 import { STAGE, ttsActor } from '../src/actor.js';
 
-let nats: NatsServerHandle;
+let stages: InProcessStages;
 let client: Bus;
-let host: ActorHost;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
   // Synthesis at a fifth of real time: fast, but slow enough for a cancel to land mid-turn.
   const tts = new FakeTTS({ msPerChar: 20, ttfbMs: 10, rtf: 0.2 });
-  host = new ActorHost({
-    stage: STAGE,
-    bus: await Bus.connect({ stage: STAGE, servers: nats.url }),
-    createActor: ttsActor(tts),
-  });
-  await host.start();
+  stages = await startStagesInProcess([{ stage: STAGE, createActor: ttsActor(tts) }]);
+  client = stages.client;
 });
 
 afterAll(async () => {
-  await host?.drain();
-  await client?.drain();
-  await nats?.stop();
+  await stages?.stop();
 });
 
 async function session(id: string) {
-  const sid = sessionId(id);
-  await openSession(client, sid, {}, { stages: [STAGE] });
+  const sid = await stages.open(id);
   const frames: AudioFrame[] = [];
   const speech: SpeechDone[] = [];
   client.subscribeAudio('out', sid, (f) => void frames.push(f));

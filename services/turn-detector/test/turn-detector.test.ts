@@ -1,34 +1,39 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorHost, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
-import { channels, sessionId, type Control, type Turn, type Vad } from '@va/protocol';
+import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { channels, type Control, type SessionId, type Turn, type Vad } from '@va/protocol';
 import { FakeVAD } from '@va/providers';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
 import { endOfUtteranceProbability, soundsUnfinished } from '../src/endpointing.js';
 
-let nats: NatsServerHandle;
+let stages: InProcessStages;
 let client: Bus;
-let host: ActorHost;
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
   // Loud frames are speech: the VAD model is not what this test is about.
   const makeVad = async () => new FakeVAD({ script: (f) => (f.dbfs > -40 ? 0.95 : 0.02) });
-  host = new ActorHost({
-    stage: STAGE,
-    bus: await Bus.connect({ stage: STAGE, servers: nats.url }),
-    createActor: turnDetectorActor(makeVad),
-  });
-  await host.start();
+  stages = await startStagesInProcess([{ stage: STAGE, createActor: turnDetectorActor(makeVad) }]);
+  client = stages.client;
 });
 
 afterAll(async () => {
-  await host?.drain();
-  await client?.drain();
-  await nats?.stop();
+  await stages?.stop();
 });
+
+/** Publishes `ms` of microphone audio, loud (speech to the fake VAD) or near-silent, continuing the clock. */
+function microphone(sid: SessionId) {
+  let seq = 0;
+  return (ms: number, loud: boolean) => {
+    for (let t = 0; t < ms; t += 20) {
+      const samples = Int16Array.from({ length: 320 }, (_, i) =>
+        loud ? Math.round(8000 * Math.sin(i / 3)) : (i % 3) - 1,
+      );
+      client.publishAudio('in', sid, { samples, sampleRate: 16000, seq, tsMs: seq * 20 });
+      seq++;
+    }
+  };
+}
 
 describe('end-of-turn cues', () => {
   it('hears unfinished sentences', () => {
@@ -43,8 +48,7 @@ describe('end-of-turn cues', () => {
 
 describe('turn-detector stage', () => {
   it('reports speech start/end, ends the turn on the final transcript, and detects a barge-in', async () => {
-    const sid = sessionId('td-1');
-    await openSession(client, sid, {}, { stages: [STAGE] });
+    const sid = await stages.open('td-1');
     const vads: Vad[] = [];
     const turns: Turn[] = [];
     const controls: Control[] = [];
@@ -53,16 +57,7 @@ describe('turn-detector stage', () => {
     client.subscribe(channels.control, sid, (c) => void controls.push(c));
     await client.nc.flush();
 
-    let seq = 0;
-    const send = (ms: number, loud: boolean) => {
-      for (let t = 0; t < ms; t += 20) {
-        const samples = Int16Array.from({ length: 320 }, (_, i) =>
-          loud ? Math.round(8000 * Math.sin(i / 3)) : (i % 3) - 1,
-        );
-        client.publishAudio('in', sid, { samples, sampleRate: 16000, seq, tsMs: seq * 20 });
-        seq++;
-      }
-    };
+    const send = microphone(sid);
     send(200, false);
     send(600, true); // speech 200..800 ms
     send(600, false);
@@ -94,21 +89,11 @@ describe('turn-detector stage', () => {
   });
 
   it('merges speech after a short pause into the same turn', async () => {
-    const sid = sessionId('td-2');
-    await openSession(client, sid, {}, { stages: [STAGE] });
+    const sid = await stages.open('td-2');
     const turns: Turn[] = [];
     client.subscribe(channels.turn, sid, (t) => void turns.push(t));
     await client.nc.flush();
-    let seq = 0;
-    const send = (ms: number, loud: boolean) => {
-      for (let t = 0; t < ms; t += 20) {
-        const samples = Int16Array.from({ length: 320 }, (_, i) =>
-          loud ? Math.round(8000 * Math.sin(i / 3)) : (i % 3) - 1,
-        );
-        client.publishAudio('in', sid, { samples, sampleRate: 16000, seq, tsMs: seq * 20 });
-        seq++;
-      }
-    };
+    const send = microphone(sid);
     send(600, true);
     send(400, false);
     // The words so far end like an unfinished sentence: the detector holds the turn open...

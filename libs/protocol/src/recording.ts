@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+/**
+ * What a gateway writes when a recorded session ends (`<out>/<session>.session.json`): each turn as played,
+ * and every stretch of agent audio on the session clock. The demo, the end-to-end test and benchmarks read it.
+ */
+export const RecordedTurn = z.object({
+  turnId: z.string(),
+  traceId: z.string(),
+  userText: z.string(),
+  speechStartMs: z.number(),
+  speechEndMs: z.number(),
+  /** Session-clock time of the first agent frame played. */
+  firstAudioMs: z.number().nullable(),
+  /** First agent audio − user speech end. */
+  e2eMs: z.number().nullable(),
+  spokenText: z.string(),
+  interrupted: z.boolean(),
+});
+export type RecordedTurn = z.infer<typeof RecordedTurn>;
+
+export const PlayedSegment = z.object({
+  turnId: z.string(),
+  source: z.enum(['fast', 'deep']),
+  startMs: z.number(),
+  endMs: z.number(),
+});
+export type PlayedSegment = z.infer<typeof PlayedSegment>;
+
+export const SessionRecording = z.object({
+  sessionId: z.string(),
+  sampleRate: z.number(),
+  durationMs: z.number(),
+  /** Where each scripted user utterance was played (empty for a recorded microphone). */
+  utterances: z.array(z.object({ say: z.string(), startMs: z.number(), endMs: z.number() })),
+  turns: z.array(RecordedTurn),
+  segments: z.array(PlayedSegment),
+  agentWav: z.string(),
+  mixWav: z.string(),
+});
+export type SessionRecording = z.infer<typeof SessionRecording>;
