@@ -28,6 +28,10 @@ export interface PipelineOptions extends StartPipelineOptions {
   script: { turns: ScriptTurn[] };
   outDir: string;
   sessionId?: string;
+  /** Concurrent sessions playing the script (one gateway process); the report covers the first. */
+  sessions?: number;
+  /** Write WAVs (default: only for a single session). */
+  recordAudio?: boolean;
 }
 
 export interface RunningStage {
@@ -39,6 +43,8 @@ export interface RunningStage {
 export interface ConversationResult {
   report: ConversationReport;
   summary: SessionRecording;
+  /** Every session's recording (one per session). */
+  recordings: SessionRecording[];
   spans: ReceivedSpan[];
   stages: RunningStage[];
   /** How each stage exited after SIGTERM (code 0 = a clean drain). */
@@ -49,10 +55,21 @@ function serviceEntry(stage: string): string {
   return join(ROOT, 'services', stage, 'dist', 'main.js');
 }
 
+/** Pace of a local LLM server. */
+export interface LlmPace {
+  ttftMs: number;
+  tokensPerSecond: number;
+}
+
 export interface StartPipelineOptions {
   /** The local deep LLM server's time to first token; the fast one is 3x quicker (unused with a real LLM). */
   llmTtftMs?: number;
   llmTokensPerSecond?: number;
+  /** Exact paces for the two local servers (override llmTtftMs/llmTokensPerSecond). */
+  fastLlm?: LlmPace;
+  deepLlm?: LlmPace;
+  /** Which stages to run besides the gateway (default all six); a stage left out is simply absent. */
+  stages?: readonly string[];
   /** Extra environment for every service (provider choices, a real LLM…). */
   env?: Record<string, string>;
   onProgress?: (line: string) => void;
@@ -93,8 +110,12 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       // Two local servers, as two models would be: the small one answers ~3x sooner than the large one.
       const ttftMs = opts.llmTtftMs ?? 150;
       const tokensPerSecond = opts.llmTokensPerSecond ?? 60;
-      llms.push(await startLocalLlmServer({ ttftMs: Math.round(ttftMs / 3), tokensPerSecond: tokensPerSecond * 2 }));
-      llms.push(await startLocalLlmServer({ ttftMs, tokensPerSecond }));
+      llms.push(
+        await startLocalLlmServer(
+          opts.fastLlm ?? { ttftMs: Math.round(ttftMs / 3), tokensPerSecond: tokensPerSecond * 2 },
+        ),
+      );
+      llms.push(await startLocalLlmServer(opts.deepLlm ?? { ttftMs, tokensPerSecond }));
       progress(`local LLM servers (rule-based, no model weights): fast ${llms[0]!.url}, deep ${llms[1]!.url}`);
     }
     const env: Record<string, string> = {
@@ -108,7 +129,7 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
         : {}),
       ...opts.env,
     };
-    for (const stage of STAGES.filter((s) => s !== 'media-gateway')) {
+    for (const stage of STAGES.filter((s) => s !== 'media-gateway' && (opts.stages ?? STAGES).includes(s))) {
       const child = spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: 900 });
       stages.push({ stage, pid: child.pid, child });
     }
@@ -148,6 +169,8 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   const outDir = resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
   const sid = parseSessionId(opts.sessionId ?? `demo-${Date.now().toString(36)}`);
+  const sessions = opts.sessions ?? 1;
+  const ids = sessions === 1 ? [sid] : Array.from({ length: sessions }, (_, i) => parseSessionId(`${sid}-${i}`));
   const pipeline = await startPipeline(opts);
   const { stages, env, otlp } = pipeline;
   let observer: Bus | undefined;
@@ -163,36 +186,50 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       openers: new Map<string, string>(),
       answers: new Map<string, string>(),
     };
-    observer.subscribe(channels.turn, sid, (t) => {
+    observer.subscribe(channels.turn, ids[0]!, (t) => {
       if (t.kind === 'end') said.transcripts.set(t.turnId, t.text);
     });
     const collect = (into: Map<string, string>) => (r: { turnId: string; delta: string }) =>
       void into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
-    observer.subscribe(channels.replyFast, sid, collect(said.openers));
-    observer.subscribe(channels.replyDeep, sid, collect(said.answers));
+    observer.subscribe(channels.replyFast, ids[0]!, collect(said.openers));
+    observer.subscribe(channels.replyDeep, ids[0]!, collect(said.answers));
     await observer.nc.flush();
 
     const scriptPath = join(outDir, `${sid}.script.json`);
     await writeFile(scriptPath, JSON.stringify(opts.script));
     const gateway = spawnNode(serviceEntry('media-gateway'), {
-      env: { ...env, GATEWAY_SCRIPT: scriptPath, GATEWAY_OUT_DIR: outDir, GATEWAY_SESSION_ID: sid },
+      env: {
+        ...env,
+        GATEWAY_SCRIPT: scriptPath,
+        GATEWAY_OUT_DIR: outDir,
+        GATEWAY_SESSION_ID: sid,
+        GATEWAY_SESSIONS: String(sessions),
+        GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',
+      },
       name: 'media-gateway',
       maxLifetimeSec: 900,
     });
     const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
     await gateway.waitForJson((l) => l.msg === 'session opened', 60_000);
-    progress(`session ${sid} opened on all stages; playing the script in real time`);
+    progress(
+      `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
+    );
     const gatewayExit = await gateway.exited;
     if (gatewayExit.code !== 0) {
       throw new Error(
         `media-gateway exited with ${JSON.stringify(gatewayExit)}:\n${gateway.stderr.slice(-20).join('\n')}`,
       );
     }
-    const summary = SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${sid}.session.json`), 'utf8')));
+    const recordings = await Promise.all(
+      ids.map(async (id) =>
+        SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${id}.session.json`), 'utf8'))),
+      ),
+    );
+    const summary = recordings[0]!;
 
     // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
     const exits = { 'media-gateway': gatewayExit, ...(await pipeline.stopStages()) };
-    const traceIds = new Set(summary.turns.map((t) => t.traceId));
+    const traceIds = new Set(recordings.flatMap((r) => r.turns.map((t) => t.traceId)));
     const spans = await otlp
       .waitForSpans(
         (got) =>
@@ -201,7 +238,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       )
       .catch(() => otlp.spans());
     const report = buildReport(summary, spans, said);
-    return { report, summary, spans, stages: all, exits };
+    return { report, summary, recordings, spans, stages: all, exits };
   } finally {
     await observer?.close();
     await pipeline.stop();

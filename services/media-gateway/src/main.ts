@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { ActorContext, closeSession, newInstanceId, openSession, parseEnv, ServiceEnv } from '@va/actor';
-import { readWav, resample, samplesForMs, writeWavChannels } from '@va/audio';
+import { readFile } from 'node:fs/promises';
+import { newInstanceId, parseEnv, ServiceEnv } from '@va/actor';
+import { readWav, resample } from '@va/audio';
 import { Bus } from '@va/bus';
-import { BUCKETS, sessionId as parseSessionId, STAGES, type SessionRecording } from '@va/protocol';
+import { sessionId as parseSessionId } from '@va/protocol';
 import { createProvider } from '@va/providers';
 import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
 import { z } from 'zod';
-import { FRAME_MS, GatewaySession, micSilence, STAGE } from './actor.js';
-import { runClock, Script, ScriptMic, TrackRecorder, WavMic, type MicSource } from './wav-transport.js';
+import { STAGE } from './actor.js';
+import { runRecordedSession } from './recorded-session.js';
+import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
 
 const env = parseEnv(
   ServiceEnv.extend({
@@ -23,7 +23,11 @@ const env = parseEnv(
       .number()
       .pipe(z.union([z.literal(16000), z.literal(24000), z.literal(48000)]))
       .default(16000),
-    /** After the microphone input ends, how long the session must be quiet before it closes. */
+    /** Concurrent sessions playing the same microphone (load runs); ids get `-<n>` appended when > 1. */
+    GATEWAY_SESSIONS: z.coerce.number().int().positive().max(1000).default(1),
+    /** Sessions start this far apart, so their turns do not all land on the same instant. */
+    GATEWAY_STAGGER_MS: z.coerce.number().int().nonnegative().default(37),
+    GATEWAY_RECORD_AUDIO: z.enum(['0', '1']).default('1'),
     GATEWAY_TAIL_MS: z.coerce.number().int().positive().default(1000),
     GATEWAY_MAX_TAIL_MS: z.coerce.number().int().positive().default(30_000),
     GATEWAY_OPEN_TIMEOUT_MS: z.coerce.number().int().positive().default(20_000),
@@ -38,90 +42,43 @@ const instanceId = newInstanceId();
 startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
-const sessionId = parseSessionId(env.GATEWAY_SESSION_ID);
 const rate = env.GATEWAY_SAMPLE_RATE;
 
 // The microphone: a script spoken by the local TTS (paced by the conversation), or a recording.
-const mic: MicSource = env.GATEWAY_SCRIPT
-  ? await ScriptMic.create(
-      Script.parse(JSON.parse(await readFile(env.GATEWAY_SCRIPT, 'utf8'))),
-      await createProvider('tts', 'local'),
-      rate,
-    )
-  : new WavMic(await resample(readWav(await readFile(env.GATEWAY_WAV!)), rate));
+let newMic: () => MicSource;
+if (env.GATEWAY_SCRIPT) {
+  const script = Script.parse(JSON.parse(await readFile(env.GATEWAY_SCRIPT, 'utf8')));
+  newMic = await ScriptMic.prepare(script, await createProvider('tts', 'local'), rate);
+} else {
+  const pcm = await resample(readWav(await readFile(env.GATEWAY_WAV!)), rate);
+  newMic = () => new WavMic(pcm);
+}
 
-const others = STAGES.filter((s) => s !== STAGE);
-const acks = await openSession(
-  bus,
-  sessionId,
-  { sampleRate: rate },
-  { stages: others, timeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS },
-);
-log.info({ sessionId, stages: acks.map((a) => `${a.stage}@${a.instanceId}`) }, 'session opened');
-const missing = others.filter((s) => !acks.some((a) => a.stage === s));
-if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
-
-const ctx = new ActorContext(
-  sessionId,
-  { sampleRate: rate, language: 'en-US' },
-  STAGE,
-  bus,
-  await bus.kv(BUCKETS.state),
-  false,
-  log,
-);
-ctx.followControl();
-const session = new GatewaySession(ctx, rate);
-
-const frameSamples = samplesForMs(FRAME_MS, rate);
-let micEndedAt: number | undefined;
-const userTrack = new TrackRecorder();
-const agentTrack = new TrackRecorder();
 const stop = new AbortController();
 process.once('SIGTERM', () => stop.abort());
 process.once('SIGINT', () => stop.abort());
 
-// Play the microphone in real time, then keep the line open (comfort noise) until the agent is done.
-const frames = await runClock(
-  FRAME_MS,
-  (i) => {
-    const state = { nowMs: session.nowMs, idle: session.idle, lastActivity: session.lastActivity };
-    const spoken = micEndedAt === undefined ? mic.next(frameSamples, state) : null;
-    if (spoken === null) micEndedAt ??= session.nowMs;
-    const micFrame = spoken ?? micSilence(frameSamples, i + 1);
-    const agent = session.tick(micFrame);
-    userTrack.write(i, frameSamples, micFrame);
-    agentTrack.write(i, frameSamples, agent);
-    if (micEndedAt === undefined) return true;
-    const quietFor = session.nowMs - Math.max(session.lastActivity, micEndedAt);
-    const overtime = session.nowMs - micEndedAt;
-    return !(session.idle && quietFor >= env.GATEWAY_TAIL_MS) && overtime < env.GATEWAY_MAX_TAIL_MS;
-  },
-  stop.signal,
+const ids =
+  env.GATEWAY_SESSIONS === 1
+    ? [env.GATEWAY_SESSION_ID]
+    : Array.from({ length: env.GATEWAY_SESSIONS }, (_, i) => `${env.GATEWAY_SESSION_ID}-${i}`);
+const results = await Promise.allSettled(
+  ids.map(async (id, i) => {
+    await new Promise((r) => setTimeout(r, i * env.GATEWAY_STAGGER_MS));
+    return runRecordedSession(bus, parseSessionId(id), newMic(), {
+      sampleRate: rate,
+      outDir: env.GATEWAY_OUT_DIR,
+      recordAudio: env.GATEWAY_RECORD_AUDIO === '1',
+      tailMs: env.GATEWAY_TAIL_MS,
+      maxTailMs: env.GATEWAY_MAX_TAIL_MS,
+      openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS,
+      signal: stop.signal,
+    });
+  }),
 );
-
-session.close();
-closeSession(bus, sessionId, 'transport ended');
-const outDir = resolve(env.GATEWAY_OUT_DIR);
-await mkdir(outDir, { recursive: true });
-const agentWav = join(outDir, `${sessionId}.agent.wav`);
-const mixWav = join(outDir, `${sessionId}.mix.wav`);
-await writeFile(agentWav, writeWavChannels([agentTrack.samples()], rate));
-// Stereo: the user on the left, the agent on the right — listen to the conversation as it happened.
-await writeFile(mixWav, writeWavChannels([userTrack.samples(), agentTrack.samples()], rate));
-const summary: SessionRecording = {
-  sessionId,
-  sampleRate: rate,
-  durationMs: frames * FRAME_MS,
-  utterances: mic.utterances,
-  turns: session.records,
-  segments: session.segments,
-  agentWav,
-  mixWav,
-};
-await writeFile(join(outDir, `${sessionId}.session.json`), JSON.stringify(summary, null, 2));
-log.info({ sessionId, turns: session.records.length, out: outDir }, 'session finished');
-ctx.close('closed');
+const failed = results.filter((r) => r.status === 'rejected');
+for (const f of failed) log.error({ err: (f as PromiseRejectedResult).reason }, 'session failed');
+log.info({ sessions: ids.length, failed: failed.length }, 'all sessions finished');
 await bus.drain();
 await shutdownTelemetry();
-process.exit(0);
+process.exit(failed.length === 0 ? 0 : 1);

@@ -77,7 +77,8 @@ export class ScriptMic implements MicSource {
     private readonly sampleRate: number,
   ) {}
 
-  static async create(script: Script, tts: TTS, sampleRate: number): Promise<ScriptMic> {
+  /** Synthesizes the script once; each call of the result is a fresh microphone (one per session). */
+  static async prepare(script: Script, tts: TTS, sampleRate: number): Promise<() => ScriptMic> {
     const speech: Int16Array[] = [];
     for (const turn of script.turns) {
       const chunks: Int16Array[] = [];
@@ -89,7 +90,7 @@ export class ScriptMic implements MicSource {
       // Real microphones never give digital zero; recognisers' normalisers expect some noise.
       speech.push(dither(pcm.samples, 6, speech.length + 11));
     }
-    return new ScriptMic(script, speech, sampleRate);
+    return () => new ScriptMic(script, speech, sampleRate);
   }
 
   next(frameSamples: number, state: ConversationState): Int16Array | null {

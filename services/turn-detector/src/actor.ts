@@ -44,6 +44,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     let agentTurn: string | undefined;
     let endTimer: NodeJS.Timeout | undefined;
     let endDeadline = 0;
+    let vadEndWall = 0;
 
     const text = () =>
       [...finals, partial]
@@ -84,6 +85,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     /** Decide now if the final for this speech is in; otherwise wait for it, bounded. */
     function considerEnd(): void {
       if (speaking) return;
+      if (opts.mode === 'fixed') return considerFixedEnd();
       const haveFinal = lastFinalEndMs >= speechEndMs - 300 && partial === '';
       // Words from after this silence: the user went on, and the VAD has not caught up with that audio yet.
       const resumed = lastFinalEndMs > speechEndMs + RESUMED_MARGIN_MS;
@@ -92,6 +94,16 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       if (now >= endDeadline) return emitTurnEnd();
       clearEndTimer();
       endTimer = setTimeout(emitTurnEnd, endDeadline - now);
+    }
+
+    /** Baseline endpointing: never before `fixedDelayMs` after VAD end, then as soon as a final is in. */
+    function considerFixedEnd(): void {
+      const now = Date.now();
+      const earliest = vadEndWall + opts.fixedDelayMs;
+      const haveFinal = lastFinalEndMs >= speechEndMs - 300 && partial === '';
+      if (now >= earliest && (haveFinal || now >= earliest + opts.maxFinalWaitMs)) return emitTurnEnd();
+      clearEndTimer();
+      endTimer = setTimeout(considerFixedEnd, now < earliest ? earliest - now : earliest + opts.maxFinalWaitMs - now);
     }
 
     function bargeIn(atMs: number): void {
@@ -132,6 +144,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
         } else {
           speaking = false;
           speechEndMs = ev.atMs;
+          vadEndWall = Date.now();
           endDeadline = Date.now() + opts.maxFinalWaitMs + (soundsUnfinished(text()) ? opts.incompleteExtraMs : 0);
           considerEnd();
         }

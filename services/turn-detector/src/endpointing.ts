@@ -4,6 +4,13 @@
  * and waits longer when the words so far sound unfinished.
  */
 export interface EndpointingOptions {
+  /**
+   * `adaptive` (ours): end as soon as the recogniser's final is in and the words sound finished.
+   * `fixed`: always wait `fixedDelayMs` after VAD end, then for the final — LiveKit Agents' default behaviour,
+   * kept as the benchmark baseline.
+   */
+  mode: 'adaptive' | 'fixed';
+  fixedDelayMs: number;
   /** Longest wait after VAD end for the recogniser's final before deciding on what is there. */
   maxFinalWaitMs: number;
   /** Extra wait when the text ends like an unfinished sentence ("and", "so", "um"…). */
@@ -13,6 +20,8 @@ export interface EndpointingOptions {
 }
 
 export const ENDPOINTING_DEFAULTS = {
+  mode: 'adaptive',
+  fixedDelayMs: 500,
   maxFinalWaitMs: 900,
   incompleteExtraMs: 700,
   bargeInMinSpeechMs: 250,

@@ -1,0 +1,164 @@
+import { rmsDbfs } from '@va/audio';
+import { z } from 'zod';
+import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
+import { Channel } from './channel.js';
+
+export interface TimedSttOptions {
+  /** The final arrives this long after the speech ended (wall clock), like a cloud recogniser's. */
+  finalDelayMs: number;
+  /** A partial every this much audio while the user speaks. */
+  partialEveryMs: number;
+  /** What each successive utterance "said" (cycled): the fake hears timing, not words. */
+  texts: readonly string[];
+  /** Frames louder than this are speech. */
+  speechDbfs: number;
+  /** Silence that closes an utterance (the end is dated at the silence's start). */
+  endSilenceMs: number;
+  sampleRate: number;
+}
+
+export const TIMED_STT_DEFAULTS = {
+  finalDelayMs: 100,
+  partialEveryMs: 100,
+  texts: ['hello there'],
+  speechDbfs: -45,
+  endSilenceMs: 60,
+  sampleRate: 16000,
+} as const satisfies TimedSttOptions;
+
+/**
+ * A recogniser with a cloud provider's timing and no words of its own, for benchmarks: it finds speech by
+ * energy, sends partials while the user speaks, and the final `finalDelayMs` after the speech ended — so a
+ * benchmark profile ("final 100 ms after speech end") is what the pipeline really experiences.
+ */
+export class TimedSTT implements STT {
+  readonly provider = 'timed';
+  readonly sampleRate: number;
+  private readonly opts: TimedSttOptions;
+  private utterance = 0;
+
+  constructor(opts: Partial<TimedSttOptions> = {}) {
+    this.opts = { ...TIMED_STT_DEFAULTS, ...opts };
+    this.sampleRate = this.opts.sampleRate;
+  }
+
+  async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
+    const events = new Channel<TranscriptEvent>();
+    const timers = new Set<NodeJS.Timeout>();
+    const { finalDelayMs, partialEveryMs, endSilenceMs, speechDbfs } = this.opts;
+    let clockMs = 0;
+    let speech:
+      { startMs: number; lastVoiceMs: number; lastVoiceWall: number; nextPartialMs: number; text: string } | undefined;
+
+    const words = (text: string, upToMs: number, s: { startMs: number; lastVoiceMs: number }) => {
+      const all = text.split(' ');
+      const heard = Math.max(
+        1,
+        Math.ceil((all.length * (upToMs - s.startMs)) / Math.max(1, s.lastVoiceMs - s.startMs + 300)),
+      );
+      return all.slice(0, Math.min(all.length, heard)).join(' ');
+    };
+
+    const finish = (s: NonNullable<typeof speech>) => {
+      const event: TranscriptEvent = {
+        text: s.text,
+        final: true,
+        stable: true,
+        confidence: 0.95,
+        startMs: s.startMs,
+        endMs: s.lastVoiceMs,
+      };
+      const wait = Math.max(0, s.lastVoiceWall + finalDelayMs - Date.now());
+      const t = setTimeout(() => {
+        timers.delete(t);
+        events.push(event);
+      }, wait);
+      timers.add(t);
+    };
+
+    const pump = async () => {
+      try {
+        for await (const chunk of audio) {
+          const startMs = chunk.tsMs ?? clockMs;
+          const durMs = (chunk.samples.length * 1000) / chunk.sampleRate;
+          clockMs = startMs + durMs;
+          const voiced = rmsDbfs(chunk.samples) > speechDbfs;
+          if (voiced) {
+            speech ??= {
+              startMs,
+              lastVoiceMs: clockMs,
+              lastVoiceWall: Date.now(),
+              nextPartialMs: startMs + partialEveryMs,
+              text: this.opts.texts[this.utterance++ % this.opts.texts.length]!,
+            };
+            speech.lastVoiceMs = clockMs;
+            speech.lastVoiceWall = Date.now();
+          }
+          if (!speech) continue;
+          if (clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
+            speech.nextPartialMs += partialEveryMs;
+            events.push({
+              text: words(speech.text, clockMs, speech),
+              final: false,
+              stable: false,
+              confidence: 0.5,
+              startMs: speech.startMs,
+              endMs: clockMs,
+            });
+          }
+          if (clockMs - speech.lastVoiceMs >= endSilenceMs) {
+            finish(speech);
+            speech = undefined;
+          }
+        }
+        if (speech) finish(speech);
+        await new Promise((r) => setTimeout(r, finalDelayMs + 5));
+        events.close();
+      } catch (err) {
+        events.fail(err);
+      }
+    };
+
+    const stop = () => {
+      for (const t of timers) clearTimeout(t);
+      events.cancel();
+    };
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      void pump();
+      yield* events;
+    } finally {
+      signal.removeEventListener('abort', stop);
+      stop();
+    }
+  }
+}
+
+const TimedEnv = z.object({
+  TIMED_STT_FINAL_MS: z.coerce.number().nonnegative().default(TIMED_STT_DEFAULTS.finalDelayMs),
+  TIMED_STT_PARTIAL_MS: z.coerce.number().positive().default(TIMED_STT_DEFAULTS.partialEveryMs),
+  TIMED_STT_TEXTS: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (!raw) return [...TIMED_STT_DEFAULTS.texts];
+      try {
+        return z.array(z.string().min(1)).min(1).parse(JSON.parse(raw));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'TIMED_STT_TEXTS must be a JSON array of strings' });
+        return z.NEVER;
+      }
+    }),
+});
+
+/** `TIMED_STT_FINAL_MS`, `TIMED_STT_PARTIAL_MS`, `TIMED_STT_TEXTS` (JSON array). */
+export function timedSttFromEnv(env: NodeJS.ProcessEnv): TimedSTT {
+  const parsed = TimedEnv.safeParse(env);
+  if (!parsed.success)
+    throw new Error(`invalid timed STT config: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+  return new TimedSTT({
+    finalDelayMs: parsed.data.TIMED_STT_FINAL_MS,
+    partialEveryMs: parsed.data.TIMED_STT_PARTIAL_MS,
+    texts: parsed.data.TIMED_STT_TEXTS,
+  });
+}
