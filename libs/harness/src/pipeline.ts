@@ -32,6 +32,8 @@ export interface PipelineOptions extends StartPipelineOptions {
   sessions?: number;
   /** Write WAVs (default: only for a single session). */
   recordAudio?: boolean;
+  /** Called once every process is up and the conversation starts (e.g. to sample their CPU). */
+  onRunning?: (stages: readonly RunningStage[]) => void;
 }
 
 export interface RunningStage {
@@ -211,6 +213,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     });
     const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
     await gateway.waitForJson((l) => l.msg === 'session opened', 60_000);
+    opts.onRunning?.(all);
     progress(
       `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
     );

@@ -26,6 +26,12 @@ export const ATTR = {
   interrupted: 'va.interrupted',
   /** On the root span: first agent audio frame out − user speech end. */
   e2eMs: 'va.e2e_ms',
+  /** Time a responder spent fetching history before calling its LLM. */
+  historyMs: 'va.history_ms',
+  /** How long the first agent frame of a turn waited in the gateway's playout buffer (the frame clock). */
+  bufferWaitMs: 'va.buffer_wait_ms',
+  /** Which responder's audio the user heard first (fast, or deep when the opener was skipped). */
+  firstSource: 'va.first_source',
   /** Only when VA_TRACE_TEXT=1: transcripts are personal data. */
   text: 'va.text',
   subject: 'messaging.destination.name',

@@ -28,6 +28,8 @@ interface TurnTrace {
   playout?: TurnPlayout;
   playSpan?: Span;
   firstAudioMs?: number;
+  /** Wall time the turn's first agent frame reached the gateway. */
+  firstArrival?: number;
   ended: boolean;
 }
 
@@ -61,7 +63,9 @@ export class GatewaySession {
     });
     ctx.onCancel = (turnId) => this.interrupt(turnId);
     ctx.subscribeAudio('out', (f) => {
-      if (!f.turnId || !f.source || !this.turns.has(f.turnId)) return;
+      const turn = f.turnId ? this.turns.get(f.turnId) : undefined;
+      if (!f.turnId || !f.source || !turn) return;
+      turn.firstArrival ??= performance.timeOrigin + performance.now();
       this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, textOffset: f.textOffset ?? 0 });
     });
     const onReply = (source: AudioSource) => (r: { turnId: string; delta: string }) => {
@@ -124,6 +128,13 @@ export class GatewaySession {
         sessionId: this.ctx.sessionId,
         turnId: p.turnId,
         stage: STAGE,
+        attributes: {
+          [ATTR.firstSource]: source,
+          [ATTR.bufferWaitMs]:
+            turn.firstArrival === undefined
+              ? 0
+              : Math.round((performance.timeOrigin + performance.now() - turn.firstArrival) * 10) / 10,
+        },
       });
       if (turn.speechEndMs !== undefined) {
         const e2e = atMs - turn.speechEndMs;

@@ -149,7 +149,7 @@ export function ttsActor(tts: TTS) {
         const s = turn[source];
         if (s.firstTextAt === undefined) return;
         const ttfb = performance.now() - s.firstTextAt;
-        s.span?.setAttribute(ATTR.ttfbMs, Math.round(ttfb));
+        s.span?.setAttribute(ATTR.ttfbMs, Math.round(ttfb * 10) / 10);
         histogram(METRIC.ttfb).record(ttfb, { [ATTR.stage]: STAGE, source });
       };
 

@@ -1,0 +1,142 @@
+// npm run bench [-- --quick] [--json FILE] [--svg FILE] [--out DIR]
+import { writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import { measureBusHop } from './bus-hop.js';
+import { distributionSvg, type Series } from './plot.js';
+import type { ProfileName, VariantName } from './profiles.js';
+import { runScenario, type TurnMeasure } from './scenario.js';
+import { distributionRows, percentile, round, type Row } from './stats.js';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    svg: { type: 'string' },
+    out: { type: 'string', default: 'out/bench' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (args.help) {
+  console.log('usage: npm run bench -- [--quick] [--json FILE] [--svg FILE] [--out DIR]');
+  process.exit(0);
+}
+
+const quick = args.quick;
+// Latency runs: [profile, sessions, turns per session] — ≥ 50 turns each in a full run.
+const latencyRuns: [ProfileName, number, number][] = quick
+  ? [
+      ['fast-cloud', 3, 3],
+      ['offline', 1, 3],
+    ]
+  : [
+      ['fast-cloud', 10, 5],
+      ['typical-cloud', 10, 5],
+      ['offline', 4, 13],
+    ];
+const overheadSessions = quick ? [1, 20] : [1, 50, 100, 200];
+const variants: VariantName[] = ['ours', 'baseline'];
+
+const rows: Row[] = [];
+const plotted: Series[] = [];
+const log = (line: string) => console.log(line);
+const started = Date.now();
+
+log(
+  `voice-agent bench (${quick ? 'quick' : 'full'}) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
+);
+
+const hop = await measureBusHop(quick ? 2000 : 10_000);
+rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
+rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
+log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(hop.p99)} µs over ${hop.count}`);
+
+const e2eOf = (turns: TurnMeasure[]) => turns.map((t) => t.e2eMs);
+for (const [profile, sessions, turns] of latencyRuns) {
+  const p50: Partial<Record<VariantName, number>> = {};
+  for (const variant of variants) {
+    const result = await runScenario({ profile, variant, sessions, turnsPerSession: turns, outDir: args.out });
+    const base = { profile, sessions, variant } as const;
+    rows.push(...distributionRows({ ...base, name: 'e2e_ms', unit: 'ms' }, e2eOf(result.turns)));
+    const openers = result.turns.filter((t) => t.firstSource === 'fast').map((t) => t.e2eMs);
+    if (openers.length > 0)
+      rows.push(...distributionRows({ ...base, name: 'first_audio_ms', unit: 'ms' }, openers, ['p50', 'p90']));
+    const gaps = result.turns.flatMap((t) => (t.gapMs === undefined ? [] : [t.gapMs]));
+    if (gaps.length > 0)
+      rows.push(...distributionRows({ ...base, name: 'answer_gap_ms', unit: 'ms' }, gaps, ['p50', 'p90']));
+    if (result.missing > 0)
+      rows.push({ ...base, name: 'turns_missing', stat: 'count', value: result.missing, unit: 'n' });
+    p50[variant] = percentile(e2eOf(result.turns), 50);
+    plotted.push({ label: `${profile} · ${variant}`, values: e2eOf(result.turns) });
+    log(
+      `${profile} ${variant}: e2e p50 ${round(p50[variant]!)} ms, p90 ${round(percentile(e2eOf(result.turns), 90))} ms over ${result.turns.length} turns (${sessions} sessions)`,
+    );
+  }
+  if (p50.ours !== undefined && p50.baseline !== undefined) {
+    rows.push({
+      name: 'e2e_ratio',
+      profile,
+      sessions,
+      stat: 'p50',
+      value: round(p50.ours / p50.baseline, 3),
+      unit: 'ours/baseline',
+    });
+  }
+}
+
+for (const sessions of overheadSessions) {
+  const result = await runScenario({
+    profile: 'fast-cloud',
+    variant: 'ours',
+    sessions,
+    turnsPerSession: 3,
+    outDir: args.out,
+  });
+  const overhead = result.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs]));
+  rows.push(
+    ...distributionRows(
+      { name: 'overhead_ms', profile: 'fast-cloud', sessions, variant: 'ours', unit: 'ms' },
+      overhead,
+      ['p50', 'p99'],
+    ),
+  );
+  log(
+    `overhead at ${sessions} sessions: p50 ${round(percentile(overhead, 50))} ms, p99 ${round(percentile(overhead, 99))} ms over ${overhead.length} turns`,
+  );
+  if (sessions === overheadSessions[overheadSessions.length - 1]) {
+    for (const u of result.usage) {
+      rows.push({
+        name: 'cpu_percent',
+        profile: `service:${u.name}`,
+        sessions,
+        stat: 'mean',
+        value: u.cpuPercent,
+        unit: '%',
+      });
+      rows.push({ name: 'rss_mb', profile: `service:${u.name}`, sessions, stat: 'max', value: u.maxRssMb, unit: 'MB' });
+      log(`  ${u.name.padEnd(16)} cpu ${String(u.cpuPercent).padStart(5)} %  rss ${u.maxRssMb} MB`);
+    }
+  }
+}
+
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGb: round(totalmem() / 2 ** 30),
+  node: process.version,
+  platform: `${process.platform}-${process.arch}`,
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full',
+};
+console.log('\nname                 profile              sessions variant   stat        value unit');
+for (const r of rows) {
+  console.log(
+    `${r.name.padEnd(20)} ${r.profile.padEnd(20)} ${String(r.sessions).padStart(8)} ${(r.variant ?? '').padEnd(9)} ${r.stat.padEnd(6)} ${String(r.value).padStart(10)} ${r.unit}`,
+  );
+}
+if (args.json) await writeFile(args.json, JSON.stringify({ machine, rows }, null, 2));
+if (args.svg)
+  await writeFile(args.svg, distributionSvg('voice-to-voice latency (user speech end → first agent audio)', plotted));
+log(
+  `\ndone in ${round((Date.now() - started) / 1000)} s${args.json ? ` · ${args.json}` : ''}${args.svg ? ` · ${args.svg}` : ''}`,
+);

@@ -1,0 +1,28 @@
+import { ATTR, SPAN } from '@va/telemetry';
+import type { ReceivedSpan } from '@va/testkit';
+
+/**
+ * Time of one turn that is neither provider time nor turn-taking policy, from span timestamps: the hops
+ * between stages, schema checks, history fetch and scheduling, on the path to the first audio the user heard:
+ *   turn.detect end → generate start (turn message), + history fetch,
+ *   first token → tts start (reply message), first audio made → gateway receives it (audio message).
+ * Excluded: endpointing (turn.detect), the LLM's time to first token, the TTS's first byte, and the wait for the
+ * gateway's 20 ms frame clock (inherent in real-time playout). Undefined when a span is missing.
+ */
+export function turnOverheadMs(spans: readonly ReceivedSpan[]): number | undefined {
+  const play = spans.find((s) => s.name === SPAN.gatewayPlayout);
+  const detect = spans.find((s) => s.name === SPAN.turnDetect);
+  if (!play || !detect) return undefined;
+  const source = play.attributes[ATTR.firstSource] === 'deep' ? 'deep' : 'fast';
+  const gen = spans.find((s) => s.name === (source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate));
+  const tts = spans.find((s) => s.name === SPAN.ttsSynthesize && s.attributes['va.source'] === source);
+  if (!gen || !tts) return undefined;
+  const num = (s: ReceivedSpan, key: string) =>
+    typeof s.attributes[key] === 'number' ? (s.attributes[key] as number) : NaN;
+  const history = num(gen, ATTR.historyMs);
+  const tokenAt = gen.startMs + history + num(gen, ATTR.ttftMs);
+  const audioMadeAt = tts.startMs + num(tts, ATTR.ttfbMs);
+  const arrivedAt = play.startMs - num(play, ATTR.bufferWaitMs);
+  const total = gen.startMs - detect.endMs + history + (tts.startMs - tokenAt) + (arrivedAt - audioMadeAt);
+  return Number.isFinite(total) ? total : undefined;
+}

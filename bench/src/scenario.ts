@@ -1,0 +1,85 @@
+import { join } from 'node:path';
+import { runConversation } from '@va/harness';
+import type { ReceivedSpan } from '@va/testkit';
+import { turnOverheadMs } from './overhead.js';
+import { BENCH_SENTENCES, PROFILES, VARIANTS, type ProfileName, type VariantName } from './profiles.js';
+import { watchProcesses, type ProcessUsage } from './resources.js';
+
+export interface ScenarioOptions {
+  profile: ProfileName;
+  variant: VariantName;
+  sessions: number;
+  turnsPerSession: number;
+  outDir: string;
+  /** Extra environment (tests use it to slow one provider down). */
+  env?: Record<string, string>;
+  onProgress?: (line: string) => void;
+}
+
+/** What one agent turn measured, from the gateway's recording and the turn's spans. */
+export interface TurnMeasure {
+  e2eMs: number;
+  firstSource: 'fast' | 'deep';
+  /** Silence between the opener's end and the answer's start; undefined without an opener. */
+  gapMs?: number;
+  overheadMs?: number;
+}
+
+export interface ScenarioResult {
+  turns: TurnMeasure[];
+  usage: ProcessUsage[];
+  /** Turns the script asked for that produced no measured answer. */
+  missing: number;
+}
+
+/** Runs `sessions` concurrent sessions of `turnsPerSession` turns through the real services and measures each turn. */
+export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult> {
+  const profile = PROFILES[opts.profile];
+  const variant = VARIANTS[opts.variant];
+  const script = {
+    turns: Array.from({ length: opts.turnsPerSession }, (_, i) => ({
+      say: BENCH_SENTENCES[i % BENCH_SENTENCES.length]!,
+      pauseMs: 400,
+    })),
+  };
+  let watcher: ReturnType<typeof watchProcesses> | undefined;
+  const { recordings, spans } = await runConversation({
+    script,
+    outDir: join(opts.outDir, `${opts.profile}-${opts.variant}-${opts.sessions}`),
+    sessionId: `b-${opts.variant}-${opts.sessions}`,
+    sessions: opts.sessions,
+    recordAudio: false,
+    fastLlm: profile.fastLlm,
+    deepLlm: profile.deepLlm,
+    ...(variant.stages ? { stages: variant.stages } : {}),
+    env: {
+      VA_SESSION_CAPACITY: '1000',
+      GATEWAY_STAGGER_MS: String(Math.max(5, Math.round(2000 / opts.sessions))),
+      ...profile.env,
+      ...variant.env,
+      ...opts.env,
+    },
+    onRunning: (stages) => (watcher = watchProcesses(stages.map((s) => ({ name: s.stage, pid: s.pid })))),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
+  const usage = (await watcher?.stop()) ?? [];
+  const byTrace = new Map<string, ReceivedSpan[]>();
+  for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
+  const turns: TurnMeasure[] = [];
+  for (const rec of recordings) {
+    for (const t of rec.turns) {
+      if (t.e2eMs === null || t.interrupted) continue;
+      const segs = rec.segments.filter((s) => s.turnId === t.turnId);
+      const fast = segs.filter((s) => s.source === 'fast');
+      const deep = segs.filter((s) => s.source === 'deep');
+      const overhead = turnOverheadMs(byTrace.get(t.traceId) ?? []);
+      turns.push({
+        e2eMs: t.e2eMs,
+        firstSource: segs[0]?.source ?? 'deep',
+        ...(fast.length > 0 && deep.length > 0 ? { gapMs: deep[0]!.startMs - fast[fast.length - 1]!.endMs } : {}),
+        ...(overhead !== undefined ? { overheadMs: overhead } : {}),
+      });
+    }
+  }
+  return { turns, usage, missing: opts.sessions * opts.turnsPerSession - turns.length };
+}
