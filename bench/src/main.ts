@@ -3,6 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { measureBusHop } from './bus-hop.js';
+import { rowsMarkdown } from './markdown.js';
+import { ensurePeerInstalled, runLivekitPeer } from './peer.js';
 import { distributionSvg, type Series } from './plot.js';
 import type { ProfileName, VariantName } from './profiles.js';
 import { runScenario, type TurnMeasure } from './scenario.js';
@@ -13,12 +15,14 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
     svg: { type: 'string' },
+    markdown: { type: 'string' },
+    peer: { type: 'boolean', default: false },
     out: { type: 'string', default: 'out/bench' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (args.help) {
-  console.log('usage: npm run bench -- [--quick] [--json FILE] [--svg FILE] [--out DIR]');
+  console.log('usage: npm run bench -- [--quick] [--json FILE] [--svg FILE] [--markdown FILE] [--peer] [--out DIR]');
   process.exit(0);
 }
 
@@ -46,6 +50,7 @@ log(
   `voice-agent bench (${quick ? 'quick' : 'full'}) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
 );
 
+if (args.peer) await ensurePeerInstalled();
 const hop = await measureBusHop(quick ? 2000 : 10_000);
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
@@ -71,6 +76,22 @@ for (const [profile, sessions, turns] of latencyRuns) {
     log(
       `${profile} ${variant}: e2e p50 ${round(p50[variant]!)} ms, p90 ${round(percentile(e2eOf(result.turns), 90))} ms over ${result.turns.length} turns (${sessions} sessions)`,
     );
+  }
+  if (args.peer && profile !== 'offline') {
+    // The real LiveKit Agents, same profile, same run (one session, turns in sequence).
+    const e2e = await runLivekitPeer(profile, quick ? 8 : 50);
+    rows.push(...distributionRows({ name: 'e2e_ms', profile, sessions: 1, variant: 'livekit', unit: 'ms' }, e2e));
+    plotted.push({ label: `${profile} · livekit`, values: e2e });
+    const lk = percentile(e2e, 50);
+    rows.push({
+      name: 'e2e_ratio_livekit',
+      profile,
+      sessions,
+      stat: 'p50',
+      value: round((p50.ours ?? NaN) / lk, 3),
+      unit: 'ours/livekit',
+    });
+    log(`${profile} livekit: e2e p50 ${round(lk)} ms, p90 ${round(percentile(e2e, 90))} ms over ${e2e.length} turns`);
   }
   if (p50.ours !== undefined && p50.baseline !== undefined) {
     rows.push({
@@ -135,6 +156,7 @@ for (const r of rows) {
   );
 }
 if (args.json) await writeFile(args.json, JSON.stringify({ machine, rows }, null, 2));
+if (args.markdown) await writeFile(args.markdown, rowsMarkdown(machine, rows));
 if (args.svg)
   await writeFile(args.svg, distributionSvg('voice-to-voice latency (user speech end → first agent audio)', plotted));
 log(

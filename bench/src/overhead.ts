@@ -9,7 +9,25 @@ import type { ReceivedSpan } from '@va/testkit';
  * Excluded: endpointing (turn.detect), the LLM's time to first token, the TTS's first byte, and the wait for the
  * gateway's 20 ms frame clock (inherent in real-time playout). Undefined when a span is missing.
  */
+export interface OverheadParts {
+  /** turn.detect end → the responder's span start (the `turn` message). */
+  turnHop: number;
+  /** The responder fetching history from session-context. */
+  history: number;
+  /** First token → tts span start (the first `reply` delta). */
+  replyHop: number;
+  /** First audio made by tts → received by the gateway (`audio.out`). */
+  audioHop: number;
+}
+
 export function turnOverheadMs(spans: readonly ReceivedSpan[]): number | undefined {
+  const parts = turnOverheadParts(spans);
+  if (!parts) return undefined;
+  const total = parts.turnHop + parts.history + parts.replyHop + parts.audioHop;
+  return Number.isFinite(total) ? total : undefined;
+}
+
+export function turnOverheadParts(spans: readonly ReceivedSpan[]): OverheadParts | undefined {
   const play = spans.find((s) => s.name === SPAN.gatewayPlayout);
   const detect = spans.find((s) => s.name === SPAN.turnDetect);
   if (!play || !detect) return undefined;
@@ -23,6 +41,10 @@ export function turnOverheadMs(spans: readonly ReceivedSpan[]): number | undefin
   const tokenAt = gen.startMs + history + num(gen, ATTR.ttftMs);
   const audioMadeAt = tts.startMs + num(tts, ATTR.ttfbMs);
   const arrivedAt = play.startMs - num(play, ATTR.bufferWaitMs);
-  const total = gen.startMs - detect.endMs + history + (tts.startMs - tokenAt) + (arrivedAt - audioMadeAt);
-  return Number.isFinite(total) ? total : undefined;
+  return {
+    turnHop: gen.startMs - detect.endMs,
+    history,
+    replyHop: tts.startMs - tokenAt,
+    audioHop: arrivedAt - audioMadeAt,
+  };
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { runConversation } from '@va/harness';
 import type { ReceivedSpan } from '@va/testkit';
-import { turnOverheadMs } from './overhead.js';
+import { turnOverheadMs, turnOverheadParts, type OverheadParts } from './overhead.js';
 import { BENCH_SENTENCES, PROFILES, VARIANTS, type ProfileName, type VariantName } from './profiles.js';
 import { watchProcesses, type ProcessUsage } from './resources.js';
 
@@ -23,6 +23,7 @@ export interface TurnMeasure {
   /** Silence between the opener's end and the answer's start; undefined without an opener. */
   gapMs?: number;
   overheadMs?: number;
+  overheadParts?: OverheadParts;
 }
 
 export interface ScenarioResult {
@@ -72,12 +73,15 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       const segs = rec.segments.filter((s) => s.turnId === t.turnId);
       const fast = segs.filter((s) => s.source === 'fast');
       const deep = segs.filter((s) => s.source === 'deep');
-      const overhead = turnOverheadMs(byTrace.get(t.traceId) ?? []);
+      const traceSpans = byTrace.get(t.traceId) ?? [];
+      const overhead = turnOverheadMs(traceSpans);
+      const parts = turnOverheadParts(traceSpans);
       turns.push({
         e2eMs: t.e2eMs,
         firstSource: segs[0]?.source ?? 'deep',
         ...(fast.length > 0 && deep.length > 0 ? { gapMs: deep[0]!.startMs - fast[fast.length - 1]!.endMs } : {}),
         ...(overhead !== undefined ? { overheadMs: overhead } : {}),
+        ...(parts ? { overheadParts: parts } : {}),
       });
     }
   }
