@@ -45,6 +45,11 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     let endTimer: NodeJS.Timeout | undefined;
     let endDeadline = 0;
     let vadEndWall = 0;
+    /** Audio time the VAD's probability fell quiet within the current speech (before it confirms an end). */
+    let quietSinceMs: number | undefined;
+    /** The turn was ended before the VAD confirmed the silence (see earlyEndSilenceMs). */
+    let earlyEnded = false;
+    let lastEmitted: { turnId: string; text: string; atWall: number } | undefined;
 
     const text = () =>
       [...finals, partial]
@@ -77,9 +82,27 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       histogram(METRIC.eouDelay).record(delay, { [ATTR.stage]: STAGE });
       ctx.publish(channels.turn, { turnId, kind: 'end', text: said, eouProb, speechEndMs }, { context: frameContext });
       agentTurn = turnId;
+      lastEmitted = { turnId, text: said, atWall: Date.now() };
       emittedUpToMs = speechEndMs;
       finals = [];
       partial = '';
+    }
+
+    /**
+     * Adaptive endpointing's fast path: the final is in, the words sound finished, and the VAD has heard
+     * `earlyEndSilenceMs` of quiet — end the turn now rather than after the VAD's own silence window.
+     */
+    function considerEarlyEnd(): void {
+      if (opts.mode !== 'adaptive' || opts.earlyEndSilenceMs <= 0) return;
+      if (!speaking || earlyEnded || quietSinceMs === undefined) return;
+      if (lastFrame.tsMs - quietSinceMs < opts.earlyEndSilenceMs) return;
+      const finalCoversSpeech =
+        lastFinalEndMs >= quietSinceMs - 300 && lastFinalEndMs <= quietSinceMs + RESUMED_MARGIN_MS;
+      if (!finalCoversSpeech || partial !== '' || soundsUnfinished(text())) return;
+      earlyEnded = true;
+      speaking = false;
+      speechEndMs = quietSinceMs;
+      emitTurnEnd();
     }
 
     /** Decide now if the final for this speech is in; otherwise wait for it, bounded. */
@@ -110,6 +133,10 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       if (!agentTurn) return;
       const interrupted = agentTurn;
       agentTurn = undefined;
+      // Talking again right after the turn was sent: the user was not done. Their words carry over.
+      if (lastEmitted?.turnId === interrupted && Date.now() - lastEmitted.atWall < opts.continuationWindowMs) {
+        finals.unshift(lastEmitted.text);
+      }
       ctx.log.info({ turnId: interrupted, atMs }, 'barge-in');
       ctx.publish(
         channels.turn,
@@ -139,8 +166,11 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
         ctx.publish(channels.vad, { kind: ev.kind, atMs: ev.atMs }, { context: frameContext });
         if (ev.kind === 'start') {
           speaking = true;
+          earlyEnded = false;
           speechStartMs = ev.atMs;
           clearEndTimer(); // the user goes on: this is still the same turn
+        } else if (earlyEnded) {
+          earlyEnded = false; // the VAD confirms the silence the turn was already ended on
         } else {
           speaking = false;
           speechEndMs = ev.atMs;
@@ -149,8 +179,30 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
           considerEnd();
         }
       }
+      trackQuiet(segmenter, frame.tsMs);
+      considerEarlyEnd();
       if (speaking && agentTurn && lastFrame.tsMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
     });
+
+    /** Follows the VAD's probability inside speech: when it went quiet, and whether the user resumed. */
+    function trackQuiet(seg: SpeechSegmenter, tsMs: number): void {
+      if (!seg.inSpeech) {
+        quietSinceMs = undefined;
+        return;
+      }
+      if (seg.lastProbability < seg.options.endThreshold) {
+        quietSinceMs ??= tsMs;
+      } else if (seg.lastProbability >= seg.options.startThreshold) {
+        quietSinceMs = undefined;
+        if (earlyEnded) {
+          // The user went on after we ended their turn early: a new stretch of speech for everyone.
+          earlyEnded = false;
+          speaking = true;
+          speechStartMs = tsMs;
+          ctx.publish(channels.vad, { kind: 'start', atMs: tsMs }, { context: frameContext });
+        }
+      }
+    }
 
     ctx.subscribe(channels.transcript, (t) => {
       if (t.endMs <= emittedUpToMs && emittedUpToMs >= 0) return; // late words of a turn already sent
@@ -161,6 +213,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       } else {
         partial = t.text;
       }
+      if (t.final) considerEarlyEnd();
       if (!speaking && endTimer) {
         // More words arrived while waiting: unfinished-sounding text earns the extra wait once.
         if (soundsUnfinished(text())) endDeadline = Math.max(endDeadline, Date.now() + opts.incompleteExtraMs);

@@ -17,6 +17,13 @@ export interface EndpointingOptions {
   incompleteExtraMs: number;
   /** A user utterance during the agent's reply must last this long to count as a barge-in. */
   bargeInMinSpeechMs: number;
+  /**
+   * Adaptive mode: once the recogniser's final is in, the words sound finished and the VAD has heard this much
+   * quiet, end the turn without waiting for the VAD to confirm its silence (0: never).
+   */
+  earlyEndSilenceMs: number;
+  /** Speech resuming this soon after a turn was sent continues that turn: its words are carried over. */
+  continuationWindowMs: number;
 }
 
 export const ENDPOINTING_DEFAULTS = {
@@ -25,6 +32,8 @@ export const ENDPOINTING_DEFAULTS = {
   maxFinalWaitMs: 900,
   incompleteExtraMs: 700,
   bargeInMinSpeechMs: 250,
+  earlyEndSilenceMs: 120,
+  continuationWindowMs: 1500,
 } as const satisfies EndpointingOptions;
 
 const UNFINISHED = new Set([

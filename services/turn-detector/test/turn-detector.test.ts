@@ -122,4 +122,47 @@ describe('turn-detector stage', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(turns).toHaveLength(1);
   });
+
+  it('ends the turn on a finished-sounding final before the VAD confirms the silence, and carries words over if the user goes on', async () => {
+    const sid = await stages.open('td-3');
+    const vads: Vad[] = [];
+    const turns: Turn[] = [];
+    client.subscribe(channels.vad, sid, (v) => void vads.push(v));
+    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
+    await client.nc.flush();
+    const send = microphone(sid);
+    send(200, false);
+    send(600, true); // speech 200..800 ms
+    send(200, false); // 200 ms of quiet: less than the VAD's 300 ms silence window
+    await waitFor(() => vads.length === 1);
+    client.publish(channels.transcript, sid, {
+      text: 'what time is it',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 200,
+      endMs: 800,
+    });
+    await waitFor(() => turns.length === 1);
+    expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it' });
+    expect(turns[0]!.speechEndMs).toBeGreaterThanOrEqual(780);
+    expect(turns[0]!.speechEndMs).toBeLessThanOrEqual(840);
+    expect(vads.map((v) => v.kind)).toEqual(['start']); // the VAD had not confirmed the end yet
+
+    // The user goes on: the early turn is interrupted, and its words start the next one.
+    send(400, true);
+    await waitFor(() => turns.length === 2);
+    expect(turns[1]).toMatchObject({ kind: 'barge-in', turnId: turns[0]!.turnId });
+    send(600, false);
+    client.publish(channels.transcript, sid, {
+      text: 'in tokyo',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 1000,
+      endMs: 1400,
+    });
+    await waitFor(() => turns.length === 3);
+    expect(turns[2]).toMatchObject({ kind: 'end', text: 'what time is it in tokyo' });
+  });
 });
