@@ -39,7 +39,9 @@ const latencyRuns: [ProfileName, number, number][] = quick
       ['offline', 4, 13],
     ];
 const overheadSessions = quick ? [1, 20] : [1, 50, 100, 200];
-const variants: VariantName[] = ['ours', 'baseline'];
+// Quick runs skip the offline baseline: the cloud profile already shows the ratio.
+const variantsFor = (profile: ProfileName): VariantName[] =>
+  quick && profile === 'offline' ? ['ours'] : ['ours', 'baseline'];
 
 const rows: Row[] = [];
 const plotted: Series[] = [];
@@ -59,7 +61,7 @@ log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(
 const e2eOf = (turns: TurnMeasure[]) => turns.map((t) => t.e2eMs);
 for (const [profile, sessions, turns] of latencyRuns) {
   const p50: Partial<Record<VariantName, number>> = {};
-  for (const variant of variants) {
+  for (const variant of variantsFor(profile)) {
     const result = await runScenario({ profile, variant, sessions, turnsPerSession: turns, outDir: args.out });
     const base = { profile, sessions, variant } as const;
     rows.push(...distributionRows({ ...base, name: 'e2e_ms', unit: 'ms' }, e2eOf(result.turns)));
