@@ -4,25 +4,32 @@ import { channels } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
 import { ATTR, context, histogram, METRIC, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
 import {
+  endpointDelayMs,
   ENDPOINTING_DEFAULTS,
-  endOfUtteranceProbability,
-  soundsUnfinished,
+  heuristicEou,
+  type EndOfUtteranceModel,
   type EndpointingOptions,
 } from './endpointing.js';
 
 export const STAGE = 'turn-detector';
 /** A final ending this far past the silence being judged belongs to speech after it. */
 const RESUMED_MARGIN_MS = 200;
+/** A final counts for the speech being judged if it ends no earlier than this before the speech stopped. */
+const FINAL_COVER_MS = 300;
 
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 }
 
 /**
- * One session's turn-taking: VAD start/end from the audio, end of turn from VAD silence + transcripts, and
- * barge-in when the user speaks over the agent's reply.
+ * One session's turn-taking: VAD start/end from the audio, end of turn from how long the user has been quiet
+ * against how finished their words sound, and barge-in when the user speaks over the agent's reply.
  */
-export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<EndpointingOptions> = {}) {
+export function turnDetectorActor(
+  makeVad: () => Promise<VAD>,
+  options: Partial<EndpointingOptions> = {},
+  eou: EndOfUtteranceModel = heuristicEou,
+) {
   const opts = { ...ENDPOINTING_DEFAULTS, ...options };
   return async (ctx: ActorContext): Promise<SessionActor> => {
     const vad = await makeVad();
@@ -30,10 +37,14 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     let frameContext: Context = context.active();
     let lastFrame = { tsMs: 0, wallMs: Date.now() };
     const wallOf = (tsMs: number) => lastFrame.wallMs - (lastFrame.tsMs - tsMs);
+    /** The audio clock now: frames arrive in real time, so extrapolate from the newest one. */
+    const audioNow = () => lastFrame.tsMs + (Date.now() - lastFrame.wallMs);
 
+    /** The user is speaking (for turn-taking; the VAD may still be inside its silence window). */
     let speaking = false;
     let speechStartMs = 0;
-    let speechEndMs = 0;
+    /** Where the user's speech stopped: set when the VAD goes quiet, confirmed (or not) later. */
+    let speechEndMs: number | undefined;
     /** Final transcripts of the user turn being collected, and the newest partial after them. */
     let finals: string[] = [];
     let partial = '';
@@ -42,14 +53,10 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
     let emittedUpToMs = -1;
     /** The agent turn being answered/played; user speech over it is a barge-in. */
     let agentTurn: string | undefined;
-    let endTimer: NodeJS.Timeout | undefined;
-    let endDeadline = 0;
-    let vadEndWall = 0;
-    /** Audio time the VAD's probability fell quiet within the current speech (before it confirms an end). */
-    let quietSinceMs: number | undefined;
-    /** The turn was ended before the VAD confirmed the silence (see earlyEndSilenceMs). */
-    let earlyEnded = false;
     let lastEmitted: { turnId: string; text: string; atWall: number } | undefined;
+    let decideTimer: NodeJS.Timeout | undefined;
+    /** Baseline mode only: wall time of the VAD's confirmed end. */
+    let vadEndWall = 0;
 
     const text = () =>
       [...finals, partial]
@@ -57,76 +64,80 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
         .join(' ')
         .trim();
 
-    function clearEndTimer(): void {
-      clearTimeout(endTimer);
-      endTimer = undefined;
+    function clearTimer(): void {
+      clearTimeout(decideTimer);
+      decideTimer = undefined;
     }
 
-    function emitTurnEnd(): void {
-      clearEndTimer();
+    function emitTurnEnd(endMs: number, score: number): void {
+      clearTimer();
       const said = text();
+      speechEndMs = undefined;
       if (said === '') return; // noise: VAD heard something the recogniser found no words in
       const turnId = newTurnId();
-      const eouProb = endOfUtteranceProbability(said);
-      const delay = Math.max(0, Date.now() - wallOf(speechEndMs));
+      const delay = Math.max(0, Date.now() - wallOf(endMs));
       const span = startStageSpan(SPAN.turnDetect, {
         parent: frameContext,
         sessionId: ctx.sessionId,
         turnId,
         stage: STAGE,
         startTime: new Date(Date.now() - delay),
-        attributes: { [ATTR.eouDelayMs]: Math.round(delay), 'va.eou_prob': eouProb, [ATTR.provider]: vad.provider },
+        attributes: {
+          [ATTR.eouDelayMs]: Math.round(delay),
+          'va.eou_score': score,
+          'va.eou_model': eou.name,
+          'va.endpointing': opts.mode,
+          [ATTR.provider]: vad.provider,
+        },
       });
       if (traceText()) span.setAttribute(ATTR.text, said);
       span.end();
       histogram(METRIC.eouDelay).record(delay, { [ATTR.stage]: STAGE });
-      ctx.publish(channels.turn, { turnId, kind: 'end', text: said, eouProb, speechEndMs }, { context: frameContext });
+      ctx.publish(
+        channels.turn,
+        { turnId, kind: 'end', text: said, eouProb: score, speechEndMs: endMs },
+        { context: frameContext },
+      );
       agentTurn = turnId;
       lastEmitted = { turnId, text: said, atWall: Date.now() };
-      emittedUpToMs = speechEndMs;
+      emittedUpToMs = endMs;
       finals = [];
       partial = '';
     }
 
     /**
-     * Adaptive endpointing's fast path: the final is in, the words sound finished, and the VAD has heard
-     * `earlyEndSilenceMs` of quiet — end the turn now rather than after the VAD's own silence window.
+     * Ends the turn once the user has been quiet long enough for how finished their words sound and the
+     * recogniser's final for that speech is in (or, failing the final, after `maxDelayMs`). Runs on every frame,
+     * transcript and timer tick.
      */
-    function considerEarlyEnd(): void {
-      if (opts.mode !== 'adaptive' || opts.earlyEndSilenceMs <= 0) return;
-      if (!speaking || earlyEnded || quietSinceMs === undefined) return;
-      if (lastFrame.tsMs - quietSinceMs < opts.earlyEndSilenceMs) return;
-      const finalCoversSpeech =
-        lastFinalEndMs >= quietSinceMs - 300 && lastFinalEndMs <= quietSinceMs + RESUMED_MARGIN_MS;
-      if (!finalCoversSpeech || partial !== '' || soundsUnfinished(text())) return;
-      earlyEnded = true;
-      speaking = false;
-      speechEndMs = quietSinceMs;
-      emitTurnEnd();
+    function decide(): void {
+      if (opts.mode === 'fixed') return decideFixed();
+      clearTimer();
+      if (speaking || speechEndMs === undefined) return;
+      const endMs = speechEndMs;
+      const said = text();
+      const score = eou.score(said);
+      const needed = endpointDelayMs(score, opts);
+      const quietFor = audioNow() - endMs;
+      const haveFinal =
+        lastFinalEndMs >= endMs - FINAL_COVER_MS && lastFinalEndMs <= endMs + RESUMED_MARGIN_MS && partial === '';
+      if ((haveFinal && quietFor >= needed) || quietFor >= opts.maxDelayMs) return emitTurnEnd(endMs, score);
+      const wait = haveFinal ? needed - quietFor : opts.maxDelayMs - quietFor;
+      decideTimer = setTimeout(decide, Math.max(5, wait));
     }
 
-    /** Decide now if the final for this speech is in; otherwise wait for it, bounded. */
-    function considerEnd(): void {
-      if (speaking) return;
-      if (opts.mode === 'fixed') return considerFixedEnd();
-      const haveFinal = lastFinalEndMs >= speechEndMs - 300 && partial === '';
-      // Words from after this silence: the user went on, and the VAD has not caught up with that audio yet.
-      const resumed = lastFinalEndMs > speechEndMs + RESUMED_MARGIN_MS;
-      if (haveFinal && !resumed && !soundsUnfinished(text())) return emitTurnEnd();
-      const now = Date.now();
-      if (now >= endDeadline) return emitTurnEnd();
-      clearEndTimer();
-      endTimer = setTimeout(emitTurnEnd, endDeadline - now);
-    }
-
-    /** Baseline endpointing: never before `fixedDelayMs` after VAD end, then as soon as a final is in. */
-    function considerFixedEnd(): void {
+    /** Baseline: never before `fixedDelayMs` after the VAD's confirmed end, then as soon as a final is in. */
+    function decideFixed(): void {
+      clearTimer();
+      if (speaking || speechEndMs === undefined || vadEndWall === 0) return;
       const now = Date.now();
       const earliest = vadEndWall + opts.fixedDelayMs;
-      const haveFinal = lastFinalEndMs >= speechEndMs - 300 && partial === '';
-      if (now >= earliest && (haveFinal || now >= earliest + opts.maxFinalWaitMs)) return emitTurnEnd();
-      clearEndTimer();
-      endTimer = setTimeout(considerFixedEnd, now < earliest ? earliest - now : earliest + opts.maxFinalWaitMs - now);
+      const haveFinal = lastFinalEndMs >= speechEndMs - FINAL_COVER_MS && partial === '';
+      if (now >= earliest && (haveFinal || now >= earliest + opts.maxDelayMs)) {
+        vadEndWall = 0;
+        return emitTurnEnd(speechEndMs, heuristicEou.score(text()));
+      }
+      decideTimer = setTimeout(decideFixed, now < earliest ? earliest - now : earliest + opts.maxDelayMs - now);
     }
 
     function bargeIn(atMs: number): void {
@@ -150,6 +161,46 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       );
     }
 
+    function speechStarted(atMs: number): void {
+      speaking = true;
+      speechStartMs = atMs;
+      speechEndMs = undefined; // the user goes on: this is still the same turn
+      clearTimer();
+    }
+
+    /**
+     * Follows the VAD inside speech: adaptive endpointing counts quiet from the first quiet frame, not from the
+     * VAD's confirmation `minSilenceMs` later; a loud frame after that is the user going on.
+     */
+    function followVad(seg: SpeechSegmenter, tsMs: number, events: readonly { kind: 'start' | 'end'; atMs: number }[]) {
+      for (const ev of events) {
+        ctx.publish(channels.vad, { kind: ev.kind, atMs: ev.atMs }, { context: frameContext });
+        if (ev.kind === 'start') {
+          if (!speaking) speechStarted(ev.atMs);
+        } else if (opts.mode === 'fixed') {
+          speaking = false;
+          speechEndMs = ev.atMs;
+          vadEndWall = Date.now();
+        } else if (speaking) {
+          speaking = false;
+          speechEndMs = ev.atMs;
+        }
+      }
+      if (opts.mode === 'fixed' || !seg.inSpeech) return;
+      if (seg.lastProbability < seg.options.endThreshold) {
+        if (speaking) {
+          speaking = false;
+          speechEndMs = tsMs;
+        }
+      } else if (seg.lastProbability >= seg.options.startThreshold && !speaking) {
+        if (speechEndMs === undefined) {
+          // The turn was already sent on this quiet: a new stretch of speech for everyone.
+          ctx.publish(channels.vad, { kind: 'start', atMs: tsMs }, { context: frameContext });
+        }
+        speechStarted(speechEndMs === undefined ? tsMs : speechStartMs);
+      }
+    }
+
     ctx.subscribeAudio('in', async (frame, meta) => {
       if (frame.sampleRate !== vad.sampleRate) {
         ctx.bus.publishError(
@@ -162,47 +213,11 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       frameContext = meta.context;
       lastFrame = { tsMs: frame.tsMs + (frame.samples.length * 1000) / frame.sampleRate, wallMs: Date.now() };
       segmenter ??= new SpeechSegmenter(vad, { originMs: frame.tsMs });
-      for (const ev of await segmenter.push(frame.samples)) {
-        ctx.publish(channels.vad, { kind: ev.kind, atMs: ev.atMs }, { context: frameContext });
-        if (ev.kind === 'start') {
-          speaking = true;
-          earlyEnded = false;
-          speechStartMs = ev.atMs;
-          clearEndTimer(); // the user goes on: this is still the same turn
-        } else if (earlyEnded) {
-          earlyEnded = false; // the VAD confirms the silence the turn was already ended on
-        } else {
-          speaking = false;
-          speechEndMs = ev.atMs;
-          vadEndWall = Date.now();
-          endDeadline = Date.now() + opts.maxFinalWaitMs + (soundsUnfinished(text()) ? opts.incompleteExtraMs : 0);
-          considerEnd();
-        }
-      }
-      trackQuiet(segmenter, frame.tsMs);
-      considerEarlyEnd();
+      const events = await segmenter.push(frame.samples);
+      followVad(segmenter, frame.tsMs, events);
+      decide();
       if (speaking && agentTurn && lastFrame.tsMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
     });
-
-    /** Follows the VAD's probability inside speech: when it went quiet, and whether the user resumed. */
-    function trackQuiet(seg: SpeechSegmenter, tsMs: number): void {
-      if (!seg.inSpeech) {
-        quietSinceMs = undefined;
-        return;
-      }
-      if (seg.lastProbability < seg.options.endThreshold) {
-        quietSinceMs ??= tsMs;
-      } else if (seg.lastProbability >= seg.options.startThreshold) {
-        quietSinceMs = undefined;
-        if (earlyEnded) {
-          // The user went on after we ended their turn early: a new stretch of speech for everyone.
-          earlyEnded = false;
-          speaking = true;
-          speechStartMs = tsMs;
-          ctx.publish(channels.vad, { kind: 'start', atMs: tsMs }, { context: frameContext });
-        }
-      }
-    }
 
     ctx.subscribe(channels.transcript, (t) => {
       if (t.endMs <= emittedUpToMs && emittedUpToMs >= 0) return; // late words of a turn already sent
@@ -213,12 +228,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
       } else {
         partial = t.text;
       }
-      if (t.final) considerEarlyEnd();
-      if (!speaking && endTimer) {
-        // More words arrived while waiting: unfinished-sounding text earns the extra wait once.
-        if (soundsUnfinished(text())) endDeadline = Math.max(endDeadline, Date.now() + opts.incompleteExtraMs);
-        considerEnd();
-      }
+      decide();
     });
 
     ctx.subscribe(channels.playout, (p) => {
@@ -227,7 +237,7 @@ export function turnDetectorActor(makeVad: () => Promise<VAD>, options: Partial<
 
     return {
       stop: async () => {
-        clearEndTimer();
+        clearTimer();
         await vad.close();
       },
     };

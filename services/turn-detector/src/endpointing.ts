@@ -1,27 +1,23 @@
 /**
- * End-of-turn policy (no open end-of-turn model ships offline, DESIGN §8): VAD silence plus transcript cues.
- * A turn ends once the recogniser's final for the speech is in — or after a bounded wait with what we have —
- * and waits longer when the words so far sound unfinished.
+ * End-of-turn policy (no open end-of-turn model ships offline, DESIGN §8): VAD silence plus an end-of-utterance
+ * score from the words. The score sets how long the user must have been quiet before the turn ends, between
+ * `minDelayMs` (a finished sentence) and `maxDelayMs` (a trailing "and", "with", "um"…); the recogniser's final
+ * must be in, unless `maxDelayMs` has passed.
  */
 export interface EndpointingOptions {
   /**
-   * `adaptive` (ours): end as soon as the recogniser's final is in and the words sound finished.
-   * `fixed`: always wait `fixedDelayMs` after VAD end, then for the final — LiveKit Agents' default behaviour,
-   * kept as the benchmark baseline.
+   * `adaptive` (ours): the score-driven delay above, counted from where the VAD heard the speech stop — before
+   * it confirms its own silence window. `fixed`: always `fixedDelayMs` after the VAD's confirmed end, then the
+   * final — LiveKit Agents' classic default, kept as the benchmark baseline.
    */
   mode: 'adaptive' | 'fixed';
   fixedDelayMs: number;
-  /** Longest wait after VAD end for the recogniser's final before deciding on what is there. */
-  maxFinalWaitMs: number;
-  /** Extra wait when the text ends like an unfinished sentence ("and", "so", "um"…). */
-  incompleteExtraMs: number;
+  /** Quiet needed after a finished-sounding utterance (score 1). */
+  minDelayMs: number;
+  /** Quiet needed after an unfinished-sounding one (score 0); also the longest wait for the final. */
+  maxDelayMs: number;
   /** A user utterance during the agent's reply must last this long to count as a barge-in. */
   bargeInMinSpeechMs: number;
-  /**
-   * Adaptive mode: once the recogniser's final is in, the words sound finished and the VAD has heard this much
-   * quiet, end the turn without waiting for the VAD to confirm its silence (0: never).
-   */
-  earlyEndSilenceMs: number;
   /** Speech resuming this soon after a turn was sent continues that turn: its words are carried over. */
   continuationWindowMs: number;
 }
@@ -29,12 +25,23 @@ export interface EndpointingOptions {
 export const ENDPOINTING_DEFAULTS = {
   mode: 'adaptive',
   fixedDelayMs: 500,
-  maxFinalWaitMs: 900,
-  incompleteExtraMs: 700,
+  minDelayMs: 150,
+  maxDelayMs: 1500,
   bargeInMinSpeechMs: 250,
-  earlyEndSilenceMs: 120,
   continuationWindowMs: 1500,
 } as const satisfies EndpointingOptions;
+
+/** Scores how finished an utterance sounds (0..1). The heuristic below, or a model loaded from a path. */
+export interface EndOfUtteranceModel {
+  readonly name: string;
+  score(text: string): number;
+}
+
+/** The quiet an utterance needs before its turn ends: quadratic, so finished-sounding text ends fast. */
+export function endpointDelayMs(score: number, opts: Pick<EndpointingOptions, 'minDelayMs' | 'maxDelayMs'>): number {
+  const unsure = 1 - Math.min(1, Math.max(0, score));
+  return opts.minDelayMs + unsure * unsure * (opts.maxDelayMs - opts.minDelayMs);
+}
 
 const UNFINISHED = new Set([
   'and',
@@ -90,6 +97,9 @@ export function soundsUnfinished(text: string): boolean {
 export function endOfUtteranceProbability(text: string): number {
   const t = text.trim();
   if (t === '') return 0;
-  if (/[.?!]$/.test(t)) return 0.9;
-  return soundsUnfinished(t) ? 0.2 : 0.7;
+  if (/[.?!]$/.test(t)) return 0.95;
+  return soundsUnfinished(t) ? 0.1 : 0.85;
 }
+
+/** Trailing words and punctuation: the default end-of-utterance model. */
+export const heuristicEou: EndOfUtteranceModel = { name: 'heuristic', score: endOfUtteranceProbability };

@@ -5,7 +5,7 @@ import { channels, type Control, type SessionId, type Turn, type Vad } from '@va
 import { FakeVAD } from '@va/providers';
 import { waitFor } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
-import { endOfUtteranceProbability, soundsUnfinished } from '../src/endpointing.js';
+import { endOfUtteranceProbability, endpointDelayMs, soundsUnfinished } from '../src/endpointing.js';
 
 let stages: InProcessStages;
 let client: Bus;
@@ -36,6 +36,14 @@ function microphone(sid: SessionId) {
 }
 
 describe('end-of-turn cues', () => {
+  it('turn the score into the quiet a turn needs: min for finished, max for unfinished', () => {
+    const opts = { minDelayMs: 150, maxDelayMs: 1500 };
+    expect(endpointDelayMs(1, opts)).toBe(150);
+    expect(endpointDelayMs(0, opts)).toBe(1500);
+    expect(endpointDelayMs(endOfUtteranceProbability('what time is it'), opts)).toBeLessThan(200);
+    expect(endpointDelayMs(endOfUtteranceProbability('i need a table with'), opts)).toBeGreaterThan(1000);
+  });
+
   it('hears unfinished sentences', () => {
     expect(soundsUnfinished('i want to go to the')).toBe(true);
     expect(soundsUnfinished('book a table for two and')).toBe(true);
@@ -78,7 +86,9 @@ describe('turn-detector stage', () => {
       endMs: 800,
     });
     await waitFor(() => turns.length === 1);
-    expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it', speechEndMs: vads[1]!.atMs });
+    expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it' });
+    // Counted from the first quiet frame (20 ms frames vs the VAD's 32 ms windows).
+    expect(Math.abs(turns[0]!.speechEndMs - vads[1]!.atMs)).toBeLessThanOrEqual(40);
     const turnId = turns[0]!.turnId;
 
     // The user talks over the answer: barge-in for that turn, and a cancel every stage obeys.
@@ -164,5 +174,37 @@ describe('turn-detector stage', () => {
     });
     await waitFor(() => turns.length === 3);
     expect(turns[2]).toMatchObject({ kind: 'end', text: 'what time is it in tokyo' });
+  });
+
+  it('waits through a 700 ms pause after a trailing "with", and keeps both parts in one turn', async () => {
+    const sid = await stages.open('td-4');
+    const turns: Turn[] = [];
+    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
+    await client.nc.flush();
+    const send = microphone(sid);
+    send(600, true);
+    send(700, false);
+    client.publish(channels.transcript, sid, {
+      text: 'i need a table with',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 0,
+      endMs: 600,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(turns).toEqual([]); // 700 ms of quiet (and counting) is not enough after "with"
+    send(600, true);
+    send(400, false);
+    client.publish(channels.transcript, sid, {
+      text: 'a view of the sea',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 1300,
+      endMs: 1900,
+    });
+    await waitFor(() => turns.length === 1);
+    expect(turns[0]!.text).toBe('i need a table with a view of the sea');
   });
 });
