@@ -21,6 +21,11 @@ afterAll(async () => {
   await stages?.stop();
 });
 
+/** A final transcript of the user's words between two points of the audio clock. */
+function final(sid: SessionId, text: string, startMs: number, endMs: number): void {
+  client.publish(channels.transcript, sid, { text, final: true, stable: true, confidence: 0.9, startMs, endMs });
+}
+
 /** Publishes `ms` of microphone audio, loud (speech to the fake VAD) or near-silent, continuing the clock. */
 function microphone(sid: SessionId) {
   let seq = 0;
@@ -77,14 +82,7 @@ describe('turn-detector stage', () => {
     expect(vads[1]!.atMs).toBeLessThanOrEqual(860);
     expect(turns).toEqual([]); // no words yet: the turn waits for the recogniser
 
-    client.publish(channels.transcript, sid, {
-      text: 'what time is it',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 200,
-      endMs: 800,
-    });
+    final(sid, 'what time is it', 200, 800);
     await waitFor(() => turns.length === 1);
     expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it' });
     // Counted from the first quiet frame (20 ms frames vs the VAD's 32 ms windows).
@@ -96,41 +94,6 @@ describe('turn-detector stage', () => {
     await waitFor(() => turns.length === 2 && controls.length === 1);
     expect(turns[1]).toMatchObject({ kind: 'barge-in', turnId });
     expect(controls[0]).toEqual({ kind: 'cancel', turnId, reason: 'barge-in' });
-  });
-
-  it('merges speech after a short pause into the same turn', async () => {
-    const sid = await stages.open('td-2');
-    const turns: Turn[] = [];
-    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
-    await client.nc.flush();
-    const send = microphone(sid);
-    send(600, true);
-    send(400, false);
-    // The words so far end like an unfinished sentence: the detector holds the turn open...
-    client.publish(channels.transcript, sid, {
-      text: 'i would like to',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 0,
-      endMs: 600,
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    send(600, true);
-    send(600, false);
-    client.publish(channels.transcript, sid, {
-      text: 'book a table',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 1000,
-      endMs: 1600,
-    });
-    await waitFor(() => turns.length === 1);
-    // ...and the second part joins the first: one turn, both parts.
-    expect(turns[0]!.text).toBe('i would like to book a table');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(turns).toHaveLength(1);
   });
 
   it('ends the turn on a finished-sounding final before the VAD confirms the silence, and carries words over if the user goes on', async () => {
@@ -145,14 +108,7 @@ describe('turn-detector stage', () => {
     send(600, true); // speech 200..800 ms
     send(200, false); // 200 ms of quiet: less than the VAD's 300 ms silence window
     await waitFor(() => vads.length === 1);
-    client.publish(channels.transcript, sid, {
-      text: 'what time is it',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 200,
-      endMs: 800,
-    });
+    final(sid, 'what time is it', 200, 800);
     await waitFor(() => turns.length === 1);
     expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it' });
     expect(turns[0]!.speechEndMs).toBeGreaterThanOrEqual(780);
@@ -164,14 +120,7 @@ describe('turn-detector stage', () => {
     await waitFor(() => turns.length === 2);
     expect(turns[1]).toMatchObject({ kind: 'barge-in', turnId: turns[0]!.turnId });
     send(600, false);
-    client.publish(channels.transcript, sid, {
-      text: 'in tokyo',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 1000,
-      endMs: 1400,
-    });
+    final(sid, 'in tokyo', 1000, 1400);
     await waitFor(() => turns.length === 3);
     expect(turns[2]).toMatchObject({ kind: 'end', text: 'what time is it in tokyo' });
   });
@@ -184,26 +133,12 @@ describe('turn-detector stage', () => {
     const send = microphone(sid);
     send(600, true);
     send(700, false);
-    client.publish(channels.transcript, sid, {
-      text: 'i need a table with',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 0,
-      endMs: 600,
-    });
+    final(sid, 'i need a table with', 0, 600);
     await new Promise((r) => setTimeout(r, 300));
     expect(turns).toEqual([]); // 700 ms of quiet (and counting) is not enough after "with"
     send(600, true);
     send(400, false);
-    client.publish(channels.transcript, sid, {
-      text: 'a view of the sea',
-      final: true,
-      stable: true,
-      confidence: 0.9,
-      startMs: 1300,
-      endMs: 1900,
-    });
+    final(sid, 'a view of the sea', 1300, 1900);
     await waitFor(() => turns.length === 1);
     expect(turns[0]!.text).toBe('i need a table with a view of the sea');
   });
