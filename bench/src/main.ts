@@ -126,6 +126,13 @@ for (const sessions of overheadSessions) {
   log(
     `overhead at ${sessions} sessions: p50 ${round(percentile(overhead, 50))} ms, p99 ${round(percentile(overhead, 99))} ms over ${overhead.length} turns`,
   );
+  // Where it goes: each hop and the history fetch, so a regression points at its stage.
+  for (const part of ['turnHop', 'history', 'replyHop', 'audioHop'] as const) {
+    const values = result.turns.flatMap((t) => (t.overheadParts ? [t.overheadParts[part]] : []));
+    const name = `overhead_${part.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_ms`;
+    const base = { name, profile: 'fast-cloud', sessions, variant: 'ours' as const, unit: 'ms' };
+    rows.push(...distributionRows(base, values, ['p50', 'p99']).filter((r) => r.stat !== 'count'));
+  }
   if (sessions === overheadSessions[overheadSessions.length - 1]) {
     for (const u of result.usage) {
       rows.push({

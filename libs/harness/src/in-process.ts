@@ -1,6 +1,7 @@
 import { ActorHost, openSession, type ActorFactory } from '@va/actor';
 import { Bus } from '@va/bus';
-import { sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { sessionId as parseSessionId, type SessionConfig, type SessionId } from '@va/protocol';
+import type { z } from 'zod';
 import { startNatsServer, type NatsServerHandle } from '@va/testkit';
 
 export interface StageUnderTest {
@@ -14,7 +15,7 @@ export interface InProcessStages {
   client: Bus;
   hosts: ActorHost[];
   /** Opens a session on every hosted stage and waits for their claims. */
-  open(id: string): Promise<SessionId>;
+  open(id: string, config?: z.input<typeof SessionConfig>): Promise<SessionId>;
   stop(): Promise<void>;
 }
 
@@ -32,9 +33,9 @@ export async function startStagesInProcess(stages: readonly StageUnderTest[]): P
     nats,
     client,
     hosts,
-    open: async (id) => {
+    open: async (id, config = {}) => {
       const sid = parseSessionId(id);
-      await openSession(client, sid, {}, { stages: stages.map((s) => s.stage) });
+      await openSession(client, sid, config, { stages: stages.map((s) => s.stage) });
       await client.nc.flush();
       return sid;
     },

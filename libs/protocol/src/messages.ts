@@ -24,6 +24,18 @@ export const SessionConfig = z
       .default('en-US'),
     sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
     persona: z.string().max(LIMITS.personaChars).optional(),
+    /** Turn-taking tunables for this session; unset ones keep the turn detector's defaults. */
+    turn: z
+      .object({
+        endpointing: z.enum(['adaptive', 'fixed']),
+        minDelayMs: z.number().int().min(0).max(5000),
+        maxDelayMs: z.number().int().min(0).max(10_000),
+        fixedDelayMs: z.number().int().min(0).max(5000),
+        bargeInMinSpeechMs: z.number().int().min(0).max(5000),
+      })
+      .partial()
+      .strict()
+      .optional(),
     /** Provider choice per stage kind, e.g. {stt: 'deepgram'}; a service falls back to its own config. */
     providers: z.record(z.string().regex(/^[a-z-]{1,32}$/), z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
   })

@@ -77,6 +77,13 @@ describe('schemas', () => {
     }
   });
 
+  it('accepts per-session turn tunables and refuses unknown or out-of-range ones', () => {
+    const ok = SessionOpen.parse({ sessionId: 's-1', config: { turn: { minDelayMs: 200, endpointing: 'fixed' } } });
+    expect(ok.config.turn).toEqual({ minDelayMs: 200, endpointing: 'fixed' });
+    expect(SessionOpen.safeParse({ sessionId: 's', config: { turn: { minDelayMs: -1 } } }).success).toBe(false);
+    expect(SessionOpen.safeParse({ sessionId: 's', config: { turn: { patience: 3 } } }).success).toBe(false);
+  });
+
   it('applies session config defaults', () => {
     expect(SessionOpen.parse({ sessionId: 's-1', config: {} }).config).toEqual({
       language: 'en-US',

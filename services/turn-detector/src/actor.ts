@@ -30,8 +30,15 @@ export function turnDetectorActor(
   options: Partial<EndpointingOptions> = {},
   eou: EndOfUtteranceModel = heuristicEou,
 ) {
-  const opts = { ...ENDPOINTING_DEFAULTS, ...options };
   return async (ctx: ActorContext): Promise<SessionActor> => {
+    // Service defaults, then what this session asked for in session.open.
+    const { endpointing, ...perSession } = ctx.config.turn ?? {};
+    const opts: EndpointingOptions = {
+      ...ENDPOINTING_DEFAULTS,
+      ...options,
+      ...perSession,
+      ...(endpointing ? { mode: endpointing } : {}),
+    };
     const vad = await makeVad();
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();

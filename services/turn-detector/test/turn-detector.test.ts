@@ -142,4 +142,19 @@ describe('turn-detector stage', () => {
     await waitFor(() => turns.length === 1);
     expect(turns[0]!.text).toBe('i need a table with a view of the sea');
   });
+
+  it('takes its turn-taking tunables per session from session.open', async () => {
+    const sid = await stages.open('td-5', { turn: { minDelayMs: 1000, maxDelayMs: 1200 } });
+    const turns: Turn[] = [];
+    client.subscribe(channels.turn, sid, (t) => void turns.push(t));
+    await client.nc.flush();
+    const send = microphone(sid);
+    send(600, true);
+    send(300, false);
+    final(sid, 'what time is it', 0, 600);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(turns).toEqual([]); // this session asked for a full second of quiet
+    await waitFor(() => turns.length === 1);
+    expect(turns[0]).toMatchObject({ kind: 'end', text: 'what time is it' });
+  });
 });
