@@ -33,7 +33,7 @@ export function turnOverheadParts(spans: readonly ReceivedSpan[]): OverheadParts
   if (!play || !detect) return undefined;
   const source = play.attributes[ATTR.firstSource] === 'deep' ? 'deep' : 'fast';
   const gen = spans.find((s) => s.name === (source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate));
-  const tts = spans.find((s) => s.name === SPAN.ttsSynthesize && s.attributes['va.source'] === source);
+  const tts = spans.find((s) => s.name === SPAN.ttsSynthesize && s.attributes[ATTR.source] === source);
   if (!gen || !tts) return undefined;
   const num = (s: ReceivedSpan, key: string) =>
     typeof s.attributes[key] === 'number' ? (s.attributes[key] as number) : NaN;

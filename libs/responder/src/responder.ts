@@ -55,7 +55,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         sessionId: ctx.sessionId,
         turnId: turn.turnId,
         stage: opts.stage,
-        attributes: { [ATTR.provider]: opts.llm.provider, 'va.model': opts.llm.model },
+        attributes: { [ATTR.provider]: opts.llm.provider, [ATTR.model]: opts.llm.model },
       });
       let seq = 0;
       let text = '';

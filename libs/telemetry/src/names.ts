@@ -32,6 +32,20 @@ export const ATTR = {
   bufferWaitMs: 'va.buffer_wait_ms',
   /** Which responder's audio the user heard first (fast, or deep when the opener was skipped). */
   firstSource: 'va.first_source',
+  /** Which responder a tts span or audio belongs to: fast (opener) or deep (answer). */
+  source: 'va.source',
+  model: 'va.model',
+  /** tts: frames sent for a source, and whether the opener was skipped. */
+  frames: 'va.frames',
+  skipped: 'va.skipped',
+  /** stt: how long after the speech ended its final transcript came. */
+  finalDelayMs: 'va.final_delay_ms',
+  /** turn-detector: the end-of-utterance score, the model that gave it, and the endpointing mode. */
+  eouScore: 'va.eou_score',
+  eouModel: 'va.eou_model',
+  endpointing: 'va.endpointing',
+  /** session-context: messages returned by ctx.get. */
+  messages: 'va.messages',
   /** Only when VA_TRACE_TEXT=1: transcripts are personal data. */
   text: 'va.text',
   subject: 'messaging.destination.name',

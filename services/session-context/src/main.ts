@@ -18,7 +18,7 @@ bus.serve(
       const history = entry?.operation === 'PUT' ? entry.json<HistoryEntry[]>() : [];
       const messages = selectMessages(history, req.maxTokens, req.beforeTurnId);
       if (req.beforeTurnId) span.setAttribute(ATTR.turnId, req.beforeTurnId);
-      span.setAttribute('va.messages', messages.length);
+      span.setAttribute(ATTR.messages, messages.length);
       return { messages, summary: null };
     }),
   { queue: STAGE },

@@ -49,7 +49,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
         sessionId: ctx.sessionId,
         stage: STAGE,
         startTime: new Date(Math.min(wallOf(ev.startMs), Date.now())),
-        attributes: { [ATTR.provider]: stt.provider, 'va.final_delay_ms': Math.round(Date.now() - wallOf(ev.endMs)) },
+        attributes: { [ATTR.provider]: stt.provider, [ATTR.finalDelayMs]: Math.round(Date.now() - wallOf(ev.endMs)) },
       });
       if (traceText()) span.setAttribute(ATTR.text, text);
       span.end();

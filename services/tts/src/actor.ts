@@ -72,7 +72,7 @@ export function ttsActor(tts: TTS) {
           sessionId: ctx.sessionId,
           turnId: turn.turnId,
           stage: STAGE,
-          attributes: { [ATTR.provider]: tts.provider, 'va.source': source },
+          attributes: { [ATTR.provider]: tts.provider, [ATTR.source]: source },
         });
         s.received += m.delta;
         s.text.push(m.delta);
@@ -132,8 +132,8 @@ export function ttsActor(tts: TTS) {
       const done = (source: Source, frames: number, skipped: boolean) => {
         const s = turn[source];
         if (s.span) {
-          s.span.setAttribute('va.frames', frames);
-          s.span.setAttribute('va.skipped', skipped);
+          s.span.setAttribute(ATTR.frames, frames);
+          s.span.setAttribute(ATTR.skipped, skipped);
           s.span.setAttribute(ATTR.interrupted, turn.signal.aborted);
           s.span.end();
         }

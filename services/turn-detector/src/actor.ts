@@ -91,9 +91,9 @@ export function turnDetectorActor(
         startTime: new Date(Date.now() - delay),
         attributes: {
           [ATTR.eouDelayMs]: Math.round(delay),
-          'va.eou_score': score,
-          'va.eou_model': eou.name,
-          'va.endpointing': opts.mode,
+          [ATTR.eouScore]: score,
+          [ATTR.eouModel]: eou.name,
+          [ATTR.endpointing]: opts.mode,
           [ATTR.provider]: vad.provider,
         },
       });
