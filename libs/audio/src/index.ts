@@ -1,3 +1,4 @@
 export * from './pcm.js';
 export * from './wav.js';
 export * from './resample.js';
+export * from './clock.js';

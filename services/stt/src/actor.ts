@@ -1,4 +1,5 @@
 import { AsyncQueue, type ActorContext, type SessionActor } from '@va/actor';
+import { FrameClock } from '@va/audio';
 import { channels, LIMITS } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
 import { ATTR, context, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
@@ -18,8 +19,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
     // The trace context of the newest frame: the gateway stamps frames with the open turn's root span.
     let turnContext: Context = context.active();
     // Audio clock → wall clock, from the newest frame (frames arrive in real time).
-    let lastFrame = { tsMs: 0, wallMs: Date.now() };
-    const wallOf = (tsMs: number) => lastFrame.wallMs - (lastFrame.tsMs - tsMs);
+    const clock = new FrameClock();
 
     ctx.subscribeAudio('in', (frame, meta) => {
       if (frame.sampleRate !== ctx.config.sampleRate) {
@@ -31,7 +31,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
         return;
       }
       turnContext = meta.context;
-      lastFrame = { tsMs: frame.tsMs + (frame.samples.length * 1000) / frame.sampleRate, wallMs: Date.now() };
+      clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
       frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
     });
 
@@ -48,8 +48,11 @@ export function sttActor(makeStt: () => Promise<STT>) {
         parent: turnContext,
         sessionId: ctx.sessionId,
         stage: STAGE,
-        startTime: new Date(Math.min(wallOf(ev.startMs), Date.now())),
-        attributes: { [ATTR.provider]: stt.provider, [ATTR.finalDelayMs]: Math.round(Date.now() - wallOf(ev.endMs)) },
+        startTime: new Date(Math.min(clock.wallOf(ev.startMs), Date.now())),
+        attributes: {
+          [ATTR.provider]: stt.provider,
+          [ATTR.finalDelayMs]: Math.round(Date.now() - clock.wallOf(ev.endMs)),
+        },
       });
       if (traceText()) span.setAttribute(ATTR.text, text);
       span.end();

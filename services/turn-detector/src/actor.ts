@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ActorContext, SessionActor } from '@va/actor';
+import { FrameClock } from '@va/audio';
 import { channels } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
 import { ATTR, context, histogram, METRIC, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
@@ -42,10 +43,8 @@ export function turnDetectorActor(
     const vad = await makeVad();
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();
-    let lastFrame = { tsMs: 0, wallMs: Date.now() };
-    const wallOf = (tsMs: number) => lastFrame.wallMs - (lastFrame.tsMs - tsMs);
-    /** The audio clock now: frames arrive in real time, so extrapolate from the newest one. */
-    const audioNow = () => lastFrame.tsMs + (Date.now() - lastFrame.wallMs);
+    // Audio clock → wall clock; frames arrive in real time, so the newest one anchors both.
+    const clock = new FrameClock();
 
     /** The user is speaking (for turn-taking; the VAD may still be inside its silence window). */
     let speaking = false;
@@ -82,7 +81,7 @@ export function turnDetectorActor(
       speechEndMs = undefined;
       if (said === '') return; // noise: VAD heard something the recogniser found no words in
       const turnId = newTurnId();
-      const delay = Math.max(0, Date.now() - wallOf(endMs));
+      const delay = Math.max(0, Date.now() - clock.wallOf(endMs));
       const span = startStageSpan(SPAN.turnDetect, {
         parent: frameContext,
         sessionId: ctx.sessionId,
@@ -125,7 +124,7 @@ export function turnDetectorActor(
       const said = text();
       const score = eou.score(said);
       const needed = endpointDelayMs(score, opts);
-      const quietFor = audioNow() - endMs;
+      const quietFor = clock.now() - endMs;
       const haveFinal =
         lastFinalEndMs >= endMs - FINAL_COVER_MS && lastFinalEndMs <= endMs + RESUMED_MARGIN_MS && partial === '';
       if ((haveFinal && quietFor >= needed) || quietFor >= opts.maxDelayMs) return emitTurnEnd(endMs, score);
@@ -218,12 +217,12 @@ export function turnDetectorActor(
         return;
       }
       frameContext = meta.context;
-      lastFrame = { tsMs: frame.tsMs + (frame.samples.length * 1000) / frame.sampleRate, wallMs: Date.now() };
+      clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
       segmenter ??= new SpeechSegmenter(vad, { originMs: frame.tsMs });
       const events = await segmenter.push(frame.samples);
       followVad(segmenter, frame.tsMs, events);
       decide();
-      if (speaking && agentTurn && lastFrame.tsMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
+      if (speaking && agentTurn && clock.latestMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
     });
 
     ctx.subscribe(channels.transcript, (t) => {

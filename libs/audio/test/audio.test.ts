@@ -1,0 +1,49 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { FrameClock, Framer, frames, readWav, resample, writeWav, writeWavChannels } from '@va/audio';
+
+describe('FrameClock', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('anchors the audio clock to the arrival of the newest frame', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const clock = new FrameClock();
+    clock.observe(400, 320, 16000); // the frame 400..420 ms arrives now
+    expect(clock.latestMs).toBe(420);
+    expect(clock.wallOf(420)).toBe(1_000_000);
+    expect(clock.wallOf(300)).toBe(1_000_000 - 120);
+    vi.advanceTimersByTime(50);
+    expect(clock.now()).toBe(470);
+  });
+});
+
+describe('PCM helpers', () => {
+  const tone = Int16Array.from({ length: 16000 }, (_, i) =>
+    Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 16000)),
+  );
+
+  it('round-trips WAV, mono and multi-channel (channel 0 read back)', () => {
+    const back = readWav(writeWav({ samples: tone, sampleRate: 16000 }));
+    expect(back.sampleRate).toBe(16000);
+    expect(Array.from(back.samples.subarray(0, 50))).toEqual(Array.from(tone.subarray(0, 50)));
+    const stereo = readWav(writeWavChannels([tone, new Int16Array(10)], 16000));
+    expect(stereo.samples.length).toBe(tone.length);
+  });
+
+  it('frames and re-chunks without losing samples', () => {
+    expect(
+      frames({ samples: tone, sampleRate: 16000 }, 20)
+        .map((f) => f.samples.length)
+        .slice(0, 2),
+    ).toEqual([320, 320]);
+    const framer = new Framer(512);
+    const out = [...framer.push(tone.subarray(0, 700)), ...framer.push(tone.subarray(700, 1100))];
+    expect(out.map((f) => f.length)).toEqual([512, 512]);
+    expect(framer.flush()?.length).toBe(1100 - 1024);
+  });
+
+  it('resamples to the requested rate', async () => {
+    const up = await resample({ samples: tone, sampleRate: 16000 }, 48000);
+    expect(up.sampleRate).toBe(48000);
+    expect(up.samples.length).toBe(48000);
+  });
+});
