@@ -58,7 +58,14 @@ for (const [i, t] of report.turns.entries()) {
   console.log(`  transcript  : ${t.transcript}`);
   console.log(`  opener      : ${t.opener}`);
   console.log(`  answer      : ${t.answer}`);
-  console.log(`  voice-to-voice ${t.e2eMs ?? '–'} ms · opener→answer gap ${t.gapMs ?? '–'} ms · trace ${t.traceId}`);
+  if (t.interrupted)
+    console.log(
+      `  heard       : ${t.playedText} (agent audio stopped ${t.bargeInStopMs ?? '–'} ms after the user began)`,
+    );
+  if (t.resumes > 0) console.log(`  resumed after ${t.resumes} false interruption(s)`);
+  console.log(
+    `  voice-to-voice ${t.e2eMs ?? '–'} ms · end of turn after ${t.eouDelayMs ?? '–'} ms · opener→answer gap ${t.gapMs ?? '–'} ms · trace ${t.traceId}`,
+  );
   console.log(waterfall(t));
 }
 console.log(`\nagent audio: ${report.agentWav}\nconversation (user left, agent right): ${report.mixWav}`);

@@ -14,7 +14,8 @@ export class ActorContext {
   readonly log: Logger;
   private readonly session = new AbortController();
   private readonly turns = new Map<string, AbortController>();
-  private readonly cancelled = new Set<string>();
+  /** Cancelled turns and why. */
+  private readonly cancelled = new Map<string, string>();
   private readonly subs: BusSubscription[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Called by the host when a turn is cancelled (after its signal fired). */
@@ -58,6 +59,11 @@ export class ActorContext {
     return this.cancelled.has(turnId);
   }
 
+  /** Why the turn was cancelled (the `control cancel` reason), or undefined if it was not. */
+  cancelReason(turnId: string): string | undefined {
+    return this.cancelled.get(turnId);
+  }
+
   /** Forgets a finished turn's controller (its cancellation, if any, is still remembered). */
   endTurn(turnId: string): void {
     this.turns.delete(turnId);
@@ -71,7 +77,7 @@ export class ActorContext {
   /** @internal the host calls this on `control cancel`. */
   cancelTurn(turnId: string, reason: string): void {
     if (!this.cancelled.has(turnId)) {
-      this.cancelled.add(turnId);
+      this.cancelled.set(turnId, reason);
       evictOldest(this.cancelled, MAX_REMEMBERED_TURNS);
       counter(METRIC.turnsCancelled).add(1, { [ATTR.stage]: this.stage });
     }

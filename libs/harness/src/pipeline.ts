@@ -22,6 +22,8 @@ export interface ScriptTurn {
   say: string;
   pauseMs?: number;
   waitForAgent?: boolean;
+  /** Start this utterance N ms after the agent's first audio of the previous turn (talk over it). */
+  interruptAfterMs?: number;
 }
 
 export interface PipelineOptions extends StartPipelineOptions {

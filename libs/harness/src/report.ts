@@ -1,4 +1,5 @@
-import type { SessionRecording } from '@va/protocol';
+import type { RecordedTurn, SessionRecording } from '@va/protocol';
+import { ATTR, SPAN } from '@va/telemetry';
 import type { ReceivedSpan } from '@va/testkit';
 
 export interface ReportSpan {
@@ -17,7 +18,15 @@ export interface ReportTurn {
   opener: string;
   answer: string;
   spokenText: string;
+  /** What the user actually heard of the agent's turn (opener + answer, cut where they barged in). */
+  playedText: string;
   interrupted: boolean;
+  /** Barge-in: the user's speech start → the last agent audio frame of this turn (null if not interrupted). */
+  bargeInStopMs: number | null;
+  /** False interruptions on this turn: the agent paused and played on. */
+  resumes: number;
+  /** How long the turn detector waited after the user's speech ended before ending the turn. */
+  eouDelayMs: number | null;
   traceId: string;
   /** First agent audio − user speech end (the voice-to-voice latency). */
   e2eMs: number | null;
@@ -39,6 +48,17 @@ export interface SaidByStages {
   transcripts: Map<string, string>;
   openers: Map<string, string>;
   answers: Map<string, string>;
+}
+
+/**
+ * The user's speech start that stopped this turn: the scripted utterance that began while the agent was still
+ * playing it (ground truth of the microphone), else where the turn detector heard it begin.
+ */
+function bargeInStopMs(summary: SessionRecording, t: RecordedTurn): number | null {
+  if (!t.interrupted || t.lastAudioMs === null) return null;
+  const over = summary.utterances.filter((u) => u.startMs >= t.speechEndMs && u.startMs <= t.lastAudioMs!);
+  const start = over.length > 0 ? over[over.length - 1]!.startMs : t.bargeInAtMs;
+  return start === null ? null : Math.round(t.lastAudioMs - start);
 }
 
 /** Scripted utterances a turn's speech overlaps, as the user's words for that turn. */
@@ -69,7 +89,11 @@ export function buildReport(
       opener: (said.openers.get(t.turnId) ?? '').trim(),
       answer: (said.answers.get(t.turnId) ?? '').trim(),
       spokenText: t.spokenText,
+      playedText: t.spokenText,
       interrupted: t.interrupted,
+      bargeInStopMs: bargeInStopMs(summary, t),
+      resumes: t.resumes,
+      eouDelayMs: numberAttr(mine.find((s) => s.name === SPAN.turnDetect)?.attributes[ATTR.eouDelayMs]),
       traceId: t.traceId,
       e2eMs: t.e2eMs,
       firstAudioMs: t.firstAudioMs,
@@ -85,6 +109,10 @@ export function buildReport(
     };
   });
   return { sessionId: summary.sessionId, agentWav: summary.agentWav, mixWav: summary.mixWav, turns };
+}
+
+function numberAttr(v: unknown): number | null {
+  return typeof v === 'number' ? v : null;
 }
 
 /** A text waterfall of one turn's spans: one bar per span on a shared time axis. */

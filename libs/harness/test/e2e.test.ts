@@ -69,7 +69,8 @@ describe('a voice conversation through seven processes', () => {
 
       // One trace per turn, holding spans from all seven services; the root carries the voice-to-voice latency.
       const mine = spans.filter((s) => s.traceId === turn.traceId);
-      expect(new Set(mine.map((s) => s.serviceName)).size, `services in trace of turn ${i + 1}`).toBe(7);
+      const services = [...new Set(mine.map((s) => s.serviceName))].sort();
+      expect(services, `services in trace of turn ${i + 1}: ${mine.map((s) => s.name).join(', ')}`).toHaveLength(7);
       const roots = mine.filter((s) => s.parentSpanId === undefined);
       expect(roots.map((r) => r.name)).toEqual([SPAN.turn]);
       expect(typeof roots[0]!.attributes[ATTR.e2eMs]).toBe('number');

@@ -32,6 +32,10 @@ export const SessionConfig = z
         maxDelayMs: z.number().int().min(0).max(10_000),
         fixedDelayMs: z.number().int().min(0).max(5000),
         bargeInMinSpeechMs: z.number().int().min(0).max(5000),
+        minInterruptionWords: z.number().int().min(0).max(20),
+        falseInterruptionMs: z.number().int().min(0).max(10_000),
+        resumeFalseInterruption: z.boolean(),
+        preemptiveGeneration: z.boolean(),
       })
       .partial()
       .strict()
@@ -73,10 +77,18 @@ export const Transcript = z
   .refine((t) => t.endMs >= t.startMs, { message: 'endMs must not be before startMs', path: ['endMs'] });
 export type Transcript = z.infer<typeof Transcript>;
 
+/**
+ * Turn-taking events. `preview`: the user has gone quiet and their words look settled — responders may start
+ * (preemptive generation) but nothing is played until `end` commits the same turn id; a preview that is not
+ * committed is cancelled on `control`. `end`: the user's turn is over. `barge-in`: the user speaks over the
+ * agent's turn — its playout pauses; a `control cancel` (words were heard) ends it, a `resume` (no words within
+ * the false-interruption window) plays on from where it stopped.
+ */
+export const TURN_KINDS = ['preview', 'end', 'barge-in', 'resume'] as const;
 export const Turn = z
   .object({
     turnId: TurnId,
-    kind: z.enum(['end', 'barge-in', 'resume']),
+    kind: z.enum(TURN_KINDS),
     text: Text,
     eouProb: Prob,
     speechEndMs: Ms,
@@ -122,6 +134,16 @@ export const SpeechDone = z
   })
   .strict();
 export type SpeechDone = z.infer<typeof SpeechDone>;
+
+/** Why a turn's work is cancelled (`control cancel` reasons the stages act on). */
+export const CANCEL_REASON = {
+  /** The user spoke over the agent's turn. */
+  bargeIn: 'barge-in',
+  /** A preview turn whose committed words came out different. */
+  preemptMismatch: 'preempt-mismatch',
+  /** A preview turn the user went on speaking after. */
+  preemptAbandoned: 'preempt-abandoned',
+} as const;
 
 export const Control = z
   .object({ kind: z.literal('cancel'), turnId: TurnId, reason: z.string().max(LIMITS.reasonChars) })

@@ -16,6 +16,12 @@ export const RecordedTurn = z.object({
   e2eMs: z.number().nullable(),
   spokenText: z.string(),
   interrupted: z.boolean(),
+  /** Session-clock start of the user speech that barged in on this turn (its last one), if any. */
+  bargeInAtMs: z.number().nullable(),
+  /** Session-clock end of the last agent frame of this turn played. */
+  lastAudioMs: z.number().nullable(),
+  /** Barge-ins on this turn that turned out to be noise (the agent resumed). */
+  resumes: z.number().int().nonnegative(),
 });
 export type RecordedTurn = z.infer<typeof RecordedTurn>;
 

@@ -1,11 +1,31 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { BusRequestError } from '@va/bus';
-import { channels, requests, type ChatMessage, type Turn } from '@va/protocol';
+import { CANCEL_REASON, channels, requests, type ChatMessage, type Turn } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
-import { ATTR, histogram, METRIC, recordError, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
+import {
+  ATTR,
+  counter,
+  EVENT,
+  histogram,
+  METRIC,
+  recordError,
+  SPAN,
+  startStageSpan,
+  traceText,
+  type Context,
+} from '@va/telemetry';
 import { withPersona } from './prompts.js';
 
 const round1 = (ms: number) => Math.round(ms * 10) / 10;
+
+/** Rough token count (≈ 4 characters a token, plus per-message overhead) until providers report usage. */
+function estimateTokens(messages: readonly ChatMessage[]): number {
+  return messages.reduce((n, m) => n + Math.ceil(m.content.length / 4) + 4, 0);
+}
+
+const WASTED_REASONS: ReadonlySet<string> = new Set([CANCEL_REASON.preemptMismatch, CANCEL_REASON.preemptAbandoned]);
+/** A preview neither committed nor cancelled by then is given up on (the turn detector went away). */
+const PREVIEW_VERDICT_TIMEOUT_MS = 10_000;
 
 export interface ResponderOptions {
   stage: string;
@@ -55,10 +75,16 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         sessionId: ctx.sessionId,
         turnId: turn.turnId,
         stage: opts.stage,
-        attributes: { [ATTR.provider]: opts.llm.provider, [ATTR.model]: opts.llm.model },
+        attributes: {
+          [ATTR.provider]: opts.llm.provider,
+          [ATTR.model]: opts.llm.model,
+          [ATTR.preemptive]: turn.kind === 'preview',
+        },
       });
       let seq = 0;
       let text = '';
+      let promptTokens = 0;
+      let completionDeltas = 0;
       try {
         const fetching = performance.now();
         const messages: ChatMessage[] = [
@@ -68,6 +94,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         ];
         // History is our overhead, time to first token is the provider's: benchmarks tell them apart.
         span.setAttribute(ATTR.historyMs, round1(performance.now() - fetching));
+        promptTokens = estimateTokens(messages);
         const started = performance.now();
         for await (const delta of opts.llm.chat(messages, opts.llmOptions, signal)) {
           if (signal.aborted) break;
@@ -78,6 +105,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
             histogram(METRIC.ttft).record(ttft, { [ATTR.stage]: opts.stage });
           }
           text += delta;
+          completionDeltas++;
           ctx.publish(channel, { turnId: turn.turnId, seq: seq++, delta, done: false }, { context: parent });
         }
         if (!signal.aborted) {
@@ -96,6 +124,18 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
           ctx.publish(channel, { turnId: turn.turnId, seq, delta: '', done: true }, { context: parent });
         }
       } finally {
+        // A preview's cost is known only once the turn detector rules on it: its span stays open until then.
+        if (turn.kind === 'preview') await verdict(turn.turnId, signal);
+        const reason = ctx.cancelReason(turn.turnId);
+        if (reason !== undefined) span.setAttribute(ATTR.cancelReason, reason);
+        // Early work the committed turn did not want: what preemptive generation costs, counted once per request.
+        if (reason !== undefined && WASTED_REASONS.has(reason) && promptTokens > 0) {
+          const wasted = promptTokens + completionDeltas;
+          span.setAttribute(ATTR.wastedTokens, wasted);
+          span.addEvent(EVENT.preemptiveCancel, { [ATTR.cancelReason]: reason });
+          counter(METRIC.preemptiveWasted).add(1, { [ATTR.stage]: opts.stage });
+          counter(METRIC.preemptiveWastedTokens).add(wasted, { [ATTR.stage]: opts.stage });
+        }
         span.setAttribute(ATTR.interrupted, signal.aborted);
         if (traceText()) span.setAttribute(ATTR.text, text);
         span.end();
@@ -103,8 +143,38 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       }
     }
 
+    /** Committed turns, and the previews waiting to hear whether they are. */
+    const committed = new Set<string>();
+    const awaitingVerdict = new Map<string, () => void>();
+
+    /** Resolves when the preview is committed (`end` with its id) or cancelled, or after a timeout. */
+    function verdict(turnId: string, signal: AbortSignal): Promise<void> {
+      if (committed.has(turnId) || signal.aborted) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          awaitingVerdict.delete(turnId);
+          resolve();
+        };
+        const timer = setTimeout(done, PREVIEW_VERDICT_TIMEOUT_MS);
+        signal.addEventListener('abort', done, { once: true });
+        awaitingVerdict.set(turnId, done);
+      });
+    }
+
+    /** Turns already being answered: a committed preview goes on, it is not started twice. */
+    const started = new Set<string>();
     ctx.subscribe(channels.turn, (turn, meta) => {
-      if (turn.kind !== 'end' || turn.text.trim() === '') return;
+      if ((turn.kind !== 'end' && turn.kind !== 'preview') || turn.text.trim() === '') return;
+      if (turn.kind === 'end') {
+        committed.add(turn.turnId);
+        if (committed.size > 64) committed.delete(committed.values().next().value!);
+        awaitingVerdict.get(turn.turnId)?.();
+      }
+      if (started.has(turn.turnId)) return;
+      started.add(turn.turnId);
+      if (started.size > 64) started.delete(started.values().next().value!);
       // Not awaited: the subscription keeps taking messages (a cancel, the next turn) while this one streams.
       void ctx.track(respond(turn, meta.context));
     });

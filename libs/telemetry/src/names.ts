@@ -48,6 +48,14 @@ export const ATTR = {
   messages: 'va.messages',
   /** Only when VA_TRACE_TEXT=1: transcripts are personal data. */
   text: 'va.text',
+  /** Work started on a `preview` turn, before the end of the user's turn was committed. */
+  preemptive: 'va.preemptive',
+  /** Preemptive work thrown away (the committed words differed): LLM tokens spent on it, prompt + completion (estimated). */
+  wastedTokens: 'va.wasted_tokens',
+  /** Why a turn's work was cancelled (the `control cancel` reason). */
+  cancelReason: 'va.cancel_reason',
+  /** gateway: user speech start of a barge-in → the last agent frame of that turn played. */
+  bargeInStopMs: 'va.barge_in_stop_ms',
   subject: 'messaging.destination.name',
   errorCode: 'va.error_code',
 } as const;
@@ -65,6 +73,22 @@ export const METRIC = {
   ttfb: 'va.ttfb',
   eouDelay: 'va.eou_delay',
   e2e: 'va.e2e',
+  /** Barge-ins that paused the agent, and those that turned out to be noise (the agent resumed). */
+  bargeIns: 'va.barge_ins',
+  falseInterruptions: 'va.false_interruptions',
+  /** Preemptive LLM requests cancelled because the committed turn differed, and their (estimated) tokens. */
+  preemptiveWasted: 'va.preemptive.wasted_requests',
+  preemptiveWastedTokens: 'va.preemptive.wasted_tokens',
+} as const;
+
+/** Span event names. */
+export const EVENT = {
+  /** On the turn's root span: the user spoke over the agent; playout paused. */
+  bargeIn: 'barge_in',
+  /** On the turn's root span: the barge-in was noise; playout resumed where it stopped. */
+  resume: 'resume',
+  /** On a responder span: its preemptive request was cancelled (the committed turn differed). */
+  preemptiveCancel: 'preemptive_cancel',
 } as const;
 
 /** Resource attribute names (OpenTelemetry semantic conventions, spelled here so no module depends on semconv). */

@@ -17,6 +17,13 @@ export interface ReceivedSpan {
   durationMs: number;
   statusCode?: number;
   kind?: number;
+  events: ReceivedSpanEvent[];
+}
+
+export interface ReceivedSpanEvent {
+  name: string;
+  timeMs: number;
+  attributes: Record<string, AttrValue>;
 }
 
 export interface ReceivedMetric {
@@ -61,6 +68,7 @@ interface OtlpSpan {
   startTimeUnixNano?: string | number;
   endTimeUnixNano?: string | number;
   attributes?: OtlpKeyValue[];
+  events?: { name?: string; timeUnixNano?: string | number; attributes?: OtlpKeyValue[] }[];
   status?: { code?: number };
 }
 interface OtlpTracesRequest {
@@ -129,6 +137,11 @@ export function flattenTraces(body: OtlpTracesRequest): ReceivedSpan[] {
           durationMs: endMs - startMs,
           ...(span.status?.code !== undefined ? { statusCode: span.status.code } : {}),
           ...(span.kind !== undefined ? { kind: span.kind } : {}),
+          events: (span.events ?? []).map((e) => ({
+            name: e.name ?? '',
+            timeMs: nanosToMs(e.timeUnixNano),
+            attributes: decodeAttributes(e.attributes),
+          })),
         });
       }
     }

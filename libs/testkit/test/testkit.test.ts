@@ -278,6 +278,8 @@ describe('spawnNode', () => {
 
   it('a waitFor timeout on a live child includes its recent output', async () => {
     const child = track(spawnNode(fixture('json-lines.ts')));
+    // Started first (tsx can take a while on a busy machine): the timeout is about a line that never comes.
+    await child.waitForJson((m) => m.type === 'tick', 20_000);
     await expect(child.waitForJson((m) => m.type === 'never', 300)).rejects.toThrow(
       /timed out after 300 ms[\s\S]*"type":"tick"/,
     );

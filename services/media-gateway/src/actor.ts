@@ -4,6 +4,7 @@ import { channels, type AudioSource, type PlayedSegment, type RecordedTurn } fro
 import {
   ATTR,
   contextOf,
+  EVENT,
   context as otelContext,
   histogram,
   METRIC,
@@ -30,6 +31,11 @@ interface TurnTrace {
   firstAudioMs?: number;
   /** Wall time the turn's first agent frame reached the gateway. */
   firstArrival?: number;
+  /** User speech start of the latest barge-in on this turn (session clock). */
+  bargeInAtMs?: number;
+  /** End of the last agent frame of this turn played (session clock). */
+  lastAudioMs?: number;
+  resumes: number;
   ended: boolean;
 }
 
@@ -45,11 +51,16 @@ export class GatewaySession {
   /** The user turn being spoken (opened at vad start, bound to a turn id at turn end). */
   private open: TurnTrace | undefined;
   private readonly turns = new Map<string, TurnTrace>();
+  /** Preview turns (preemptive generation): their audio is kept, unplayed, until the turn is committed. */
+  private readonly previews = new Map<string, TurnPlayout>();
+  /** Turns whose frames must not play now: previews, and turns paused by a barge-in. */
+  private readonly held = new Set<string>();
   readonly records: RecordedTurn[] = [];
   readonly segments: PlayedSegment[] = [];
   private readonly userTexts = new Map<string, string>();
   private readonly startWall: number;
   private lastActivityMs = 0;
+  private latestFirstAudioMs: number | undefined;
 
   constructor(
     private readonly ctx: ActorContext,
@@ -58,29 +69,37 @@ export class GatewaySession {
     this.startWall = Date.now();
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
     ctx.subscribe(channels.turn, (t) => {
-      if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs);
-      else if (t.kind === 'barge-in') this.interrupt(t.turnId);
+      if (t.kind === 'preview') this.onPreview(t.turnId);
+      else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs);
+      else if (t.kind === 'barge-in') this.pause(t.turnId, t.speechEndMs);
+      else this.resume(t.turnId);
     });
     ctx.onCancel = (turnId) => this.interrupt(turnId);
     ctx.subscribeAudio('out', (f) => {
-      const turn = f.turnId ? this.turns.get(f.turnId) : undefined;
-      if (!f.turnId || !f.source || !turn) return;
-      turn.firstArrival ??= performance.timeOrigin + performance.now();
+      if (!f.turnId || !f.source) return;
+      const turn = this.turns.get(f.turnId);
+      if (!turn && !this.previews.has(f.turnId)) return;
+      if (turn) turn.firstArrival ??= performance.timeOrigin + performance.now();
       this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, textOffset: f.textOffset ?? 0 });
     });
     const onReply = (source: AudioSource) => (r: { turnId: string; delta: string }) => {
-      const p = this.turns.get(r.turnId)?.playout;
+      const p = this.playoutOf(r.turnId);
       if (p && !p.complete.has(source)) p.texts[source] += r.delta;
     };
     ctx.subscribe(channels.replyFast, onReply('fast'));
     ctx.subscribe(channels.replyDeep, onReply('deep'));
     ctx.subscribe(channels.speech, (s) => {
+      const p = this.playoutOf(s.turnId);
+      if (!p) return;
+      p.texts[s.source] = s.text;
+      p.complete.add(s.source);
       const turn = this.turns.get(s.turnId);
-      if (!turn?.playout) return;
-      turn.playout.texts[s.source] = s.text;
-      turn.playout.complete.add(s.source);
-      this.maybeFinish(turn);
+      if (turn) this.maybeFinish(turn);
     });
+  }
+
+  private playoutOf(turnId: string): TurnPlayout | undefined {
+    return this.turns.get(turnId)?.playout ?? this.previews.get(turnId);
   }
 
   /** Session clock (ms of audio sent so far). */
@@ -98,6 +117,11 @@ export class GatewaySession {
     return this.lastActivityMs;
   }
 
+  /** Session-clock time the latest agent turn's first audio played. */
+  get agentTurnStart(): number | undefined {
+    return this.latestFirstAudioMs;
+  }
+
   private wallAt(audioMs: number): Date {
     return new Date(this.startWall + audioMs);
   }
@@ -111,7 +135,7 @@ export class GatewaySession {
       this.open ? { context: this.open.rootContext } : {},
     );
     this.seq++;
-    const frame = this.buffer.next();
+    const frame = this.buffer.next(this.held);
     if (!frame) return undefined;
     const turn = this.turns.get(frame.turnId);
     if (!turn?.playout) return undefined;
@@ -123,6 +147,7 @@ export class GatewaySession {
   private played(turn: TurnTrace, p: TurnPlayout, source: AudioSource, textOffset: number, atMs: number): void {
     if (turn.firstAudioMs === undefined) {
       turn.firstAudioMs = atMs;
+      this.latestFirstAudioMs = atMs;
       turn.playSpan = startStageSpan(SPAN.gatewayPlayout, {
         parent: turn.rootContext,
         sessionId: this.ctx.sessionId,
@@ -144,6 +169,7 @@ export class GatewaySession {
     }
     p.offsets[source] = Math.max(p.offsets[source], textOffset);
     p.playedMs += FRAME_MS;
+    turn.lastAudioMs = atMs + FRAME_MS;
     this.lastActivityMs = atMs + FRAME_MS;
     const last = this.segments[this.segments.length - 1];
     if (last && last.turnId === p.turnId && last.source === source && last.endMs === atMs) last.endMs += FRAME_MS;
@@ -159,7 +185,38 @@ export class GatewaySession {
       stage: STAGE,
       startTime: this.wallAt(atMs),
     });
-    this.open = { root, rootContext: contextOf(root), speechStartMs: atMs, ended: false };
+    this.open = { root, rootContext: contextOf(root), speechStartMs: atMs, resumes: 0, ended: false };
+  }
+
+  /** Preemptive generation: collect the preview's text and audio, play none of it until `end` commits it. */
+  private onPreview(turnId: string): void {
+    this.previews.set(turnId, newTurnPlayout(turnId));
+    this.held.add(turnId);
+  }
+
+  /** Drops a preview that will not be committed (cancelled, or superseded by a different turn). */
+  private dropPreview(turnId: string): void {
+    if (!this.previews.delete(turnId)) return;
+    this.held.delete(turnId);
+    this.buffer.flush(turnId);
+  }
+
+  /** Barge-in: the user speaks over this turn. Stop playing it now; keep what is unplayed until words decide. */
+  private pause(turnId: string, userSpeechStartMs: number): void {
+    const turn = this.turns.get(turnId);
+    if (!turn || turn.ended) return;
+    turn.bargeInAtMs = userSpeechStartMs;
+    this.held.add(turnId);
+    turn.root.addEvent(EVENT.bargeIn, { [ATTR.turnId]: turnId });
+  }
+
+  /** A false interruption: play on from the first unplayed frame, so nothing is heard twice. */
+  private resume(turnId: string): void {
+    const turn = this.turns.get(turnId);
+    if (!turn || !this.held.delete(turnId)) return;
+    turn.resumes++;
+    turn.bargeInAtMs = undefined;
+    turn.root.addEvent(EVENT.resume, { [ATTR.turnId]: turnId });
   }
 
   private onTurnEnd(turnId: string, text: string, speechEndMs: number): void {
@@ -169,7 +226,11 @@ export class GatewaySession {
     this.open = undefined;
     turn.turnId = turnId;
     turn.speechEndMs = speechEndMs;
-    turn.playout = newTurnPlayout(turnId);
+    // A committed preview keeps what it already has (text, audio waiting in the buffer); other previews are stale.
+    turn.playout = this.previews.get(turnId) ?? newTurnPlayout(turnId);
+    this.previews.delete(turnId);
+    this.held.delete(turnId);
+    for (const stale of [...this.previews.keys()]) this.dropPreview(stale);
     turn.root.setAttribute(ATTR.turnId, turnId);
     if (traceText()) turn.root.setAttribute(ATTR.text, text);
     this.userTexts.set(turnId, text);
@@ -179,9 +240,14 @@ export class GatewaySession {
 
   /** Barge-in or cancel: stop playing this turn within one frame and report what was heard. */
   private interrupt(turnId: string): void {
+    this.dropPreview(turnId);
     const turn = this.turns.get(turnId);
     if (!turn) return;
     this.buffer.flush(turnId);
+    this.held.delete(turnId);
+    if (turn.bargeInAtMs !== undefined && turn.lastAudioMs !== undefined) {
+      turn.root.setAttribute(ATTR.bargeInStopMs, Math.max(0, turn.lastAudioMs - turn.bargeInAtMs));
+    }
     this.finish(turn, true);
   }
 
@@ -218,6 +284,9 @@ export class GatewaySession {
       e2eMs: e2e,
       spokenText: heard,
       interrupted,
+      bargeInAtMs: interrupted ? (turn.bargeInAtMs ?? null) : null,
+      lastAudioMs: turn.lastAudioMs ?? null,
+      resumes: turn.resumes,
     });
     this.ctx.log.info({ turnId: p.turnId, e2eMs: e2e, playedMs: p.playedMs, interrupted }, 'turn played');
     this.ctx.endTurn(p.turnId);
@@ -225,6 +294,7 @@ export class GatewaySession {
 
   /** Ends whatever is still open (session closing). */
   close(): void {
+    for (const turnId of [...this.previews.keys()]) this.dropPreview(turnId);
     for (const turn of [...this.turns.values()]) this.finish(turn, true);
     if (this.open) {
       this.open.root.setAttribute(ATTR.interrupted, true);

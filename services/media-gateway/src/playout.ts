@@ -36,9 +36,10 @@ export class PlayoutBuffer {
     this.queue.push(frame);
   }
 
-  /** The next frame to play, if any. */
-  next(): OutFrame | undefined {
-    return this.queue.shift();
+  /** The next frame to play, if any; frames of `held` turns (paused, or not committed yet) wait. */
+  next(held?: ReadonlySet<string>): OutFrame | undefined {
+    const i = held && held.size > 0 ? this.queue.findIndex((f) => !held.has(f.turnId)) : 0;
+    return i >= 0 ? this.queue.splice(i, 1)[0] : undefined;
   }
 
   hasFramesOf(turnId: string): boolean {

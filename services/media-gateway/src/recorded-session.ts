@@ -54,7 +54,12 @@ export async function runRecordedSession(
   const frames = await runClock(
     FRAME_MS,
     (i) => {
-      const state = { nowMs: session.nowMs, idle: session.idle, lastActivity: session.lastActivity };
+      const state = {
+        nowMs: session.nowMs,
+        idle: session.idle,
+        lastActivity: session.lastActivity,
+        agentTurnStartMs: session.agentTurnStart,
+      };
       const spoken = micEndedAt === undefined ? mic.next(frameSamples, state) : null;
       if (spoken === null) micEndedAt ??= session.nowMs;
       const micFrame = spoken ?? micSilence(frameSamples, i + 1);

@@ -5,7 +5,9 @@ import { z } from 'zod';
 /**
  * `{"turns":[{"say":"text","pauseMs":1200}]}`: user turns in order. After each, the user waits until the
  * agent has finished answering and then stays silent `pauseMs` more, as a person would; with
- * `"waitForAgent": false` the pause starts right after the utterance (to script barge-ins or run-on turns).
+ * `"waitForAgent": false` the pause starts right after the utterance (run-on turns). A turn with
+ * `"interruptAfterMs": N` starts N ms after the agent's first audio of the previous turn, over the agent
+ * (a barge-in).
  */
 export const Script = z.object({
   turns: z
@@ -14,6 +16,7 @@ export const Script = z.object({
         say: z.string().min(1).max(2000),
         pauseMs: z.number().int().nonnegative().max(60_000).default(1200),
         waitForAgent: z.boolean().default(true),
+        interruptAfterMs: z.number().int().nonnegative().max(60_000).optional(),
       }),
     )
     .min(1)
@@ -36,6 +39,8 @@ export interface ConversationState {
   idle: boolean;
   /** Session-clock time of the last user speech or agent audio. */
   lastActivity: number;
+  /** Session-clock time the latest agent turn's first audio played, if any has. */
+  agentTurnStartMs?: number;
 }
 
 /** A microphone: one frame per tick, or null when it has nothing more to say. */
@@ -117,6 +122,12 @@ export class ScriptMic implements MicSource {
     if (this.utterances.length === 0) return state.nowMs - since >= LEAD_IN_MS;
     const turn = this.script.turns[this.turn - 1]!;
     const waited = state.nowMs - since;
+    const next = this.script.turns[this.turn];
+    if (next?.interruptAfterMs !== undefined && waited < MAX_WAIT_FOR_AGENT_MS) {
+      // Talk over the agent: N ms into its answer to the utterance just said.
+      const first = state.agentTurnStartMs;
+      return first !== undefined && first >= since && state.nowMs - first >= next.interruptAfterMs;
+    }
     if (!turn.waitForAgent || waited >= MAX_WAIT_FOR_AGENT_MS) return waited >= turn.pauseMs;
     // Give the pipeline a moment to notice the turn before judging it idle.
     return waited >= 300 && state.idle && state.nowMs - Math.max(state.lastActivity, since) >= turn.pauseMs;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorContext } from '@va/actor';
 import { Bus } from '@va/bus';
 import { BUCKETS, channels, ErrorEvent, sessionId, subjects, type Playout, type SessionId } from '@va/protocol';
-import { ATTR, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
+import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { GatewaySession } from '../src/actor.js';
 
@@ -129,7 +129,7 @@ describe('media-gateway session', () => {
     expect(session.idle).toBe(true);
   });
 
-  it('flushes within one frame on barge-in and keeps only what was heard', async () => {
+  it('pauses within one frame on barge-in, flushes on the cancel, and keeps only what was heard', async () => {
     const { sid, session, playouts } = await gateway('gw-barge');
     await agentTurn(
       sid,
@@ -139,7 +139,11 @@ describe('media-gateway session', () => {
     );
     await firstFrame(session);
     expect(session.tick(mic())?.[0]).toBe(2000); // "The " heard
-    client.publish(channels.turn, sid, { turnId: 'b1', kind: 'barge-in', text: '', eouProb: 0, speechEndMs: 100 });
+    client.publish(channels.turn, sid, { turnId: 'b1', kind: 'barge-in', text: '', eouProb: 0, speechEndMs: 20 });
+    await client.nc.flush();
+    await waitFor(() => session.tick(mic()) === undefined); // paused: silence from the next frame on
+    expect(playouts).toEqual([]); // the rest is kept aside until words decide
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 'b1', reason: 'barge-in' });
     await waitFor(() => playouts.length === 1);
     expect(session.tick(mic())).toBeUndefined();
     expect(playouts[0]).toMatchObject({
@@ -149,6 +153,83 @@ describe('media-gateway session', () => {
       done: true,
       playedMs: 40,
     });
+    const record = session.records.find((r) => r.turnId === 'b1')!;
+    expect(record).toMatchObject({ interrupted: true, bargeInAtMs: 20, resumes: 0 });
+    expect(record.lastAudioMs! - record.bargeInAtMs!).toBeLessThanOrEqual(60);
+    expect(session.idle).toBe(true);
+  });
+
+  it('resumes after a false interruption from the first unplayed frame: nothing heard twice', async () => {
+    const { sid, session, playouts } = await gateway('gw-resume');
+    const offsets = [4, 8, 14, 19, 24, 27];
+    await agentTurn(sid, 'c1', { text: '', offsets: [] }, { text: 'one two three four five six', offsets });
+    const heard: number[] = [];
+    const play = (f: Int16Array | undefined) => (f ? heard.push(f[0]!) : undefined);
+    play(await firstFrame(session));
+    play(session.tick(mic()));
+    client.publish(channels.turn, sid, { turnId: 'c1', kind: 'barge-in', text: '', eouProb: 0, speechEndMs: 40 });
+    await client.nc.flush();
+    // Until the pause arrives the answer plays on (and is heard); from then on, silence.
+    await waitFor(() => play(session.tick(mic())) === undefined);
+    for (let i = 0; i < 5; i++) expect(session.tick(mic())).toBeUndefined(); // the cough: silence
+    client.publish(channels.turn, sid, { turnId: 'c1', kind: 'resume', text: '', eouProb: 0, speechEndMs: 300 });
+    await client.nc.flush();
+    await waitFor(() => {
+      play(session.tick(mic()));
+      return playouts.length === 1;
+    });
+    // Every frame of the answer played exactly once, in order: 6 frames, none repeated, none lost.
+    expect(heard).toHaveLength(6);
+    expect(playouts[0]).toMatchObject({ interrupted: false, spokenText: 'one two three four five six' });
+    expect(session.records.find((r) => r.turnId === 'c1')).toMatchObject({ resumes: 1, bargeInAtMs: null });
+    const root = await otlp.waitForSpans((all) =>
+      all.some((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'c1'),
+    );
+    const events = root.find((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'c1')!.events;
+    expect(events.map((e) => e.name)).toEqual([EVENT.bargeIn, EVENT.resume]);
+  });
+
+  it('holds a preview turn’s audio until the turn is committed, and drops a cancelled preview unplayed', async () => {
+    const { sid, session, playouts } = await gateway('gw-preview');
+    const send = (turnId: string, value: number, textOffset: number, seq: number) =>
+      client.publishAudio('out', sid, {
+        samples: frame(value),
+        sampleRate: 16000,
+        seq,
+        tsMs: seq * 20,
+        turnId,
+        source: 'deep',
+        textOffset,
+      });
+    client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
+    const turn = (turnId: string, kind: 'preview' | 'end', text: string) =>
+      client.publish(channels.turn, sid, { turnId, kind, text, eouProb: 0.9, speechEndMs: 40 });
+    // A preview that the user's words did not confirm: its audio never plays.
+    turn('v1', 'preview', 'what time');
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    send('v1', 111, 2, 0);
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    for (let i = 0; i < 3; i++) expect(session.tick(mic())).toBeUndefined();
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 'v1', reason: 'preempt-mismatch' });
+    // The next preview is committed: what it made while held plays, once.
+    turn('v2', 'preview', 'what time is it');
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    send('v2', 222, 3, 0);
+    client.publish(channels.speech, sid, { turnId: 'v2', source: 'fast', text: '', frames: 0, skipped: true });
+    client.publish(channels.speech, sid, { turnId: 'v2', source: 'deep', text: 'Ten.', frames: 1, skipped: false });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(session.tick(mic())).toBeUndefined(); // held: not committed yet
+    turn('v2', 'end', 'what time is it');
+    const played = await firstFrame(session);
+    expect(played[0]).toBe(222);
+    expect(session.tick(mic())).toBeUndefined();
+    await waitFor(() => playouts.length === 1);
+    expect(playouts[0]).toMatchObject({ turnId: 'v2', spokenText: 'Ten', interrupted: false });
+    expect(session.records.map((r) => r.turnId)).toEqual(['v2']);
   });
 
   it('answers bad input with error events and keeps working', async () => {

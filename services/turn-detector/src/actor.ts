@@ -1,9 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { ActorContext, SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
-import { channels } from '@va/protocol';
+import { CANCEL_REASON, channels } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
-import { ATTR, context, histogram, METRIC, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
+import {
+  ATTR,
+  context,
+  counter,
+  histogram,
+  METRIC,
+  SPAN,
+  startStageSpan,
+  traceText,
+  type Context,
+} from '@va/telemetry';
 import {
   endpointDelayMs,
   ENDPOINTING_DEFAULTS,
@@ -17,9 +27,27 @@ export const STAGE = 'turn-detector';
 const RESUMED_MARGIN_MS = 200;
 /** A final counts for the speech being judged if it ends no earlier than this before the speech stopped. */
 const FINAL_COVER_MS = 300;
+/** Preview only words that sound finished: an unfinished utterance would mostly waste the early request. */
+const PREVIEW_MIN_SCORE = 0.5;
 
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+}
+
+/** Words as a recogniser's text compares: case and punctuation do not make a preview differ. */
+export function sameWords(a: string, b: string): boolean {
+  const norm = (t: string) =>
+    t
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}' ]/gu, ' ')
+      .split(/\s+/)
+      .filter(Boolean)
+      .join(' ');
+  return norm(a) === norm(b);
+}
+
+function wordCount(text: string): number {
+  return text.split(/\s+/).filter((w) => /[\p{L}\p{N}]/u.test(w)).length;
 }
 
 /**
@@ -54,6 +82,7 @@ export function turnDetectorActor(
     /** Final transcripts of the user turn being collected, and the newest partial after them. */
     let finals: string[] = [];
     let partial = '';
+    let partialStable = false;
     let lastFinalEndMs = -1;
     /** Speech end of the last turn emitted: transcripts of audio before it belong to that turn. */
     let emittedUpToMs = -1;
@@ -61,6 +90,10 @@ export function turnDetectorActor(
     let agentTurn: string | undefined;
     let lastEmitted: { turnId: string; text: string; atWall: number } | undefined;
     let decideTimer: NodeJS.Timeout | undefined;
+    /** A barge-in waiting for words: the agent's playout is paused meanwhile. */
+    let paused: { turnId: string; atMs: number; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
+    /** The preview sent for the speech being judged (preemptive generation), until it is committed or cancelled. */
+    let preview: { turnId: string; text: string } | undefined;
     /** Baseline mode only: wall time of the VAD's confirmed end. */
     let vadEndWall = 0;
 
@@ -77,10 +110,19 @@ export function turnDetectorActor(
 
     function emitTurnEnd(endMs: number, score: number): void {
       clearTimer();
+      // The user has had their say over the agent's turn: that is a barge-in, whatever the VAD made of it.
+      if (text() !== '') {
+        if (agentTurn) bargeIn(speechStartMs);
+        commitBargeIn();
+      }
       const said = text();
       speechEndMs = undefined;
       if (said === '') return; // noise: VAD heard something the recogniser found no words in
-      const turnId = newTurnId();
+      // The preview already started the responders: commit it if the words are the same, else start over.
+      const previewed = preview && sameWords(preview.text, said) ? preview.turnId : undefined;
+      if (!previewed) cancelPreview(CANCEL_REASON.preemptMismatch);
+      preview = undefined;
+      const turnId = previewed ?? newTurnId();
       const delay = Math.max(0, Date.now() - clock.wallOf(endMs));
       const span = startStageSpan(SPAN.turnDetect, {
         parent: frameContext,
@@ -94,6 +136,7 @@ export function turnDetectorActor(
           [ATTR.eouModel]: eou.name,
           [ATTR.endpointing]: opts.mode,
           [ATTR.provider]: vad.provider,
+          [ATTR.preemptive]: previewed !== undefined,
         },
       });
       if (traceText()) span.setAttribute(ATTR.text, said);
@@ -109,6 +152,23 @@ export function turnDetectorActor(
       emittedUpToMs = endMs;
       finals = [];
       partial = '';
+    }
+
+    /** Preemptive generation: the words are settled and the user is quiet; the turn is not committed yet. */
+    function emitPreview(endMs: number, said: string, score: number): void {
+      const turnId = newTurnId();
+      preview = { turnId, text: said };
+      ctx.publish(
+        channels.turn,
+        { turnId, kind: 'preview', text: said, eouProb: score, speechEndMs: endMs },
+        { context: frameContext },
+      );
+    }
+
+    function cancelPreview(reason: string): void {
+      if (!preview) return;
+      ctx.publish(channels.control, { kind: 'cancel', turnId: preview.turnId, reason }, { context: frameContext });
+      preview = undefined;
     }
 
     /**
@@ -128,6 +188,10 @@ export function turnDetectorActor(
       const haveFinal =
         lastFinalEndMs >= endMs - FINAL_COVER_MS && lastFinalEndMs <= endMs + RESUMED_MARGIN_MS && partial === '';
       if ((haveFinal && quietFor >= needed) || quietFor >= opts.maxDelayMs) return emitTurnEnd(endMs, score);
+      const settled = haveFinal || (partialStable && partial !== '');
+      if (opts.preemptiveGeneration && !preview && !paused && settled && said !== '' && score >= PREVIEW_MIN_SCORE) {
+        emitPreview(endMs, said, score);
+      }
       const wait = haveFinal ? needed - quietFor : opts.maxDelayMs - quietFor;
       decideTimer = setTimeout(decide, Math.max(5, wait));
     }
@@ -146,28 +210,70 @@ export function turnDetectorActor(
       decideTimer = setTimeout(decideFixed, now < earliest ? earliest - now : earliest + opts.maxDelayMs - now);
     }
 
+    /**
+     * The user speaks over the agent's turn: pause its playout at once, then end the turn when words come
+     * (`commitBargeIn`) or play on when none do (`resumeAfterNoise`).
+     */
     function bargeIn(atMs: number): void {
-      if (!agentTurn) return;
-      const interrupted = agentTurn;
-      agentTurn = undefined;
-      // Talking again right after the turn was sent: the user was not done. Their words carry over.
-      if (lastEmitted?.turnId === interrupted && Date.now() - lastEmitted.atWall < opts.continuationWindowMs) {
-        finals.unshift(lastEmitted.text);
-      }
-      ctx.log.info({ turnId: interrupted, atMs }, 'barge-in');
+      if (!agentTurn || paused) return;
+      paused = { turnId: agentTurn, atMs, atWall: Date.now() };
+      counter(METRIC.bargeIns).add(1, { [ATTR.stage]: STAGE });
+      ctx.log.info({ turnId: agentTurn, atMs }, 'barge-in');
       ctx.publish(
         channels.turn,
-        { turnId: interrupted, kind: 'barge-in', text: '', eouProb: 0, speechEndMs: atMs },
+        { turnId: agentTurn, kind: 'barge-in', text: '', eouProb: 0, speechEndMs: atMs },
         { context: frameContext },
       );
+      // Words may be in before the VAD has heard enough (the recogniser can be quicker): they count.
+      if (!opts.resumeFalseInterruption || wordCount(text()) >= opts.minInterruptionWords) commitBargeIn();
+    }
+
+    /** Words over the agent: its turn ends everywhere (LLMs, tts, playout), and the user's new turn begins. */
+    function commitBargeIn(): void {
+      if (!paused) return;
+      const { turnId, atWall } = paused;
+      clearTimeout(paused.resumeTimer);
+      paused = undefined;
+      if (agentTurn === turnId) agentTurn = undefined;
+      // Talking again right after the turn was sent: the user was not done. Their words carry over.
+      if (lastEmitted?.turnId === turnId && atWall - lastEmitted.atWall < opts.continuationWindowMs) {
+        finals.unshift(lastEmitted.text);
+      }
       ctx.publish(
         channels.control,
-        { kind: 'cancel', turnId: interrupted, reason: 'barge-in' },
+        { kind: 'cancel', turnId, reason: CANCEL_REASON.bargeIn },
         { context: frameContext },
       );
     }
 
+    /** Quiet for `falseInterruptionMs` without words: a cough, a door — the agent plays on from where it stopped. */
+    function resumeAfterNoise(): void {
+      if (!paused) return;
+      const { turnId } = paused;
+      paused = undefined;
+      counter(METRIC.falseInterruptions).add(1, { [ATTR.stage]: STAGE });
+      ctx.log.info({ turnId }, 'false interruption: resuming');
+      ctx.publish(
+        channels.turn,
+        { turnId, kind: 'resume', text: '', eouProb: 0, speechEndMs: clock.latestMs },
+        { context: frameContext },
+      );
+    }
+
+    /** While paused: the resume countdown runs only while the user is quiet. */
+    function followPause(): void {
+      if (!paused) return;
+      if (speaking) {
+        clearTimeout(paused.resumeTimer);
+        paused.resumeTimer = undefined;
+      } else {
+        paused.resumeTimer ??= setTimeout(resumeAfterNoise, opts.falseInterruptionMs);
+      }
+    }
+
     function speechStarted(atMs: number): void {
+      // The user goes on: a preview of their words so far will not be what they said.
+      cancelPreview(CANCEL_REASON.preemptAbandoned);
       speaking = true;
       speechStartMs = atMs;
       speechEndMs = undefined; // the user goes on: this is still the same turn
@@ -223,6 +329,7 @@ export function turnDetectorActor(
       followVad(segmenter, frame.tsMs, events);
       decide();
       if (speaking && agentTurn && clock.latestMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
+      followPause();
     });
 
     ctx.subscribe(channels.transcript, (t) => {
@@ -230,20 +337,29 @@ export function turnDetectorActor(
       if (t.final) {
         if (t.text.trim() !== '') finals.push(t.text.trim());
         partial = '';
+        partialStable = false;
         lastFinalEndMs = Math.max(lastFinalEndMs, t.endMs);
       } else {
         partial = t.text;
+        partialStable = t.stable;
       }
+      if (paused && wordCount(text()) >= opts.minInterruptionWords) commitBargeIn();
       decide();
     });
 
     ctx.subscribe(channels.playout, (p) => {
-      if (p.done && p.turnId === agentTurn) agentTurn = undefined;
+      if (!p.done) return;
+      if (p.turnId === agentTurn) agentTurn = undefined;
+      if (p.turnId === paused?.turnId) {
+        clearTimeout(paused.resumeTimer);
+        paused = undefined;
+      }
     });
 
     return {
       stop: async () => {
         clearTimer();
+        clearTimeout(paused?.resumeTimer);
         await vad.close();
       },
     };

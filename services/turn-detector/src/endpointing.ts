@@ -16,8 +16,22 @@ export interface EndpointingOptions {
   minDelayMs: number;
   /** Quiet needed after an unfinished-sounding one (score 0); also the longest wait for the final. */
   maxDelayMs: number;
-  /** A user utterance during the agent's reply must last this long to count as a barge-in. */
+  /**
+   * User speech over the agent's reply must last this long to pause it (a barge-in). Short, so the agent stops
+   * within ~150 ms of the user starting; a false interruption costs nothing because the agent resumes.
+   */
   bargeInMinSpeechMs: number;
+  /** Words the user must say over the agent for the barge-in to end its turn (0: the speech alone does). */
+  minInterruptionWords: number;
+  /** A barge-in that yields too few words by the time the user has been quiet this long is noise: resume. */
+  falseInterruptionMs: number;
+  /** Resume after a false interruption; off, every barge-in ends the agent's turn at once. */
+  resumeFalseInterruption: boolean;
+  /**
+   * Send a `preview` turn as soon as the user is quiet and their words look settled, before the endpointing
+   * delay is over, so responders start early; a preview the committed words do not match is cancelled.
+   */
+  preemptiveGeneration: boolean;
   /** Speech resuming this soon after a turn was sent continues that turn: its words are carried over. */
   continuationWindowMs: number;
 }
@@ -27,7 +41,11 @@ export const ENDPOINTING_DEFAULTS = {
   fixedDelayMs: 500,
   minDelayMs: 150,
   maxDelayMs: 1500,
-  bargeInMinSpeechMs: 250,
+  bargeInMinSpeechMs: 80,
+  minInterruptionWords: 1,
+  falseInterruptionMs: 1000,
+  resumeFalseInterruption: true,
+  preemptiveGeneration: true,
   continuationWindowMs: 1500,
 } as const satisfies EndpointingOptions;
 
