@@ -62,7 +62,7 @@ export type ProfileName = keyof typeof PROFILES;
 export const VARIANTS = {
   ours: { env: {}, stages: undefined },
   baseline: {
-    env: { TURN_ENDPOINTING: 'fixed', TURN_FIXED_DELAY_MS: '500' },
+    env: { TURN_ENDPOINTING: 'fixed', TURN_FIXED_DELAY_MS: '500', TURN_PREEMPTIVE_GENERATION: '0' },
     stages: ['stt', 'turn-detector', 'deep-responder', 'tts', 'session-context'],
   },
 } as const;

@@ -50,6 +50,8 @@ export interface ConversationResult {
   /** Every session's recording (one per session). */
   recordings: SessionRecording[];
   spans: ReceivedSpan[];
+  /** The first session's history as session-context stored it (user turns, and what the agent really said). */
+  history: SessionRecording['history'];
   stages: RunningStage[];
   /** How each stage exited after SIGTERM (code 0 = a clean drain). */
   exits: Record<string, { code: number | null; signal: string | null }>;
@@ -243,7 +245,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       )
       .catch(() => otlp.spans());
     const report = buildReport(summary, spans, said);
-    return { report, summary, recordings, spans, stages: all, exits };
+    return { report, summary, recordings, spans, history: summary.history, stages: all, exits };
   } finally {
     await observer?.close();
     await pipeline.stop();

@@ -21,7 +21,7 @@ export interface ReportTurn {
   /** What the user actually heard of the agent's turn (opener + answer, cut where they barged in). */
   playedText: string;
   interrupted: boolean;
-  /** Barge-in: the user's speech start → the last agent audio frame of this turn (null if not interrupted). */
+  /** Barge-in: the user's speech start (as the VAD dated it) → the last agent frame of this turn played. */
   bargeInStopMs: number | null;
   /** False interruptions on this turn: the agent paused and played on. */
   resumes: number;
@@ -50,15 +50,10 @@ export interface SaidByStages {
   answers: Map<string, string>;
 }
 
-/**
- * The user's speech start that stopped this turn: the scripted utterance that began while the agent was still
- * playing it (ground truth of the microphone), else where the turn detector heard it begin.
- */
-function bargeInStopMs(summary: SessionRecording, t: RecordedTurn): number | null {
-  if (!t.interrupted || t.lastAudioMs === null) return null;
-  const over = summary.utterances.filter((u) => u.startMs >= t.speechEndMs && u.startMs <= t.lastAudioMs!);
-  const start = over.length > 0 ? over[over.length - 1]!.startMs : t.bargeInAtMs;
-  return start === null ? null : Math.round(t.lastAudioMs - start);
+/** Barge-in: where the turn detector heard the user begin (the VAD's dated start) → the turn's last agent frame. */
+function bargeInStopMs(t: RecordedTurn): number | null {
+  if (!t.interrupted || t.lastAudioMs === null || t.bargeInAtMs === null) return null;
+  return Math.round(t.lastAudioMs - t.bargeInAtMs);
 }
 
 /** Scripted utterances a turn's speech overlaps, as the user's words for that turn. */
@@ -91,7 +86,7 @@ export function buildReport(
       spokenText: t.spokenText,
       playedText: t.spokenText,
       interrupted: t.interrupted,
-      bargeInStopMs: bargeInStopMs(summary, t),
+      bargeInStopMs: bargeInStopMs(t),
       resumes: t.resumes,
       eouDelayMs: numberAttr(mine.find((s) => s.name === SPAN.turnDetect)?.attributes[ATTR.eouDelayMs]),
       traceId: t.traceId,

@@ -43,5 +43,7 @@ export const SessionRecording = z.object({
   segments: z.array(PlayedSegment),
   agentWav: z.string(),
   mixWav: z.string(),
+  /** The session's history as session-context stored it, read just before the session closed. */
+  history: z.array(z.object({ role: z.string(), content: z.string() })).default([]),
 });
 export type SessionRecording = z.infer<typeof SessionRecording>;

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { ActorContext, closeSession, openSession } from '@va/actor';
 import { samplesForMs, writeWavChannels } from '@va/audio';
 import type { Bus } from '@va/bus';
-import { BUCKETS, STAGES, type SessionId, type SessionRecording } from '@va/protocol';
+import { BUCKETS, requests, STAGES, type SessionId, type SessionRecording } from '@va/protocol';
 import { FRAME_MS, GatewaySession, micSilence, STAGE } from './actor.js';
 import { runClock, TrackRecorder, type MicSource } from './wav-transport.js';
 
@@ -77,6 +77,14 @@ export async function runRecordedSession(
   );
 
   session.close();
+  // What context kept of the conversation (cut where the user barged in), before closing clears it.
+  const history = await bus
+    .request(requests.ctxGet, { sessionId, maxTokens: 1_000_000 }, { timeoutMs: 2000 })
+    .then((r) => r.messages)
+    .catch((err: unknown) => {
+      log.warn({ err: String(err) }, 'no history for the recording');
+      return [];
+    });
   closeSession(bus, sessionId, 'transport ended');
   const outDir = resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
@@ -96,6 +104,7 @@ export async function runRecordedSession(
     segments: session.segments,
     agentWav: opts.recordAudio ? agentWav : '',
     mixWav: opts.recordAudio ? mixWav : '',
+    history,
   };
   await writeFile(join(outDir, `${sessionId}.session.json`), JSON.stringify(recording, null, 2));
   log.info({ turns: session.records.length, out: outDir }, 'session finished');

@@ -27,7 +27,10 @@ export const STAGE = 'turn-detector';
 const RESUMED_MARGIN_MS = 200;
 /** A final counts for the speech being judged if it ends no earlier than this before the speech stopped. */
 const FINAL_COVER_MS = 300;
-/** Preview only words that sound finished: an unfinished utterance would mostly waste the early request. */
+/**
+ * Words scoring below this sound unfinished: no preview for them (the early request would mostly be wasted), and
+ * if their turn was ended anyway (`maxDelayMs`), speech right after it continues it.
+ */
 const PREVIEW_MIN_SCORE = 0.5;
 
 function newTurnId(): string {
@@ -88,12 +91,14 @@ export function turnDetectorActor(
     let emittedUpToMs = -1;
     /** The agent turn being answered/played; user speech over it is a barge-in. */
     let agentTurn: string | undefined;
-    let lastEmitted: { turnId: string; text: string; atWall: number } | undefined;
+    let lastEmitted: { turnId: string; text: string; score: number; atWall: number } | undefined;
     let decideTimer: NodeJS.Timeout | undefined;
     /** A barge-in waiting for words: the agent's playout is paused meanwhile. */
     let paused: { turnId: string; atMs: number; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
     /** The preview sent for the speech being judged (preemptive generation), until it is committed or cancelled. */
     let preview: { turnId: string; text: string } | undefined;
+    /** Audio time of the first frame of the current run of speech frames (before the VAD confirms it). */
+    let speechRunStartMs: number | undefined;
     /** Baseline mode only: wall time of the VAD's confirmed end. */
     let vadEndWall = 0;
 
@@ -148,7 +153,7 @@ export function turnDetectorActor(
         { context: frameContext },
       );
       agentTurn = turnId;
-      lastEmitted = { turnId, text: said, atWall: Date.now() };
+      lastEmitted = { turnId, text: said, score, atWall: Date.now() };
       emittedUpToMs = endMs;
       finals = [];
       partial = '';
@@ -235,8 +240,13 @@ export function turnDetectorActor(
       clearTimeout(paused.resumeTimer);
       paused = undefined;
       if (agentTurn === turnId) agentTurn = undefined;
-      // Talking again right after the turn was sent: the user was not done. Their words carry over.
-      if (lastEmitted?.turnId === turnId && atWall - lastEmitted.atWall < opts.continuationWindowMs) {
+      // Talking again right after a turn that was sent unfinished ("a table with…", ended by `maxDelayMs`): the
+      // user was not done, their words carry over. A finished question followed by another stays two turns.
+      if (
+        lastEmitted?.turnId === turnId &&
+        lastEmitted.score < PREVIEW_MIN_SCORE &&
+        atWall - lastEmitted.atWall < opts.continuationWindowMs
+      ) {
         finals.unshift(lastEmitted.text);
       }
       ctx.publish(
@@ -328,7 +338,13 @@ export function turnDetectorActor(
       const events = await segmenter.push(frame.samples);
       followVad(segmenter, frame.tsMs, events);
       decide();
-      if (speaking && agentTurn && clock.latestMs - speechStartMs >= opts.bargeInMinSpeechMs) bargeIn(speechStartMs);
+      // Barge-in does not wait for the VAD to confirm speech: a pause costs little (the agent resumes if no
+      // words come), a late stop is what users hear. Counted from the first speech frame of the run.
+      if (segmenter.lastProbability >= segmenter.options.startThreshold) speechRunStartMs ??= frame.tsMs;
+      else speechRunStartMs = undefined;
+      if (agentTurn && speechRunStartMs !== undefined && clock.latestMs - speechRunStartMs >= opts.bargeInMinSpeechMs) {
+        bargeIn(speaking ? Math.min(speechStartMs, speechRunStartMs) : speechRunStartMs);
+      }
       followPause();
     });
 

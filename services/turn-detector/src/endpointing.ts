@@ -17,8 +17,9 @@ export interface EndpointingOptions {
   /** Quiet needed after an unfinished-sounding one (score 0); also the longest wait for the final. */
   maxDelayMs: number;
   /**
-   * User speech over the agent's reply must last this long to pause it (a barge-in). Short, so the agent stops
-   * within ~150 ms of the user starting; a false interruption costs nothing because the agent resumes.
+   * User speech over the agent's reply must last this long to pause it (a barge-in); 0: the first frame the VAD
+   * calls speech. Short, so the agent stops within ~150 ms of the user starting; a false interruption costs a
+   * short pause, because the agent resumes.
    */
   bargeInMinSpeechMs: number;
   /** Words the user must say over the agent for the barge-in to end its turn (0: the speech alone does). */
@@ -32,7 +33,7 @@ export interface EndpointingOptions {
    * delay is over, so responders start early; a preview the committed words do not match is cancelled.
    */
   preemptiveGeneration: boolean;
-  /** Speech resuming this soon after a turn was sent continues that turn: its words are carried over. */
+  /** Speech resuming this soon after an unfinished-sounding turn was sent continues it: its words carry over. */
   continuationWindowMs: number;
 }
 
@@ -41,7 +42,7 @@ export const ENDPOINTING_DEFAULTS = {
   fixedDelayMs: 500,
   minDelayMs: 150,
   maxDelayMs: 1500,
-  bargeInMinSpeechMs: 80,
+  bargeInMinSpeechMs: 0,
   minInterruptionWords: 1,
   falseInterruptionMs: 1000,
   resumeFalseInterruption: true,

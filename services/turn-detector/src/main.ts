@@ -2,13 +2,29 @@ import { parseEnv, runService, ServiceEnv } from '@va/actor';
 import { createProvider } from '@va/providers';
 import { z } from 'zod';
 import { STAGE, turnDetectorActor } from './actor.js';
+import { ENDPOINTING_DEFAULTS as D } from './endpointing.js';
 
+const ms = (fallback: number) => z.coerce.number().int().nonnegative().default(fallback);
+const flag = (fallback: boolean) =>
+  z
+    .enum(['0', '1', 'true', 'false'])
+    .default(fallback ? '1' : '0')
+    .transform((v) => v === '1' || v === 'true');
+
+// Service-wide turn-taking defaults; a session may override each in session.open (`config.turn`).
 const env = parseEnv(
   ServiceEnv.extend({
     VAD_PROVIDER: z.string().default('silero'),
     /** `fixed` is LiveKit Agents' default (500 ms after VAD end), kept as the benchmark baseline. */
-    TURN_ENDPOINTING: z.enum(['adaptive', 'fixed']).default('adaptive'),
-    TURN_FIXED_DELAY_MS: z.coerce.number().int().nonnegative().default(500),
+    TURN_ENDPOINTING: z.enum(['adaptive', 'fixed']).default(D.mode),
+    TURN_FIXED_DELAY_MS: ms(D.fixedDelayMs),
+    TURN_MIN_DELAY_MS: ms(D.minDelayMs),
+    TURN_MAX_DELAY_MS: ms(D.maxDelayMs),
+    TURN_BARGE_IN_MIN_SPEECH_MS: ms(D.bargeInMinSpeechMs),
+    TURN_MIN_INTERRUPTION_WORDS: ms(D.minInterruptionWords),
+    TURN_FALSE_INTERRUPTION_MS: ms(D.falseInterruptionMs),
+    TURN_RESUME_FALSE_INTERRUPTION: flag(D.resumeFalseInterruption),
+    TURN_PREEMPTIVE_GENERATION: flag(D.preemptiveGeneration),
   }),
 );
 await runService({
@@ -17,5 +33,12 @@ await runService({
   createActor: turnDetectorActor(() => createProvider('vad', env.VAD_PROVIDER), {
     mode: env.TURN_ENDPOINTING,
     fixedDelayMs: env.TURN_FIXED_DELAY_MS,
+    minDelayMs: env.TURN_MIN_DELAY_MS,
+    maxDelayMs: env.TURN_MAX_DELAY_MS,
+    bargeInMinSpeechMs: env.TURN_BARGE_IN_MIN_SPEECH_MS,
+    minInterruptionWords: env.TURN_MIN_INTERRUPTION_WORDS,
+    falseInterruptionMs: env.TURN_FALSE_INTERRUPTION_MS,
+    resumeFalseInterruption: env.TURN_RESUME_FALSE_INTERRUPTION,
+    preemptiveGeneration: env.TURN_PREEMPTIVE_GENERATION,
   }),
 });

@@ -143,7 +143,7 @@ describe('turn-detector stage', () => {
     expect(w.controls[0]).toEqual({ kind: 'cancel', turnId, reason: 'barge-in' });
   });
 
-  it('ends the turn on a finished-sounding final before the VAD confirms the silence, and carries words over if the user goes on', async () => {
+  it('ends the turn on a finished-sounding final before the VAD confirms the silence; a second question is its own turn', async () => {
     const sid = await stages.open('td-3', { turn: { preemptiveGeneration: false } });
     const w = await watch(sid);
     const send = microphone(sid);
@@ -158,15 +158,32 @@ describe('turn-detector stage', () => {
     expect(w.turns[0]!.speechEndMs).toBeLessThanOrEqual(840);
     expect(w.vads.map((v) => v.kind)).toEqual(['start']); // the VAD had not confirmed the end yet
 
-    // The user goes on: the early turn is interrupted, and its words start the next one.
+    // Another question right away: it interrupts the answer to the first, and is a turn of its own.
     send(400, true);
     await waitFor(() => w.turns.length === 2);
     expect(w.turns[1]).toMatchObject({ kind: 'barge-in', turnId: w.turns[0]!.turnId });
     send(600, false);
-    final(sid, 'in tokyo', 1000, 1400);
+    final(sid, 'and in tokyo', 1000, 1400);
     await waitFor(() => w.turns.length === 3);
     expect(w.controls).toEqual([{ kind: 'cancel', turnId: w.turns[0]!.turnId, reason: 'barge-in' }]);
-    expect(w.turns[2]).toMatchObject({ kind: 'end', text: 'what time is it in tokyo' });
+    expect(w.turns[2]).toMatchObject({ kind: 'end', text: 'and in tokyo' });
+  });
+
+  it('carries the words of a turn sent unfinished (after maxDelayMs) into the speech that continues it', async () => {
+    const sid = await stages.open('td-3b', { turn: { maxDelayMs: 400 } });
+    const w = await watch(sid);
+    const send = microphone(sid);
+    send(600, true);
+    send(500, false);
+    final(sid, 'i need a table with', 0, 600);
+    await waitFor(() => w.of('end').length === 1);
+    expect(w.of('end')[0]!.text).toBe('i need a table with');
+    send(600, true); // the user goes on within the continuation window
+    send(300, false);
+    final(sid, 'a view of the sea', 1100, 1700);
+    await waitFor(() => w.of('end').length === 2);
+    expect(w.controls).toContainEqual({ kind: 'cancel', turnId: w.of('end')[0]!.turnId, reason: 'barge-in' });
+    expect(w.of('end')[1]!.text).toBe('i need a table with a view of the sea');
   });
 
   it('waits through a 700 ms pause after a trailing "with", and keeps both parts in one turn', async () => {
