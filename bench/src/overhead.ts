@@ -1,16 +1,17 @@
-import { ATTR, SPAN } from '@va/telemetry';
+import { ATTR, EVENT, SPAN } from '@va/telemetry';
 import type { ReceivedSpan } from '@va/testkit';
 
 /**
  * Time of one turn that is neither provider time nor turn-taking policy, from span timestamps: the hops
  * between stages, schema checks, history fetch and scheduling, on the path to the first audio the user heard:
- *   turn.detect end → generate start (turn message), + history fetch,
+ *   turn.detect end (or its `preview` event, with preemptive generation) → generate start (turn message),
+ *   + history fetch,
  *   first token → tts start (reply message), first audio made → gateway receives it (audio message).
  * Excluded: endpointing (turn.detect), the LLM's time to first token, the TTS's first byte, and the wait for the
  * gateway's 20 ms frame clock (inherent in real-time playout). Undefined when a span is missing.
  */
 export interface OverheadParts {
-  /** turn.detect end → the responder's span start (the `turn` message). */
+  /** turn.detect end, or the preview it committed → the responder's span start (the `turn` message). */
   turnHop: number;
   /** The responder fetching history from session-context. */
   history: number;
@@ -32,8 +33,11 @@ export function turnOverheadParts(spans: readonly ReceivedSpan[]): OverheadParts
   const detect = spans.find((s) => s.name === SPAN.turnDetect);
   if (!play || !detect) return undefined;
   const source = play.attributes[ATTR.firstSource] === 'deep' ? 'deep' : 'fast';
-  const gen = spans.find((s) => s.name === (source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate));
-  const tts = spans.find((s) => s.name === SPAN.ttsSynthesize && s.attributes[ATTR.source] === source);
+  // The turn that played (a trace may also hold a cancelled preview's spans).
+  const turnId = play.attributes[ATTR.turnId];
+  const ofTurn = (s: ReceivedSpan) => s.attributes[ATTR.turnId] === turnId;
+  const gen = spans.find((s) => s.name === (source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate) && ofTurn(s));
+  const tts = spans.find((s) => s.name === SPAN.ttsSynthesize && s.attributes[ATTR.source] === source && ofTurn(s));
   if (!gen || !tts) return undefined;
   const num = (s: ReceivedSpan, key: string) =>
     typeof s.attributes[key] === 'number' ? (s.attributes[key] as number) : NaN;
@@ -41,8 +45,9 @@ export function turnOverheadParts(spans: readonly ReceivedSpan[]): OverheadParts
   const tokenAt = gen.startMs + history + num(gen, ATTR.ttftMs);
   const audioMadeAt = tts.startMs + num(tts, ATTR.ttfbMs);
   const arrivedAt = play.startMs - num(play, ATTR.bufferWaitMs);
+  const previewedAt = detect.events.find((e) => e.name === EVENT.preview)?.timeMs;
   return {
-    turnHop: gen.startMs - detect.endMs,
+    turnHop: gen.startMs - (previewedAt ?? detect.endMs),
     history,
     replyHop: tts.startMs - tokenAt,
     audioHop: arrivedAt - audioMadeAt,

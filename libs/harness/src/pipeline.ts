@@ -19,7 +19,9 @@ import { buildReport, type ConversationReport } from './report.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
 export interface ScriptTurn {
-  say: string;
+  /** Words to speak; or `noiseMs` for a cough (noise, no words). */
+  say?: string;
+  noiseMs?: number;
   pauseMs?: number;
   waitForAgent?: boolean;
   /** Start this utterance N ms after the agent's first audio of the previous turn (talk over it). */
@@ -50,6 +52,8 @@ export interface ConversationResult {
   /** Every session's recording (one per session). */
   recordings: SessionRecording[];
   spans: ReceivedSpan[];
+  /** Every agent audio frame tts sent for the first session, per turn, in the order sent. */
+  sentAudio: Map<string, Int16Array[]>;
   /** The first session's history as session-context stored it (user turns, and what the agent really said). */
   history: SessionRecording['history'];
   stages: RunningStage[];
@@ -197,6 +201,13 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     });
     const collect = (into: Map<string, string>) => (r: { turnId: string; delta: string }) =>
       void into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
+    const sentAudio = new Map<string, Int16Array[]>();
+    observer.subscribeAudio('out', ids[0]!, (f) => {
+      if (!f.turnId) return;
+      const frames = sentAudio.get(f.turnId) ?? [];
+      frames.push(f.samples);
+      sentAudio.set(f.turnId, frames);
+    });
     observer.subscribe(channels.replyFast, ids[0]!, collect(said.openers));
     observer.subscribe(channels.replyDeep, ids[0]!, collect(said.answers));
     await observer.nc.flush();
@@ -245,7 +256,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       )
       .catch(() => otlp.spans());
     const report = buildReport(summary, spans, said);
-    return { report, summary, recordings, spans, history: summary.history, stages: all, exits };
+    return { report, summary, recordings, spans, sentAudio, history: summary.history, stages: all, exits };
   } finally {
     await observer?.close();
     await pipeline.stop();

@@ -59,7 +59,7 @@ function bargeInStopMs(t: RecordedTurn): number | null {
 /** Scripted utterances a turn's speech overlaps, as the user's words for that turn. */
 function userTextOf(summary: SessionRecording, start: number, end: number): string {
   return summary.utterances
-    .filter((u) => u.endMs > start - 300 && u.startMs < end + 300)
+    .filter((u) => u.say !== '' && u.endMs > start - 300 && u.startMs < end + 300)
     .map((u) => u.say)
     .join(' ');
 }

@@ -87,6 +87,8 @@ export const EVENT = {
   bargeIn: 'barge_in',
   /** On the turn's root span: the barge-in was noise; playout resumed where it stopped. */
   resume: 'resume',
+  /** On turn.detect: when the turn was previewed (preemptive generation started), before it was committed. */
+  preview: 'preview',
   /** On a responder span: its preemptive request was cancelled (the committed turn differed). */
   preemptiveCancel: 'preemptive_cancel',
 } as const;

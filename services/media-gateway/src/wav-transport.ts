@@ -12,12 +12,18 @@ import { z } from 'zod';
 export const Script = z.object({
   turns: z
     .array(
-      z.object({
-        say: z.string().min(1).max(2000),
-        pauseMs: z.number().int().nonnegative().max(60_000).default(1200),
-        waitForAgent: z.boolean().default(true),
-        interruptAfterMs: z.number().int().nonnegative().max(60_000).optional(),
-      }),
+      z
+        .object({
+          /** Words the user speaks; or, with `noiseMs`, a cough (a noise burst with no words) instead. */
+          say: z.string().min(1).max(2000).optional(),
+          noiseMs: z.number().int().positive().max(5000).optional(),
+          pauseMs: z.number().int().nonnegative().max(60_000).default(1200),
+          waitForAgent: z.boolean().default(true),
+          interruptAfterMs: z.number().int().nonnegative().max(60_000).optional(),
+        })
+        .refine((t) => (t.say === undefined) !== (t.noiseMs === undefined), {
+          message: 'a script turn has either "say" or "noiseMs"',
+        }),
     )
     .min(1)
     .max(100),
@@ -86,6 +92,10 @@ export class ScriptMic implements MicSource {
   static async prepare(script: Script, tts: TTS, sampleRate: number): Promise<() => ScriptMic> {
     const speech: Int16Array[] = [];
     for (const turn of script.turns) {
+      if (turn.say === undefined) {
+        speech.push(cough(turn.noiseMs ?? 0, sampleRate, speech.length + 11));
+        continue;
+      }
       const chunks: Int16Array[] = [];
       for await (const c of tts.synthesize(single(turn.say), new AbortController().signal)) chunks.push(c.samples);
       const pcm = await resample(
@@ -104,7 +114,7 @@ export class ScriptMic implements MicSource {
       if (this.turn >= this.script.turns.length) return null;
       this.waitingSince = undefined;
       this.at = 0;
-      this.utterances.push({ say: this.script.turns[this.turn]!.say, startMs: state.nowMs, endMs: state.nowMs });
+      this.utterances.push({ say: this.script.turns[this.turn]!.say ?? '', startMs: state.nowMs, endMs: state.nowMs });
     }
     const speech = this.speech[this.turn]!;
     const frame = padTo(speech.slice(this.at, this.at + frameSamples), frameSamples, this.noise++);
@@ -132,6 +142,20 @@ export class ScriptMic implements MicSource {
     // Give the pipeline a moment to notice the turn before judging it idle.
     return waited >= 300 && state.idle && state.nowMs - Math.max(state.lastActivity, since) >= turn.pauseMs;
   }
+}
+
+/** A cough: a loud burst of noise, fast attack, decaying — sound with no words in it. */
+function cough(ms: number, sampleRate: number, seed: number): Int16Array {
+  const out = new Int16Array(Math.round((ms * sampleRate) / 1000));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < out.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const envelope = Math.min(1, i / (0.01 * sampleRate)) * Math.exp((-3 * i) / out.length);
+    out[i] = Math.round(((x >>> 0) / 0xffffffff - 0.5) * 2 * 12_000 * envelope);
+  }
+  return out;
 }
 
 function padTo(frame: Int16Array, frameSamples: number, seed = 3): Int16Array {

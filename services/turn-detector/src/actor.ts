@@ -7,6 +7,7 @@ import {
   ATTR,
   context,
   counter,
+  EVENT,
   histogram,
   METRIC,
   SPAN,
@@ -96,7 +97,7 @@ export function turnDetectorActor(
     /** A barge-in waiting for words: the agent's playout is paused meanwhile. */
     let paused: { turnId: string; atMs: number; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
     /** The preview sent for the speech being judged (preemptive generation), until it is committed or cancelled. */
-    let preview: { turnId: string; text: string } | undefined;
+    let preview: { turnId: string; text: string; atWall: number } | undefined;
     /** Audio time of the first frame of the current run of speech frames (before the VAD confirms it). */
     let speechRunStartMs: number | undefined;
     /** Baseline mode only: wall time of the VAD's confirmed end. */
@@ -124,7 +125,8 @@ export function turnDetectorActor(
       speechEndMs = undefined;
       if (said === '') return; // noise: VAD heard something the recogniser found no words in
       // The preview already started the responders: commit it if the words are the same, else start over.
-      const previewed = preview && sameWords(preview.text, said) ? preview.turnId : undefined;
+      const previewedAt = preview && sameWords(preview.text, said) ? preview.atWall : undefined;
+      const previewed = previewedAt !== undefined ? preview!.turnId : undefined;
       if (!previewed) cancelPreview(CANCEL_REASON.preemptMismatch);
       preview = undefined;
       const turnId = previewed ?? newTurnId();
@@ -145,6 +147,7 @@ export function turnDetectorActor(
         },
       });
       if (traceText()) span.setAttribute(ATTR.text, said);
+      if (previewedAt !== undefined) span.addEvent(EVENT.preview, new Date(previewedAt));
       span.end();
       histogram(METRIC.eouDelay).record(delay, { [ATTR.stage]: STAGE });
       ctx.publish(
@@ -162,7 +165,7 @@ export function turnDetectorActor(
     /** Preemptive generation: the words are settled and the user is quiet; the turn is not committed yet. */
     function emitPreview(endMs: number, said: string, score: number): void {
       const turnId = newTurnId();
-      preview = { turnId, text: said };
+      preview = { turnId, text: said, atWall: Date.now() };
       ctx.publish(
         channels.turn,
         { turnId, kind: 'preview', text: said, eouProb: score, speechEndMs: endMs },

@@ -14,6 +14,8 @@ export interface TimedSttOptions {
   speechDbfs: number;
   /** Silence that closes an utterance (the end is dated at the silence's start). */
   endSilenceMs: number;
+  /** Sound shorter than this has no words (a cough, a click): no partials, no final, no text used up. */
+  minSpeechMs: number;
   sampleRate: number;
 }
 
@@ -23,6 +25,7 @@ export const TIMED_STT_DEFAULTS = {
   texts: ['hello there'],
   speechDbfs: -45,
   endSilenceMs: 60,
+  minSpeechMs: 0,
   sampleRate: 16000,
 } as const satisfies TimedSttOptions;
 
@@ -45,10 +48,15 @@ export class TimedSTT implements STT {
   async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
     const events = new Channel<TranscriptEvent>();
     const timers = new Set<NodeJS.Timeout>();
-    const { finalDelayMs, partialEveryMs, endSilenceMs, speechDbfs } = this.opts;
+    const { finalDelayMs, partialEveryMs, endSilenceMs, speechDbfs, minSpeechMs } = this.opts;
     let clockMs = 0;
     let speech:
-      { startMs: number; lastVoiceMs: number; lastVoiceWall: number; nextPartialMs: number; text: string } | undefined;
+      { startMs: number; lastVoiceMs: number; lastVoiceWall: number; nextPartialMs: number; text?: string } | undefined;
+    // Words belong to speech long enough to hold some: the text is taken when it gets there.
+    const wordsOf = (s: NonNullable<typeof speech>) =>
+      s.lastVoiceMs - s.startMs >= minSpeechMs
+        ? (s.text ??= this.opts.texts[this.utterance++ % this.opts.texts.length]!)
+        : undefined;
 
     const words = (text: string, upToMs: number, s: { startMs: number; lastVoiceMs: number }) => {
       const all = text.split(' ');
@@ -60,8 +68,10 @@ export class TimedSTT implements STT {
     };
 
     const finish = (s: NonNullable<typeof speech>) => {
+      const text = wordsOf(s);
+      if (text === undefined) return;
       const event: TranscriptEvent = {
-        text: s.text,
+        text,
         final: true,
         stable: true,
         confidence: 0.95,
@@ -89,16 +99,16 @@ export class TimedSTT implements STT {
               lastVoiceMs: clockMs,
               lastVoiceWall: Date.now(),
               nextPartialMs: startMs + partialEveryMs,
-              text: this.opts.texts[this.utterance++ % this.opts.texts.length]!,
             };
             speech.lastVoiceMs = clockMs;
             speech.lastVoiceWall = Date.now();
           }
           if (!speech) continue;
-          if (clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
-            speech.nextPartialMs += partialEveryMs;
+          const text = wordsOf(speech);
+          if (text !== undefined && clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
+            speech.nextPartialMs = Math.max(speech.nextPartialMs + partialEveryMs, clockMs);
             events.push({
-              text: words(speech.text, clockMs, speech),
+              text: words(text, clockMs, speech),
               final: false,
               stable: false,
               confidence: 0.5,
@@ -137,6 +147,7 @@ export class TimedSTT implements STT {
 const TimedEnv = z.object({
   TIMED_STT_FINAL_MS: z.coerce.number().nonnegative().default(TIMED_STT_DEFAULTS.finalDelayMs),
   TIMED_STT_PARTIAL_MS: z.coerce.number().positive().default(TIMED_STT_DEFAULTS.partialEveryMs),
+  TIMED_STT_MIN_SPEECH_MS: z.coerce.number().nonnegative().default(TIMED_STT_DEFAULTS.minSpeechMs),
   TIMED_STT_TEXTS: z
     .string()
     .optional()
@@ -151,7 +162,7 @@ const TimedEnv = z.object({
     }),
 });
 
-/** `TIMED_STT_FINAL_MS`, `TIMED_STT_PARTIAL_MS`, `TIMED_STT_TEXTS` (JSON array). */
+/** `TIMED_STT_FINAL_MS`, `TIMED_STT_PARTIAL_MS`, `TIMED_STT_MIN_SPEECH_MS`, `TIMED_STT_TEXTS` (JSON array). */
 export function timedSttFromEnv(env: NodeJS.ProcessEnv): TimedSTT {
   const parsed = TimedEnv.safeParse(env);
   if (!parsed.success)
@@ -159,6 +170,7 @@ export function timedSttFromEnv(env: NodeJS.ProcessEnv): TimedSTT {
   return new TimedSTT({
     finalDelayMs: parsed.data.TIMED_STT_FINAL_MS,
     partialEveryMs: parsed.data.TIMED_STT_PARTIAL_MS,
+    minSpeechMs: parsed.data.TIMED_STT_MIN_SPEECH_MS,
     texts: parsed.data.TIMED_STT_TEXTS,
   });
 }
