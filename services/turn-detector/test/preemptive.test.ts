@@ -128,6 +128,10 @@ describe('preemptive generation', () => {
     const late = await llmStartAfterSpeechEnd('pre-off', offTurn);
     // Without: the request waits out the 500 ms endpointing delay; with: it starts as soon as the final is in.
     expect(late).toBeGreaterThanOrEqual(450);
+    // A complete utterance with its final in ends the turn within minDelayMs (+ a frame or two) of the speech end.
+    const offDetect = spansOf('pre-off', SPAN.turnDetect)[0]!;
+    expect(offDetect.attributes[ATTR.eouDelayMs]).toBeGreaterThanOrEqual(500);
+    expect(offDetect.attributes[ATTR.eouDelayMs]).toBeLessThanOrEqual(550);
     expect(early).toBeLessThan(late - 300);
     const detect = spansOf('pre-on', SPAN.turnDetect)[0]!;
     expect(detect.attributes[ATTR.preemptive]).toBe(true);
