@@ -39,7 +39,7 @@ function newTurnId(): string {
 }
 
 /** Words as a recogniser's text compares: case and punctuation do not make a preview differ. */
-export function sameWords(a: string, b: string): boolean {
+function sameWords(a: string, b: string): boolean {
   const norm = (t: string) =>
     t
       .toLowerCase()
@@ -95,7 +95,7 @@ export function turnDetectorActor(
     let lastEmitted: { turnId: string; text: string; score: number; atWall: number } | undefined;
     let decideTimer: NodeJS.Timeout | undefined;
     /** A barge-in waiting for words: the agent's playout is paused meanwhile. */
-    let paused: { turnId: string; atMs: number; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
+    let paused: { turnId: string; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
     /** The preview sent for the speech being judged (preemptive generation), until it is committed or cancelled. */
     let preview: { turnId: string; text: string; atWall: number } | undefined;
     /** Audio time of the first frame of the current run of speech frames (before the VAD confirms it). */
@@ -224,7 +224,7 @@ export function turnDetectorActor(
      */
     function bargeIn(atMs: number): void {
       if (!agentTurn || paused) return;
-      paused = { turnId: agentTurn, atMs, atWall: Date.now() };
+      paused = { turnId: agentTurn, atWall: Date.now() };
       counter(METRIC.bargeIns).add(1, { [ATTR.stage]: STAGE });
       ctx.log.info({ turnId: agentTurn, atMs }, 'barge-in');
       ctx.publish(
