@@ -16,7 +16,9 @@ describe('bench measurements', () => {
         sessions: 2,
         turnsPerSession: 3,
         outDir,
-        env: { TTS_FAKE_TTFB_MS: String(ttfbMs) },
+        // Without preemptive generation the TTS is always on the critical path; with it, a slow commit (a busy
+        // machine) can hide part of the TTS delay behind the audio held for the commit.
+        env: { TTS_FAKE_TTFB_MS: String(ttfbMs), TURN_PREEMPTIVE_GENERATION: '0' },
       });
     const base = await run(75);
     const slow = await run(275);
