@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { runConversation } from '@va/harness';
+import type { AudioSource } from '@va/protocol';
 import type { ReceivedSpan } from '@va/testkit';
 import { turnOverheadMs, turnOverheadParts, type OverheadParts } from './overhead.js';
 import { BENCH_SENTENCES, PROFILES, VARIANTS, type ProfileName, type VariantName } from './profiles.js';
@@ -19,7 +20,7 @@ export interface ScenarioOptions {
 /** What one agent turn measured, from the gateway's recording and the turn's spans. */
 export interface TurnMeasure {
   e2eMs: number;
-  firstSource: 'fast' | 'deep';
+  firstSource: AudioSource;
   /** Silence between the opener's end and the answer's start; undefined without an opener. */
   gapMs?: number;
   overheadMs?: number;

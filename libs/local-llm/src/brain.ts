@@ -9,6 +9,15 @@ export interface BrainMessage {
   content: string;
 }
 
+/** A tool the request offers: the brain calls one whose description names what the user asks about. */
+export interface BrainTool {
+  name: string;
+  description: string;
+}
+
+/** What the brain does next: speak, or call a tool first. */
+export type BrainDecision = { kind: 'text'; text: string } | { kind: 'tool'; name: string; arguments: string };
+
 export type BrainRole = 'opener' | 'answer';
 
 /** Words that say "produce an acknowledgement / opener / filler". */
@@ -41,6 +50,39 @@ export function composeReply(messages: readonly BrainMessage[]): string {
     .join('\n');
   const lastUser = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
   return roleFromSystemPrompt(system) === 'opener' ? opener(lastUser) : answer(lastUser);
+}
+
+/**
+ * Like a model offered tools: after the user's question, a tool whose description shares a topic word with a
+ * question is called; after the tool results, the reply is built from them (an apology for a failed tool).
+ */
+export function decide(messages: readonly BrainMessage[], tools: readonly BrainTool[] = []): BrainDecision {
+  const lastUserAt = messages.findLastIndex((m) => m.role === 'user');
+  const results = messages.slice(lastUserAt + 1).filter((m) => m.role === 'tool');
+  if (results.length > 0) return { kind: 'text', text: results.map((r) => speakToolResult(r.content)).join(' ') };
+  const question = messages[lastUserAt]?.content ?? '';
+  if (tools.length > 0 && isQuestion(question)) {
+    const topics = new Set(splitWords(question).filter(isContentWord).map(normalizeWord));
+    const tool = tools.find((t) => splitWords(t.description).some((w) => topics.has(normalizeWord(w))));
+    if (tool) return { kind: 'tool', name: tool.name, arguments: '{}' };
+  }
+  return { kind: 'text', text: composeReply(messages) };
+}
+
+/** A tool's JSON result said aloud: its fields as "key value" pairs, or an apology for an error. */
+function speakToolResult(content: string): string {
+  let result: unknown;
+  try {
+    result = JSON.parse(content);
+  } catch {
+    return content;
+  }
+  if (result !== null && typeof result === 'object' && 'error' in result) {
+    return 'Sorry, I could not look that up right now. Please try again in a moment.';
+  }
+  if (result === null || typeof result !== 'object') return String(result);
+  const fields = Object.entries(result).map(([key, value]) => `${key.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()} ${String(value)}`);
+  return `Here is what I found: ${fields.join(', ')}.`;
 }
 
 const OPENERS = [

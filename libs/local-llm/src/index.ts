@@ -5,4 +5,13 @@ export {
   type LocalLlmServerOptions,
   type LocalLlmStats,
 } from './server.js';
-export { composeReply, roleFromSystemPrompt, wordTokens, type BrainMessage, type BrainRole } from './brain.js';
+export {
+  composeReply,
+  decide,
+  roleFromSystemPrompt,
+  wordTokens,
+  type BrainDecision,
+  type BrainMessage,
+  type BrainRole,
+  type BrainTool,
+} from './brain.js';

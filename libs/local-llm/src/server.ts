@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { composeReply, wordTokens } from './brain.js';
+import { decide, wordTokens } from './brain.js';
 import {
   ChatCompletionRequest,
   chunk,
@@ -93,9 +93,15 @@ export async function startLocalLlmServer(opts: LocalLlmServerOptions = {}): Pro
 
     const messages = request.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
     const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? Infinity;
-    const allTokens = wordTokens(composeReply(messages));
+    const tools = (request.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description ?? '' }));
+    const decision = decide(messages, tools);
+    const toolCall =
+      decision.kind === 'tool'
+        ? { id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`, name: decision.name, arguments: decision.arguments }
+        : undefined;
+    const allTokens = decision.kind === 'text' ? wordTokens(decision.text) : [];
     const tokens = allTokens.slice(0, maxTokens);
-    const finishReason: FinishReason = tokens.length < allTokens.length ? 'length' : 'stop';
+    const finishReason: FinishReason = toolCall ? 'tool_calls' : tokens.length < allTokens.length ? 'length' : 'stop';
     const promptTokens = messages.reduce((sum, m) => sum + wordTokens(m.content).length, 0);
     const usage: Usage = {
       prompt_tokens: promptTokens,
@@ -111,7 +117,7 @@ export async function startLocalLlmServer(opts: LocalLlmServerOptions = {}): Pro
     if (!request.stream) {
       // Same timing as streaming: the whole reply is "generated" before it is sent.
       if (!(await pause(ttftMs + tokenGapMs * Math.max(tokens.length - 1, 0), generation.signal))) return;
-      sendJson(res, 200, completion(meta, tokens.join(''), finishReason, usage));
+      sendJson(res, 200, completion(meta, tokens.join(''), finishReason, usage, toolCall));
       stats.completions++;
       return;
     }
@@ -123,6 +129,13 @@ export async function startLocalLlmServer(opts: LocalLlmServerOptions = {}): Pro
     for (const [i, token] of tokens.entries()) {
       if (!(await pause(i === 0 ? ttftMs : tokenGapMs, generation.signal))) return;
       send(chunk(meta, i === 0 ? { role: 'assistant', content: token } : { content: token }, null));
+    }
+    if (toolCall) {
+      // As OpenAI streams a call: id and name first, then the arguments in a later chunk.
+      if (!(await pause(ttftMs, generation.signal))) return;
+      const { id, name } = toolCall;
+      send(chunk(meta, { role: 'assistant', tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }] }, null));
+      send(chunk(meta, { tool_calls: [{ index: 0, function: { arguments: toolCall.arguments } }] }, null));
     }
     send(chunk(meta, {}, finishReason));
     if (request.stream_options?.include_usage) send(usageChunk(meta, usage));

@@ -14,9 +14,18 @@ export const ChatCompletionRequest = z.looseObject({
       z.looseObject({
         role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
         content: z.union([z.string(), z.array(ContentPart), z.null()]).optional(),
+        tool_call_id: z.string().optional(),
       }),
     )
     .min(1),
+  tools: z
+    .array(
+      z.looseObject({
+        type: z.literal('function'),
+        function: z.looseObject({ name: z.string().min(1), description: z.string().optional() }),
+      }),
+    )
+    .nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
@@ -32,12 +41,20 @@ export function contentText(content: ChatCompletionRequest['messages'][number]['
   return (content ?? []).map((part) => part.text ?? '').join('');
 }
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+}
+
+/** One piece of a streamed tool call: the first carries id and name, later ones argument fragments. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments: string };
 }
 
 export interface ReplyMeta {
@@ -48,7 +65,7 @@ export interface ReplyMeta {
 
 export function chunk(
   meta: ReplyMeta,
-  delta: { role?: 'assistant'; content?: string },
+  delta: { role?: 'assistant'; content?: string; tool_calls?: ToolCallDelta[] },
   finishReason: FinishReason | null,
 ) {
   return {
@@ -64,7 +81,13 @@ export function usageChunk(meta: ReplyMeta, usage: Usage) {
   return { ...meta, object: 'chat.completion.chunk', system_fingerprint: null, choices: [], usage };
 }
 
-export function completion(meta: ReplyMeta, content: string, finishReason: FinishReason, usage: Usage) {
+export function completion(
+  meta: ReplyMeta,
+  content: string,
+  finishReason: FinishReason,
+  usage: Usage,
+  toolCall?: { id: string; name: string; arguments: string },
+) {
   return {
     ...meta,
     object: 'chat.completion',
@@ -72,7 +95,16 @@ export function completion(meta: ReplyMeta, content: string, finishReason: Finis
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content, refusal: null },
+        message: toolCall
+          ? {
+              role: 'assistant',
+              content: null,
+              refusal: null,
+              tool_calls: [
+                { id: toolCall.id, type: 'function', function: { name: toolCall.name, arguments: toolCall.arguments } },
+              ],
+            }
+          : { role: 'assistant', content, refusal: null },
         logprobs: null,
         finish_reason: finishReason,
       },

@@ -15,7 +15,12 @@ export const AUDIO_HEADERS = {
 
 export const SAMPLE_RATES = [8000, 16000, 24000, 48000] as const;
 export type SampleRate = (typeof SAMPLE_RATES)[number];
-export type AudioSource = 'fast' | 'deep';
+/**
+ * Which voice of a turn a frame belongs to: the fast opener, a filler spoken while the answer is late, or the
+ * deep answer. Played in that order, never overlapping.
+ */
+export const AUDIO_SOURCES = ['fast', 'filler', 'deep'] as const;
+export type AudioSource = (typeof AUDIO_SOURCES)[number];
 
 /** One frame is at most 200 ms: larger frames defeat the latency we are here for. */
 export const MAX_FRAME_MS = 200;
@@ -87,8 +92,8 @@ export function decodeAudioFrame(data: Uint8Array, header: (name: string) => str
   }
   const source = header(AUDIO_HEADERS.source);
   if (source !== undefined) {
-    if (source !== 'fast' && source !== 'deep') throw new AudioFrameError(`bad ${AUDIO_HEADERS.source} header`);
-    frame.source = source;
+    if (!(AUDIO_SOURCES as readonly string[]).includes(source)) throw new AudioFrameError(`bad ${AUDIO_HEADERS.source} header`);
+    frame.source = source as AudioSource;
   }
   if (header(AUDIO_HEADERS.textOffset) !== undefined) frame.textOffset = intHeader(header, AUDIO_HEADERS.textOffset);
   return frame;

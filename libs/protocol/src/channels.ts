@@ -11,6 +11,7 @@ import {
   SessionOpen,
   SpeechDone,
   Transcript,
+  ToolExchange,
   Turn,
   Vad,
 } from './messages.js';
@@ -81,6 +82,7 @@ export const channels = {
   turn: session('turn', Turn, subjects.turn, 'control'),
   replyFast: session('reply.fast', Reply, subjects.replyFast, 'data'),
   replyDeep: session('reply.deep', Reply, subjects.replyDeep, 'data'),
+  tool: session('tool', ToolExchange, subjects.tool, 'control'),
   speech: session('speech', SpeechDone, subjects.speech, 'data'),
   playout: session('playout', Playout, subjects.playout, 'control'),
   control: session('control', Control, subjects.control, 'control'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AUDIO_SOURCES } from './audio.js';
 import { SessionId, StageName, TurnId } from './ids.js';
 
 /** Upper bounds keep one bad producer from pushing megabytes of text through every stage. */
@@ -126,10 +127,10 @@ export type Playout = z.infer<typeof Playout>;
 export const SpeechDone = z
   .object({
     turnId: TurnId,
-    source: z.enum(['fast', 'deep']),
+    source: z.enum(AUDIO_SOURCES),
     text: z.string().max(LIMITS.textChars * 4),
     frames: z.number().int().nonnegative(),
-    /** The opener was dropped because the answer's audio was ready first (DESIGN §5). */
+    /** The opener was dropped because the answer's audio was ready first (DESIGN §5); a filler not needed. */
     skipped: z.boolean(),
   })
   .strict();
@@ -150,10 +151,56 @@ export const Control = z
   .strict();
 export type Control = z.infer<typeof Control>;
 
-export const ChatMessage = z
-  .object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(LIMITS.textChars * 4) })
+/** A tool the deep responder asked to run (OpenAI tools format: `arguments` is the JSON text the model wrote). */
+export const ToolCall = z
+  .object({
+    id: z.string().min(1).max(128),
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'tool name must be 1-64 characters of A-Z a-z 0-9 _ -'),
+    arguments: z.string().max(LIMITS.textChars),
+  })
   .strict();
+export type ToolCall = z.infer<typeof ToolCall>;
+
+const MessageText = z.string().max(LIMITS.textChars * 4);
+
+/**
+ * One message of a conversation. An assistant message may carry the tool calls it made (then its content is
+ * usually empty); each call's result follows as a `tool` message naming the call it answers.
+ */
+export const ChatMessage = z.discriminatedUnion('role', [
+  z.object({ role: z.literal('system'), content: MessageText }).strict(),
+  z.object({ role: z.literal('user'), content: MessageText }).strict(),
+  z
+    .object({ role: z.literal('assistant'), content: MessageText, toolCalls: z.array(ToolCall).min(1).max(8).optional() })
+    .strict(),
+  z.object({ role: z.literal('tool'), toolCallId: z.string().min(1).max(128), content: MessageText }).strict(),
+]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
+
+/**
+ * Deep responder → context: the tool calls of one round of a turn and their results, so later turns know what
+ * was looked up. A control message: a call that ran has happened even if the turn is then interrupted.
+ */
+export const ToolExchange = z
+  .object({
+    turnId: TurnId,
+    calls: z
+      .array(
+        z
+          .object({
+            call: ToolCall,
+            /** What the model is told: the tool's JSON result, or `{"error": …}`. */
+            result: MessageText,
+            ok: z.boolean(),
+            durationMs: Ms,
+          })
+          .strict(),
+      )
+      .min(1)
+      .max(8),
+  })
+  .strict();
+export type ToolExchange = z.infer<typeof ToolExchange>;
 
 export const CtxGetRequest = z
   .object({
@@ -161,6 +208,8 @@ export const CtxGetRequest = z
     maxTokens: z.number().int().positive().max(1_000_000),
     /** History as it was before this turn: the responders add the turn's own text themselves. */
     beforeTurnId: TurnId.optional(),
+    /** Include tool calls and results (only a requester that sends tools to its model wants them). */
+    tools: z.boolean().optional(),
   })
   .strict();
 export type CtxGetRequest = z.infer<typeof CtxGetRequest>;

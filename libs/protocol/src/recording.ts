@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AUDIO_SOURCES } from './audio.js';
 
 /**
  * What a gateway writes when a recorded session ends (`<out>/<session>.session.json`): each turn as played,
@@ -27,7 +28,7 @@ export type RecordedTurn = z.infer<typeof RecordedTurn>;
 
 export const PlayedSegment = z.object({
   turnId: z.string(),
-  source: z.enum(['fast', 'deep']),
+  source: z.enum(AUDIO_SOURCES),
   startMs: z.number(),
   endMs: z.number(),
 });

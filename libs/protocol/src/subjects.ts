@@ -23,6 +23,7 @@ export const subjects = {
   turn: (sid: SessionId) => sess(sid, 'turn'),
   replyFast: (sid: SessionId) => sess(sid, 'reply.fast'),
   replyDeep: (sid: SessionId) => sess(sid, 'reply.deep'),
+  tool: (sid: SessionId) => sess(sid, 'tool'),
   audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
   speech: (sid: SessionId) => sess(sid, 'speech'),
   playout: (sid: SessionId) => sess(sid, 'playout'),

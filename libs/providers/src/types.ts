@@ -1,5 +1,5 @@
 import type { Pcm } from '@va/audio';
-import type { ChatMessage } from '@va/protocol';
+import type { ChatMessage, ToolCall } from '@va/protocol';
 
 /**
  * Provider interfaces (DESIGN.md §7). Every stage is a stream transformer: AsyncIterable in, AsyncIterable out,
@@ -35,16 +35,51 @@ export interface STT {
   transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncIterable<TranscriptEvent>;
 }
 
+/** A tool the model may call (OpenAI tools format); `parameters` is a JSON Schema object. */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
 export interface LLMOptions {
   temperature?: number;
   maxTokens?: number;
+  /** Tools offered to the model; it may answer with `tool-calls` instead of (or after) text. */
+  tools?: readonly ToolSpec[];
+  /**
+   * Groups requests that share a prompt prefix so the provider's prompt cache hits (OpenAI `prompt_cache_key`).
+   * Adapters whose provider has no such field ignore it.
+   */
+  promptCacheKey?: string;
 }
+
+export interface LLMUsage {
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens served from the provider's prompt cache, when it says. */
+  cachedTokens?: number;
+}
+
+/**
+ * What a chat stream yields: text as it is generated; the tool calls the model made (once, complete, when the
+ * model has finished writing them); the token usage (once, at the end, when the provider reports it).
+ */
+export type LLMEvent =
+  | { type: 'text'; text: string }
+  | { type: 'tool-calls'; calls: ToolCall[] }
+  | { type: 'usage'; usage: LLMUsage };
 
 export interface LLM {
   readonly provider: string;
   readonly model: string;
-  /** Streams the reply's text deltas. Throws on provider failure; stops on abort. */
-  chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<string>;
+  /** Streams the reply. Throws on provider failure; ends quietly on abort. Text events are never empty. */
+  chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent>;
+}
+
+/** Only the text of a chat stream. */
+export async function* textOf(events: AsyncIterable<LLMEvent>): AsyncIterable<string> {
+  for await (const event of events) if (event.type === 'text') yield event.text;
 }
 
 /** Synthesized audio, with how much of the input text it covers (for "what was really spoken"). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatMessage } from '@va/protocol';
-import type { LLM } from '@va/providers';
+import { textOf, type LLM, type LLMEvent } from '@va/providers';
 import { waitFor } from '@va/testkit';
 
 /**
@@ -19,9 +19,10 @@ const QUESTION: ChatMessage[] = [
   { role: 'user', content: 'How do I keep my tomato plants healthy in summer?' },
 ];
 
-export async function collect(stream: AsyncIterable<string>): Promise<string[]> {
+/** The text deltas of a chat stream. */
+export async function collect(stream: AsyncIterable<LLMEvent>): Promise<string[]> {
   const deltas: string[] = [];
-  for await (const delta of stream) deltas.push(delta);
+  for await (const delta of textOf(stream)) deltas.push(delta);
   return deltas;
 }
 
@@ -47,8 +48,10 @@ export function describeLlmConformance(name: string, make: () => LLM, opts: LlmC
       for (let i = 0; i < 2; i++) expect((await stream.next()).done).toBe(false);
       controller.abort();
       // Ends quietly (an abort is the caller's choice, not a failure) without streaming the rest.
-      const afterAbort: string[] = [];
-      for (let next = await stream.next(); !next.done; next = await stream.next()) afterAbort.push(next.value);
+      const afterAbort: LLMEvent[] = [];
+      for (let next = await stream.next(); !next.done; next = await stream.next()) {
+        if (next.value.type === 'text') afterAbort.push(next.value);
+      }
       expect(afterAbort.length).toBeLessThanOrEqual(1);
       await waitFor(() => opts.abortsSeen() > before, { timeoutMs: 5_000, message: `${name}: provider saw the abort` });
     });

@@ -9,6 +9,7 @@ import {
   llmFromEnv,
   OpenAICompatibleLLM,
   type FailoverEvent,
+  textOf,
   type LLM,
 } from '@va/providers';
 import { startLocalLlmServer, type LocalLlmServer } from '@va/local-llm';
@@ -103,7 +104,7 @@ describe('OpenAICompatibleLLM', () => {
       const llm = openaiAt(cutOff.url, { maxRetries: 3 });
       const received: string[] = [];
       const attempt = (async () => {
-        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+        for await (const delta of textOf(llm.chat(ASK, {}, never()))) received.push(delta);
       })();
       await expect(attempt).rejects.toBeInstanceOf(Error);
       expect(received).toEqual(['Mont']);
@@ -178,7 +179,7 @@ describe('FakeLLM', () => {
     const received: string[] = [];
     await expect(
       (async () => {
-        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+        for await (const delta of textOf(llm.chat(ASK, {}, never()))) received.push(delta);
       })(),
     ).rejects.toThrow('boom');
     expect(received).toEqual(['one', ' two']);
@@ -230,7 +231,7 @@ describe('FallbackLLM', () => {
     const received: string[] = [];
     await expect(
       (async () => {
-        for await (const delta of llm.chat(ASK, {}, never())) received.push(delta);
+        for await (const delta of textOf(llm.chat(ASK, {}, never()))) received.push(delta);
       })(),
     ).rejects.toThrow('stream broke');
     expect(received).toEqual(['partial', ' answer']);
@@ -266,7 +267,7 @@ describe('FallbackLLM', () => {
   it('stops the committed LLM when its consumer stops reading', async () => {
     const chatty = reply('one two three four five six', { tokensPerSecond: 50 });
     const llm = new FallbackLLM([chatty], { ttftTimeoutMs: 1_000 });
-    for await (const delta of llm.chat(ASK, {}, never())) {
+    for await (const delta of textOf(llm.chat(ASK, {}, never()))) {
       expect(delta).toBe('one');
       break;
     }

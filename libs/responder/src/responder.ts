@@ -1,7 +1,7 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { BusRequestError } from '@va/bus';
 import { CANCEL_REASON, channels, requests, type ChatMessage, type Turn } from '@va/protocol';
-import type { LLM, LLMOptions } from '@va/providers';
+import { textOf, type LLM, type LLMOptions } from '@va/providers';
 import {
   ATTR,
   counter,
@@ -96,7 +96,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         span.setAttribute(ATTR.historyMs, round1(performance.now() - fetching));
         promptTokens = estimateTokens(messages);
         const started = performance.now();
-        for await (const delta of opts.llm.chat(messages, opts.llmOptions, signal)) {
+        for await (const delta of textOf(opts.llm.chat(messages, opts.llmOptions, signal))) {
           if (signal.aborted) break;
           if (delta === '') continue;
           if (seq === 0) {

@@ -1,4 +1,4 @@
-import type { AudioSource } from '@va/protocol';
+import { AUDIO_SOURCES, type AudioSource } from '@va/protocol';
 
 /** One frame of agent audio waiting to be played. */
 export interface OutFrame {
@@ -63,15 +63,15 @@ export function newTurnPlayout(turnId: string): TurnPlayout {
   return {
     turnId,
     playedMs: 0,
-    offsets: { fast: 0, deep: 0 },
-    texts: { fast: '', deep: '' },
+    offsets: { fast: 0, filler: 0, deep: 0 },
+    texts: { fast: '', filler: '', deep: '' },
     complete: new Set(),
   };
 }
 
-/** The text the user really heard: each source cut at its last played frame (opener first, then answer). */
+/** The text the user really heard: each source cut at its last played frame (opener, filler, answer). */
 export function spokenText(p: TurnPlayout): string {
-  return (['fast', 'deep'] as const)
+  return AUDIO_SOURCES
     .map((s) => p.texts[s].slice(0, p.offsets[s]).trim())
     .filter((t) => t !== '')
     .join(' ');

@@ -1,10 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChatMessage } from '@va/protocol';
-import type { LLM, LLMOptions } from '../types.js';
+import type { LLM, LLMEvent, LLMOptions } from '../types.js';
+
+/** One scripted reply: text, or tool calls (after any text), as a model would answer. */
+export type FakeLLMReply = string | { text?: string; toolCalls: { name: string; arguments?: string }[] };
 
 export interface FakeLLMOptions {
-  /** The reply, or a function of the conversation (e.g. echo the last user message). */
-  reply?: string | ((messages: readonly ChatMessage[]) => string);
+  /** The reply, or a function of the conversation (e.g. echo the last user message, call a tool first). */
+  reply?: FakeLLMReply | ((messages: readonly ChatMessage[], opts: LLMOptions) => FakeLLMReply);
   /** Delay before the first token. Default 0. */
   ttftMs?: number;
   /** Pace of the following tokens; unset = as fast as the consumer reads. */
@@ -27,6 +30,8 @@ export class FakeLLM implements LLM {
   readonly model: string;
   /** Conversations passed to `chat`, in call order. */
   readonly calls: (readonly ChatMessage[])[] = [];
+  /** The options of each call, in call order. */
+  readonly options: LLMOptions[] = [];
   /** Calls that stopped early: their signal fired, or their consumer stopped reading. */
   aborted = 0;
   /** Calls that yielded their whole reply. */
@@ -38,10 +43,14 @@ export class FakeLLM implements LLM {
     this.model = opts.model ?? 'fake-model';
   }
 
-  async *chat(messages: readonly ChatMessage[], _opts: LLMOptions, signal: AbortSignal): AsyncIterable<string> {
+  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent> {
     this.calls.push(messages);
+    this.options.push(opts);
     const { reply = FAKE_LLM_DEFAULT_REPLY, ttftMs = 0, tokensPerSecond, fail } = this.#opts;
-    const tokens = wordTokens(typeof reply === 'function' ? reply(messages) : reply);
+    const scripted = typeof reply === 'function' ? reply(messages, opts) : reply;
+    const text = typeof scripted === 'string' ? scripted : (scripted.text ?? '');
+    const toolCalls = typeof scripted === 'string' ? [] : scripted.toolCalls;
+    const tokens = wordTokens(text);
     const gapMs = tokensPerSecond ? 1000 / tokensPerSecond : 0;
     // Index of the token the failure replaces; tokens.length = after the whole reply.
     const failAt = fail ? Math.min(fail.afterTokens ?? 0, tokens.length) : -1;
@@ -55,8 +64,17 @@ export class FakeLLM implements LLM {
         const token = tokens[i];
         if (token === undefined) break;
         if (!(await pause(i === 0 ? ttftMs : gapMs, signal))) return;
-        yield token;
+        yield { type: 'text', text: token };
       }
+      if (toolCalls.length > 0) {
+        if (!(await pause(tokens.length === 0 ? ttftMs : gapMs, signal))) return;
+        yield {
+          type: 'tool-calls',
+          calls: toolCalls.map((c, i) => ({ id: `fake_call_${this.calls.length}_${i}`, name: c.name, arguments: c.arguments ?? '{}' })),
+        };
+      }
+      const promptChars = messages.reduce((n, m) => n + m.content.length, 0);
+      yield { type: 'usage', usage: { promptTokens: Math.ceil(promptChars / 4), completionTokens: tokens.length } };
       finished = true;
       this.completed++;
     } finally {

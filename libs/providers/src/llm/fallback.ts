@@ -1,5 +1,5 @@
 import type { ChatMessage } from '@va/protocol';
-import type { LLM, LLMOptions } from '../types.js';
+import type { LLM, LLMEvent, LLMOptions } from '../types.js';
 
 export interface FailoverEvent {
   /** The LLM given up on. */
@@ -19,7 +19,7 @@ export interface FallbackLLMOptions {
 }
 
 type FirstToken =
-  { kind: 'token'; text: string } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
+  | { kind: 'token'; event: LLMEvent } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
 
 /**
  * Tries LLMs in order. Fails over on an error before the first token or on a first token slower than
@@ -39,7 +39,7 @@ export class FallbackLLM implements LLM {
     this.model = llms.map((llm) => `${llm.provider}/${llm.model}`).join(' > ');
   }
 
-  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<string> {
+  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent> {
     const errors: unknown[] = [];
     for (const [index, llm] of this.#llms.entries()) {
       if (signal.aborted) return;
@@ -53,7 +53,7 @@ export class FallbackLLM implements LLM {
         const first = await firstToken(stream, isLast ? Infinity : this.#opts.ttftTimeoutMs);
         if (first.kind === 'done') return;
         if (first.kind === 'token') {
-          yield first.text;
+          yield first.event;
           for (let next = await stream.next(); !next.done; next = await stream.next()) yield next.value;
           return;
         }
@@ -73,12 +73,15 @@ export class FallbackLLM implements LLM {
   }
 }
 
-/** The first non-empty delta, unless the stream ends, throws, or is slower than `timeoutMs`. */
-async function firstToken(stream: AsyncIterator<string>, timeoutMs: number): Promise<FirstToken> {
+/**
+ * The first text or tool calls (what commits the answer to this LLM), unless the stream ends, throws, or is
+ * slower than `timeoutMs`.
+ */
+async function firstToken(stream: AsyncIterator<LLMEvent>, timeoutMs: number): Promise<FirstToken> {
   const read = (async (): Promise<FirstToken> => {
     try {
       for (let next = await stream.next(); !next.done; next = await stream.next()) {
-        if (next.value !== '') return { kind: 'token', text: next.value };
+        if (next.value.type !== 'usage') return { kind: 'token', event: next.value };
       }
       return { kind: 'done' };
     } catch (error) {

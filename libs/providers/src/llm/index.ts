@@ -5,7 +5,7 @@ import { FakeLLM } from './fake.js';
 export { OpenAICompatibleLLM, OPENAI_DEFAULT_BASE_URL, type OpenAICompatibleLLMOptions } from './openai-compatible.js';
 export { llmFromEnv, type LlmEnvPrefix } from './env.js';
 export { FallbackLLM, type FallbackLLMOptions, type FailoverEvent } from './fallback.js';
-export { FakeLLM, FAKE_LLM_DEFAULT_REPLY, type FakeLLMOptions } from './fake.js';
+export { FakeLLM, FAKE_LLM_DEFAULT_REPLY, type FakeLLMOptions, type FakeLLMReply } from './fake.js';
 
 // `LLM_PROVIDER=openai` covers every OpenAI-compatible server (OpenAI, Groq, Cerebras, Ollama, vLLM, local-llm).
 registerProvider('llm', 'openai', (env) => llmFromEnv(env, ''));

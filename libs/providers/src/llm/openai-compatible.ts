@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
-import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import type { ChatMessage } from '@va/protocol';
-import type { LLM, LLMOptions } from '../types.js';
+import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
+import type { ChatMessage, ToolCall } from '@va/protocol';
+import type { LLM, LLMEvent, LLMOptions, ToolSpec } from '../types.js';
 
 export interface OpenAICompatibleLLMOptions {
   /** e.g. https://api.groq.com/openai/v1, http://127.0.0.1:11434/v1 (Ollama). Default: OpenAI. */
@@ -23,6 +23,11 @@ export interface OpenAICompatibleLLMOptions {
   maxTokensField?: 'max_tokens' | 'max_completion_tokens';
   /** Label for traces (`va.provider`). */
   provider?: string;
+  /**
+   * Send `prompt_cache_key` (from `LLMOptions.promptCacheKey`). OpenAI uses it to route requests with the same
+   * prompt prefix to the same cache; some compatible servers refuse unknown fields. Default: on for OpenAI only.
+   */
+  promptCacheKey?: boolean;
 }
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -34,12 +39,14 @@ export class OpenAICompatibleLLM implements LLM {
   readonly baseURL: string;
   readonly #client: OpenAI;
   readonly #maxTokensField: 'max_tokens' | 'max_completion_tokens';
+  readonly #promptCacheKey: boolean;
 
   constructor(opts: OpenAICompatibleLLMOptions) {
     this.provider = opts.provider ?? 'openai';
     this.model = opts.model;
     this.baseURL = opts.baseURL ?? OPENAI_DEFAULT_BASE_URL;
     this.#maxTokensField = opts.maxTokensField ?? 'max_tokens';
+    this.#promptCacheKey = opts.promptCacheKey ?? this.baseURL === OPENAI_DEFAULT_BASE_URL;
     this.#client = new OpenAI({
       baseURL: this.baseURL,
       apiKey: opts.apiKey,
@@ -48,7 +55,7 @@ export class OpenAICompatibleLLM implements LLM {
     });
   }
 
-  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<string> {
+  async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent> {
     if (signal.aborted) return;
     try {
       // The signal goes to the SDK request, so an abort cancels the HTTP stream (the server sees a disconnect).
@@ -57,16 +64,46 @@ export class OpenAICompatibleLLM implements LLM {
           model: this.model,
           messages: messages.map(toOpenAIMessage),
           stream: true,
+          stream_options: { include_usage: true },
           ...(opts.temperature === undefined ? {} : { temperature: opts.temperature }),
           ...(opts.maxTokens === undefined ? {} : { [this.#maxTokensField]: opts.maxTokens }),
+          ...(opts.tools?.length ? { tools: opts.tools.map(toOpenAITool) } : {}),
+          ...(this.#promptCacheKey && opts.promptCacheKey ? { prompt_cache_key: opts.promptCacheKey } : {}),
         },
         { signal },
       );
+      // Tool calls arrive in pieces (name first, arguments in fragments), keyed by index.
+      const calls = new Map<number, ToolCall>();
       for await (const chunk of stream) {
-        const delta = chunk.choices[0]?.delta?.content;
+        const choice = chunk.choices[0];
+        const delta = choice?.delta;
         // Servers open with an empty role-only delta; consumers measure TTFT on the first real text.
-        if (delta) yield delta;
+        if (delta?.content) yield { type: 'text', text: delta.content };
+        for (const part of delta?.tool_calls ?? []) {
+          const call = calls.get(part.index) ?? { id: '', name: '', arguments: '' };
+          if (part.id) call.id = part.id;
+          if (part.function?.name) call.name += part.function.name;
+          if (part.function?.arguments) call.arguments += part.function.arguments;
+          calls.set(part.index, call);
+        }
+        if (choice?.finish_reason && calls.size > 0) {
+          yield { type: 'tool-calls', calls: [...calls.values()].map((c, i) => ({ ...c, id: c.id || `call_${i}` })) };
+          calls.clear();
+        }
+        if (chunk.usage) {
+          const cached = chunk.usage.prompt_tokens_details?.cached_tokens;
+          yield {
+            type: 'usage',
+            usage: {
+              promptTokens: chunk.usage.prompt_tokens,
+              completionTokens: chunk.usage.completion_tokens,
+              ...(cached === undefined ? {} : { cachedTokens: cached }),
+            },
+          };
+        }
       }
+      // A server that ends the stream without a finish reason still made these calls.
+      if (calls.size > 0) yield { type: 'tool-calls', calls: [...calls.values()] };
     } catch (err) {
       // Our own abort is a normal end (the caller stopped listening), not a provider failure.
       if (signal.aborted) return;
@@ -76,6 +113,13 @@ export class OpenAICompatibleLLM implements LLM {
   }
 }
 
+function toOpenAITool(tool: ToolSpec): ChatCompletionTool {
+  return {
+    type: 'function',
+    function: { name: tool.name, description: tool.description, parameters: tool.parameters },
+  };
+}
+
 function toOpenAIMessage(message: ChatMessage): ChatCompletionMessageParam {
   switch (message.role) {
     case 'system':
@@ -83,6 +127,18 @@ function toOpenAIMessage(message: ChatMessage): ChatCompletionMessageParam {
     case 'user':
       return { role: 'user', content: message.content };
     case 'assistant':
-      return { role: 'assistant', content: message.content };
+      return message.toolCalls
+        ? {
+            role: 'assistant',
+            content: message.content || null,
+            tool_calls: message.toolCalls.map((c) => ({
+              id: c.id,
+              type: 'function' as const,
+              function: { name: c.name, arguments: c.arguments },
+            })),
+          }
+        : { role: 'assistant', content: message.content };
+    case 'tool':
+      return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
   }
 }
