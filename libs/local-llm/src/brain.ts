@@ -81,7 +81,9 @@ function speakToolResult(content: string): string {
     return 'Sorry, I could not look that up right now. Please try again in a moment.';
   }
   if (result === null || typeof result !== 'object') return String(result);
-  const fields = Object.entries(result).map(([key, value]) => `${key.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()} ${String(value)}`);
+  const fields = Object.entries(result).map(
+    ([key, value]) => `${key.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()} ${String(value)}`,
+  );
   return `Here is what I found: ${fields.join(', ')}.`;
 }
 

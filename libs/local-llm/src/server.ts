@@ -93,11 +93,18 @@ export async function startLocalLlmServer(opts: LocalLlmServerOptions = {}): Pro
 
     const messages = request.messages.map((m) => ({ role: m.role, content: contentText(m.content) }));
     const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? Infinity;
-    const tools = (request.tools ?? []).map((t) => ({ name: t.function.name, description: t.function.description ?? '' }));
+    const tools = (request.tools ?? []).map((t) => ({
+      name: t.function.name,
+      description: t.function.description ?? '',
+    }));
     const decision = decide(messages, tools);
     const toolCall =
       decision.kind === 'tool'
-        ? { id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`, name: decision.name, arguments: decision.arguments }
+        ? {
+            id: `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+            name: decision.name,
+            arguments: decision.arguments,
+          }
         : undefined;
     const allTokens = decision.kind === 'text' ? wordTokens(decision.text) : [];
     const tokens = allTokens.slice(0, maxTokens);
@@ -134,7 +141,13 @@ export async function startLocalLlmServer(opts: LocalLlmServerOptions = {}): Pro
       // As OpenAI streams a call: id and name first, then the arguments in a later chunk.
       if (!(await pause(ttftMs, generation.signal))) return;
       const { id, name } = toolCall;
-      send(chunk(meta, { role: 'assistant', tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }] }, null));
+      send(
+        chunk(
+          meta,
+          { role: 'assistant', tool_calls: [{ index: 0, id, type: 'function', function: { name, arguments: '' } }] },
+          null,
+        ),
+      );
       send(chunk(meta, { tool_calls: [{ index: 0, function: { arguments: toolCall.arguments } }] }, null));
     }
     send(chunk(meta, {}, finishReason));

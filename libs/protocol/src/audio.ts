@@ -92,7 +92,8 @@ export function decodeAudioFrame(data: Uint8Array, header: (name: string) => str
   }
   const source = header(AUDIO_HEADERS.source);
   if (source !== undefined) {
-    if (!(AUDIO_SOURCES as readonly string[]).includes(source)) throw new AudioFrameError(`bad ${AUDIO_HEADERS.source} header`);
+    if (!(AUDIO_SOURCES as readonly string[]).includes(source))
+      throw new AudioFrameError(`bad ${AUDIO_HEADERS.source} header`);
     frame.source = source as AudioSource;
   }
   if (header(AUDIO_HEADERS.textOffset) !== undefined) frame.textOffset = intHeader(header, AUDIO_HEADERS.textOffset);

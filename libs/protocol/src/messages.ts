@@ -171,7 +171,11 @@ export const ChatMessage = z.discriminatedUnion('role', [
   z.object({ role: z.literal('system'), content: MessageText }).strict(),
   z.object({ role: z.literal('user'), content: MessageText }).strict(),
   z
-    .object({ role: z.literal('assistant'), content: MessageText, toolCalls: z.array(ToolCall).min(1).max(8).optional() })
+    .object({
+      role: z.literal('assistant'),
+      content: MessageText,
+      toolCalls: z.array(ToolCall).min(1).max(8).optional(),
+    })
     .strict(),
   z.object({ role: z.literal('tool'), toolCallId: z.string().min(1).max(128), content: MessageText }).strict(),
 ]);

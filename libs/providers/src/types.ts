@@ -66,9 +66,7 @@ export interface LLMUsage {
  * model has finished writing them); the token usage (once, at the end, when the provider reports it).
  */
 export type LLMEvent =
-  | { type: 'text'; text: string }
-  | { type: 'tool-calls'; calls: ToolCall[] }
-  | { type: 'usage'; usage: LLMUsage };
+  { type: 'text'; text: string } | { type: 'tool-calls'; calls: ToolCall[] } | { type: 'usage'; usage: LLMUsage };
 
 export interface LLM {
   readonly provider: string;

@@ -71,8 +71,7 @@ export function newTurnPlayout(turnId: string): TurnPlayout {
 
 /** The text the user really heard: each source cut at its last played frame (opener, filler, answer). */
 export function spokenText(p: TurnPlayout): string {
-  return AUDIO_SOURCES
-    .map((s) => p.texts[s].slice(0, p.offsets[s]).trim())
+  return AUDIO_SOURCES.map((s) => p.texts[s].slice(0, p.offsets[s]).trim())
     .filter((t) => t !== '')
     .join(' ');
 }

@@ -70,7 +70,11 @@ export class FakeLLM implements LLM {
         if (!(await pause(tokens.length === 0 ? ttftMs : gapMs, signal))) return;
         yield {
           type: 'tool-calls',
-          calls: toolCalls.map((c, i) => ({ id: `fake_call_${this.calls.length}_${i}`, name: c.name, arguments: c.arguments ?? '{}' })),
+          calls: toolCalls.map((c, i) => ({
+            id: `fake_call_${this.calls.length}_${i}`,
+            name: c.name,
+            arguments: c.arguments ?? '{}',
+          })),
         };
       }
       const promptChars = messages.reduce((n, m) => n + m.content.length, 0);

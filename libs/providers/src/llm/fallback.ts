@@ -19,7 +19,7 @@ export interface FallbackLLMOptions {
 }
 
 type FirstToken =
-  | { kind: 'token'; event: LLMEvent } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
+  { kind: 'token'; event: LLMEvent } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
 
 /**
  * Tries LLMs in order. Fails over on an error before the first token or on a first token slower than
