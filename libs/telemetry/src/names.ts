@@ -12,6 +12,10 @@ export const SPAN = {
   ttsSynthesize: 'tts.synthesize',
   gatewayPlayout: 'gateway.playout',
   contextGet: 'context.get',
+  /** Folding older messages into the session's summary: its own trace (linked to the turn that triggered it). */
+  contextSummarize: 'context.summarize',
+  /** One tool call of the deep responder (child of deep.generate). */
+  tool: 'tool',
 } as const;
 export type SpanName = (typeof SPAN)[keyof typeof SPAN];
 
@@ -56,6 +60,28 @@ export const ATTR = {
   cancelReason: 'va.cancel_reason',
   /** gateway: user speech start of a barge-in → the last agent frame of that turn played. */
   bargeInStopMs: 'va.barge_in_stop_ms',
+  /** gateway: silence between the opener's last frame played and the answer's first (root span). */
+  answerGapMs: 'va.answer_gap_ms',
+  /** tts / gateway: a filler was spoken because the answer's first audio was late. */
+  filler: 'va.filler',
+  /** A tool call: the tool's name, its outcome (ok, error, timeout), and its id. */
+  toolName: 'va.tool.name',
+  toolOutcome: 'va.tool.outcome',
+  toolCallId: 'va.tool.call_id',
+  /** Responders: tool rounds in this generation. */
+  toolRounds: 'va.tool.rounds',
+  /** LLM usage as the provider reports it (estimated when it does not). */
+  promptTokens: 'va.usage.prompt_tokens',
+  completionTokens: 'va.usage.completion_tokens',
+  cachedTokens: 'va.usage.cached_tokens',
+  /** session-context: estimated tokens of a ctx.get reply (summary + messages), and its budget. */
+  contextTokens: 'va.context.tokens',
+  contextBudget: 'va.context.budget',
+  /** session-context: whether a summary was returned; messages folded into the summary by one summarize run. */
+  hasSummary: 'va.context.has_summary',
+  summarizedMessages: 'va.context.summarized_messages',
+  /** session-context: ctx.get served from the in-memory cache (true) or read from KV (false). */
+  cacheHit: 'va.context.cache_hit',
   subject: 'messaging.destination.name',
   errorCode: 'va.error_code',
 } as const;
@@ -79,6 +105,16 @@ export const METRIC = {
   /** Preemptive LLM requests cancelled because the committed turn differed, and their (estimated) tokens. */
   preemptiveWasted: 'va.preemptive.wasted_requests',
   preemptiveWastedTokens: 'va.preemptive.wasted_tokens',
+  /** Silence between the opener and the answer (ms). */
+  answerGap: 'va.answer_gap',
+  /** Fillers spoken because the answer was late. */
+  fillers: 'va.fillers',
+  /** Tool calls (attributes: tool name, outcome) and their duration (ms). */
+  toolCalls: 'va.tool.calls',
+  toolDuration: 'va.tool.duration',
+  /** session-context: ctx.get latency (ms) and summarize runs (attribute outcome). */
+  contextGet: 'va.context.get',
+  contextSummaries: 'va.context.summaries',
 } as const;
 
 /** Span event names. */
@@ -91,6 +127,8 @@ export const EVENT = {
   preview: 'preview',
   /** On a responder span: its preemptive request was cancelled (the committed turn differed). */
   preemptiveCancel: 'preemptive_cancel',
+  /** On the root span: a filler was played because the answer was late. */
+  filler: 'filler',
 } as const;
 
 /** Resource attribute names (OpenTelemetry semantic conventions, spelled here so no module depends on semconv). */
