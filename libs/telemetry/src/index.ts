@@ -4,4 +4,4 @@ export * from './spans.js';
 export * from './instruments.js';
 export * from './log.js';
 export { context, trace, propagation, SpanStatusCode } from '@opentelemetry/api';
-export type { Context, Span, Attributes } from '@opentelemetry/api';
+export type { Context, Span, Attributes, Link } from '@opentelemetry/api';

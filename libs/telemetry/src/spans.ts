@@ -4,6 +4,7 @@ import {
   trace,
   type Attributes,
   type Context,
+  type Link,
   type Span,
   type TimeInput,
 } from '@opentelemetry/api';
@@ -18,6 +19,9 @@ export interface StageSpanOptions {
   stage?: string;
   attributes?: Attributes;
   startTime?: TimeInput;
+  /** Start a new trace (work off a turn's critical path, e.g. summaries), linked to `links` instead. */
+  root?: boolean;
+  links?: Link[];
 }
 
 /** Starts a stage span as a child of the message's context. The caller ends it. */
@@ -26,7 +30,16 @@ export function startStageSpan(name: SpanName, opts: StageSpanOptions = {}): Spa
   if (opts.sessionId !== undefined) attributes[ATTR.sessionId] = opts.sessionId;
   if (opts.turnId !== undefined) attributes[ATTR.turnId] = opts.turnId;
   if (opts.stage !== undefined) attributes[ATTR.stage] = opts.stage;
-  return tracer().startSpan(name, { attributes, startTime: opts.startTime }, opts.parent ?? otelContext.active());
+  return tracer().startSpan(
+    name,
+    {
+      attributes,
+      startTime: opts.startTime,
+      ...(opts.root ? { root: true } : {}),
+      ...(opts.links ? { links: opts.links } : {}),
+    },
+    opts.parent ?? otelContext.active(),
+  );
 }
 
 /** Runs `fn` inside a stage span: the span is active within, records a thrown error, and always ends. */
