@@ -1,6 +1,7 @@
 /**
  * A small rule-based stand-in for a language model. It knows nothing: it reads the system prompt to tell which
- * role it plays (a brief opener, or the answer) and builds its reply from the words of the last user message.
+ * role it plays (a brief opener, the answer, or a summary of the conversation) and builds its reply from the
+ * words of the last user message (or, summarizing, of every user line).
  * That is enough to exercise the whole voice pipeline offline; real answers need a real LLM.
  */
 
@@ -18,7 +19,7 @@ export interface BrainTool {
 /** What the brain does next: speak, or call a tool first. */
 export type BrainDecision = { kind: 'text'; text: string } | { kind: 'tool'; name: string; arguments: string };
 
-export type BrainRole = 'opener' | 'answer';
+export type BrainRole = 'opener' | 'answer' | 'summary';
 
 /** Words that say "produce an acknowledgement / opener / filler". */
 const OPENER_CUE = /\b(acknowledg\w*|opener|filler)\b/i;
@@ -27,29 +28,64 @@ const NEGATION = /\b(never|not|no|don't|dont|without|avoid)\b/i;
 /** In the same sentence as a cue, these say the opener exists already ("an opener is already being spoken"). */
 const ALREADY_SPOKEN = /\b(already|being|been|was|were)\b/i;
 
-/**
- * 'opener' when some sentence of the system prompt asks for an acknowledgement / opener / filler, and that
- * sentence neither negates it nor says one is already being spoken (the answer role's prompt says exactly that).
- */
-export function roleFromSystemPrompt(systemPrompt: string): BrainRole {
+/** Words that say "summarize this conversation". */
+const SUMMARY_CUE = /\bsummar(y|ies|ize|ise|ized|ised|izing|ising)\b/i;
+
+/** True when some sentence asks for the cue, and the few words before it do not negate it. */
+function asksFor(systemPrompt: string, cueOf: RegExp, unless?: RegExp): boolean {
   const sentences = systemPrompt.split(/(?<=[.!?;:\n])\s+/);
-  const asksForOpener = sentences.some((sentence) => {
-    const cue = OPENER_CUE.exec(sentence);
+  return sentences.some((sentence) => {
+    const cue = cueOf.exec(sentence);
     if (!cue) return false;
     const before = sentence.slice(0, cue.index).split(/\s+/).slice(-4).join(' ');
-    return !NEGATION.test(before) && !ALREADY_SPOKEN.test(sentence);
+    return !NEGATION.test(before) && !unless?.test(sentence);
   });
-  return asksForOpener ? 'opener' : 'answer';
+}
+
+/**
+ * 'summary' when the system prompt asks to summarize; 'opener' when some sentence of it asks for an
+ * acknowledgement / opener / filler, and that sentence neither negates it nor says one is already being spoken
+ * (the answer role's prompt says exactly that); 'answer' otherwise.
+ */
+export function roleFromSystemPrompt(systemPrompt: string): BrainRole {
+  if (asksFor(systemPrompt, SUMMARY_CUE)) return 'summary';
+  return asksFor(systemPrompt, OPENER_CUE, ALREADY_SPOKEN) ? 'opener' : 'answer';
 }
 
 /** The reply to a conversation: the role comes from the system messages, the content from the last user message. */
 export function composeReply(messages: readonly BrainMessage[]): string {
-  const system = messages
-    .filter((m) => m.role === 'system' || m.role === 'developer')
+  const systems = messages.filter((m) => m.role === 'system' || m.role === 'developer').map((m) => m.content);
+  // Only the first system message sets the task: a later one may quote the conversation (a responder's
+  // "Earlier: …" summary) and must not turn an answer into a summary.
+  if (systems.length > 0 && roleFromSystemPrompt(systems[0]!) === 'summary') return summarize(messages);
+  const lastUser = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+  const role = roleFromSystemPrompt(systems.join('\n'));
+  return role === 'opener' ? opener(lastUser) : answer(lastUser);
+}
+
+/** How many topics a summary keeps (the most recent): it goes into every later prompt. */
+const SUMMARY_TOPICS = 6;
+
+/**
+ * An extractive summary: "The user asked about X, Y and Z; the assistant answered." The topics are the key
+ * phrases of the user's lines — `User: …` lines of a transcript, or the user messages — after those of the
+ * summary so far (`Summary so far: …`, when it is one of ours), so folding again keeps the older topics.
+ */
+function summarize(messages: readonly BrainMessage[]): string {
+  const text = messages
+    .filter((m) => m.role === 'user')
     .map((m) => m.content)
     .join('\n');
-  const lastUser = [...messages].reverse().find((m) => m.role === 'user')?.content ?? '';
-  return roleFromSystemPrompt(system) === 'opener' ? opener(lastUser) : answer(lastUser);
+  const lines = text.split('\n').map((l) => l.trim());
+  const transcript = lines.filter((l) => /^user:/i.test(l)).map((l) => l.slice(5).trim());
+  const said = transcript.length > 0 ? transcript : messages.filter((m) => m.role === 'user').map((m) => m.content);
+  const earlier = /^summary so far:.*?asked about (.+?);/im.exec(text)?.[1]?.split(/, | and /) ?? [];
+  const fresh = said.flatMap((line) => keyPhrase(swapPerson(splitWords(line))) ?? []);
+  const topics = [...new Set([...earlier, ...fresh].map((t) => t.trim()).filter(Boolean))].slice(-SUMMARY_TOPICS);
+  const looked = /^(assistant called|tool result)/im.test(text) ? ' and looked things up' : '';
+  if (topics.length === 0) return 'The user and the assistant talked briefly; nothing specific was asked yet.';
+  const list = topics.length === 1 ? topics[0]! : `${topics.slice(0, -1).join(', ')} and ${topics.at(-1)!}`;
+  return `The user asked about ${list}; the assistant answered${looked}.`;
 }
 
 /**

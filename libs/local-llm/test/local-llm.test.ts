@@ -101,6 +101,52 @@ describe('rule-based brain', () => {
     expect(reply).toContain('glaciers');
     expect(reply).not.toContain('volcanoes');
   });
+
+  it('summary: asked to summarize, it names the topics the user asked about, short, and keeps older ones', () => {
+    // Worded like session-context's prompt but not copied: detection must be generic.
+    const system = 'Summarize the following conversation in one short paragraph for the assistant.';
+    expect(roleFromSystemPrompt(system)).toBe('summary');
+    expect(roleFromSystemPrompt('Never summarize; answer the question directly.')).toBe('answer');
+    const transcript = [
+      'Summary so far: (none)',
+      '',
+      'New messages:',
+      'User: What is the weather in Paris?',
+      'Assistant: It is sunny there.',
+      'User: How do I reset my password?',
+      'Assistant: Open the settings page.',
+      'User: Could you recommend a good Italian restaurant nearby?',
+    ].join('\n');
+    const first = composeReply(conversation(system, transcript));
+    expect(first).toMatch(/^The user asked about /);
+    for (const topic of ['Paris', 'password', 'restaurant']) expect(first).toContain(topic);
+    expect(first, 'assistant lines are not topics').not.toContain('settings');
+    expect(wordCount(first)).toBeLessThanOrEqual(30);
+    expect(first, 'not the answer role').not.toContain('?');
+
+    // Folding again: the earlier summary's topics stay, the new ones join them.
+    const again = composeReply(
+      conversation(system, `Summary so far: ${first}\n\nNew messages:\nUser: What is the capital of France?`),
+    );
+    for (const topic of ['Paris', 'password', 'restaurant', 'France']) expect(again).toContain(topic);
+
+    // Plain chat messages (no transcript) work too; a responder's "Earlier: … summary" never flips its role.
+    const chat = composeReply([
+      { role: 'system', content: system },
+      { role: 'user', content: 'Tell me about volcanoes.' },
+      { role: 'assistant', content: 'They are openings in the crust.' },
+      { role: 'user', content: 'What about glaciers?' },
+    ]);
+    expect(chat).toContain('volcanoes');
+    expect(chat).toContain('glaciers');
+    const answer = composeReply([
+      { role: 'system', content: ANSWER_PROMPTS[0]! },
+      { role: 'system', content: 'Earlier: the user asked for a summary of the news.' },
+      { role: 'user', content: 'What about glaciers?' },
+    ]);
+    expect(answer).not.toMatch(/^The user asked about/);
+    expect(answer).toContain('glaciers');
+  });
 });
 
 describe('local OpenAI-compatible server', () => {

@@ -1,8 +1,11 @@
 import { z } from 'zod';
 import { OpenAICompatibleLLM } from './openai-compatible.js';
 
-/** Fast and deep responders read the same variables under their own prefix (FAST_LLM_MODEL, DEEP_LLM_MODEL). */
-export type LlmEnvPrefix = '' | 'FAST_' | 'DEEP_';
+/**
+ * Fast and deep responders read the same variables under their own prefix (FAST_LLM_MODEL, DEEP_LLM_MODEL);
+ * session-context's summaries use SUMMARY_.
+ */
+export type LlmEnvPrefix = '' | 'FAST_' | 'DEEP_' | 'SUMMARY_';
 
 /** Variable name (without prefix) for each field, so errors name what the operator must set. */
 const VARS = {
