@@ -1,2 +1,3 @@
 export * from './prompts.js';
 export * from './responder.js';
+export * from './tools.js';

@@ -19,3 +19,10 @@ export const ANSWER_PROMPT = [
 export function withPersona(prompt: string, persona?: string): string {
   return persona ? `${prompt}\n\nPersona: ${persona}` : prompt;
 }
+
+/** Added to the answer prompt when tools are offered: when to use them and what to say when one fails. */
+export const TOOLS_PROMPT =
+  'Use a tool when the answer needs it. If a tool fails or times out, say in one short sentence that you could not get it.';
+
+/** Spoken when a tool failed and the model said nothing about it (its follow-up failed or came back empty). */
+export const TOOL_APOLOGY = "Sorry, I couldn't get that information right now.";

@@ -1,9 +1,10 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { BusRequestError } from '@va/bus';
-import { CANCEL_REASON, channels, requests, type ChatMessage, type Turn } from '@va/protocol';
-import { textOf, type LLM, type LLMOptions } from '@va/providers';
+import { CANCEL_REASON, channels, requests, type ChatMessage, type ToolCall, type Turn } from '@va/protocol';
+import type { LLM, LLMOptions, LLMUsage } from '@va/providers';
 import {
   ATTR,
+  contextOf,
   counter,
   EVENT,
   histogram,
@@ -14,7 +15,8 @@ import {
   traceText,
   type Context,
 } from '@va/telemetry';
-import { withPersona } from './prompts.js';
+import { TOOL_APOLOGY, TOOLS_PROMPT, withPersona } from './prompts.js';
+import type { ToolRegistry, ToolResult } from './tools.js';
 
 const round1 = (ms: number) => Math.round(ms * 10) / 10;
 
@@ -37,6 +39,10 @@ export interface ResponderOptions {
   /** How long to wait for history before answering without it: latency beats context. */
   historyTimeoutMs: number;
   llmOptions: LLMOptions;
+  /** Tools the model may call (deep responder); their results go into the turn's context. */
+  tools?: ToolRegistry;
+  /** Tool rounds per turn before the model must answer. Default 3. */
+  maxToolRounds?: number;
 }
 
 /**
@@ -48,13 +54,21 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
   const spanName = opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate;
 
   return (ctx) => {
-    const system = withPersona(opts.systemPrompt, ctx.config.persona);
+    const tools = opts.tools && opts.tools.size > 0 ? opts.tools : undefined;
+    const maxToolRounds = opts.maxToolRounds ?? 3;
+    // Stable across the session's turns (no time, no turn data): the prompt cache reuses it.
+    const system = withPersona(tools ? `${opts.systemPrompt} ${TOOLS_PROMPT}` : opts.systemPrompt, ctx.config.persona);
 
     async function history(turn: Turn, parent: Context): Promise<ChatMessage[]> {
       try {
         const reply = await ctx.bus.request(
           requests.ctxGet,
-          { sessionId: ctx.sessionId, maxTokens: opts.historyTokens, beforeTurnId: turn.turnId },
+          {
+            sessionId: ctx.sessionId,
+            maxTokens: opts.historyTokens,
+            beforeTurnId: turn.turnId,
+            ...(tools ? { tools: true } : {}),
+          },
           { context: parent, timeoutMs: opts.historyTimeoutMs },
         );
         const summary: ChatMessage[] = reply.summary ? [{ role: 'system', content: `Earlier: ${reply.summary}` }] : [];
@@ -81,10 +95,21 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
           [ATTR.preemptive]: turn.kind === 'preview',
         },
       });
+      const spanContext = contextOf(span, parent);
       let seq = 0;
       let text = '';
       let promptTokens = 0;
-      let completionDeltas = 0;
+      let completionTokens = 0;
+      const emit = (delta: string) => {
+        if (seq === 0) {
+          const ttft = performance.now() - started;
+          span.setAttribute(ATTR.ttftMs, round1(ttft));
+          histogram(METRIC.ttft).record(ttft, { [ATTR.stage]: opts.stage });
+        }
+        text += delta;
+        ctx.publish(channel, { turnId: turn.turnId, seq: seq++, delta, done: false }, { context: parent });
+      };
+      let started = performance.now();
       try {
         const fetching = performance.now();
         const messages: ChatMessage[] = [
@@ -94,20 +119,50 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         ];
         // History is our overhead, time to first token is the provider's: benchmarks tell them apart.
         span.setAttribute(ATTR.historyMs, round1(performance.now() - fetching));
-        promptTokens = estimateTokens(messages);
-        const started = performance.now();
-        for await (const delta of textOf(opts.llm.chat(messages, opts.llmOptions, signal))) {
+        started = performance.now();
+        const llmOptions: LLMOptions = {
+          ...opts.llmOptions,
+          // One key per session: each turn's prompt extends the previous one, which is what a prompt cache reuses.
+          promptCacheKey: `${opts.stage}:${ctx.sessionId}`,
+        };
+        let toolFailed = false;
+        let rounds = 0;
+        for (;;) {
+          // The last round offers no tools, so the model has to answer with what it has.
+          const offerTools = tools !== undefined && rounds < maxToolRounds;
+          const round = await generate(messages, offerTools ? { ...llmOptions, tools: tools.specs } : llmOptions);
+          promptTokens += round.usage?.promptTokens ?? estimateTokens(messages);
+          completionTokens += round.usage?.completionTokens ?? round.deltas;
+          if (round.usage?.cachedTokens !== undefined) span.setAttribute(ATTR.cachedTokens, round.usage.cachedTokens);
+          if (signal.aborted || round.calls.length === 0 || !offerTools) break;
+          rounds++;
+          // Tools act on the world: a preview's calls wait until the turn is committed (and run only if it is).
+          if (turn.kind === 'preview') await verdict(turn.turnId, signal);
           if (signal.aborted) break;
-          if (delta === '') continue;
-          if (seq === 0) {
-            const ttft = performance.now() - started;
-            span.setAttribute(ATTR.ttftMs, round1(ttft));
-            histogram(METRIC.ttft).record(ttft, { [ATTR.stage]: opts.stage });
-          }
-          text += delta;
-          completionDeltas++;
-          ctx.publish(channel, { turnId: turn.turnId, seq: seq++, delta, done: false }, { context: parent });
+          const results = await Promise.all(round.calls.map((call) => runTool(call, turn, spanContext, signal)));
+          if (signal.aborted) break;
+          toolFailed ||= results.some((r) => r.outcome !== 'ok');
+          ctx.publish(
+            channels.tool,
+            {
+              turnId: turn.turnId,
+              calls: results.map((r) => ({
+                call: r.call,
+                result: r.content,
+                ok: r.outcome === 'ok',
+                durationMs: r.durationMs,
+              })),
+            },
+            { context: spanContext },
+          );
+          messages.push(
+            { role: 'assistant', content: round.text, toolCalls: round.calls },
+            ...results.map((r): ChatMessage => ({ role: 'tool', toolCallId: r.call.id, content: r.content })),
+          );
         }
+        if (rounds > 0) span.setAttribute(ATTR.toolRounds, rounds);
+        // The model was told the tool failed; if it then said nothing, the user still hears why there is no answer.
+        if (!signal.aborted && toolFailed && text.trim() === '') emit(TOOL_APOLOGY);
         if (!signal.aborted) {
           ctx.publish(channel, { turnId: turn.turnId, seq, delta: '', done: true }, { context: parent });
         }
@@ -124,13 +179,15 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
           ctx.publish(channel, { turnId: turn.turnId, seq, delta: '', done: true }, { context: parent });
         }
       } finally {
+        span.setAttribute(ATTR.promptTokens, promptTokens);
+        span.setAttribute(ATTR.completionTokens, completionTokens);
         // A preview's cost is known only once the turn detector rules on it: its span stays open until then.
         if (turn.kind === 'preview') await verdict(turn.turnId, signal);
         const reason = ctx.cancelReason(turn.turnId);
         if (reason !== undefined) span.setAttribute(ATTR.cancelReason, reason);
         // Early work the committed turn did not want: what preemptive generation costs, counted once per request.
         if (reason !== undefined && WASTED_REASONS.has(reason) && promptTokens > 0) {
-          const wasted = promptTokens + completionDeltas;
+          const wasted = promptTokens + completionTokens;
           span.setAttribute(ATTR.wastedTokens, wasted);
           span.addEvent(EVENT.preemptiveCancel, { [ATTR.cancelReason]: reason });
           counter(METRIC.preemptiveWasted).add(1, { [ATTR.stage]: opts.stage });
@@ -141,6 +198,47 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         span.end();
         ctx.endTurn(turn.turnId);
       }
+
+      /** One LLM request: its text is streamed out as it comes; tool calls and usage are returned. */
+      async function generate(messages: readonly ChatMessage[], llmOptions: LLMOptions) {
+        const round = { text: '', deltas: 0, calls: [] as ToolCall[], usage: undefined as LLMUsage | undefined };
+        for await (const event of opts.llm.chat(messages, llmOptions, signal)) {
+          if (signal.aborted) break;
+          if (event.type === 'text') {
+            if (event.text === '') continue;
+            round.text += event.text;
+            round.deltas++;
+            emit(event.text);
+          } else if (event.type === 'tool-calls') {
+            round.calls.push(...event.calls);
+          } else {
+            round.usage = event.usage;
+          }
+        }
+        return round;
+      }
+    }
+
+    /** One tool call under its own span (a child of the generation), counted by name and outcome. */
+    async function runTool(call: ToolCall, turn: Turn, parent: Context, signal: AbortSignal): Promise<ToolResult> {
+      const span = startStageSpan(SPAN.tool, {
+        parent,
+        sessionId: ctx.sessionId,
+        turnId: turn.turnId,
+        stage: opts.stage,
+        attributes: { [ATTR.toolName]: call.name, [ATTR.toolCallId]: call.id },
+      });
+      const result = await tools!.call(call, signal);
+      span.setAttribute(ATTR.toolOutcome, result.outcome);
+      if (result.outcome !== 'ok' && result.outcome !== 'cancelled') {
+        recordError(span, new Error(result.content));
+        ctx.log.warn({ turnId: turn.turnId, tool: call.name, outcome: result.outcome }, 'tool call failed');
+      }
+      span.end();
+      const attrs = { [ATTR.stage]: opts.stage, [ATTR.toolName]: call.name, [ATTR.toolOutcome]: result.outcome };
+      counter(METRIC.toolCalls).add(1, attrs);
+      histogram(METRIC.toolDuration).record(result.durationMs, attrs);
+      return result;
     }
 
     /** Committed turns, and the previews waiting to hear whether they are. */

@@ -1,5 +1,5 @@
 import type { LLM } from '@va/providers';
-import { ANSWER_PROMPT, createResponderActor, type ResponderOptions } from '@va/responder';
+import { ANSWER_PROMPT, createResponderActor, type ResponderOptions, type ToolRegistry } from '@va/responder';
 
 export const STAGE = 'deep-responder';
 
@@ -8,8 +8,16 @@ export const DEEP_DEFAULTS = {
   historyTokens: 3000,
   historyTimeoutMs: 400,
   llmOptions: { temperature: 0.7, maxTokens: 300 },
+  maxToolRounds: 3,
 } satisfies Partial<ResponderOptions>;
 
-export function deepResponder(llm: LLM) {
-  return createResponderActor({ stage: STAGE, source: 'deep', llm, systemPrompt: ANSWER_PROMPT, ...DEEP_DEFAULTS });
+export function deepResponder(llm: LLM, tools?: ToolRegistry) {
+  return createResponderActor({
+    stage: STAGE,
+    source: 'deep',
+    llm,
+    systemPrompt: ANSWER_PROMPT,
+    ...DEEP_DEFAULTS,
+    ...(tools ? { tools } : {}),
+  });
 }

@@ -35,6 +35,10 @@ interface TurnTrace {
   bargeInAtMs?: number;
   /** End of the last agent frame of this turn played (session clock). */
   lastAudioMs?: number;
+  /** End of the opener's last frame played, and whether the answer has started (session clock). */
+  openerEndMs?: number;
+  answerStarted?: boolean;
+  fillerPlayed?: boolean;
   resumes: number;
   ended: boolean;
 }
@@ -165,6 +169,21 @@ export class GatewaySession {
         const e2e = atMs - turn.speechEndMs;
         turn.root.setAttribute(ATTR.e2eMs, e2e);
         histogram(METRIC.e2e).record(e2e, { [ATTR.stage]: STAGE });
+      }
+    }
+    if (source === 'fast') turn.openerEndMs = atMs + FRAME_MS;
+    if (source === 'filler' && !turn.fillerPlayed) {
+      turn.fillerPlayed = true;
+      turn.root.setAttribute(ATTR.filler, true);
+      turn.root.addEvent(EVENT.filler);
+    }
+    if (source === 'deep' && !turn.answerStarted) {
+      turn.answerStarted = true;
+      // The handoff: how long the user waited between the opener's end and the answer (a filler counts as waiting).
+      if (turn.openerEndMs !== undefined) {
+        const gap = atMs - turn.openerEndMs;
+        turn.root.setAttribute(ATTR.answerGapMs, gap);
+        histogram(METRIC.answerGap).record(gap, { [ATTR.stage]: STAGE });
       }
     }
     p.offsets[source] = Math.max(p.offsets[source], textOffset);

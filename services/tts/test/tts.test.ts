@@ -4,7 +4,7 @@ import { startStagesInProcess, type InProcessStages } from '@va/harness';
 import { channels, type AudioFrame, type SpeechDone } from '@va/protocol';
 import { FakeTTS } from '@va/providers';
 import { waitFor } from '@va/testkit';
-import { STAGE, ttsActor } from '../src/actor.js';
+import { STAGE, ttsActor, TTS_DEFAULTS } from '../src/actor.js';
 
 let stages: InProcessStages;
 let client: Bus;
@@ -87,5 +87,34 @@ describe('tts stage', () => {
     // (the opener, which never came, was already reported skipped when the answer started).
     expect(frames.length).toBeLessThan(long.join('').length);
     expect(speech.map((s) => `${s.source}:${s.skipped}`)).toEqual(['fast:true']);
+  });
+
+  it('speaks one filler when the answer is late, after the opener, and then the answer', async () => {
+    const { sid, frames, speech, reply } = await session('tts-filler');
+    client.publish(channels.turn, sid, { turnId: 't4', kind: 'end', text: 'look it up', eouProb: 1, speechEndMs: 0 });
+    reply('fast', 't4', ['Okay.']);
+    // Longer than the opener plus TTS_DEFAULTS.fillerAfterMs of silence: a filler is due.
+    await waitFor(() => frames.some((f) => f.source === 'filler'), { timeoutMs: 5_000, message: 'a filler' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    reply('deep', 't4', ['Here it is.']);
+    await waitFor(() => speech.some((s) => s.source === 'deep'));
+    const order = frames.map((f) => f.source).filter((s, i, all) => s !== all[i - 1]);
+    expect(order).toEqual(['fast', 'filler', 'deep']);
+    const fillers = speech.filter((s) => s.source === 'filler');
+    expect(fillers).toHaveLength(1);
+    expect(TTS_DEFAULTS.fillers).toContain(fillers[0]!.text);
+  });
+
+  it('never speaks a filler while the user is speaking', async () => {
+    const { sid, frames, speech, reply } = await session('tts-no-filler');
+    client.publish(channels.turn, sid, { turnId: 't5', kind: 'end', text: 'look it up', eouProb: 1, speechEndMs: 0 });
+    client.publish(channels.vad, sid, { kind: 'start', atMs: 100 });
+    reply('fast', 't5', ['Okay.']);
+    await waitFor(() => speech.some((s) => s.source === 'fast'));
+    await new Promise((r) => setTimeout(r, TTS_DEFAULTS.fillerAfterMs + 700));
+    reply('deep', 't5', ['Here it is.']);
+    await waitFor(() => speech.some((s) => s.source === 'deep'));
+    expect(frames.some((f) => f.source === 'filler')).toBe(false);
+    expect(speech.map((s) => s.source)).toEqual(['fast', 'deep']);
   });
 });

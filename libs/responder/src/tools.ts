@@ -1,0 +1,170 @@
+import { z } from 'zod';
+import type { ToolCall } from '@va/protocol';
+import type { ToolSpec } from '@va/providers';
+
+/**
+ * A function the deep responder's model may call. Arguments are checked against `args` (its JSON Schema is what
+ * the model is shown); `run` gets a signal that fires on timeout or when the turn is cancelled, and returns
+ * something JSON-serializable for the model to read.
+ */
+export interface Tool<A extends z.ZodType = z.ZodType> {
+  name: string;
+  description: string;
+  args: A;
+  /** Overrides the registry's timeout for this tool. */
+  timeoutMs?: number;
+  run(args: z.infer<A>, signal: AbortSignal): Promise<unknown>;
+}
+
+/** Declares a tool with its argument type inferred from the schema. */
+export function defineTool<A extends z.ZodType>(tool: Tool<A>): Tool<A> {
+  return tool;
+}
+
+export type ToolOutcome = 'ok' | 'error' | 'timeout' | 'unknown-tool' | 'bad-arguments' | 'cancelled';
+
+export interface ToolResult {
+  call: ToolCall;
+  /** What the model reads: the tool's JSON result, or `{"error": …}`. */
+  content: string;
+  outcome: ToolOutcome;
+  durationMs: number;
+}
+
+export const TOOL_DEFAULTS = {
+  /** A tool slower than this is abandoned; the model is told, and says sorry. */
+  timeoutMs: 5_000,
+  /** Results longer than this are cut: every character is prompt the model must read before speaking. */
+  maxResultChars: 4_000,
+} as const;
+
+export interface ToolRegistryOptions {
+  timeoutMs?: number;
+  maxResultChars?: number;
+}
+
+/** The tools one responder offers, and how a call is run: validated, time-limited, cancellable, never throwing. */
+export class ToolRegistry {
+  readonly #tools: ReadonlyMap<string, Tool>;
+  readonly #opts: Required<ToolRegistryOptions>;
+  readonly specs: readonly ToolSpec[];
+
+  constructor(tools: readonly Tool[], opts: ToolRegistryOptions = {}) {
+    this.#tools = new Map(tools.map((t) => [t.name, t]));
+    if (this.#tools.size !== tools.length) throw new Error('tool names must be unique');
+    this.#opts = { ...TOOL_DEFAULTS, ...opts };
+    this.specs = tools.map((t) => {
+      const { $schema: _drop, ...parameters } = z.toJSONSchema(t.args) as Record<string, unknown>;
+      return { name: t.name, description: t.description, parameters };
+    });
+  }
+
+  get size(): number {
+    return this.#tools.size;
+  }
+
+  timeoutOf(name: string): number {
+    return this.#tools.get(name)?.timeoutMs ?? this.#opts.timeoutMs;
+  }
+
+  /** Runs one call. Failures become an `{"error": …}` result the model can speak about; nothing is thrown. */
+  async call(call: ToolCall, signal: AbortSignal): Promise<ToolResult> {
+    const started = performance.now();
+    const result = (content: unknown, outcome: ToolOutcome): ToolResult => ({
+      call,
+      content: this.#serialize(content),
+      outcome,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+    });
+    const tool = this.#tools.get(call.name);
+    if (!tool) return result({ error: `there is no tool named ${call.name}` }, 'unknown-tool');
+    let args: unknown;
+    try {
+      args = tool.args.parse(call.arguments.trim() === '' ? {} : JSON.parse(call.arguments));
+    } catch (err) {
+      return result({ error: `bad arguments for ${call.name}: ${message(err)}` }, 'bad-arguments');
+    }
+    const timeoutMs = this.timeoutOf(call.name);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const both = AbortSignal.any([signal, timeout]);
+    try {
+      // The race makes the timeout hold even for a tool that ignores its signal.
+      const value = await Promise.race([tool.run(args, both), aborted(both)]);
+      return result(value ?? null, 'ok');
+    } catch (err) {
+      if (signal.aborted) return result({ error: 'cancelled' }, 'cancelled');
+      if (timeout.aborted) return result({ error: `${call.name} timed out after ${timeoutMs} ms` }, 'timeout');
+      return result({ error: `${call.name} failed: ${message(err)}` }, 'error');
+    }
+  }
+
+  #serialize(value: unknown): string {
+    let text: string;
+    try {
+      text = JSON.stringify(value) ?? 'null';
+    } catch {
+      text = JSON.stringify({ error: 'the tool returned something that is not JSON' });
+    }
+    // Cut, but still JSON: the model is told the result is partial.
+    return text.length > this.#opts.maxResultChars
+      ? JSON.stringify({ partial: text.slice(0, this.#opts.maxResultChars) })
+      : text;
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The demo's tool: the local date and time (what a voice agent is asked all the time and cannot know). */
+export const localTimeTool = defineTool({
+  name: 'get_local_time',
+  description: 'The current local time and date, for questions like "what time is it" or "what day is today".',
+  args: z
+    .object({
+      timeZone: z.string().max(64).optional().describe('IANA time zone, e.g. Europe/Paris; default: the server’s'),
+    })
+    .strict(),
+  timeoutMs: 1_000,
+  run: async ({ timeZone }) => {
+    const now = new Date();
+    const zone = timeZone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const at = (options: Intl.DateTimeFormatOptions) =>
+      new Intl.DateTimeFormat('en-US', { ...options, timeZone: zone }).format(now);
+    return {
+      time: at({ hour: 'numeric', minute: '2-digit' }),
+      date: at({ weekday: 'long', month: 'long', day: 'numeric', year: 'numeric' }),
+      timeZone: zone,
+    };
+  },
+});
+
+/** Tools by the name used in `TOOLS` (comma-separated) for the deep responder. */
+export const BUILTIN_TOOLS: Readonly<Record<string, Tool>> = { local_time: localTimeTool };
+
+/**
+ * The deep responder's tools from env: `TOOLS` is a comma-separated list of built-in names (default
+ * `local_time`; empty = none), `TOOL_TIMEOUT_MS` the default timeout. Unknown names are an error at start-up.
+ */
+export function toolsFromEnv(env: NodeJS.ProcessEnv): ToolRegistry {
+  const names = (env.TOOLS ?? 'local_time')
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const unknown = names.filter((n) => !(n in BUILTIN_TOOLS));
+  if (unknown.length > 0) {
+    throw new Error(`TOOLS: unknown tool ${unknown.join(', ')} (known: ${Object.keys(BUILTIN_TOOLS).join(', ')})`);
+  }
+  const timeout = env.TOOL_TIMEOUT_MS ? z.coerce.number().int().positive().parse(env.TOOL_TIMEOUT_MS) : undefined;
+  return new ToolRegistry(
+    names.map((n) => BUILTIN_TOOLS[n]!),
+    timeout === undefined ? {} : { timeoutMs: timeout },
+  );
+}
