@@ -133,6 +133,142 @@ describe('OpenAICompatibleLLM', () => {
   });
 });
 
+describe('OpenAICompatibleLLM: tools, usage, prompt caching', () => {
+  const TOOL = {
+    name: 'get_local_time',
+    description: 'The current local time and date.',
+    parameters: { type: 'object', properties: {}, additionalProperties: false },
+  };
+  const TIME: ChatMessage[] = [
+    { role: 'system', content: 'You are a voice assistant.' },
+    { role: 'user', content: 'What time is it?' },
+  ];
+
+  it('assembles a tool call streamed in pieces, then speaks from the tool result (local server)', async () => {
+    const llm = openaiAt(local.url);
+    const first = [];
+    for await (const event of llm.chat(TIME, { tools: [TOOL] }, never())) first.push(event);
+    const calls = first.filter((e) => e.type === 'tool-calls');
+    expect(calls).toHaveLength(1);
+    const [call] = calls[0]!.type === 'tool-calls' ? calls[0]!.calls : [];
+    expect(call).toMatchObject({ name: 'get_local_time', arguments: '{}' });
+    expect(call!.id).toMatch(/^call_/);
+    expect(first.filter((e) => e.type === 'text')).toEqual([]);
+    expect(first.at(-1)).toMatchObject({ type: 'usage', usage: { promptTokens: expect.any(Number) } });
+
+    const followUp: ChatMessage[] = [
+      ...TIME,
+      { role: 'assistant', content: '', toolCalls: [call!] },
+      { role: 'tool', toolCallId: call!.id, content: '{"time":"9:41 AM","timeZone":"UTC"}' },
+    ];
+    const text = (await collect(llm.chat(followUp, { tools: [TOOL] }, never()))).join('');
+    expect(text).toContain('9:41 AM');
+    // Without tools on offer, the same question is answered in words.
+    expect((await collect(llm.chat(TIME, {}, never()))).join('')).not.toBe('');
+  });
+
+  /** Records request bodies; answers with a stream whose tool call arguments come in fragments, and usage. */
+  async function recordingServer() {
+    const bodies: Record<string, unknown>[] = [];
+    const server = await startStubServer((req, res) => {
+      let body = '';
+      req.on('data', (part: Buffer) => (body += part.toString()));
+      req.on('end', () => {
+        bodies.push(JSON.parse(body) as Record<string, unknown>);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const base = { id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm' };
+        const send = (choices: unknown[], extra: object = {}) =>
+          res.write(`data: ${JSON.stringify({ ...base, choices, ...extra })}\n\n`);
+        const delta = (d: object, finish: string | null = null) => [{ index: 0, delta: d, finish_reason: finish }];
+        send(delta({ role: 'assistant', content: 'Checking. ' }));
+        send(
+          delta({
+            tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'look', arguments: '' } }],
+          }),
+        );
+        send(delta({ tool_calls: [{ index: 0, function: { arguments: '{"q":' } }] }));
+        send(
+          delta({
+            tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'other', arguments: '{}' } }],
+          }),
+        );
+        send(delta({ tool_calls: [{ index: 0, function: { arguments: '"tea"}' } }] }));
+        send(delta({}, 'tool_calls'));
+        send([], {
+          usage: {
+            prompt_tokens: 50,
+            completion_tokens: 7,
+            total_tokens: 57,
+            prompt_tokens_details: { cached_tokens: 32 },
+          },
+        });
+        res.end('data: [DONE]\n\n');
+      });
+    });
+    return { ...server, bodies };
+  }
+
+  it('reads interleaved tool call fragments by index, usage with cached tokens, and sends tools in OpenAI form', async () => {
+    const server = await recordingServer();
+    try {
+      const events = [];
+      const llm = openaiAt(server.url, { promptCacheKey: true });
+      for await (const e of llm.chat(TIME, { tools: [TOOL], promptCacheKey: 'deep:s1' }, never())) events.push(e);
+      expect(events).toEqual([
+        { type: 'text', text: 'Checking. ' },
+        {
+          type: 'tool-calls',
+          calls: [
+            { id: 'call_a', name: 'look', arguments: '{"q":"tea"}' },
+            { id: 'call_b', name: 'other', arguments: '{}' },
+          ],
+        },
+        { type: 'usage', usage: { promptTokens: 50, completionTokens: 7, cachedTokens: 32 } },
+      ]);
+      expect(server.bodies[0]).toMatchObject({
+        stream: true,
+        stream_options: { include_usage: true },
+        prompt_cache_key: 'deep:s1',
+        tools: [{ type: 'function', function: { name: 'get_local_time', parameters: TOOL.parameters } }],
+      });
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('sends prompt_cache_key only where it is on (default: OpenAI itself), and tool messages in OpenAI form', async () => {
+    const server = await recordingServer();
+    try {
+      const history: ChatMessage[] = [
+        ...TIME,
+        { role: 'assistant', content: '', toolCalls: [{ id: 'call_a', name: 'look', arguments: '{}' }] },
+        { role: 'tool', toolCallId: 'call_a', content: '{"ok":true}' },
+      ];
+      await collect(openaiAt(server.url).chat(history, { promptCacheKey: 'deep:s1' }, never()));
+      expect(server.bodies[0]).not.toHaveProperty('prompt_cache_key');
+      expect(server.bodies[0]).not.toHaveProperty('tools');
+      expect((server.bodies[0]!.messages as unknown[]).slice(2)).toEqual([
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'look', arguments: '{}' } }],
+        },
+        { role: 'tool', tool_call_id: 'call_a', content: '{"ok":true}' },
+      ]);
+      await collect(
+        llmFromEnv({ LLM_BASE_URL: server.url, LLM_MODEL: 'm', LLM_PROMPT_CACHE_KEY: '1' }).chat(
+          TIME,
+          { promptCacheKey: 'k1' },
+          never(),
+        ),
+      );
+      expect(server.bodies[1]).toMatchObject({ prompt_cache_key: 'k1' });
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('llmFromEnv and the registry', () => {
   it('builds from LLM_* with a not-needed key for local servers', () => {
     const llm = llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'tiny' });

@@ -15,6 +15,7 @@ const VARS = {
   timeoutMs: 'LLM_TIMEOUT_MS',
   maxRetries: 'LLM_MAX_RETRIES',
   maxTokensField: 'LLM_MAX_TOKENS_FIELD',
+  promptCacheKey: 'LLM_PROMPT_CACHE_KEY',
 } as const;
 
 const LlmEnv = z
@@ -25,6 +26,7 @@ const LlmEnv = z
     timeoutMs: z.coerce.number().int().positive().optional(),
     maxRetries: z.coerce.number().int().min(0).max(5).optional(),
     maxTokensField: z.enum(['max_tokens', 'max_completion_tokens']).optional(),
+    promptCacheKey: z.stringbool().optional(),
   })
   .superRefine((cfg, ctx) => {
     // With no base URL we talk to OpenAI itself, which needs a real key; local servers do not.
@@ -36,7 +38,8 @@ const LlmEnv = z
 /**
  * Builds the OpenAI-compatible LLM from `${prefix}LLM_BASE_URL`, `${prefix}LLM_API_KEY` (default 'not-needed'
  * when a base URL is set), `${prefix}LLM_MODEL`, and optionally `${prefix}LLM_TIMEOUT_MS`,
- * `${prefix}LLM_MAX_RETRIES`, `${prefix}LLM_MAX_TOKENS_FIELD`. A prefixed variable that is unset falls back to
+ * `${prefix}LLM_MAX_RETRIES`, `${prefix}LLM_MAX_TOKENS_FIELD`, `${prefix}LLM_PROMPT_CACHE_KEY` (1/0: send
+ * `prompt_cache_key`; default on for OpenAI only). A prefixed variable that is unset falls back to
  * the unprefixed one, so one server and key can serve both responders with only the models differing.
  */
 export function llmFromEnv(env: NodeJS.ProcessEnv, prefix: LlmEnvPrefix = ''): OpenAICompatibleLLM {
