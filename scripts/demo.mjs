@@ -9,6 +9,8 @@ const BUILT_IN_SCRIPT = {
     { say: 'Hello, can you help me plan a trip to the mountains next week?', pauseMs: 800 },
     { say: 'I would like to go hiking with my two children.', pauseMs: 800 },
     { say: 'What should we pack for cold weather?', pauseMs: 800 },
+    // Answered with the deep responder's example tool (get_local_time).
+    { say: 'What time is it right now?', pauseMs: 800 },
   ],
 };
 
@@ -35,7 +37,7 @@ const number = (name) => {
 
 const script = values.script ? JSON.parse(await readFile(values.script, 'utf8')) : BUILT_IN_SCRIPT;
 const passthrough = Object.fromEntries(
-  Object.entries(process.env).filter(([k, v]) => v !== undefined && /^(FAST_|DEEP_)?LLM_|_PROVIDER$/.test(k)),
+  Object.entries(process.env).filter(([k, v]) => v !== undefined && /^(FAST_|DEEP_|SUMMARY_)?LLM_|_PROVIDER$|^TOOLS$|^TOOL_|^TTS_FILLER/.test(k)),
 );
 console.log('voice-agent demo: seven services, each its own process, on nats-server; offline providers.');
 if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL) {
