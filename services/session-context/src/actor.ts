@@ -1,47 +1,158 @@
-import type { ActorContext, SessionActor } from '@va/actor';
+import type { ActorContext, ActorFactory, SessionActor } from '@va/actor';
 import { channels } from '@va/protocol';
-import { upsert, type HistoryEntry } from './history.js';
+import {
+  ATTR,
+  context,
+  counter,
+  METRIC,
+  recordError,
+  SPAN,
+  startStageSpan,
+  trace,
+  type Context,
+  type Link,
+} from '@va/telemetry';
+import { HISTORY_STATE } from './cache.js';
+import {
+  addToolExchange,
+  applyFold,
+  EMPTY_DOC,
+  parseDoc,
+  planFold,
+  upsert,
+  type HistoryDoc,
+  type HistoryEntry,
+} from './history.js';
+import { STAGE, type ContextOptions } from './options.js';
+import type { Summarizer } from './summarizer.js';
 
-export const HISTORY_STATE = 'history';
+export { HISTORY_STATE };
+
+export interface ContextActorOptions extends ContextOptions {
+  summarizer: Summarizer;
+  stage?: string;
+}
+
+type SpanContext = Link['context'];
 
 /**
- * Keeps one session's history in KV: the user's turn as the turn detector closed it, and the assistant's
- * turn as the gateway reports it was really played (opener + answer, cut where the user barged in).
- * This actor is the only writer; any instance can read the history to answer ctx.get.
+ * Keeps one session's history in KV: the user's turn as the turn detector closed it, the deep responder's tool
+ * rounds, and the assistant's turn as the gateway reports it was really played (opener + answer, cut where the
+ * user barged in). Older messages are folded into a summary in the background. This actor is the only writer;
+ * every instance serves ctx.get from its cache of what was written (cache.ts).
  */
-export async function createContextActor(ctx: ActorContext): Promise<SessionActor> {
-  // A re-claimed session continues from what the previous owner stored.
-  let history: HistoryEntry[] = (await ctx.state.get<HistoryEntry[]>(HISTORY_STATE)) ?? [];
-  let writing = Promise.resolve();
+export function contextActor(opts: ContextActorOptions): ActorFactory {
+  const stage = opts.stage ?? STAGE;
+  return async (ctx: ActorContext): Promise<SessionActor> => {
+    // A re-claimed session continues from what the previous owner stored (either stored format).
+    const stored = await ctx.state.get<unknown>(HISTORY_STATE);
+    let doc: HistoryDoc = (stored === undefined ? undefined : parseDoc(stored)) ?? EMPTY_DOC;
+    if (stored !== undefined && doc === EMPTY_DOC) ctx.log.warn('unreadable history in KV: starting afresh');
+    let writing = Promise.resolve();
+    let summarizing: Promise<void> | undefined;
+    /** The turn that last asked for a summary: the summarize trace links to it. */
+    let trigger: SpanContext | undefined;
 
-  const save = (entry: HistoryEntry) => {
-    history = upsert(history, entry);
-    const snapshot = history;
-    // Writes are chained so KV always ends with the latest snapshot.
-    writing = writing
-      .then(() => ctx.state.put(HISTORY_STATE, snapshot))
-      .catch((err: unknown) => ctx.log.error({ err }, 'history write failed'));
-    void ctx.track(writing);
-  };
+    const persist = () => {
+      // Documents are never mutated (every change makes a new one), so this reference is a snapshot.
+      const snapshot = doc;
+      // Writes are chained so KV always ends with the latest snapshot.
+      writing = writing
+        .then(() => ctx.state.put(HISTORY_STATE, snapshot))
+        .catch((err: unknown) => ctx.log.error({ err }, 'history write failed'));
+      void ctx.track(writing);
+    };
 
-  ctx.subscribe(channels.turn, (turn) => {
-    if (turn.kind !== 'end' || turn.text.trim() === '') return;
-    save({ turnId: turn.turnId, role: 'user', content: turn.text });
-  });
+    const save = (entries: HistoryEntry[], parent: Context) => {
+      doc = { ...doc, entries };
+      persist();
+      const link = trace.getSpanContext(parent);
+      if (link && trace.isSpanContextValid(link)) trigger = link;
+      maybeSummarize();
+    };
 
-  ctx.subscribe(channels.playout, (p) => {
-    if (!p.done) return;
-    save({
-      turnId: p.turnId,
-      role: 'assistant',
-      content: p.spokenText,
-      ...(p.interrupted ? { interrupted: true } : {}),
+    /** Starts a summary run when enough has piled up; never awaited by a turn (its own trace, in the background). */
+    function maybeSummarize(): void {
+      if (summarizing || ctx.signal.aborted) return;
+      const cut = planFold(doc.entries, opts);
+      if (cut === 0) return;
+      summarizing = summarize(doc.entries.slice(0, cut), trigger).then(
+        (ok) => {
+          summarizing = undefined;
+          // More may have piled up meanwhile; after a failure, the next turn retries.
+          if (ok) maybeSummarize();
+        },
+        () => (summarizing = undefined),
+      );
+    }
+
+    async function summarize(folded: HistoryEntry[], link: SpanContext | undefined): Promise<boolean> {
+      // Its own trace, linked to the turn that triggered it: a turn's trace never waits on a summary.
+      const span = startStageSpan(SPAN.contextSummarize, {
+        root: true,
+        links: link ? [{ context: link }] : [],
+        sessionId: ctx.sessionId,
+        stage,
+        attributes: {
+          [ATTR.provider]: opts.summarizer.provider,
+          [ATTR.model]: opts.summarizer.model,
+          [ATTR.summarizedMessages]: folded.length,
+        },
+      });
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(opts.summaryTimeoutMs)]);
+      try {
+        const summary = await context.with(trace.setSpan(context.active(), span), () =>
+          opts.summarizer.summarize({ previous: doc.summary, entries: folded }, signal),
+        );
+        // The session moved on (closed, handed over): the next owner summarizes from what is in KV.
+        if (ctx.signal.aborted) return false;
+        doc = applyFold(doc, folded, summary);
+        persist();
+        counter(METRIC.contextSummaries).add(1, { [ATTR.stage]: stage });
+        return true;
+      } catch (err) {
+        if (ctx.signal.aborted) return false;
+        recordError(span, err);
+        ctx.log.warn({ err, messages: folded.length }, 'summary failed: retried at the next turn');
+        // No outcome attribute exists in names.ts: a failed run is the one that carries an error code.
+        counter(METRIC.contextSummaries).add(1, {
+          [ATTR.stage]: stage,
+          [ATTR.errorCode]: signal.aborted ? 'timeout' : 'provider-failed',
+        });
+        return false;
+      } finally {
+        span.end();
+      }
+    }
+
+    ctx.subscribe(channels.turn, (turn, meta) => {
+      if (turn.kind !== 'end' || turn.text.trim() === '') return;
+      save(upsert(doc.entries, { turnId: turn.turnId, role: 'user', content: turn.text }), meta.context);
     });
-  });
 
-  return {
-    stop: async () => {
-      await writing;
-    },
+    ctx.subscribe(channels.tool, (exchange, meta) => {
+      save(addToolExchange(doc.entries, exchange, opts.toolResultChars), meta.context);
+    });
+
+    ctx.subscribe(channels.playout, (p, meta) => {
+      if (!p.done) return;
+      const entry: HistoryEntry = {
+        turnId: p.turnId,
+        role: 'assistant',
+        content: p.spokenText,
+        ...(p.interrupted ? { interrupted: true } : {}),
+      };
+      save(upsert(doc.entries, entry), meta.context);
+    });
+
+    // A reclaimed session may have been left over the threshold by an owner that died mid-summary.
+    maybeSummarize();
+
+    return {
+      stop: async () => {
+        await summarizing;
+        await writing;
+      },
+    };
   };
 }

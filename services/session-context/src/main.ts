@@ -1,25 +1,14 @@
-import { runService, stateKey } from '@va/actor';
-import { BUCKETS, requests } from '@va/protocol';
-import { ATTR, SPAN, withStageSpan } from '@va/telemetry';
-import { createContextActor, HISTORY_STATE } from './actor.js';
-import { selectMessages, type HistoryEntry } from './history.js';
+import { parseEnv, runService } from '@va/actor';
+import { createLogger } from '@va/telemetry';
+import { contextActor } from './actor.js';
+import { serveContext } from './context-server.js';
+import { ContextEnv, STAGE } from './options.js';
+import { summarizerFromEnv } from './summarizer.js';
 
-const STAGE = 'session-context';
+const options = parseEnv(ContextEnv);
+const summarizer = summarizerFromEnv(process.env, options, createLogger(STAGE));
 
-const { bus } = await runService({ stage: STAGE, createActor: createContextActor });
+const { bus } = await runService({ stage: STAGE, createActor: contextActor({ ...options, summarizer }) });
 
-// ctx.get is answered by any instance (queue group): the history is read from KV, not from the owner's memory.
-const state = await bus.kv(BUCKETS.state);
-bus.serve(
-  requests.ctxGet,
-  (req, meta) =>
-    withStageSpan(SPAN.contextGet, { parent: meta.context, sessionId: req.sessionId, stage: STAGE }, async (span) => {
-      const entry = await state.get(stateKey(STAGE, req.sessionId, HISTORY_STATE));
-      const history = entry?.operation === 'PUT' ? entry.json<HistoryEntry[]>() : [];
-      const messages = selectMessages(history, req.maxTokens, req.beforeTurnId);
-      if (req.beforeTurnId) span.setAttribute(ATTR.turnId, req.beforeTurnId);
-      span.setAttribute(ATTR.messages, messages.length);
-      return { messages, summary: null };
-    }),
-  { queue: STAGE },
-);
+// ctx.get is answered by any instance (queue group), from its in-memory copy of every session's history.
+await serveContext(bus, { stage: STAGE });
