@@ -135,7 +135,13 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       // The harness reads the services' info lines (started, session opened): never quieter than info.
       LOG_LEVEL: 'info',
       ...(llms.length === 2
-        ? { FAST_LLM_BASE_URL: llms[0]!.url, DEEP_LLM_BASE_URL: llms[1]!.url, LLM_MODEL: LOCAL_MODEL_ID }
+        ? {
+            FAST_LLM_BASE_URL: llms[0]!.url,
+            DEEP_LLM_BASE_URL: llms[1]!.url,
+            // session-context's summaries: background work, the small (fast) server is enough.
+            SUMMARY_LLM_BASE_URL: llms[0]!.url,
+            LLM_MODEL: LOCAL_MODEL_ID,
+          }
         : {}),
       ...opts.env,
     };
