@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { measureBusHop } from './bus-hop.js';
+import { measureCtxGet } from './ctx-get.js';
 import { rowsMarkdown } from './markdown.js';
 import { ensurePeerInstalled, runLivekitPeer } from './peer.js';
 import { distributionSvg, type Series } from './plot.js';
@@ -57,6 +58,21 @@ const hop = await measureBusHop(quick ? 2000 : 10_000);
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
 log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(hop.p99)} µs over ${hop.count}`);
+
+const ctxGet = await measureCtxGet(quick ? 20 : 50, quick ? 20 : 40);
+for (const stat of ['p50', 'p99'] as const) {
+  rows.push({
+    name: 'ctx_get_ms',
+    profile: 'none',
+    sessions: ctxGet.sessions,
+    stat,
+    value: round(ctxGet[stat], 2),
+    unit: 'ms',
+  });
+}
+log(
+  `ctx.get round trip (${ctxGet.sessions} sessions × ${ctxGet.turns} turns): p50 ${round(ctxGet.p50, 2)} ms, p99 ${round(ctxGet.p99, 2)} ms over ${ctxGet.count}`,
+);
 
 const e2eOf = (turns: TurnMeasure[]) => turns.map((t) => t.e2eMs);
 for (const [profile, sessions, turns] of latencyRuns) {
