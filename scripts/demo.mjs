@@ -37,7 +37,9 @@ const number = (name) => {
 
 const script = values.script ? JSON.parse(await readFile(values.script, 'utf8')) : BUILT_IN_SCRIPT;
 const passthrough = Object.fromEntries(
-  Object.entries(process.env).filter(([k, v]) => v !== undefined && /^(FAST_|DEEP_|SUMMARY_)?LLM_|_PROVIDER$|^TOOLS$|^TOOL_|^TTS_FILLER/.test(k)),
+  Object.entries(process.env).filter(
+    ([k, v]) => v !== undefined && /^(FAST_|DEEP_|SUMMARY_)?LLM_|_PROVIDER$|^TOOLS$|^TOOL_|^TTS_FILLER/.test(k),
+  ),
 );
 console.log('voice-agent demo: seven services, each its own process, on nats-server; offline providers.');
 if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL) {
@@ -65,6 +67,8 @@ for (const [i, t] of report.turns.entries()) {
       `  heard       : ${t.playedText} (agent audio stopped ${t.bargeInStopMs ?? '–'} ms after the user began)`,
     );
   if (t.resumes > 0) console.log(`  resumed after ${t.resumes} false interruption(s)`);
+  for (const tool of t.tools) console.log(`  tool        : ${tool.name} (${tool.outcome}, ${tool.durationMs} ms)`);
+  if (t.filler) console.log('  filler      : played (the answer was late)');
   console.log(
     `  voice-to-voice ${t.e2eMs ?? '–'} ms · end of turn after ${t.eouDelayMs ?? '–'} ms · opener→answer gap ${t.gapMs ?? '–'} ms · trace ${t.traceId}`,
   );

@@ -34,6 +34,10 @@ export interface ReportTurn {
   firstAudioMs: number | null;
   /** Silence between the opener's end and the answer's start (null when either is missing). */
   gapMs: number | null;
+  /** A filler was played because the answer was late. */
+  filler: boolean;
+  /** The deep responder's tool calls in this turn: name, outcome, duration. */
+  tools: { name: string; outcome: string; durationMs: number }[];
   spans: ReportSpan[];
 }
 
@@ -93,6 +97,15 @@ export function buildReport(
       e2eMs: t.e2eMs,
       firstAudioMs: t.firstAudioMs,
       gapMs,
+      filler: segs.some((s) => s.source === 'filler'),
+      tools: mine
+        .filter((s) => s.name === SPAN.tool)
+        .sort((a, b) => a.startMs - b.startMs)
+        .map((s) => ({
+          name: String(s.attributes[ATTR.toolName]),
+          outcome: String(s.attributes[ATTR.toolOutcome]),
+          durationMs: Math.round(s.durationMs),
+        })),
       spans: mine
         .map((s) => ({
           name: s.name,

@@ -13,11 +13,13 @@ const SCRIPT = {
     { say: 'the weather is nice today', pauseMs: 600 },
     { say: 'set an alarm for seven in the morning', pauseMs: 600 },
     { say: 'i would like to go hiking with my two children', pauseMs: 600 },
+    // Answered through the deep responder's local-time tool.
+    { say: 'what time is it', pauseMs: 600 },
   ],
 };
 
 describe('a voice conversation through seven processes', () => {
-  it('hears each turn, answers with an opener then the answer, and traces each turn across all seven services', async () => {
+  it('hears each turn, answers with an opener then the answer (once via a tool), and traces each turn across all seven services', async () => {
     const outDir = join(tmpdir(), `va-e2e-${process.pid}`);
     const { report, summary, spans, stages, exits } = await runConversation({
       script: SCRIPT,
@@ -42,7 +44,7 @@ describe('a voice conversation through seven processes', () => {
     // SIGTERM drains every stage cleanly.
     for (const [stage, exit] of Object.entries(exits)) expect(exit, stage).toEqual({ code: 0, signal: null });
 
-    expect(report.turns).toHaveLength(3);
+    expect(report.turns).toHaveLength(4);
     const agent = readWav(await readFile(summary.agentWav));
     for (const [i, turn] of report.turns.entries()) {
       expect(turn.userText).toBe(SCRIPT.turns[i]!.say);
@@ -95,6 +97,11 @@ describe('a voice conversation through seven processes', () => {
     const sorted = [...summary.segments].sort((a, b) => a.startMs - b.startMs);
     for (let i = 1; i < sorted.length; i++) expect(sorted[i]!.startMs).toBeGreaterThanOrEqual(sorted[i - 1]!.endMs);
     // Every turn's trace is distinct.
-    expect(new Set(report.turns.map((t) => t.traceId)).size).toBe(3);
+    expect(new Set(report.turns.map((t) => t.traceId)).size).toBe(4);
+    // The last question was answered with the tool's result: one `tool` span in its trace, the time in the answer.
+    const timeTurn = report.turns[3]!;
+    expect(timeTurn.tools).toEqual([{ name: 'get_local_time', outcome: 'ok', durationMs: expect.any(Number) }]);
+    expect(timeTurn.answer).toMatch(/\d{1,2}:\d{2} [AP]M/);
+    for (const t of report.turns.slice(0, 3)) expect(t.tools).toEqual([]);
   }, 180_000);
 });
