@@ -39,7 +39,9 @@ type SpanContext = Link['context'];
  * Keeps one session's history in KV: the user's turn as the turn detector closed it, the deep responder's tool
  * rounds, and the assistant's turn as the gateway reports it was really played (opener + answer, cut where the
  * user barged in). Older messages are folded into a summary in the background. This actor is the only writer;
- * every instance serves ctx.get from its cache of what was written (cache.ts).
+ * every instance serves ctx.get from its cache of what was written (cache.ts). The state bucket is file-backed
+ * JetStream (nats.js KV's default storage, which bus.kv() keeps), so the history outlives restarts of this
+ * service and of nats-server; the instance that re-claims the session reads it back.
  */
 export function contextActor(opts: ContextActorOptions): ActorFactory {
   const stage = opts.stage ?? STAGE;

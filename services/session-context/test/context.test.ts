@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ActorHost, closeSession, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
 import { BUCKETS, channels, requests, sessionId, type CtxGetReply, type SessionId } from '@va/protocol';
@@ -171,8 +171,12 @@ beforeAll(async () => {
   client = await Bus.connect({ stage: 'test-client', servers: nats.url });
 });
 
-afterAll(async () => {
+// A test that failed half-way must not leave an instance that claims the next test's sessions.
+afterEach(async () => {
   for (const i of [...running]) await i.stop();
+});
+
+afterAll(async () => {
   await client?.drain();
   await shutdownTelemetry();
   collector?.closeAllConnections();
