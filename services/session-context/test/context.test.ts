@@ -264,16 +264,19 @@ describe('session-context', () => {
 
   it('keeps the whole history across a crash and restart of session-context mid-conversation', async () => {
     const opts = { keepRecent: 4, summarizeAfter: 6 };
-    const first = await startInstance(llmSummarizer(numberingLlm(20), CONTEXT_DEFAULTS), opts);
+    const llm = numberingLlm(20);
+    const first = await startInstance(llmSummarizer(llm, CONTEXT_DEFAULTS), opts);
     const sid = await open('ctx-restart');
     // The bucket is file-backed JetStream (nats.js KV's default storage; bus.kv() does not override it).
     const status = await (await client.kv(BUCKETS.state)).status();
     expect(status.streamInfo.config.storage).toBe('file');
 
     for (let n = 1; n <= 10; n++) publishTurn(sid, n);
+    // Crash once the summaries have settled, so what KV holds at the crash is known.
     const before = await waitFor(async () => {
       const r = await get(sid);
-      return lastContent(r) === 'answer 10, said in full' && r.summary !== null ? r : undefined;
+      const settled = llm.calls.length === llm.completed && r.messages.length <= opts.summarizeAfter;
+      return lastContent(r) === 'answer 10, said in full' && r.summary !== null && settled ? r : undefined;
     });
     expect(ownerOf(sid)).toBe(first);
 
@@ -414,21 +417,36 @@ describe('session-context', () => {
     };
     const instance = await startInstance(flaky, { keepRecent: 4, summarizeAfter: 6 });
     const sid = await open('ctx-flaky');
-    for (let n = 1; n <= 4; n++) publishTurn(sid, n);
+    // Six messages stay under the threshold; the seventh (turn 4's question) starts the run that fails.
+    for (let n = 1; n <= 3; n++) publishTurn(sid, n);
+    client.publish(channels.turn, sid, {
+      turnId: 't4',
+      kind: 'end',
+      text: 'question 4 about topic 4',
+      eouProb: 1,
+      speechEndMs: 1,
+    });
     await waitFor(() => calls === 1, { message: 'first summary attempted' });
     const failed = await waitFor(async () => {
       const r = await get(sid);
-      return lastContent(r) === 'answer 4, said in full' ? r : undefined;
+      return lastContent(r) === 'question 4 about topic 4' ? r : undefined;
     });
     expect(failed.summary).toBeNull();
-    expect(failed.messages).toHaveLength(8);
-    publishTurn(sid, 5);
+    expect(failed.messages).toHaveLength(7);
+    // The next message stored triggers the retry.
+    client.publish(channels.playout, sid, {
+      turnId: 't4',
+      playedMs: 1,
+      spokenText: 'answer 4, said in full',
+      done: true,
+      interrupted: false,
+    });
     const ok = await waitFor(async () => {
       const r = await get(sid);
-      return r.summary !== null && lastContent(r) === 'answer 5, said in full' ? r : undefined;
+      return r.summary !== null && lastContent(r) === 'answer 4, said in full' ? r : undefined;
     });
     expect(calls).toBe(2);
-    expect([...turnsKnown(ok)].sort((x, y) => x - y)).toEqual(range(1, 5));
+    expect([...turnsKnown(ok)].sort((x, y) => x - y)).toEqual(range(1, 4));
     const failures = await waitFor(() => {
       const s = spans.filter((x) => x.name === SPAN.contextSummarize && x.attributes[ATTR.sessionId] === sid);
       return s.length >= 2 ? s : undefined;
