@@ -50,20 +50,32 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
     const stored = await ctx.state.get<unknown>(HISTORY_STATE);
     let doc: HistoryDoc = (stored === undefined ? undefined : parseDoc(stored)) ?? EMPTY_DOC;
     if (stored !== undefined && doc === EMPTY_DOC) ctx.log.warn('unreadable history in KV: starting afresh');
-    let writing = Promise.resolve();
+    let writing: Promise<void> | undefined;
+    let dirty = false;
     let summarizing: Promise<void> | undefined;
     /** The turn that last asked for a summary: the summarize trace links to it. */
     let trigger: SpanContext | undefined;
 
+    /**
+     * One write in flight at a time, always of the latest document: changes made while a write is in flight are
+     * written together by the next one (KV and every instance's cache see fewer, never older, versions).
+     */
     const persist = () => {
-      // Documents are never mutated (every change makes a new one), so this reference is a snapshot.
-      const snapshot = doc;
-      // Writes are chained so KV always ends with the latest snapshot.
-      writing = writing
-        .then(() => ctx.state.put(HISTORY_STATE, snapshot))
-        .catch((err: unknown) => ctx.log.error({ err }, 'history write failed'));
-      void ctx.track(writing);
+      dirty = true;
+      writing ??= ctx.track(flush());
     };
+    async function flush(): Promise<void> {
+      while (dirty) {
+        dirty = false;
+        try {
+          await ctx.state.put(HISTORY_STATE, doc);
+        } catch (err) {
+          // The next change writes the whole document again.
+          ctx.log.error({ err }, 'history write failed');
+        }
+      }
+      writing = undefined;
+    }
 
     const save = (entries: HistoryEntry[], parent: Context) => {
       doc = { ...doc, entries };
