@@ -162,6 +162,10 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
     // A reclaimed session may have been left over the threshold by an owner that died mid-summary.
     maybeSummarize();
 
+    // A new session's (empty) document is written at once, so every instance's cache has it before the first
+    // turn asks: the first ctx.get is a cache hit, not a KV read.
+    if (stored === undefined) persist();
+
     return {
       stop: async () => {
         await summarizing;

@@ -14,7 +14,15 @@ export interface ContextServer {
  * Answers ctx.get on this instance (one queue group: any instance answers any session) from the in-memory
  * cache, cut to the request's token budget.
  */
-export async function serveContext(bus: Bus, opts: { stage?: string; log?: Logger } = {}): Promise<ContextServer> {
+export async function serveContext(
+  bus: Bus,
+  opts: {
+    stage?: string;
+    log?: Logger;
+    /** Called with each request's time in this service (ms), without transport: what benchmarks report. */
+    onServed?: (ms: number) => void;
+  } = {},
+): Promise<ContextServer> {
   const stage = opts.stage ?? STAGE;
   const cache = await ContextCache.open(bus, { stage, ...(opts.log ? { log: opts.log } : {}) });
   const sub: BusSubscription = bus.serve(
@@ -32,7 +40,9 @@ export async function serveContext(bus: Bus, opts: { stage?: string; log?: Logge
           [ATTR.hasSummary]: reply.summary !== null,
           [ATTR.cacheHit]: hit,
         });
-        histogram(METRIC.contextGet).record(performance.now() - started, { [ATTR.stage]: stage, [ATTR.cacheHit]: hit });
+        const ms = performance.now() - started;
+        histogram(METRIC.contextGet).record(ms, { [ATTR.stage]: stage, [ATTR.cacheHit]: hit });
+        opts.onServed?.(ms);
         return reply;
       }),
     { queue: stage },
