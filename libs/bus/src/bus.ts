@@ -322,7 +322,9 @@ export class Bus {
     };
     const parsed = parseSessionSubject(subject);
     const target = parsed ? channels.error.subject(parsed.sessionId) : channels.errorGlobal.subject;
-    this.nc.publish(target, encoder.encode(JSON.stringify(event)));
+    // A handler that fails while the connection closes cannot report on the bus: log it instead of throwing.
+    if (this.nc.isClosed()) this.log.warn({ event }, 'error event not published: connection closed');
+    else this.nc.publish(target, encoder.encode(JSON.stringify(event)));
     return event;
   }
 

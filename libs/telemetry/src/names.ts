@@ -80,6 +80,8 @@ export const ATTR = {
   /** session-context: whether a summary was returned; messages folded into the summary by one summarize run. */
   hasSummary: 'va.context.has_summary',
   summarizedMessages: 'va.context.summarized_messages',
+  /** session-context: how a summarize run ended (ok, timeout, error). */
+  summaryOutcome: 'va.context.summary_outcome',
   /** session-context: ctx.get served from the in-memory cache (true) or read from KV (false). */
   cacheHit: 'va.context.cache_hit',
   subject: 'messaging.destination.name',

@@ -122,17 +122,16 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
         if (ctx.signal.aborted) return false;
         doc = applyFold(doc, folded, summary);
         persist();
-        counter(METRIC.contextSummaries).add(1, { [ATTR.stage]: stage });
+        span.setAttribute(ATTR.summaryOutcome, 'ok');
+        counter(METRIC.contextSummaries).add(1, { [ATTR.stage]: stage, [ATTR.summaryOutcome]: 'ok' });
         return true;
       } catch (err) {
         if (ctx.signal.aborted) return false;
         recordError(span, err);
         ctx.log.warn({ err, messages: folded.length }, 'summary failed: retried at the next turn');
-        // No outcome attribute exists in names.ts: a failed run is the one that carries an error code.
-        counter(METRIC.contextSummaries).add(1, {
-          [ATTR.stage]: stage,
-          [ATTR.errorCode]: signal.aborted ? 'timeout' : 'provider-failed',
-        });
+        const outcome = signal.aborted ? 'timeout' : 'error';
+        span.setAttribute(ATTR.summaryOutcome, outcome);
+        counter(METRIC.contextSummaries).add(1, { [ATTR.stage]: stage, [ATTR.summaryOutcome]: outcome });
         return false;
       } finally {
         span.end();

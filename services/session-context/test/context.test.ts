@@ -248,6 +248,7 @@ describe('session-context', () => {
       expect(s.links.length).toBe(1);
       expect(turnTraces.get(s.links[0]!.traceId), 'linked to the turn that triggered it').toBe(s.links[0]!.spanId);
       expect(Number(s.attributes[ATTR.summarizedMessages])).toBeGreaterThan(0);
+      expect(s.attributes[ATTR.summaryOutcome]).toBe('ok');
     }
     const getSpan = all.gets[0]!;
     expect(getSpan.parentSpanId).toBe(turnSpan.spanContext().spanId);
@@ -452,6 +453,7 @@ describe('session-context', () => {
       return s.length >= 2 ? s : undefined;
     });
     expect(failures.filter((s) => s.statusCode === 2)).toHaveLength(1);
+    expect(failures.map((s) => s.attributes[ATTR.summaryOutcome]).sort()).toEqual(['error', 'ok']);
     await close(sid, instance);
     await instance.stop();
   });
