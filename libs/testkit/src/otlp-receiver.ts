@@ -18,6 +18,8 @@ export interface ReceivedSpan {
   statusCode?: number;
   kind?: number;
   events: ReceivedSpanEvent[];
+  /** Span links (e.g. work in its own trace that points back at the turn that caused it). */
+  links: { traceId: string; spanId: string }[];
 }
 
 export interface ReceivedSpanEvent {
@@ -69,6 +71,7 @@ interface OtlpSpan {
   endTimeUnixNano?: string | number;
   attributes?: OtlpKeyValue[];
   events?: { name?: string; timeUnixNano?: string | number; attributes?: OtlpKeyValue[] }[];
+  links?: { traceId?: string; spanId?: string }[];
   status?: { code?: number };
 }
 interface OtlpTracesRequest {
@@ -142,6 +145,7 @@ export function flattenTraces(body: OtlpTracesRequest): ReceivedSpan[] {
             timeMs: nanosToMs(e.timeUnixNano),
             attributes: decodeAttributes(e.attributes),
           })),
+          links: (span.links ?? []).map((l) => ({ traceId: idToHex(l.traceId), spanId: idToHex(l.spanId) })),
         });
       }
     }

@@ -1,55 +1,19 @@
-import { createServer, type Server } from 'node:http';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ActorHost, closeSession, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
 import { BUCKETS, channels, requests, sessionId, type CtxGetReply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ATTR, contextOf, shutdownTelemetry, SPAN, startStageSpan, startTelemetry, type Context } from '@va/telemetry';
-import { flattenTraces, startNatsServer, waitFor, type NatsServerHandle, type ReceivedSpan } from '@va/testkit';
+import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { contextActor } from '../src/actor.js';
 import { serveContext, type ContextServer } from '../src/context-server.js';
 import { replyTokens } from '../src/history.js';
 import { CONTEXT_DEFAULTS, STAGE, type ContextOptions } from '../src/options.js';
 import { llmSummarizer, type Summarizer } from '../src/summarizer.js';
 
-// ---- spans: a tiny OTLP/JSON collector that keeps span links too (the testkit receiver drops them) ----------
+// ---- spans, links included ----------------------------------------------------------------------------------
 
-interface LinkedSpan extends ReceivedSpan {
-  links: { traceId: string; spanId: string }[];
-}
-const hex = (id: string | undefined) =>
-  !id ? '' : /^[0-9a-f]+$/i.test(id) ? id.toLowerCase() : Buffer.from(id, 'base64').toString('hex');
-const spans: LinkedSpan[] = [];
-let collector: Server;
-
-async function startCollector(): Promise<string> {
-  collector = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      let raw = Buffer.concat(chunks);
-      if (req.headers['content-encoding'] === 'gzip') raw = gunzipSync(raw);
-      if (req.url?.startsWith('/v1/traces')) {
-        type RawSpan = { links?: { traceId?: string; spanId?: string }[] };
-        const body = JSON.parse(raw.toString('utf8')) as {
-          resourceSpans?: { scopeSpans?: { spans?: RawSpan[] }[] }[];
-        };
-        const rawSpans = (body.resourceSpans ?? []).flatMap((r) => (r.scopeSpans ?? []).flatMap((s) => s.spans ?? []));
-        flattenTraces(body as Parameters<typeof flattenTraces>[0]).forEach((span, i) =>
-          spans.push({
-            ...span,
-            links: (rawSpans[i]?.links ?? []).map((l) => ({ traceId: hex(l.traceId), spanId: hex(l.spanId) })),
-          }),
-        );
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
-  const address = collector.address();
-  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-}
+let otlp: OtlpReceiver;
 
 // ---- session-context instances on a real nats-server -------------------------------------------------------
 
@@ -167,7 +131,8 @@ function numberingLlm(ttftMs: number): FakeLLM {
 
 beforeAll(async () => {
   nats = await startNatsServer();
-  startTelemetry({ serviceName: STAGE, endpoint: await startCollector(), spanExportDelayMs: 50 });
+  otlp = await startOtlpReceiver();
+  startTelemetry({ serviceName: STAGE, endpoint: otlp.endpoint, spanExportDelayMs: 50 });
   client = await Bus.connect({ stage: 'test-client', servers: nats.url });
 });
 
@@ -179,8 +144,7 @@ afterEach(async () => {
 afterAll(async () => {
   await client?.drain();
   await shutdownTelemetry();
-  collector?.closeAllConnections();
-  await new Promise((resolve) => collector?.close(resolve));
+  await otlp?.stop();
   await nats?.stop();
 });
 
@@ -238,6 +202,7 @@ describe('session-context', () => {
     const traced = await get(sid, 200, { context: contextOf(turnSpan) });
     turnSpan.end();
     const all = await waitFor(() => {
+      const spans = otlp.spans();
       const summarize = spans.filter((s) => s.name === SPAN.contextSummarize && s.attributes[ATTR.sessionId] === sid);
       const gets = spans.filter((s) => s.name === SPAN.contextGet && s.traceId === turnSpan.spanContext().traceId);
       return summarize.length >= llm.completed && gets.length > 0 ? { summarize, gets } : undefined;
@@ -449,7 +414,7 @@ describe('session-context', () => {
     expect(calls).toBe(2);
     expect([...turnsKnown(ok)].sort((x, y) => x - y)).toEqual(range(1, 4));
     const failures = await waitFor(() => {
-      const s = spans.filter((x) => x.name === SPAN.contextSummarize && x.attributes[ATTR.sessionId] === sid);
+      const s = otlp.spans().filter((x) => x.name === SPAN.contextSummarize && x.attributes[ATTR.sessionId] === sid);
       return s.length >= 2 ? s : undefined;
     });
     expect(failures.filter((s) => s.statusCode === 2)).toHaveLength(1);
