@@ -1,6 +1,6 @@
-import { ActorHost, openSession, type ActorFactory } from '@va/actor';
+import { ActorContext, ActorHost, openSession, type ActorFactory } from '@va/actor';
 import { Bus } from '@va/bus';
-import { sessionId as parseSessionId, type SessionConfig, type SessionId } from '@va/protocol';
+import { BUCKETS, sessionId as parseSessionId, type SessionConfig, type SessionId } from '@va/protocol';
 import type { z } from 'zod';
 import { startNatsServer, type NatsServerHandle } from '@va/testkit';
 
@@ -45,4 +45,19 @@ export async function startStagesInProcess(stages: readonly StageUnderTest[]): P
       await nats.stop();
     },
   };
+}
+
+/**
+ * One session's actor context outside any host, following the session's control channel: for a stage a test
+ * drives itself (the gateway, whose clock the test ticks).
+ */
+export async function detachedActorContext(
+  bus: Bus,
+  sessionId: SessionId,
+  stage: string,
+  config: SessionConfig = { sampleRate: 16000, language: 'en-US' },
+): Promise<ActorContext> {
+  const ctx = new ActorContext(sessionId, config, stage, bus, await bus.kv(BUCKETS.state), false, bus.log);
+  ctx.followControl();
+  return ctx;
 }

@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ActorContext } from '@va/actor';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { detachedActorContext, startStagesInProcess, type InProcessStages } from '@va/harness';
 import {
-  BUCKETS,
   channels,
   requests,
   type ChatMessage,
@@ -102,16 +100,7 @@ async function rig(opts: { opener?: string; fastTtftMs: number; deepTtftMs: numb
   client.serve(requests.ctxGet, () => ({ messages: [], summary: null }), { queue: 'session-context' });
   const sid = await stages.open(`handoff-${Math.random().toString(36).slice(2, 8)}`);
 
-  const ctx = new ActorContext(
-    sid,
-    { sampleRate: 16000, language: 'en-US' },
-    'media-gateway',
-    client,
-    await client.kv(BUCKETS.state),
-    false,
-    client.log,
-  );
-  ctx.followControl();
+  const ctx = await detachedActorContext(client, sid, 'media-gateway');
   const gateway = new GatewaySession(ctx, 16000);
   // The transport's clock: one 20 ms frame per tick, in real time.
   const clock = setInterval(() => gateway.tick(new Int16Array(320)), 20);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorContext } from '@va/actor';
+import { detachedActorContext } from '@va/harness';
 import { Bus } from '@va/bus';
-import { BUCKETS, channels, ErrorEvent, sessionId, subjects, type Playout, type SessionId } from '@va/protocol';
+import { channels, ErrorEvent, sessionId, subjects, type Playout, type SessionId } from '@va/protocol';
 import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { GatewaySession } from '../src/actor.js';
@@ -29,16 +29,7 @@ afterAll(async () => {
 
 async function gateway(id: string): Promise<{ sid: SessionId; session: GatewaySession; playouts: Playout[] }> {
   const sid = sessionId(id);
-  const ctx = new ActorContext(
-    sid,
-    { sampleRate: 16000, language: 'en-US' },
-    'media-gateway',
-    bus,
-    await bus.kv(BUCKETS.state),
-    false,
-    bus.log,
-  );
-  ctx.followControl();
+  const ctx = await detachedActorContext(bus, sid, 'media-gateway');
   const session = new GatewaySession(ctx, 16000);
   const playouts: Playout[] = [];
   client.subscribe(channels.playout, sid, (p) => void playouts.push(p));
