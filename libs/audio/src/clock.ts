@@ -27,4 +27,14 @@ export class FrameClock {
   now(): number {
     return this.endMs + (Date.now() - this.arrivedAt);
   }
+
+  /**
+   * How far the stream has been heard: the newest frame's end, plus at most `aheadMs` while frames keep coming.
+   * A consumer that falls behind (frames queued, not yet processed) must not count the unheard audio as silence;
+   * once no frame has come for `stallMs` the input has stopped, and the wall clock is the only clock left.
+   */
+  heard(aheadMs: number, stallMs: number): number {
+    const since = Date.now() - this.arrivedAt;
+    return this.endMs + (since >= stallMs ? since : Math.min(since, aheadMs));
+  }
 }

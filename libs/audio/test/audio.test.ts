@@ -14,6 +14,20 @@ describe('FrameClock', () => {
     vi.advanceTimersByTime(50);
     expect(clock.now()).toBe(470);
   });
+
+  it('counts as heard at most one frame past the newest while frames flow, the wall clock once they stop', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const clock = new FrameClock();
+    clock.observe(400, 320, 16000);
+    vi.advanceTimersByTime(10);
+    expect(clock.heard(20, 250)).toBe(430);
+    // A consumer 200 ms behind its frames has not heard those 200 ms: they may hold speech.
+    vi.advanceTimersByTime(190);
+    expect(clock.heard(20, 250)).toBe(440);
+    // No frame for 250 ms: the input stopped, and silence is all there is.
+    vi.advanceTimersByTime(50);
+    expect(clock.heard(20, 250)).toBe(670);
+  });
 });
 
 describe('PCM helpers', () => {

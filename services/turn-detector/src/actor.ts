@@ -34,6 +34,10 @@ const FINAL_COVER_MS = 300;
  */
 const PREVIEW_MIN_SCORE = 0.5;
 
+/** Between frames, quiet may be assumed for about one frame; after this long without frames, the input stopped. */
+const HEARD_AHEAD_MS = 20;
+const INPUT_STALL_MS = 250;
+
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 }
@@ -192,7 +196,8 @@ export function turnDetectorActor(
       const said = text();
       const score = eou.score(said);
       const needed = endpointDelayMs(score, opts);
-      const quietFor = clock.now() - endMs;
+      // Quiet that was heard: a detector running behind its frames must not end the turn on audio still queued.
+      const quietFor = clock.heard(HEARD_AHEAD_MS, INPUT_STALL_MS) - endMs;
       const haveFinal =
         lastFinalEndMs >= endMs - FINAL_COVER_MS && lastFinalEndMs <= endMs + RESUMED_MARGIN_MS && partial === '';
       if ((haveFinal && quietFor >= needed) || quietFor >= opts.maxDelayMs) return emitTurnEnd(endMs, score);
