@@ -1,4 +1,5 @@
 export * from './types.js';
+export * from './errors.js';
 export * from './registry.js';
 export * from './stt/index.js';
 export * from './llm/index.js';

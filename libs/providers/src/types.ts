@@ -24,7 +24,16 @@ export interface TranscriptEvent {
   endMs: number;
 }
 
-export interface STT {
+/**
+ * Opens what the next call will use (a WebSocket, a TLS connection in a keep-alive agent) so the first turn does
+ * not pay for it. Called when a session opens; cheap and safe to call again; never throws (a failed prewarm
+ * just leaves the first call to connect itself).
+ */
+export interface Prewarmable {
+  prewarm?(): Promise<void>;
+}
+
+export interface STT extends Prewarmable {
   readonly provider: string;
   /** The rate the adapter wants; callers resample to it. */
   readonly sampleRate: number;
@@ -68,7 +77,7 @@ export interface LLMUsage {
 export type LLMEvent =
   { type: 'text'; text: string } | { type: 'tool-calls'; calls: ToolCall[] } | { type: 'usage'; usage: LLMUsage };
 
-export interface LLM {
+export interface LLM extends Prewarmable {
   readonly provider: string;
   readonly model: string;
   /** Streams the reply. Throws on provider failure; ends quietly on abort. Text events are never empty. */
@@ -86,7 +95,7 @@ export interface SpeechChunk extends Pcm {
   textOffset: number;
 }
 
-export interface TTS {
+export interface TTS extends Prewarmable {
   readonly provider: string;
   readonly sampleRate: number;
   /**
