@@ -75,7 +75,23 @@ export interface LLMUsage {
  * model has finished writing them); the token usage (once, at the end, when the provider reports it).
  */
 export type LLMEvent =
-  { type: 'text'; text: string } | { type: 'tool-calls'; calls: ToolCall[] } | { type: 'usage'; usage: LLMUsage };
+  | { type: 'text'; text: string }
+  | { type: 'tool-calls'; calls: ToolCall[] }
+  | { type: 'usage'; usage: LLMUsage }
+  | ServedBy;
+
+/**
+ * Which provider answered, when that was decided among several (a fallback chain): sent once, before the first
+ * text or tool calls, with the providers given up on first (for spans and metrics).
+ */
+export interface ServedBy {
+  type: 'served-by';
+  provider: string;
+  model: string;
+  /** Not the first choice: an earlier provider failed, stalled, or was set aside as unhealthy. */
+  fallback: boolean;
+  failovers: { provider: string; reason: 'error' | 'ttft-timeout' | 'unhealthy'; message?: string }[];
+}
 
 export interface LLM extends Prewarmable {
   readonly provider: string;

@@ -9,6 +9,8 @@ import {
   llmFromEnv,
   OpenAICompatibleLLM,
   type FailoverEvent,
+  ProviderError,
+  ProviderHealth,
   textOf,
   type LLM,
 } from '@va/providers';
@@ -270,6 +272,75 @@ describe('OpenAICompatibleLLM: tools, usage, prompt caching', () => {
 });
 
 describe('llmFromEnv and the registry', () => {
+  it('names a provider preset: base URL, key variable and the fields that server takes', () => {
+    const groq = llmFromEnv({ LLM_PROVIDER: 'groq', GROQ_API_KEY: 'gsk_test', LLM_MODEL: 'llama-3.1-8b-instant' });
+    expect(groq).toMatchObject({ provider: 'groq', baseURL: 'https://api.groq.com/openai/v1' });
+    expect(() => llmFromEnv({ LLM_PROVIDER: 'groq', LLM_MODEL: 'm' })).toThrow(/LLM_API_KEY or GROQ_API_KEY/);
+    expect(llmFromEnv({ LLM_PROVIDER: 'ollama', LLM_MODEL: 'llama3.2:1b' })).toMatchObject({
+      provider: 'ollama',
+      baseURL: 'http://127.0.0.1:11434/v1',
+    });
+    expect(() => llmFromEnv({ LLM_PROVIDER: 'skynet', LLM_MODEL: 'm' })).toThrow(/LLM_PROVIDER/);
+    // The key is never part of an error message.
+    expect(() => llmFromEnv({ LLM_PROVIDER: 'groq', GROQ_API_KEY: 'gsk_secret', LLM_MODEL: '' })).toThrow(
+      expect.not.objectContaining({ message: expect.stringContaining('gsk_secret') }),
+    );
+  });
+
+  it('builds a fallback chain from LLM_FALLBACK, and it serves from the next provider when the first fails', async () => {
+    const llm = llmFromEnv(
+      {
+        DEEP_LLM_BASE_URL: broken.url,
+        DEEP_LLM_MODEL: 'primary',
+        DEEP_LLM_MAX_RETRIES: '0',
+        DEEP_LLM_FALLBACK: 'compatible:backup-model',
+        COMPATIBLE_BASE_URL: local.url,
+        DEEP_LLM_TTFT_TIMEOUT_MS: '800',
+      },
+      'DEEP_',
+    );
+    expect(llm).toBeInstanceOf(FallbackLLM);
+    expect(llm.model).toBe('openai/primary > openai/backup-model');
+    const events = [];
+    for await (const e of llm.chat(ASK, {}, never())) events.push(e);
+    expect(events[0]).toMatchObject({ type: 'served-by', model: 'backup-model', fallback: true });
+    expect(events.filter((e) => e.type === 'text').length).toBeGreaterThan(0);
+    expect(() => llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_FALLBACK: 'nope:m' })).toThrow(
+      /unknown provider nope/,
+    );
+  });
+
+  it('surfaces HTTP failures as typed errors: 401 is auth (not retryable), 500 is server, no server is connection', async () => {
+    const unauthorized = await startStubServer((_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            message: 'Incorrect API key provided: sk-abcdefghijklmnop',
+            type: 'invalid_request_error',
+            param: null,
+            code: 'invalid_api_key',
+          },
+        }),
+      );
+    });
+    try {
+      const auth = await collect(openaiAt(unauthorized.url).chat(ASK, {}, never())).catch((e: unknown) => e);
+      expect(auth).toBeInstanceOf(ProviderError);
+      expect(auth).toMatchObject({ kind: 'auth', retryable: false, status: 401 });
+      expect((auth as Error).message).not.toContain('sk-abcdefghijklmnop');
+    } finally {
+      await unauthorized.stop();
+    }
+    expect(await collect(openaiAt(broken.url).chat(ASK, {}, never())).catch((e: unknown) => e)).toMatchObject({
+      kind: 'server',
+      retryable: true,
+    });
+    expect(await collect(openaiAt(deadUrl).chat(ASK, {}, never())).catch((e: unknown) => e)).toMatchObject({
+      kind: 'connection',
+    });
+  });
+
   it('builds from LLM_* with a not-needed key for local servers', () => {
     const llm = llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'tiny' });
     expect(llm).toMatchObject({ provider: 'openai', model: 'tiny', baseURL: local.url });
@@ -374,13 +445,47 @@ describe('FallbackLLM', () => {
     expect(backup.calls).toHaveLength(0);
   });
 
-  it('throws an AggregateError naming every failure when all fail before the first token', async () => {
+  it('throws a ProviderError naming every failure (each kept in its cause) when all fail before the first token', async () => {
     const llm = new FallbackLLM([reply('a', { fail: { error: new Error('first down') } }), openaiAt(deadUrl)], {
       ttftTimeoutMs: 1_000,
     });
     const failure = collect(llm.chat(ASK, {}, never()));
-    await expect(failure).rejects.toBeInstanceOf(AggregateError);
+    await expect(failure).rejects.toBeInstanceOf(ProviderError);
     await expect(failure).rejects.toThrow(/first down.*openai\/local/);
+    const error = (await failure.catch((e: unknown) => e)) as ProviderError;
+    expect(error.cause).toBeInstanceOf(AggregateError);
+    expect((error.cause as AggregateError).errors).toHaveLength(2);
+  });
+
+  it('tells who served and who was given up on, and sets a failed provider aside until it has rested', async () => {
+    let now = 0;
+    const down = reply('never', { fail: { error: new Error('down') } });
+    const backup = reply('backup answer');
+    const llm = new FallbackLLM([down, backup], { ttftTimeoutMs: 1_000, unhealthyMs: 30_000 });
+    // Health on a clock the test moves.
+    Object.defineProperty(llm, 'health', { value: new ProviderHealth(2, 30_000, () => now) });
+    const events = async () => {
+      const out = [];
+      for await (const e of llm.chat(ASK, {}, never())) out.push(e);
+      return out;
+    };
+    const first = await events();
+    expect(first[0]).toEqual({
+      type: 'served-by',
+      provider: 'fake',
+      model: 'backup',
+      fallback: true,
+      failovers: [{ provider: 'fake/never', reason: 'error', message: 'down' }],
+    });
+    expect(down.calls).toHaveLength(1);
+    // Set aside: the next turn goes straight to the backup (the skipped one is named, reason unhealthy).
+    const second = await events();
+    expect(down.calls).toHaveLength(1);
+    expect(second[0]).toMatchObject({ fallback: true, failovers: [{ reason: 'unhealthy' }] });
+    // Rested: tried first again.
+    now += 30_001;
+    await events();
+    expect(down.calls).toHaveLength(2);
   });
 
   it('gives the last LLM no TTFT limit: a slow answer beats none', async () => {

@@ -26,3 +26,6 @@ export const TOOLS_PROMPT =
 
 /** Spoken when a tool failed and the model said nothing about it (its follow-up failed or came back empty). */
 export const TOOL_APOLOGY = "Sorry, I couldn't get that information right now.";
+
+/** Spoken when the answer cannot be generated at all (every LLM provider failed); the session goes on. */
+export const PROVIDER_APOLOGY = "Sorry, I'm having trouble answering right now. Could you ask me again in a moment?";

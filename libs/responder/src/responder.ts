@@ -1,7 +1,7 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { BusRequestError } from '@va/bus';
 import { CANCEL_REASON, channels, requests, type ChatMessage, type ToolCall, type Turn } from '@va/protocol';
-import type { LLM, LLMOptions, LLMUsage } from '@va/providers';
+import type { LLM, LLMOptions, LLMUsage, ServedBy } from '@va/providers';
 import {
   ATTR,
   contextOf,
@@ -43,6 +43,11 @@ export interface ResponderOptions {
   tools?: ToolRegistry;
   /** Tool rounds per turn before the model must answer. Default 3. */
   maxToolRounds?: number;
+  /**
+   * Said when generation fails before any text (every provider down): the user hears why there is no answer.
+   * Unset for the opener: a missing acknowledgement needs no apology.
+   */
+  apologyOnFailure?: string;
 }
 
 /**
@@ -175,6 +180,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
             'provider-failed',
             `${opts.llm.provider}: ${String(err)}`,
           );
+          if (opts.apologyOnFailure && text.trim() === '') emit(opts.apologyOnFailure);
           // Close the stream so tts is not left waiting for a `done` that never comes.
           ctx.publish(channel, { turnId: turn.turnId, seq, delta: '', done: true }, { context: parent });
         }
@@ -199,6 +205,23 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         ctx.endTurn(turn.turnId);
       }
 
+      /** A fallback chain chose a provider: the span says which, and who was given up on. */
+      function servedBy(event: ServedBy): void {
+        span.setAttributes({
+          [ATTR.provider]: event.provider,
+          [ATTR.model]: event.model,
+          [ATTR.fallback]: event.fallback,
+        });
+        for (const f of event.failovers) {
+          span.addEvent(EVENT.failover, { [ATTR.provider]: f.provider, [ATTR.failoverReason]: f.reason });
+          counter(METRIC.fallbacks).add(1, {
+            [ATTR.stage]: opts.stage,
+            [ATTR.provider]: f.provider,
+            [ATTR.failoverReason]: f.reason,
+          });
+        }
+      }
+
       /** One LLM request: its text is streamed out as it comes; tool calls and usage are returned. */
       async function generate(messages: readonly ChatMessage[], llmOptions: LLMOptions) {
         const round = { text: '', deltas: 0, calls: [] as ToolCall[], usage: undefined as LLMUsage | undefined };
@@ -211,8 +234,10 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
             emit(event.text);
           } else if (event.type === 'tool-calls') {
             round.calls.push(...event.calls);
-          } else {
+          } else if (event.type === 'usage') {
             round.usage = event.usage;
+          } else {
+            servedBy(event);
           }
         }
         return round;

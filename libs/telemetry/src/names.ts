@@ -60,6 +60,9 @@ export const ATTR = {
   cancelReason: 'va.cancel_reason',
   /** gateway: user speech start of a barge-in → the last agent frame of that turn played. */
   bargeInStopMs: 'va.barge_in_stop_ms',
+  /** A provider other than the first choice served (fallback chain); the one given up on and why (failover event). */
+  fallback: 'va.fallback',
+  failoverReason: 'va.failover.reason',
   /** gateway: silence between the opener's last frame played and the answer's first (root span). */
   answerGapMs: 'va.answer_gap_ms',
   /** tts / gateway: a filler was spoken because the answer's first audio was late. */
@@ -107,6 +110,8 @@ export const METRIC = {
   /** Preemptive LLM requests cancelled because the committed turn differed, and their (estimated) tokens. */
   preemptiveWasted: 'va.preemptive.wasted_requests',
   preemptiveWastedTokens: 'va.preemptive.wasted_tokens',
+  /** Failovers from one provider to the next (attributes: stage, provider given up on, reason). */
+  fallbacks: 'va.fallbacks',
   /** Silence between the opener and the answer (ms). */
   answerGap: 'va.answer_gap',
   /** Fillers spoken because the answer was late. */
@@ -129,6 +134,8 @@ export const EVENT = {
   preview: 'preview',
   /** On a responder span: its preemptive request was cancelled (the committed turn differed). */
   preemptiveCancel: 'preemptive_cancel',
+  /** On a stage span: a provider was given up on and the next one tried. */
+  failover: 'failover',
   /** On the root span: a filler was played because the answer was late. */
   filler: 'filler',
 } as const;

@@ -1,5 +1,11 @@
 import type { LLM } from '@va/providers';
-import { ANSWER_PROMPT, createResponderActor, type ResponderOptions, type ToolRegistry } from '@va/responder';
+import {
+  ANSWER_PROMPT,
+  createResponderActor,
+  PROVIDER_APOLOGY,
+  type ResponderOptions,
+  type ToolRegistry,
+} from '@va/responder';
 
 export const STAGE = 'deep-responder';
 
@@ -9,6 +15,7 @@ export const DEEP_DEFAULTS = {
   historyTimeoutMs: 400,
   llmOptions: { temperature: 0.7, maxTokens: 300 },
   maxToolRounds: 3,
+  apologyOnFailure: PROVIDER_APOLOGY,
 } satisfies Partial<ResponderOptions>;
 
 export function deepResponder(llm: LLM, tools?: ToolRegistry) {

@@ -1,5 +1,7 @@
 import type { ChatMessage } from '@va/protocol';
-import type { LLM, LLMEvent, LLMOptions } from '../types.js';
+import { ProviderError } from '../errors.js';
+import { ProviderHealth } from '../health.js';
+import type { LLM, LLMEvent, LLMOptions, ServedBy } from '../types.js';
 
 export interface FailoverEvent {
   /** The LLM given up on. */
@@ -16,6 +18,8 @@ export interface FallbackLLMOptions {
   ttftTimeoutMs: number;
   /** Called on every failover (logs, metrics). */
   onFailover?: (event: FailoverEvent) => void;
+  /** A provider that failed is tried only after the others for this long (then it is first again). Default 30 s. */
+  unhealthyMs?: number;
 }
 
 type FirstToken =
@@ -24,24 +28,35 @@ type FirstToken =
 /**
  * Tries LLMs in order. Fails over on an error before the first token or on a first token slower than
  * `ttftTimeoutMs`. Once a token has been yielded the answer is committed to that LLM: a later error propagates,
- * because switching mid-answer would speak two different answers glued together.
+ * because switching mid-answer would speak two different answers glued together. A provider that failed is set
+ * aside for `unhealthyMs` (the next turns start with the others) and then taken back. Which one served, and
+ * who was given up on, is told in a `served-by` event before the first token.
  */
 export class FallbackLLM implements LLM {
   readonly provider = 'fallback';
   readonly model: string;
   readonly #llms: readonly LLM[];
   readonly #opts: FallbackLLMOptions;
+  readonly health: ProviderHealth;
 
   constructor(llms: readonly LLM[], opts: FallbackLLMOptions) {
     if (llms.length === 0) throw new Error('FallbackLLM needs at least one LLM');
     this.#llms = llms;
     this.#opts = opts;
+    this.health = new ProviderHealth(llms.length, opts.unhealthyMs ?? 30_000);
     this.model = llms.map((llm) => `${llm.provider}/${llm.model}`).join(' > ');
+  }
+
+  async prewarm(): Promise<void> {
+    await Promise.all(this.#llms.map((llm) => llm.prewarm?.()));
   }
 
   async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent> {
     const errors: unknown[] = [];
-    for (const [index, llm] of this.#llms.entries()) {
+    const failovers: ServedBy['failovers'] = [];
+    const order = this.health.order();
+    for (const [attemptNo, index] of order.entries()) {
+      const llm = this.#llms[index]!;
       if (signal.aborted) return;
       // Each attempt has its own controller so a slow or abandoned attempt can be cancelled alone.
       const attempt = new AbortController();
@@ -49,10 +64,27 @@ export class FallbackLLM implements LLM {
       signal.addEventListener('abort', forwardAbort, { once: true });
       const stream = llm.chat(messages, opts, attempt.signal)[Symbol.asyncIterator]();
       try {
-        const isLast = index === this.#llms.length - 1;
+        const isLast = attemptNo === order.length - 1;
         const first = await firstToken(stream, isLast ? Infinity : this.#opts.ttftTimeoutMs);
-        if (first.kind === 'done') return;
+        if (first.kind === 'done') {
+          this.health.markServed(index);
+          return;
+        }
         if (first.kind === 'token') {
+          this.health.markServed(index);
+          // Preferred providers that were not even tried (set aside as unhealthy) are given up on too.
+          for (const skipped of this.#llms.slice(0, index)) {
+            if (!failovers.some((f) => f.provider === label(skipped))) {
+              failovers.push({ provider: label(skipped), reason: 'unhealthy' });
+            }
+          }
+          yield {
+            type: 'served-by',
+            provider: llm.provider,
+            model: llm.model,
+            fallback: index !== 0,
+            failovers,
+          };
           yield first.event;
           for (let next = await stream.next(); !next.done; next = await stream.next()) yield next.value;
           return;
@@ -60,7 +92,9 @@ export class FallbackLLM implements LLM {
         if (signal.aborted) return;
         const error =
           first.kind === 'error' ? first.error : new Error(`no first token within ${this.#opts.ttftTimeoutMs} ms`);
-        errors.push(new Error(`${llm.provider}/${llm.model}: ${errorMessage(error)}`, { cause: error }));
+        errors.push(new Error(`${label(llm)}: ${errorMessage(error)}`, { cause: error }));
+        failovers.push({ provider: label(llm), reason: first.kind, message: errorMessage(error) });
+        this.health.markFailed(index);
         this.#opts.onFailover?.({ llm, reason: first.kind, error });
       } finally {
         signal.removeEventListener('abort', forwardAbort);
@@ -69,8 +103,19 @@ export class FallbackLLM implements LLM {
         void Promise.resolve(stream.return?.()).catch(() => undefined);
       }
     }
-    throw new AggregateError(errors, `all LLMs failed before the first token: ${errors.map(errorMessage).join('; ')}`);
+    throw new ProviderError(
+      'fallback',
+      errors.every((e) => e instanceof Error && e.cause instanceof ProviderError && !e.cause.retryable)
+        ? 'bad-request'
+        : 'server',
+      `all LLMs failed before the first token: ${errors.map(errorMessage).join('; ')}`,
+      { cause: new AggregateError(errors) },
+    );
   }
+}
+
+function label(llm: LLM): string {
+  return `${llm.provider}/${llm.model}`;
 }
 
 /**
@@ -81,7 +126,7 @@ async function firstToken(stream: AsyncIterator<LLMEvent>, timeoutMs: number): P
   const read = (async (): Promise<FirstToken> => {
     try {
       for (let next = await stream.next(); !next.done; next = await stream.next()) {
-        if (next.value.type !== 'usage') return { kind: 'token', event: next.value };
+        if (next.value.type === 'text' || next.value.type === 'tool-calls') return { kind: 'token', event: next.value };
       }
       return { kind: 'done' };
     } catch (error) {

@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { ChatMessage, ToolCall } from '@va/protocol';
+import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { LLM, LLMEvent, LLMOptions, ToolSpec } from '../types.js';
 
 export interface OpenAICompatibleLLMOptions {
@@ -28,6 +29,8 @@ export interface OpenAICompatibleLLMOptions {
    * prompt prefix to the same cache; some compatible servers refuse unknown fields. Default: on for OpenAI only.
    */
   promptCacheKey?: boolean;
+  /** Ask for usage in the stream (`stream_options.include_usage`); off for servers that refuse the field. */
+  streamUsage?: boolean;
 }
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
@@ -40,6 +43,8 @@ export class OpenAICompatibleLLM implements LLM {
   readonly #client: OpenAI;
   readonly #maxTokensField: 'max_tokens' | 'max_completion_tokens';
   readonly #promptCacheKey: boolean;
+  readonly #streamUsage: boolean;
+  readonly #apiKey: string;
 
   constructor(opts: OpenAICompatibleLLMOptions) {
     this.provider = opts.provider ?? 'openai';
@@ -47,12 +52,26 @@ export class OpenAICompatibleLLM implements LLM {
     this.baseURL = opts.baseURL ?? OPENAI_DEFAULT_BASE_URL;
     this.#maxTokensField = opts.maxTokensField ?? 'max_tokens';
     this.#promptCacheKey = opts.promptCacheKey ?? this.baseURL === OPENAI_DEFAULT_BASE_URL;
+    this.#streamUsage = opts.streamUsage ?? true;
+    this.#apiKey = opts.apiKey;
     this.#client = new OpenAI({
       baseURL: this.baseURL,
       apiKey: opts.apiKey,
       timeout: opts.timeoutMs ?? 30_000,
       maxRetries: opts.maxRetries ?? 1,
     });
+  }
+
+  /**
+   * Opens the HTTP connection (TLS included) the next request will reuse from the SDK's keep-alive pool: a
+   * `GET /models`, whose answer does not matter.
+   */
+  async prewarm(): Promise<void> {
+    try {
+      await this.#client.models.list({ timeout: 5_000, maxRetries: 0 });
+    } catch {
+      // A failed prewarm only means the first request connects itself.
+    }
   }
 
   async *chat(messages: readonly ChatMessage[], opts: LLMOptions, signal: AbortSignal): AsyncIterable<LLMEvent> {
@@ -64,7 +83,7 @@ export class OpenAICompatibleLLM implements LLM {
           model: this.model,
           messages: messages.map(toOpenAIMessage),
           stream: true,
-          stream_options: { include_usage: true },
+          ...(this.#streamUsage ? { stream_options: { include_usage: true } } : {}),
           ...(opts.temperature === undefined ? {} : { temperature: opts.temperature }),
           ...(opts.maxTokens === undefined ? {} : { [this.#maxTokensField]: opts.maxTokens }),
           ...(opts.tools?.length ? { tools: opts.tools.map(toOpenAITool) } : {}),
@@ -90,13 +109,15 @@ export class OpenAICompatibleLLM implements LLM {
           yield { type: 'tool-calls', calls: [...calls.values()].map((c, i) => ({ ...c, id: c.id || `call_${i}` })) };
           calls.clear();
         }
-        if (chunk.usage) {
-          const cached = chunk.usage.prompt_tokens_details?.cached_tokens;
+        // Groq has sent usage under `x_groq.usage` on the last chunk instead of `usage`.
+        const usage = chunk.usage ?? (chunk as { x_groq?: { usage?: typeof chunk.usage } }).x_groq?.usage;
+        if (usage) {
+          const cached = usage.prompt_tokens_details?.cached_tokens;
           yield {
             type: 'usage',
             usage: {
-              promptTokens: chunk.usage.prompt_tokens,
-              completionTokens: chunk.usage.completion_tokens,
+              promptTokens: usage.prompt_tokens,
+              completionTokens: usage.completion_tokens,
               ...(cached === undefined ? {} : { cachedTokens: cached }),
             },
           };
@@ -107,8 +128,7 @@ export class OpenAICompatibleLLM implements LLM {
     } catch (err) {
       // Our own abort is a normal end (the caller stopped listening), not a provider failure.
       if (signal.aborted) return;
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${this.provider} LLM ${this.model} at ${this.baseURL}: ${message}`, { cause: err });
+      throw toProviderError(this.provider, `LLM ${this.model} at ${this.baseURL}`, err, this.#apiKey);
     }
   }
 }
@@ -141,4 +161,22 @@ function toOpenAIMessage(message: ChatMessage): ChatCompletionMessageParam {
     case 'tool':
       return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
   }
+}
+
+/** An OpenAI SDK failure as a typed error: HTTP status → kind, connection and timeout failures told apart. */
+export function toProviderError(provider: string, what: string, err: unknown, apiKey?: string): ProviderError {
+  const message = redact(err instanceof Error ? err.message : String(err), [apiKey]);
+  if (err instanceof OpenAI.APIConnectionTimeoutError) {
+    return new ProviderError(provider, 'timeout', `${what}: ${message}`, { cause: err });
+  }
+  if (err instanceof OpenAI.APIConnectionError) {
+    return new ProviderError(provider, 'connection', `${what}: ${message}`, { cause: err });
+  }
+  if (err instanceof OpenAI.APIError && typeof err.status === 'number') {
+    return new ProviderError(provider, kindOfStatus(err.status), `${what}: ${message}`, {
+      cause: err,
+      status: err.status,
+    });
+  }
+  return new ProviderError(provider, 'server', `${what}: ${message}`, { cause: err });
 }

@@ -61,7 +61,8 @@ export const DEEPGRAM_STT_DEFAULTS = {
 type Settings = Required<Omit<DeepgramSttOptions, 'baseUrl' | 'logger'>> &
   Pick<DeepgramSttOptions, 'baseUrl' | 'logger'>;
 type Socket = Awaited<ReturnType<DeepgramClient['listen']['v1']['connect']>>;
-type Message = listen.ListenV1Results | listen.ListenV1UtteranceEnd | listen.ListenV1SpeechStarted | listen.ListenV1Metadata;
+type Message =
+  listen.ListenV1Results | listen.ListenV1UtteranceEnd | listen.ListenV1SpeechStarted | listen.ListenV1Metadata;
 
 /** How a link ended: the close the SDK reported and, for a failed handshake or a socket error, the error. */
 interface LinkEnd {
@@ -98,7 +99,8 @@ class Link {
     this.ready.catch(() => {});
     socket.then(
       (s) => this.start(s),
-      (err: unknown) => this.finish({ code: 1006, reason: '', error: err instanceof Error ? err : new Error(String(err)) }),
+      (err: unknown) =>
+        this.finish({ code: 1006, reason: '', error: err instanceof Error ? err : new Error(String(err)) }),
     );
   }
 

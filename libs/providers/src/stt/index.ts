@@ -7,12 +7,7 @@ import { timedSttFromEnv } from './timed.js';
 export { LocalSTT, type LocalSTTOptions } from './local.js';
 export { FakeSTT, fakeSttFromEnv, type FakeResponder, type FakeSttScript, type ScriptedTranscript } from './fake.js';
 export { TimedSTT, TIMED_STT_DEFAULTS, timedSttFromEnv, type TimedSttOptions } from './timed.js';
-export {
-  DeepgramSTT,
-  DEEPGRAM_STT_DEFAULTS,
-  deepgramSttFromEnv,
-  type DeepgramSttOptions,
-} from './deepgram.js';
+export { DeepgramSTT, DEEPGRAM_STT_DEFAULTS, deepgramSttFromEnv, type DeepgramSttOptions } from './deepgram.js';
 export { DEFAULT_MODEL_DIR as POCKETSPHINX_MODEL_DIR } from './worker-protocol.js';
 
 // STT_MODEL_DIR overrides Debian's pocketsphinx-en-us model directory.

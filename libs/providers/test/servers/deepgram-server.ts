@@ -14,8 +14,13 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 export interface DeepgramServerOptions {
   /** The key the server accepts. Default 'test-key'. */
   apiKey?: string;
-  /** What successive utterances say (cycled, across the server's connections). Default ['hello there']. */
+  /** What successive utterances say (cycled). Default ['hello there']. */
   texts?: readonly string[];
+  /**
+   * 'connection' (default): every connection starts at the first text, as independent Deepgram streams would
+   * hear independent audio; 'server': one script across connections (a reconnected stream goes on with it).
+   */
+  textScope?: 'connection' | 'server';
   /** 10 ms frames louder than this are speech. Default −45 dBFS. */
   speechDbfs?: number;
   /** An interim `Results` every this much speech (audio time). Default 200 ms. */
@@ -52,6 +57,8 @@ export interface DeepgramConnection {
   closeCode?: number;
   bytes: number;
   keepAlives: number;
+  /** `type` of every JSON message sent, in order (`Results` as `Results:interim` / `Results:final` / `Results:speech_final`). */
+  sent: string[];
   /** performance.now() of the first audio byte. */
   firstAudioAt?: number;
 }
@@ -132,6 +139,7 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
   const interimEveryMs = opts.interimEveryMs ?? 200;
   const idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
   const segmentMs = opts.segmentMs ?? 0;
+  const textScope = opts.textScope ?? 'connection';
   const faults: DeepgramServerFaults = { ...opts.faults };
   const stats: DeepgramServerStats = {
     connections: 0,
@@ -191,7 +199,14 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
     stats.connections++;
     stats.open++;
     sockets.add(ws);
-    const record: DeepgramConnection = { query, requestedAt, openedAt: performance.now(), bytes: 0, keepAlives: 0 };
+    const record: DeepgramConnection = {
+      query,
+      requestedAt,
+      openedAt: performance.now(),
+      bytes: 0,
+      keepAlives: 0,
+      sent: [],
+    };
     connections.push(record);
 
     const requestId = randomUUID();
@@ -215,9 +230,13 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
       | { startMs: number; lastVoiceMs: number; words: string[]; done: number; segStartMs: number; nextInterimMs: number }
       | undefined;
     let ended = false;
+    let heardHere = 0;
 
-    const send = (msg: object) => {
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(msg));
+    const send = (msg: { type: string; is_final?: boolean; speech_final?: boolean }) => {
+      if (ws.readyState !== ws.OPEN) return;
+      const kind = msg.speech_final ? 'speech_final' : msg.is_final ? 'final' : 'interim';
+      record.sent.push(msg.type === 'Results' ? `Results:${kind}` : msg.type);
+      ws.send(JSON.stringify(msg));
     };
     const results = (
       words: readonly string[],
@@ -290,7 +309,7 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
       const voiced = dbfs > speechDbfs;
       if (voiced) {
         if (!speech) {
-          const text = texts[utterances++ % texts.length]!;
+          const text = texts[(textScope === 'server' ? utterances++ : heardHere++) % texts.length]!;
           speech = {
             startMs,
             lastVoiceMs: endMs,
