@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { concat, durationMs, rmsDbfs, samplesForMs } from '@va/audio';
+import { ProviderError, type ProviderErrorKind } from '../src/errors.js';
 import type { SpeechChunk, TTS } from '../src/types.js';
 
 /** The reply the suite streams, as an LLM would: the first sentence completes inside the third delta. */
@@ -15,6 +16,33 @@ export interface TtsConformanceOptions {
   msPerChar?: [number, number];
   /** Processes the adapter has running (e.g. flite children); checked to be 0 once an aborted stream has ended. */
   liveProcesses?: () => number;
+  /**
+   * Streams the provider side still has running for this adapter (a server's open WebSockets or responses being
+   * streamed); must drop to 0 soon after an aborted or abandoned stream has ended (the provider saw the cancel).
+   */
+  openStreams?: () => number;
+  /**
+   * Adapters whose provider fails (key refused, HTTP 500, stalls, drops the connection), by what goes wrong, with
+   * the error kind expected. Each must throw a typed `ProviderError`, not hang and not a raw SDK/socket error.
+   */
+  failing?: Record<string, { make: () => TTS | Promise<TTS>; kind?: ProviderErrorKind }>;
+  /** Strings that must never appear in an error's message (API keys). */
+  secrets?: readonly string[];
+}
+
+/** Three sentences of clearly different lengths (streamed as two-word deltas). */
+const ORDERED = [
+  'The first one is short.',
+  ' The second sentence is quite a lot longer than the first one, so its audio lasts longer too.',
+  ' Third comes last.',
+] as const;
+
+/** Every delta of `text`, two words at a time (as an LLM streams). */
+function wordDeltas(text: string): string[] {
+  const parts = text.split(/(?<=\s)/);
+  const out: string[] = [];
+  for (let i = 0; i < parts.length; i += 2) out.push(parts.slice(i, i + 2).join(''));
+  return out;
 }
 
 /** Hang guard, not a performance assertion: a broken adapter fails the test instead of stalling the suite. */
@@ -130,6 +158,7 @@ export function describeTtsConformance(name: string, make: () => TTS | Promise<T
       expect(before).toBe(1);
       expect(after).toBe(0);
       if (opts.liveProcesses) expect(opts.liveProcesses()).toBe(0);
+      if (opts.openStreams) await waitUntil(() => opts.openStreams!() === 0, 'the provider to see the cancel', 2_000);
     });
 
     it('gives no chunks for empty or unspeakable input', async () => {
@@ -152,7 +181,68 @@ export function describeTtsConformance(name: string, make: () => TTS | Promise<T
       expect(first).toHaveLength(10);
       expect(first.at(-1)!.textOffset).toBeLessThan(300);
       if (opts.liveProcesses) expect(opts.liveProcesses()).toBe(0);
+      if (opts.openStreams) await waitUntil(() => opts.openStreams!() === 0, 'the provider to see the cancel', 2_000);
     });
+
+    it('speaks sentences in order: each sentence end is reached after about its share of the audio', async () => {
+      const tts = await make();
+      const text = ORDERED.join('');
+      const chunks = await collect(tts, deltas(...wordDeltas(text)));
+      let end = 0;
+      for (const sentence of ORDERED) {
+        end += sentence.length;
+        // Audio up to and including the first chunk that reports this sentence as spoken.
+        const upTo = chunks.findIndex((c) => c.textOffset >= end);
+        expect(upTo, `a chunk reaches offset ${end}`).toBeGreaterThanOrEqual(0);
+        const ms = durationMs(concat(chunks.slice(0, upTo + 1), tts.sampleRate));
+        expect(ms / end, `pace up to offset ${end}`).toBeGreaterThan(minPace);
+        expect(ms / end, `pace up to offset ${end}`).toBeLessThan(maxPace);
+      }
+      expect(chunks.at(-1)!.textOffset).toBe(text.length);
+    });
+
+    it('speaks very long input (30 sentences) to the end, reporting progress all along', async () => {
+      const tts = await make();
+      const numbers = 'one two three four five six seven eight nine ten'.split(' ');
+      const text = Array.from({ length: 30 }, (_, i) => `Line ${numbers[i % 10]} of the list is here. `).join('');
+      const chunks = await collect(tts, deltas(...wordDeltas(text)));
+      const offsets = chunks.map((c) => c.textOffset);
+      for (let i = 1; i < offsets.length; i++) expect(offsets[i]!).toBeGreaterThanOrEqual(offsets[i - 1]!);
+      expect(offsets.at(-1)).toBe(text.length);
+      expect(new Set(offsets).size).toBeGreaterThanOrEqual(30);
+      const pace = durationMs(concat(chunks, tts.sampleRate)) / text.trim().length;
+      expect(pace).toBeGreaterThan(minPace);
+      expect(pace).toBeLessThan(maxPace);
+    });
+
+    it('speaks non-ASCII text; offsets count UTF-16 code units of the input', async () => {
+      const tts = await make();
+      const parts = ['Grüße, ', '東京! ', 'Ça va très ', 'bien, merci. ', 'À bientôt 👋.'];
+      const text = parts.join('');
+      const chunks = await collect(tts, deltas(...parts));
+      expect(chunks.length).toBeGreaterThan(0);
+      expect(rmsDbfs(concat(chunks, tts.sampleRate).samples)).toBeGreaterThan(opts.minRmsDbfs ?? -40);
+      const offsets = chunks.map((c) => c.textOffset);
+      for (let i = 1; i < offsets.length; i++) expect(offsets[i]!).toBeGreaterThanOrEqual(offsets[i - 1]!);
+      expect(offsets.at(-1)).toBe(text.length);
+      expect(offsets).toContain(text.indexOf('merci.') + 'merci.'.length);
+    });
+
+    for (const [what, failing] of Object.entries(opts.failing ?? {})) {
+      it(`throws a typed ProviderError${failing.kind ? ` (${failing.kind})` : ''}, rather than hangs, when ${what}`, async () => {
+        const tts = await failing.make();
+        const err: unknown = await collect(tts, deltas(...TTS_DELTAS)).then(
+          () => new Error('no error'),
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ProviderError);
+        const pe = err as ProviderError;
+        expect(pe.provider).toBe(tts.provider);
+        if (failing.kind) expect(pe.kind).toBe(failing.kind);
+        for (const secret of opts.secrets ?? []) expect(pe.message).not.toContain(secret);
+        if (opts.openStreams) await waitUntil(() => opts.openStreams!() === 0, 'the failed stream to be closed', 2_000);
+      });
+    }
 
     it('throws a failure of the text source from the iterable', async () => {
       const tts = await make();
