@@ -44,10 +44,19 @@ describe('a cough during the answer', () => {
     // The agent went quiet while the user coughed, and played on afterwards.
     const cough = summary.utterances[1]!;
     const segs = summary.segments.filter((s) => s.turnId === story.turnId);
-    const gap = segs.findIndex((s, i) => i > 0 && s.startMs > segs[i - 1]!.endMs);
-    expect(gap, 'a pause in the agent audio').toBeGreaterThan(0);
-    expect(segs[gap - 1]!.endMs).toBeLessThanOrEqual(cough.startMs + 150);
-    expect(segs[gap]!.startMs).toBeGreaterThanOrEqual(cough.endMs);
+    // (Other pauses may exist: an answer later than its opener, a filler.)
+    expect(
+      segs.some((s) => s.startMs < cough.startMs),
+      'agent audio before the cough',
+    ).toBe(true);
+    expect(
+      segs.filter((s) => s.endMs > cough.startMs + 150 && s.startMs < cough.endMs),
+      'agent audio during the cough (beyond the first 150 ms)',
+    ).toEqual([]);
+    expect(
+      segs.some((s) => s.startMs >= cough.endMs),
+      'agent audio after the cough',
+    ).toBe(true);
 
     // No repeated (and no lost) audio: tick by tick, the turn's audio in the output WAV is exactly the frames
     // tts sent, each once, in the order sent.

@@ -86,8 +86,18 @@ interface Rig {
   stop(): Promise<void>;
 }
 
-async function rig(opts: { opener?: string; fastTtftMs: number; deepTtftMs: number }): Promise<Rig> {
-  const fast = new FakeLLM({ reply: opts.opener ?? OPENER, ttftMs: opts.fastTtftMs, tokensPerSecond: 100 });
+async function rig(opts: {
+  opener?: string;
+  fastTtftMs: number;
+  deepTtftMs: number;
+  /** The opener's pace after its first token. Default 100 tokens/s. */
+  fastTokensPerSecond?: number;
+}): Promise<Rig> {
+  const fast = new FakeLLM({
+    reply: opts.opener ?? OPENER,
+    ttftMs: opts.fastTtftMs,
+    tokensPerSecond: opts.fastTokensPerSecond ?? 100,
+  });
   const deep = new FakeLLM({ reply: deepScript, ttftMs: opts.deepTtftMs, tokensPerSecond: 100 });
   const tts = new FakeTTS({ msPerChar: 60 });
   const stages = await startStagesInProcess([
@@ -169,7 +179,8 @@ describe('opener/answer handoff (timed fakes)', () => {
   });
 
   it('deep TTFT 50 ms: the answer is ready first, so no opener is played', async () => {
-    const r = await rig({ fastTtftMs: 100, deepTtftMs: 50 });
+    // The opener's sentence completes well after the answer's first one (a loaded machine skews timers by tens of ms).
+    const r = await rig({ fastTtftMs: 100, deepTtftMs: 50, fastTokensPerSecond: 20 });
     try {
       const { playout, segments } = await r.ask('handoff-2', 'what is the answer');
       expect(order(segments)).toEqual(['deep']);

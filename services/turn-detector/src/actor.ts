@@ -37,6 +37,8 @@ const PREVIEW_MIN_SCORE = 0.5;
 /** Between frames, quiet may be assumed for about one frame; after this long without frames, the input stopped. */
 const HEARD_AHEAD_MS = 20;
 const INPUT_STALL_MS = 250;
+/** Extra wait past `maxDelayMs` while the recogniser has not yet heard the end of the speech. */
+const STT_LAG_GRACE_MS = 3_000;
 
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -92,6 +94,8 @@ export function turnDetectorActor(
     let partial = '';
     let partialStable = false;
     let lastFinalEndMs = -1;
+    /** How far the recogniser has heard (the newest transcript's end): behind the speech end = words still coming. */
+    let sttHeardMs = -1;
     /** Speech end of the last turn emitted: transcripts of audio before it belong to that turn. */
     let emittedUpToMs = -1;
     /** The agent turn being answered/played; user speech over it is a barge-in. */
@@ -200,12 +204,16 @@ export function turnDetectorActor(
       const quietFor = clock.heard(HEARD_AHEAD_MS, INPUT_STALL_MS) - endMs;
       const haveFinal =
         lastFinalEndMs >= endMs - FINAL_COVER_MS && lastFinalEndMs <= endMs + RESUMED_MARGIN_MS && partial === '';
-      if ((haveFinal && quietFor >= needed) || quietFor >= opts.maxDelayMs) return emitTurnEnd(endMs, score);
+      // `maxDelayMs` ends a turn whose final never comes; but while the recogniser is still behind the end of the
+      // speech (a loaded machine, a slow network) its words are not all in yet, and ending now would cut them.
+      const sttBehind = sttHeardMs < endMs - FINAL_COVER_MS;
+      const capMs = sttBehind ? opts.maxDelayMs + STT_LAG_GRACE_MS : opts.maxDelayMs;
+      if ((haveFinal && quietFor >= needed) || quietFor >= capMs) return emitTurnEnd(endMs, score);
       const settled = haveFinal || (partialStable && partial !== '');
       if (opts.preemptiveGeneration && !preview && !paused && settled && said !== '' && score >= PREVIEW_MIN_SCORE) {
         emitPreview(endMs, said, score);
       }
-      const wait = haveFinal ? needed - quietFor : opts.maxDelayMs - quietFor;
+      const wait = haveFinal ? needed - quietFor : capMs - quietFor;
       decideTimer = setTimeout(decide, Math.max(5, wait));
     }
 
@@ -357,6 +365,7 @@ export function turnDetectorActor(
     });
 
     ctx.subscribe(channels.transcript, (t) => {
+      sttHeardMs = Math.max(sttHeardMs, t.endMs);
       if (t.endMs <= emittedUpToMs && emittedUpToMs >= 0) return; // late words of a turn already sent
       if (t.final) {
         if (t.text.trim() !== '') finals.push(t.text.trim());
