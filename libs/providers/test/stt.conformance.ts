@@ -1,6 +1,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { durationMs, type Pcm } from '@va/audio';
+import { dither, durationMs, type Pcm } from '@va/audio';
 import { utterances, wordAccuracy } from '@va/testkit';
+import { ProviderError } from '../src/errors.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
 
 /** What the suite says, in this order: single-utterance tests use the first, the two-utterance test both. */
@@ -13,21 +14,41 @@ export interface SttConformanceOptions {
   dispose?: (stt: STT) => Promise<void> | void;
   /** Guard against hangs only: the longest any transcription may take. Default 20 s. */
   timeoutMs?: number;
+  /**
+   * Instances whose provider fails (a refused key, an unreachable server, a dropped connection), by what goes
+   * wrong: a transcription must throw a typed `ProviderError`, not hang and not throw a raw SDK or socket error.
+   */
+  failing?: Record<string, () => Promise<STT> | STT>;
 }
 
 const LEAD_MS = 500;
 const GAP_MS = 1000;
 const TAIL_MS = 800;
 const CHUNK_MS = 20;
+/** The very long input: 12 utterances of ≈ 2 s, each followed by 3 s of quiet, ≈ 60 s in all. */
+const LONG_TURNS = 12;
+const LONG_PAUSE_MS = 3000;
 
 /** The clip as 20 ms chunks on an audio clock starting at `baseMs`, as fast as they are pulled. */
-async function* chunks(pcm: Pcm, baseMs = 0, after?: { ended?: boolean; hang?: boolean }): AsyncGenerator<AudioChunk> {
+async function* chunks(
+  pcm: Pcm,
+  baseMs = 0,
+  after?: { ended?: boolean; hang?: boolean; pulled?: number; endless?: boolean },
+): AsyncGenerator<AudioChunk> {
   const size = Math.round((pcm.sampleRate * CHUNK_MS) / 1000);
   for (let at = 0; at < pcm.samples.length; at += size) {
     const samples = pcm.samples.slice(at, at + size);
+    if (after) after.pulled = (after.pulled ?? 0) + 1;
     yield { samples, sampleRate: pcm.sampleRate, tsMs: baseMs + (at * 1000) / pcm.sampleRate };
   }
   if (after?.hang) await new Promise(() => {}); // a live input that never ends
+  // A live microphone that goes on with quiet (dithered) audio, a little faster than real time, until dropped.
+  for (let ms = durationMs(pcm); after?.endless; ms += CHUNK_MS) {
+    const samples = dither(new Int16Array(size), 4, ms);
+    after.pulled = (after.pulled ?? 0) + 1;
+    yield { samples, sampleRate: pcm.sampleRate, tsMs: baseMs + ms };
+    await new Promise((resolve) => setTimeout(resolve, CHUNK_MS / 4));
+  }
   if (after) after.ended = true;
 }
 
@@ -65,6 +86,24 @@ function expectPartialsBeforeFinals(events: readonly TranscriptEvent[]): void {
 }
 
 /**
+ * Streaming order: each utterance's partials come before its final, and times never go back — every event
+ * starts no earlier than the one before it, and each final ends no earlier than the previous final.
+ */
+function expectStreamingOrder(events: readonly TranscriptEvent[]): void {
+  let lastFinalEnd = -Infinity;
+  events.forEach((event, i) => {
+    const previous = events[i - 1];
+    if (previous)
+      expect(event.startMs, `event ${i} starts before event ${i - 1}`).toBeGreaterThanOrEqual(previous.startMs);
+    expect(event.startMs).toBeLessThanOrEqual(event.endMs);
+    if (event.final) {
+      expect(event.endMs, `final ${i} ends before the previous final`).toBeGreaterThanOrEqual(lastFinalEnd);
+      lastFinalEnd = event.endMs;
+    }
+  });
+}
+
+/**
  * The behaviour every STT provider must show, on flite speech framed by dithered silence. `make` returns a fresh
  * instance per test; `dispose` releases it after the test.
  */
@@ -73,7 +112,7 @@ export function describeSttConformance(
   make: () => Promise<STT> | STT,
   opts: SttConformanceOptions = {},
 ): void {
-  const { minWordAccuracy = 0.8, dispose, timeoutMs = 20_000 } = opts;
+  const { minWordAccuracy = 0.8, dispose, timeoutMs = 20_000, failing = {} } = opts;
   const [first, second] = STT_PHRASES;
 
   describe(`STT conformance: ${name}`, () => {
@@ -81,6 +120,8 @@ export function describeSttConformance(
     let two: Pcm; // lead-in, first phrase, 1 s gap, second phrase, tail
     let oneAt48k: Pcm;
     let firstSpeechMs: number;
+    let long: Pcm; // ≈ 60 s: LONG_TURNS utterances, alternating the two phrases, with pauses between
+    let longSaid: string;
     const open: STT[] = [];
     const fresh = async () => {
       const stt = await make();
@@ -96,6 +137,12 @@ export function describeSttConformance(
       two = await utterances([lead, { say: first, pauseMs: GAP_MS }, { say: second, pauseMs: TAIL_MS }]);
       oneAt48k = await utterances([lead, { say: first, pauseMs: TAIL_MS }], { sampleRate: 48000 });
       firstSpeechMs = durationMs(one) - LEAD_MS - TAIL_MS;
+      const turns = Array.from({ length: LONG_TURNS }, (_, i) => ({
+        say: STT_PHRASES[i % 2]!,
+        pauseMs: LONG_PAUSE_MS,
+      }));
+      long = await utterances([lead, ...turns]);
+      longSaid = turns.map((t) => t.say).join(' ');
     });
 
     afterEach(async () => {
@@ -220,5 +267,71 @@ export function describeSttConformance(
       }
       await expect(transcribe(stt, broken())).rejects.toThrow('microphone unplugged');
     });
+
+    it('streams in order: partials before their final, times never going back', async () => {
+      const stt = await fresh();
+      const events = await transcribe(stt, chunks(two));
+      expect(finalsOf(events)).toHaveLength(2);
+      expectPartialsBeforeFinals(events);
+      expectStreamingOrder(events);
+    });
+
+    it('says nothing and ends without error for an empty input', async () => {
+      const stt = await fresh();
+      async function* empty(): AsyncGenerator<AudioChunk> {}
+      expect(await transcribe(stt, empty())).toEqual([]);
+    });
+
+    it('on abort stops all activity: it reads no more input, and nothing comes later', async () => {
+      const stt = await fresh();
+      const abort = new AbortController();
+      // A live input that goes on (quiet) after the speech: only the abort ends it.
+      const input: { pulled?: number; endless: boolean } = { endless: true };
+      const seen: TranscriptEvent[] = [];
+      const iterator = stt.transcribe(chunks(one, 0, input), abort.signal)[Symbol.asyncIterator]();
+      const run = async () => {
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          seen.push(next.value);
+          if (!abort.signal.aborted) abort.abort();
+        }
+      };
+      await within(run(), timeoutMs, `${name} aborted transcription`);
+      expect(seen.length, 'nothing after the abort but what was already being handed over').toBeLessThanOrEqual(1);
+      const pulled = input.pulled ?? 0;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((input.pulled ?? 0) - pulled, 'input chunks read after abort').toBeLessThanOrEqual(1);
+      expect((await iterator.next()).done, 'the iterator stays done').toBe(true);
+    });
+
+    it('transcribes a very long input (≈ 60 s, 12 utterances) to the end, in order', async () => {
+      const stt = await fresh();
+      const events = await within(
+        collect(stt.transcribe(chunks(long), new AbortController().signal)),
+        timeoutMs * 3,
+        `${name} long transcription`,
+      );
+      const finals = finalsOf(events);
+      expect(finals.length, 'about a final per utterance').toBeGreaterThanOrEqual(LONG_TURNS * 0.75);
+      const said = finals.map((f) => f.text).join(' ');
+      expect(wordAccuracy(longSaid, said), `heard "${said}"`).toBeGreaterThanOrEqual(minWordAccuracy);
+      expectStreamingOrder(events);
+      // The last utterance is heard where it is: in the last ≈ 5 s of the input.
+      expect(finals.at(-1)!.endMs).toBeGreaterThan(durationMs(long) - LONG_PAUSE_MS - 3000);
+      expect(finals.at(-1)!.endMs).toBeLessThanOrEqual(durationMs(long));
+    }, 90_000);
+
+    for (const [what, makeFailing] of Object.entries(failing)) {
+      it(`throws a typed ProviderError, rather than hangs, when ${what}`, async () => {
+        const stt = await makeFailing();
+        open.push(stt);
+        const error = await transcribe(stt, chunks(one)).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(error, 'the transcription failed').toBeDefined();
+        expect(error).toBeInstanceOf(ProviderError);
+        expect((error as ProviderError).provider).toBe(stt.provider);
+      });
+    }
   });
 }

@@ -33,7 +33,10 @@ export interface DeepgramSttOptions {
   connectTimeoutMs?: number;
   /** After CloseStream, how long to wait for the last results and the close. Default 5 s. */
   closeTimeoutMs?: number;
-  /** Audio kept while reconnecting and sent on the new socket (older audio is dropped). Default 3 s. */
+  /**
+   * Audio held while the socket is not open (connecting, reconnecting) and sent once it is; with this much held,
+   * reading the input pauses until the socket opens or the stream fails. Default 2 s.
+   */
   maxBacklogMs?: number;
   /** A socket opened by prewarm() and not taken by a transcription is closed after this long. Default 20 s. */
   prewarmIdleMs?: number;
@@ -54,7 +57,7 @@ export const DEEPGRAM_STT_DEFAULTS = {
   reconnectBackoffMs: 100,
   connectTimeoutMs: 10_000,
   closeTimeoutMs: 5000,
-  maxBacklogMs: 3000,
+  maxBacklogMs: 2000,
   prewarmIdleMs: 20_000,
 } as const;
 
@@ -242,8 +245,8 @@ function describeEnd(end: LinkEnd, apiKey: string, during: 'handshake' | 'stream
  *   is_final with no words (a silent segment) gives nothing.
  * - `speech_final: true` always comes on an is_final, so its final has been emitted by then: nothing more to do.
  * - `UtteranceEnd`: if words were heard (a partial) but no is_final covered them yet — endpointing off or too long —
- *   the last partial is emitted as the final now, so an utterance end always has its final; an is_final for those
- *   same words arriving later is dropped.
+ *   the last partial is emitted as the final now, so an utterance end always has its final; a later is_final
+ *   gives only its words after that partial's (by word times), so no word is said twice.
  * - Input end: Finalize and CloseStream; the finals Deepgram sends before it closes are emitted, then a partial
  *   never finalized (a server that closed early) is emitted as a final, and iteration ends.
  * - Times: Deepgram's `start`/`duration` and word times count from the first audio byte of its socket; they are
@@ -251,10 +254,12 @@ function describeEnd(end: LinkEnd, apiKey: string, during: 'handshake' | 'stream
  *
  * Liveness: a KeepAlive goes out every `keepAliveMs` without audio (Deepgram closes a stream idle for 10 s).
  * If the socket drops mid-stream (not on abort), the stream reconnects up to `maxReconnects` times with the audio
- * clock kept: audio read while disconnected is held (up to `maxBacklogMs`, older audio is dropped) and sent on the
- * new socket; a partial cut off by the drop is emitted as a final; what Deepgram had received but not yet
- * answered is lost. When reconnecting fails, iteration throws `ProviderError('connection')`. A refused key throws
- * `auth` at once. Abort closes the socket at once and ends iteration quietly.
+ * clock kept: audio read while disconnected is held and sent on the new socket (with `maxBacklogMs` held, reading
+ * pauses until it opens); a partial cut off by the drop is emitted as a final. Audio that went out on the old
+ * socket shortly before the drop and that Deepgram had not answered yet is lost (the new stream never hears it).
+ * When reconnecting fails, iteration throws a ProviderError (`connection` for drops; `server`/`timeout` if that is
+ * what the last attempt met). A refused key (`auth`), a refused request (`bad-request`) and `rate-limit` throw at
+ * once without retrying. Abort closes the socket at once and ends iteration quietly.
  */
 export class DeepgramSTT implements STT {
   readonly provider = 'deepgram';
@@ -352,15 +357,17 @@ class LiveStream {
   private stopped = false;
   private inputEnded = false;
   private closeSent = false;
+  /** Deepgram's summary after CloseStream: the stream's results are all in. */
+  private metadataSeen = false;
   private reconnectsLeft: number;
   private reconnects = 0;
   private lastSentAt = performance.now();
   private backlog: { samples: Int16Array; tsMs: number; durMs: number }[] = [];
   private backlogMs = 0;
-  private droppedMs = 0;
+  private readonly waiters: (() => void)[] = [];
   /** The last partial not yet covered by a final, on the current link. */
-  private pending: (TranscriptEvent & { streamEndSec: number }) | undefined;
-  /** Stream time (s) up to which a final was made from a partial: a later is_final up to here repeats it. */
+  private pending: (TranscriptEvent & { endSec: number }) | undefined;
+  /** Stream time (s) up to which a final was made from a partial: words of a later is_final before it repeat it. */
   private synthesizedUpToSec = -1;
   private readonly timers = new Set<NodeJS.Timeout>();
 
@@ -402,6 +409,7 @@ class LiveStream {
     this.link?.close();
     this.link = undefined;
     this.events.cancel();
+    this.wake();
   }
 
   private every(ms: number, fn: () => void): void {
@@ -456,7 +464,7 @@ class LiveStream {
           samples = resampler.push(samples);
         }
         if (samples.length === 0) continue;
-        this.sendAudio(samples, tsMs);
+        await this.sendAudio(samples, tsMs);
       }
       if (this.stopped) return;
       this.inputEnded = true;
@@ -471,7 +479,7 @@ class LiveStream {
     }
   }
 
-  private sendAudio(samples: Int16Array, tsMs: number): void {
+  private async sendAudio(samples: Int16Array, tsMs: number): Promise<void> {
     const durMs = (samples.length * 1000) / this.opts.sampleRate;
     if (this.link?.open && this.backlog.length === 0) {
       this.clock.sent(tsMs, durMs);
@@ -479,29 +487,30 @@ class LiveStream {
       this.lastSentAt = performance.now();
       return;
     }
-    // Not connected (yet, or again): hold the latest audio for the socket being opened.
+    // Not connected (yet, or again): hold the audio for the socket being opened; when enough is held, stop
+    // reading the input until it opens (or the stream fails), so nothing said meanwhile is lost.
     this.backlog.push({ samples: samples.slice(), tsMs, durMs });
     this.backlogMs += durMs;
-    while (this.backlogMs > this.opts.maxBacklogMs && this.backlog.length > 1) {
-      const old = this.backlog.shift()!;
-      this.backlogMs -= old.durMs;
-      this.droppedMs += old.durMs;
+    while (this.backlogMs >= this.opts.maxBacklogMs && !this.stopped && !this.link?.open) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  /** Wakes a pump waiting for a socket (it opened, or the stream stopped). */
+  private wake(): void {
+    for (const resolve of this.waiters.splice(0)) resolve();
   }
 
   private flushBacklog(): void {
     const link = this.link;
     if (!link?.open) return;
-    if (this.droppedMs > 0) {
-      this.opts.logger?.warn({ droppedMs: Math.round(this.droppedMs) }, 'deepgram: audio dropped while reconnecting');
-      this.droppedMs = 0;
-    }
     for (const { samples, tsMs, durMs } of this.backlog.splice(0)) {
       this.clock.sent(tsMs, durMs);
       link.sendAudio(samples);
     }
     this.backlogMs = 0;
     this.lastSentAt = performance.now();
+    this.wake();
     if (this.inputEnded) this.endInput();
   }
 
@@ -527,8 +536,23 @@ class LiveStream {
 
   private ended(link: Link, end: LinkEnd): void {
     if (this.stopped || this.link !== link) return;
-    if (this.closeSent && link.opened) return this.finish(); // the normal end after CloseStream (or close to it)
+    // The normal end: Deepgram answered CloseStream with its last results, Metadata and a close 1000.
+    if (this.closeSent && (this.metadataSeen || (end.code === 1000 && !end.error))) return this.finish();
     const error = describeEnd(end, this.opts.apiKey, link.opened ? 'stream' : 'handshake');
+    if (this.closeSent) {
+      // Cut after the input ended but before Deepgram's last results: nothing is left to send a new stream.
+      this.flushPending();
+      return this.fail(
+        new ProviderError(
+          'deepgram',
+          error.kind,
+          `${error.message.replace(/^deepgram: /, '')} before the last results`,
+          {
+            cause: error,
+          },
+        ),
+      );
+    }
     this.flushPending();
     link.close();
     this.link = undefined;
@@ -537,7 +561,7 @@ class LiveStream {
       return this.fail(
         new ProviderError(
           'deepgram',
-          'connection',
+          error.kind,
           `${error.message.replace(/^deepgram: /, '')}; gave up after ${this.reconnects} reconnect(s)`,
           { cause: error },
         ),
@@ -560,21 +584,30 @@ class LiveStream {
     if (this.stopped) return;
     if (msg.type === 'Results') this.results(msg);
     else if (msg.type === 'UtteranceEnd') this.flushPending();
-    // SpeechStarted and Metadata carry nothing a TranscriptEvent holds.
+    else if (msg.type === 'Metadata') this.metadataSeen = this.closeSent;
+    // SpeechStarted carries nothing a TranscriptEvent holds.
   }
 
   private results(msg: listen.ListenV1Results): void {
     const alt = msg.channel?.alternatives?.[0];
-    const text = (alt?.transcript ?? '').trim();
-    const streamEndSec = (msg.start ?? 0) + (msg.duration ?? 0);
+    let text = (alt?.transcript ?? '').trim();
+    let words = alt?.words ?? [];
     if (msg.is_final) {
       // This segment is settled: whatever partial was showing is replaced by it (or was silence).
       this.pending = undefined;
-      if (!text || streamEndSec <= this.synthesizedUpToSec + 0.001) return;
-    } else if (!text) return;
-    const words = alt?.words ?? [];
-    const startSec = words.length ? words[0]!.start : msg.start;
-    const endSec = words.length ? words.at(-1)!.end : streamEndSec;
+      if (this.synthesizedUpToSec >= 0 && words.length) {
+        // An UtteranceEnd already turned a partial of these words into a final: keep only the words after it.
+        const fresh = words.filter((w) => w.start >= this.synthesizedUpToSec - 0.01);
+        if (fresh.length < words.length) {
+          words = fresh;
+          text = fresh.map((w) => w.punctuated_word ?? w.word).join(' ');
+        }
+      }
+      this.synthesizedUpToSec = -1;
+    }
+    if (!text) return;
+    const startSec = words.length ? words[0]!.start : (msg.start ?? 0);
+    const endSec = words.length ? words.at(-1)!.end : (msg.start ?? 0) + (msg.duration ?? 0);
     const startMs = this.clock.toSession(startSec);
     const event: TranscriptEvent = {
       text,
@@ -584,7 +617,7 @@ class LiveStream {
       startMs,
       endMs: Math.max(startMs, this.clock.toSession(endSec)),
     };
-    if (!event.final) this.pending = { ...event, streamEndSec };
+    if (!event.final) this.pending = { ...event, endSec };
     this.events.push(event);
   }
 
@@ -593,8 +626,8 @@ class LiveStream {
     const p = this.pending;
     if (!p) return;
     this.pending = undefined;
-    this.synthesizedUpToSec = p.streamEndSec;
-    const { streamEndSec: _, ...event } = p;
+    this.synthesizedUpToSec = p.endSec;
+    const { endSec: _, ...event } = p;
     this.events.push({ ...event, final: true, stable: true });
   }
 }

@@ -40,6 +40,8 @@ export interface DeepgramServerFaults {
   handshakeDelayMs?: number;
   /** Each connection is cut (TCP reset, no close frame) this long after it opened. */
   dropAfterMs?: number;
+  /** Each connection is cut once it has received this much audio (audio time, ms): a drop at a known point. */
+  dropAtAudioMs?: number;
   /** Only this many more connections are cut (counted down as they are), the rest behave. Default: all. */
   dropConnections?: number;
   /** Every upgrade gets 401, whatever the key. */
@@ -93,7 +95,7 @@ export interface DeepgramServer {
 const ENCODINGS = new Set(['linear16', 'flac', 'mulaw', 'alaw', 'amr-nb', 'amr-wb', 'opus', 'speex', 'g729']);
 const BOOLEAN_PARAMS = ['interim_results', 'vad_events', 'smart_format', 'punctuate', 'diarize', 'numerals'];
 /** Speech is heard as one word per this much audio. */
-const WORD_MS = 250;
+const WORD_MS = 200;
 /** Deepgram's NET-0001 text (https://developers.deepgram.com/docs/audio-keep-alive). */
 const NET_0001 = 'NET-0001: Deepgram did not receive audio data or a text message within the timeout window.';
 
@@ -227,31 +229,50 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
     let lastWordEndMs: number | undefined;
     let wordsSinceUtteranceEnd = false;
     let speech:
-      | { startMs: number; lastVoiceMs: number; words: string[]; done: number; segStartMs: number; nextInterimMs: number }
+      | {
+          startMs: number;
+          lastVoiceMs: number;
+          words: string[];
+          done: number;
+          segStartMs: number;
+          nextInterimMs: number;
+        }
       | undefined;
     let ended = false;
     let heardHere = 0;
 
-    const send = (msg: { type: string; is_final?: boolean; speech_final?: boolean }) => {
+    const send = (msg: { type: string; is_final?: boolean; speech_final?: boolean; [field: string]: unknown }) => {
       if (ws.readyState !== ws.OPEN) return;
-      const kind = msg.speech_final ? 'speech_final' : msg.is_final ? 'final' : 'interim';
+      const empty = (msg as { channel?: { alternatives?: { transcript?: string }[] } }).channel?.alternatives?.[0]
+        ?.transcript;
+      const kind = empty === '' ? 'empty' : msg.speech_final ? 'speech_final' : msg.is_final ? 'final' : 'interim';
       record.sent.push(msg.type === 'Results' ? `Results:${kind}` : msg.type);
       ws.send(JSON.stringify(msg));
     };
+    /**
+     * A `Results` with words `from`..`to` of the utterance `s`. Word i is said at [start + i·WORD_MS, +WORD_MS],
+     * the last one until the speech's end, all within the speech heard so far: the same word has the same times
+     * in every interim and in its final.
+     */
     const results = (
-      words: readonly string[],
-      span: { startMs: number; endMs: number },
+      s: Speech | undefined,
+      from: number,
+      to: number,
       endMs: number,
       flags: { isFinal: boolean; speechFinal: boolean; fromFinalize?: boolean },
     ) => {
-      const step = words.length ? (span.endMs - span.startMs) / words.length : 0;
-      const timed = words.map((word, i) => ({
-        word: word.toLowerCase().replace(/[^\p{L}\p{N}']/gu, ''),
-        start: (span.startMs + i * step) / 1000,
-        end: (span.startMs + (i + 1) * step) / 1000,
-        confidence: flags.isFinal ? 0.98 : 0.7,
-        punctuated_word: word,
-      }));
+      const words = s ? s.words.slice(from, to) : [];
+      const timed = words.map((word, k) => {
+        const i = from + k;
+        const last = i === s!.words.length - 1;
+        return {
+          word: word.toLowerCase().replace(/[^\p{L}\p{N}']/gu, ''),
+          start: Math.min(s!.startMs + i * WORD_MS, s!.lastVoiceMs) / 1000,
+          end: (last ? s!.lastVoiceMs : Math.min(s!.startMs + (i + 1) * WORD_MS, s!.lastVoiceMs)) / 1000,
+          confidence: flags.isFinal ? 0.98 : 0.7,
+          punctuated_word: word,
+        };
+      });
       send({
         type: 'Results',
         channel_index: [0, 1],
@@ -271,28 +292,25 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
           model_uuid: '00000000-0000-0000-0000-000000000000',
         },
       });
-      if (words.length) {
-        lastWordEndMs = span.endMs;
+      if (timed.length) {
+        lastWordEndMs = timed.at(-1)!.end * 1000;
         wordsSinceUtteranceEnd = true;
       }
     };
     /** Words heard so far in the current utterance (one per WORD_MS of speech), never the last before the final. */
-    const heard = (s: NonNullable<typeof speech>) =>
+    const heard = (s: Speech) =>
       Math.min(s.words.length - 1, Math.max(1, Math.ceil((s.lastVoiceMs - s.startMs) / WORD_MS)));
 
     /** Finalizes the current segment: the rest of the words when the utterance ended, else those heard so far. */
     const finalize = (nowMs: number, flags: { speechFinal: boolean; fromFinalize?: boolean; whole: boolean }) => {
       const s = speech;
       if (!s) {
-        if (flags.fromFinalize) results([], { startMs: nowMs, endMs: nowMs }, nowMs, { isFinal: true, ...flags });
+        if (flags.fromFinalize) results(undefined, 0, 0, nowMs, { isFinal: true, ...flags });
         cursorMs = nowMs;
         return;
       }
       const upTo = flags.whole ? s.words.length : Math.max(s.done, heard(s));
-      results(s.words.slice(s.done, upTo), { startMs: s.segStartMs, endMs: s.lastVoiceMs }, nowMs, {
-        isFinal: true,
-        ...flags,
-      });
+      results(s, s.done, upTo, nowMs, { isFinal: true, ...flags });
       cursorMs = nowMs;
       s.done = upTo;
       s.segStartMs = s.lastVoiceMs;
@@ -324,10 +342,7 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
         if (interim && endMs >= speech.nextInterimMs) {
           speech.nextInterimMs += interimEveryMs;
           const upTo = Math.max(speech.done, heard(speech));
-          results(speech.words.slice(speech.done, upTo), { startMs: speech.segStartMs, endMs }, endMs, {
-            isFinal: false,
-            speechFinal: false,
-          });
+          results(speech, speech.done, upTo, endMs, { isFinal: false, speechFinal: false });
         }
         if (segmentMs > 0 && endMs - speech.segStartMs >= segmentMs && heard(speech) > speech.done) {
           finalize(endMs, { speechFinal: false, whole: false });
@@ -346,6 +361,7 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
         send({ type: 'UtteranceEnd', channel: [0, 1], last_word_end: (speech?.lastVoiceMs ?? lastWordEndMs) / 1000 });
         // With endpointing off, Deepgram still settles the words later: an is_final without speech_final.
         if (speech) finalize(endMs, { speechFinal: false, whole: true });
+        wordsSinceUtteranceEnd = false;
       }
     };
 
@@ -356,6 +372,7 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
       let buf = carry.length ? Buffer.concat([carry, data]) : data;
       let at = 0;
       for (; at + frameBytes <= buf.length; at += frameBytes) {
+        if (dropAtAudioMs !== undefined && (samplesSeen * 1000) / sampleRate >= dropAtAudioMs) return cut();
         const samples = new Int16Array(frameSamples);
         for (let i = 0; i < frameSamples; i++) samples[i] = buf.readInt16LE(at + i * 2);
         frame(samples);
@@ -373,13 +390,18 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
       }, idleTimeoutMs);
     };
     let drop: NodeJS.Timeout | undefined;
-    if (faults.dropAfterMs !== undefined && (faults.dropConnections ?? Infinity) > 0) {
-      if (faults.dropConnections !== undefined) faults.dropConnections--;
-      drop = setTimeout(() => {
-        stats.drops++;
-        ws.terminate();
-      }, faults.dropAfterMs);
-    }
+    const cut = () => {
+      if (ended) return;
+      ended = true;
+      stats.drops++;
+      ws.terminate();
+    };
+    const willDrop =
+      (faults.dropAfterMs !== undefined || faults.dropAtAudioMs !== undefined) &&
+      (faults.dropConnections ?? Infinity) > 0;
+    if (willDrop && faults.dropConnections !== undefined) faults.dropConnections--;
+    const dropAtAudioMs = willDrop ? faults.dropAtAudioMs : undefined;
+    if (willDrop && faults.dropAfterMs !== undefined) drop = setTimeout(cut, faults.dropAfterMs);
     const end = (code: number, reason: string) => {
       if (ended) return;
       ended = true;
