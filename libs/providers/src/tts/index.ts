@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { registerProvider } from '../registry.js';
 import { FakeTTS } from './fake.js';
 import { LocalTTS } from './local.js';
+import { openAITtsFromEnv } from './openai.js';
+import { elevenLabsFromEnv } from './elevenlabs.js';
 
 export {
   segmentSentences,
@@ -13,6 +15,16 @@ export {
 export { speakStream, type SegmentSynth, type SpeakStreamOptions } from './stream.js';
 export { LocalTTS, type LocalTtsOptions } from './local.js';
 export { FakeTTS, type FakeTtsOptions } from './fake.js';
+export {
+  OpenAITTS,
+  openAITtsFromEnv,
+  speakSegmentsStreamed,
+  OPENAI_TTS_PCM_RATE,
+  type OpenAITtsOptions,
+  type SegmentAudioStream,
+  type StreamedSegmentsOptions,
+} from './openai.js';
+export { ElevenLabsTTS, elevenLabsFromEnv, type ElevenLabsTtsOptions } from './elevenlabs.js';
 
 // Empty counts as unset: compose files often carry `FOO=` placeholders.
 const optional = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
@@ -45,3 +57,7 @@ registerProvider('tts', 'fake', (env) => {
   const e = parse(FakeEnv, env, 'fake TTS');
   return new FakeTTS({ msPerChar: e.TTS_FAKE_MS_PER_CHAR, ttfbMs: e.TTS_FAKE_TTFB_MS, rtf: e.TTS_FAKE_RTF });
 });
+
+registerProvider('tts', 'openai', (env) => openAITtsFromEnv(env));
+
+registerProvider('tts', 'elevenlabs', (env) => elevenLabsFromEnv(env));

@@ -129,7 +129,12 @@ export async function startOpenAITtsServer(opts: OpenAITtsServerOptions = {}): P
     if (req.method === 'GET' && path === '/v1/models') {
       stats.modelRequests++;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ object: 'list', data: [{ id: 'gpt-4o-mini-tts', object: 'model', created: 0, owned_by: 'system' }] }));
+      res.end(
+        JSON.stringify({
+          object: 'list',
+          data: [{ id: 'gpt-4o-mini-tts', object: 'model', created: 0, owned_by: 'system' }],
+        }),
+      );
       return;
     }
     if (req.method !== 'POST' || path !== '/v1/audio/speech') {
@@ -143,7 +148,13 @@ export async function startOpenAITtsServer(opts: OpenAITtsServerOptions = {}): P
     }
     for (const field of ['model', 'voice', 'input'] as const) {
       if (typeof body[field] !== 'string' || body[field] === '') {
-        return fail(res, 400, `Missing required parameter: '${field}'.`, 'invalid_request_error', 'missing_required_parameter');
+        return fail(
+          res,
+          400,
+          `Missing required parameter: '${field}'.`,
+          'invalid_request_error',
+          'missing_required_parameter',
+        );
       }
     }
     const input = body.input as string;
@@ -165,7 +176,8 @@ export async function startOpenAITtsServer(opts: OpenAITtsServerOptions = {}): P
       completed: false,
     };
     requests.push(record);
-    if (faults.serverError) return fail(res, 500, 'The server had an error while processing your request.', 'server_error', null);
+    if (faults.serverError)
+      return fail(res, 500, 'The server had an error while processing your request.', 'server_error', null);
 
     stats.active++;
     res.on('close', () => {
@@ -182,7 +194,7 @@ export async function startOpenAITtsServer(opts: OpenAITtsServerOptions = {}): P
     }
     if (faults.firstByteDelayMs) await sleep(faults.firstByteDelayMs);
     if (res.destroyed) return;
-    res.writeHead(200, { 'content-type': 'audio/pcm', 'transfer-encoding': 'chunked' });
+    res.writeHead(200, { 'content-type': 'audio/pcm' });
     const pcm = toneFor(input, msPerChar, OPENAI_TTS_RATE);
     const bytes = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
     // Odd-sized writes on purpose: a sample may be split across body chunks.
