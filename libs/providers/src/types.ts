@@ -13,7 +13,12 @@ export interface AudioChunk extends Pcm {
   tsMs?: number;
 }
 
-export interface TranscriptEvent {
+/** Set by a fallback chain on what it yields: which provider made it, and whether that was not the first choice. */
+export interface ServedFrom {
+  servedBy?: { provider: string; fallback: boolean };
+}
+
+export interface TranscriptEvent extends ServedFrom {
   text: string;
   final: boolean;
   /** A partial whose words will not change any more. */
@@ -106,7 +111,7 @@ export async function* textOf(events: AsyncIterable<LLMEvent>): AsyncIterable<st
 }
 
 /** Synthesized audio, with how much of the input text it covers (for "what was really spoken"). */
-export interface SpeechChunk extends Pcm {
+export interface SpeechChunk extends Pcm, ServedFrom {
   /** Characters of the input text (all deltas concatenated) spoken once this chunk has played. */
   textOffset: number;
 }
