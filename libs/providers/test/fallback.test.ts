@@ -33,10 +33,16 @@ class DownTTS implements TTS {
   readonly provider = 'down';
   readonly sampleRate = 16000;
   calls = 0;
-  async *synthesize(text: AsyncIterable<string>): AsyncIterable<SpeechChunk> {
+  synthesize(text: AsyncIterable<string>): AsyncIterable<SpeechChunk> {
     this.calls++;
-    for await (const _ of text) break;
-    throw new ProviderError('down', 'server', 'HTTP 500');
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          for await (const _ of text) break;
+          throw new ProviderError('down', 'server', 'HTTP 500');
+        },
+      }),
+    };
   }
 }
 
