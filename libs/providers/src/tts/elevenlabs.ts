@@ -335,8 +335,11 @@ export class ElevenLabsTTS implements TTS {
         ws.close(1000);
       }
     });
+    let opened = ws.readyState === WebSocket.OPEN;
+    ws.once('open', () => (opened = true));
     ws.on('close', (code: number, reason: Buffer) => {
-      if (finished || out.isEnded || ac.signal.aborted) return;
+      // Before it opened, `conn.ready` reports why (the handshake's status), through the sender.
+      if (!opened || finished || out.isEnded || ac.signal.aborted) return;
       fail(this.closeError(code, reason.toString()));
     });
 
