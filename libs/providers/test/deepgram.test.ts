@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { durationMs, rmsDbfs, type Pcm } from '@va/audio';
-import { freePort, utterances, waitFor, wordAccuracy } from '@va/testkit';
+import { freePort, utterances, waitFor } from '@va/testkit';
 import { ProviderError } from '../src/errors.js';
 import { createProvider } from '../src/registry.js';
 import { DeepgramSTT, deepgramSttFromEnv, type DeepgramSttOptions } from '../src/stt/index.js';

@@ -228,16 +228,16 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
     let cursorMs = 0;
     let lastWordEndMs: number | undefined;
     let wordsSinceUtteranceEnd = false;
-    let speech:
-      | {
-          startMs: number;
-          lastVoiceMs: number;
-          words: string[];
-          done: number;
-          segStartMs: number;
-          nextInterimMs: number;
-        }
-      | undefined;
+    interface Speech {
+      startMs: number;
+      lastVoiceMs: number;
+      words: string[];
+      /** Words already finalized. */
+      done: number;
+      segStartMs: number;
+      nextInterimMs: number;
+    }
+    let speech: Speech | undefined;
     let ended = false;
     let heardHere = 0;
 
