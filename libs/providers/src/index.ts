@@ -2,6 +2,7 @@ export * from './types.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './fallback-streams.js';
+export * from './chain.js';
 export * from './registry.js';
 export * from './stt/index.js';
 export * from './llm/index.js';

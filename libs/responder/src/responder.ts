@@ -59,6 +59,8 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
   const spanName = opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate;
 
   return (ctx) => {
+    // Connect now (TLS to the provider), not when the user's first turn ends.
+    void opts.llm.prewarm?.();
     const tools = opts.tools && opts.tools.size > 0 ? opts.tools : undefined;
     const maxToolRounds = opts.maxToolRounds ?? 3;
     // Stable across the session's turns (no time, no turn data): the prompt cache reuses it.

@@ -15,6 +15,8 @@ const RESTART_DELAY_MS = 500;
 export function sttActor(makeStt: () => Promise<STT>) {
   return async (ctx: ActorContext): Promise<SessionActor> => {
     const stt = await makeStt();
+    // Connect now, not when the user first speaks.
+    void stt.prewarm?.();
     let frames = new AsyncQueue<AudioChunk>();
     // The trace context of the newest frame: the gateway stamps frames with the open turn's root span.
     let turnContext: Context = context.active();
@@ -35,7 +37,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
       frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
     });
 
-    const publish = (ev: TranscriptEvent) => {
+    const publish = ({ servedBy, ...ev }: TranscriptEvent) => {
       const text = ev.text.slice(0, LIMITS.textChars);
       ctx.publish(
         channels.transcript,
@@ -50,7 +52,8 @@ export function sttActor(makeStt: () => Promise<STT>) {
         stage: STAGE,
         startTime: new Date(Math.min(clock.wallOf(ev.startMs), Date.now())),
         attributes: {
-          [ATTR.provider]: stt.provider,
+          [ATTR.provider]: servedBy?.provider ?? stt.provider,
+          ...(servedBy ? { [ATTR.fallback]: servedBy.fallback } : {}),
           [ATTR.finalDelayMs]: Math.round(Date.now() - clock.wallOf(ev.endMs)),
         },
       });

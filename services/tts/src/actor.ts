@@ -104,6 +104,8 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
     /** Turns paused by a barge-in, and whether the user is speaking: a filler never talks over the user. */
     const paused = new Set<string>();
     let userSpeaking = false;
+    // Connect now (a provider's WebSocket, a TLS connection), not when the first answer is ready.
+    void tts.prewarm?.();
     let fillersSpoken = 0;
     for (const text of opts.fillers) {
       fillerChunks(text).catch((err: unknown) => ctx.log.warn({ err, text }, 'filler synthesis failed'));
@@ -291,8 +293,11 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         );
       };
 
-      const measureFirstAudio = (source: Source) => {
+      const measureFirstAudio = (source: Source, chunk: SpeechChunk) => {
         const s = turn[source];
+        if (chunk.servedBy) {
+          s.span?.setAttributes({ [ATTR.provider]: chunk.servedBy.provider, [ATTR.fallback]: chunk.servedBy.fallback });
+        }
         if (s.firstTextAt === undefined) return;
         const ttfb = performance.now() - s.firstTextAt;
         s.span?.setAttribute(ATTR.ttfbMs, Math.round(ttfb * 10) / 10);
@@ -319,7 +324,7 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
           done('fast', 0, true);
         } else {
           let r = await firstFast;
-          if (!r.done) measureFirstAudio('fast');
+          if (!r.done) measureFirstAudio('fast', r.value);
           while (!r.done) {
             send('fast', r.value, resamplers[0]);
             fastFrames++;
@@ -330,7 +335,7 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         if (deepAudio.size === 0 && !deepAudio.closed) await fillIfLate();
         let deepFrames = 0;
         for await (const c of deepAudio) {
-          if (deepFrames === 0) measureFirstAudio('deep');
+          if (deepFrames === 0) measureFirstAudio('deep', c);
           send('deep', c, resamplers[1]);
           deepFrames++;
         }
