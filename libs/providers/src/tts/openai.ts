@@ -222,7 +222,14 @@ export async function* speakSegmentsStreamed(
   let inflight: Promise<unknown> = Promise.resolve();
 
   const speakOne = async (input: string, start: number, end: number): Promise<boolean> => {
-    if (opts.inputRate !== rate) resampler ??= await StreamResampler.create(opts.inputRate, rate);
+    if (opts.inputRate !== rate && !resampler) {
+      const created = await StreamResampler.create(opts.inputRate, rate);
+      if (ac.signal.aborted) {
+        created.destroy();
+        return false;
+      }
+      resampler = created;
+    }
     const req = new AbortController();
     const cancel = () => req.abort();
     ac.signal.addEventListener('abort', cancel, { once: true });
