@@ -115,6 +115,22 @@ describe('ElevenLabsTTS over stream-input', () => {
     expect(offsets).not.toContain(emoji + 1);
   });
 
+  it('follows alignment that leaves out the whitespace between sentences', async () => {
+    const trimming = await startElevenLabsServer({ trimGenerations: true });
+    try {
+      const tts = new ElevenLabsTTS({ apiKey: trimming.apiKey, baseUrl: trimming.url });
+      const chunks = await collect(tts, deltas(...TTS_DELTAS));
+      expect(trimming.connections[0]!.generations).toEqual(['Sure, let me check that.', 'The answer is forty two.']);
+      const offsets = chunks.map((c) => c.textOffset);
+      for (let i = 1; i < offsets.length; i++) expect(offsets[i]!).toBeGreaterThanOrEqual(offsets[i - 1]!);
+      expect(offsets).toContain(TTS_TEXT.indexOf('that.') + 5);
+      expect(offsets).toContain(TTS_TEXT.indexOf('forty') + 5);
+      expect(offsets.at(-1)).toBe(TTS_TEXT.length);
+    } finally {
+      await trimming.close();
+    }
+  });
+
   it('without alignment, reports sentence ends only, from a pace estimate', async () => {
     const bare = await startElevenLabsServer({ alignment: false });
     try {

@@ -33,6 +33,8 @@ export interface ElevenLabsServerOptions {
   messageDelayMs?: number;
   /** Send alignment with the audio. Default true. */
   alignment?: boolean;
+  /** Speak (and align) each generation without its leading and trailing whitespace, as a provider may. Default false. */
+  trimGenerations?: boolean;
   /** No client message for this long → input_timeout_exceeded (the query's `inactivity_timeout` wins). Default 20 s. */
   inactivityTimeoutMs?: number;
   faults?: ElevenLabsServerFaults;
@@ -228,7 +230,8 @@ export async function startElevenLabsServer(opts: ElevenLabsServerOptions = {}):
     };
     const open = () => ws.readyState === ws.OPEN && !conn.closed;
 
-    const generate = (text: string) => {
+    const generate = (buffered: string) => {
+      const text = opts.trimGenerations ? buffered.trim() : buffered;
       if (text === '') return;
       conn.generations.push(text);
       const chars = Array.from(text);
