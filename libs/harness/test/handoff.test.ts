@@ -11,9 +11,17 @@ import {
   type SpeechDone,
   type ToolExchange,
 } from '@va/protocol';
-import { FakeLLM, FakeTTS, type FakeLLMReply } from '@va/providers';
-import { defineTool, TOOL_APOLOGY, ToolRegistry } from '@va/responder';
-import { ATTR, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
+import {
+  FakeLLM,
+  FakeTTS,
+  FallbackLLM,
+  ProviderError,
+  type FakeLLMReply,
+  type LLM,
+  type LLMEvent,
+} from '@va/providers';
+import { defineTool, PROVIDER_APOLOGY, TOOL_APOLOGY, ToolRegistry } from '@va/responder';
+import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
 import { startOtlpReceiver, waitFor, type OtlpReceiver } from '@va/testkit';
 import { deepResponder } from '../../../services/deep-responder/src/actor.js';
 import { fastResponder } from '../../../services/fast-responder/src/actor.js';
@@ -92,6 +100,9 @@ async function rig(opts: {
   deepTtftMs: number;
   /** The opener's pace after its first token. Default 100 tokens/s. */
   fastTokensPerSecond?: number;
+  /** Replace the scripted fakes (e.g. with a fallback chain). */
+  fastLlm?: LLM;
+  deepLlm?: LLM;
 }): Promise<Rig> {
   const fast = new FakeLLM({
     reply: opts.opener ?? OPENER,
@@ -101,8 +112,11 @@ async function rig(opts: {
   const deep = new FakeLLM({ reply: deepScript, ttftMs: opts.deepTtftMs, tokensPerSecond: 100 });
   const tts = new FakeTTS({ msPerChar: 60 });
   const stages = await startStagesInProcess([
-    { stage: 'fast-responder', createActor: fastResponder(fast) },
-    { stage: 'deep-responder', createActor: deepResponder(deep, new ToolRegistry([slowLookup, stuckLookup])) },
+    { stage: 'fast-responder', createActor: fastResponder(opts.fastLlm ?? fast) },
+    {
+      stage: 'deep-responder',
+      createActor: deepResponder(opts.deepLlm ?? deep, new ToolRegistry([slowLookup, stuckLookup])),
+    },
     { stage: 'tts', createActor: ttsActor(tts, { fillers: FILLERS, fillerAfterMs: 500 }) },
   ]);
   const { client } = stages;
@@ -244,6 +258,95 @@ describe('opener/answer handoff (timed fakes)', () => {
       const next = await r.ask('handoff-5', 'what is the answer');
       expect(next.playout.spokenText).toContain(ANSWER);
       expect(next.playout.interrupted).toBe(false);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+/** An LLM whose provider is down for its first `failures` calls (HTTP 500), then answers like `then`. */
+function downFor(failures: number, then: LLM): LLM {
+  let calls = 0;
+  return {
+    provider: 'flaky',
+    model: 'flaky-model',
+    chat(messages, opts, signal): AsyncIterable<LLMEvent> {
+      if (calls++ < failures) {
+        return {
+          [Symbol.asyncIterator]: () => ({
+            next: () => Promise.reject(new ProviderError('flaky', 'server', 'HTTP 500', { status: 500 })),
+          }),
+        };
+      }
+      return then.chat(messages, opts, signal);
+    },
+  };
+}
+
+describe('provider fallback within a turn (timed fakes)', () => {
+  const BUDGET_MS = 300;
+  const e2eOf = (r: Rig, turnId: string) => r.gateway.records.find((t) => t.turnId === turnId)!.e2eMs!;
+
+  it('primary LLM answers 500: the secondary serves the opener in the same turn, and the span says so', async () => {
+    const opener = new FakeLLM({ reply: 'Backup opener here.', ttftMs: 100, tokensPerSecond: 100 });
+    const fastLlm = new FallbackLLM([downFor(Infinity, opener), opener], { ttftTimeoutMs: BUDGET_MS });
+    const r = await rig({ fastTtftMs: 100, deepTtftMs: 600, fastLlm });
+    try {
+      const { playout } = await r.ask('fallback-1', 'what is the answer');
+      expect(playout.spokenText).toBe(`Backup opener here. ${ANSWER}`);
+      const spans = await otlp.waitForSpans((all) =>
+        all.some((s) => s.name === SPAN.fastGenerate && s.attributes[ATTR.turnId] === 'fallback-1'),
+      );
+      const gen = spans.find((s) => s.name === SPAN.fastGenerate && s.attributes[ATTR.turnId] === 'fallback-1')!;
+      expect(gen.attributes).toMatchObject({ [ATTR.fallback]: true, [ATTR.provider]: 'fake' });
+      expect(gen.events.map((e) => e.name)).toContain(EVENT.failover);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('primary stalls past the first-token budget: the secondary serves, the turn is late by at most budget + 50 ms', async () => {
+    const healthy = await rig({ fastTtftMs: 100, deepTtftMs: 600 });
+    let normal: number;
+    try {
+      await healthy.ask('fallback-2a', 'what is the answer');
+      normal = e2eOf(healthy, 'fallback-2a');
+    } finally {
+      await healthy.stop();
+    }
+    const stalled = new FakeLLM({ reply: OPENER, ttftMs: 10_000 });
+    const backup = new FakeLLM({ reply: OPENER, ttftMs: 100, tokensPerSecond: 100 });
+    const fastLlm = new FallbackLLM([stalled, backup], { ttftTimeoutMs: BUDGET_MS });
+    const r = await rig({ fastTtftMs: 100, deepTtftMs: 600, fastLlm });
+    try {
+      const { playout } = await r.ask('fallback-2b', 'what is the answer');
+      expect(playout.spokenText).toBe(`${OPENER} ${ANSWER}`);
+      expect(stalled.aborted).toBe(1);
+      const late = e2eOf(r, 'fallback-2b') - normal;
+      expect(late).toBeLessThanOrEqual(BUDGET_MS + 50);
+      // The stalled provider rests: the next turn goes straight to the backup, on time again.
+      await r.ask('fallback-2c', 'what is the answer');
+      expect(stalled.calls).toHaveLength(1);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('every provider fails: the agent says a short apology, and the next turn is answered', async () => {
+    const answer = new FakeLLM({ reply: ANSWER, ttftMs: 100, tokensPerSecond: 100 });
+    // Both providers of the chain are down for the first turn's requests only.
+    const deepLlm = new FallbackLLM([downFor(1, answer), downFor(1, answer)], {
+      ttftTimeoutMs: BUDGET_MS,
+      unhealthyMs: 0,
+    });
+    const r = await rig({ opener: 'Okay.', fastTtftMs: 100, deepTtftMs: 100, deepLlm });
+    try {
+      const first = await r.ask('fallback-3', 'what is the answer');
+      // (The apology is ready at once, so it may come before the opener, which is then skipped.)
+      expect(first.playout.spokenText).toMatch(new RegExp(`^(Okay\\. )?${PROVIDER_APOLOGY.replace(/[.?']/g, '\\$&')}$`));
+      const second = await r.ask('fallback-4', 'what is the answer');
+      expect(second.playout.spokenText).toContain(ANSWER);
+      expect(second.playout.interrupted).toBe(false);
     } finally {
       await r.stop();
     }
