@@ -26,7 +26,7 @@ class ReplayableText {
   #done = false;
   #error: unknown;
   #wake: (() => void) | undefined;
-  #pumping: Promise<void> | undefined;
+  #started = false;
 
   constructor(private readonly source: AsyncIterable<string>) {}
 
@@ -34,7 +34,11 @@ class ReplayableText {
   firstAt: number | undefined;
 
   async *reader(signal: AbortSignal): AsyncIterable<string> {
-    this.#pumping ??= this.#pump();
+    if (!this.#started) {
+      this.#started = true;
+      // Read once, by whichever attempt comes first; the pump never throws (it keeps the error for readers).
+      void this.#pump();
+    }
     for (let i = 0; ; i++) {
       while (i >= this.#parts.length && !this.#done && !signal.aborted) {
         await new Promise<void>((resolve) => {

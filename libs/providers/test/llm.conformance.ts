@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatMessage } from '@va/protocol';
-import { textOf, type LLM, type LLMEvent } from '@va/providers';
+import { ProviderError, textOf, type LLM, type LLMEvent } from '@va/providers';
 import { waitFor } from '@va/testkit';
 
 /**
@@ -74,9 +74,10 @@ export function describeLlmConformance(name: string, make: () => LLM, opts: LlmC
     });
 
     for (const [what, makeFailing] of Object.entries(opts.failing)) {
-      it(`throws, rather than hangs, when ${what}`, { timeout: 15_000 }, async () => {
+      it(`throws a ProviderError, rather than hangs, when ${what}`, { timeout: 15_000 }, async () => {
         const attempt = collect(makeFailing().chat(QUESTION, {}, new AbortController().signal));
-        await expect(attempt).rejects.toBeInstanceOf(Error);
+        // A typed error the caller can act on (fail over, or not), never a raw SDK or socket error.
+        await expect(attempt).rejects.toBeInstanceOf(ProviderError);
       });
     }
   });

@@ -81,7 +81,7 @@ describeLlmConformance('OpenAICompatibleLLM → @va/local-llm', () => openaiAt(l
 const fake = new FakeLLM({ ttftMs: 5, tokensPerSecond: 200 });
 describeLlmConformance('FakeLLM', () => fake, {
   abortsSeen: () => fake.aborted,
-  failing: { 'scripted to fail': () => new FakeLLM({ fail: { error: new Error('scripted failure') } }) },
+  failing: { 'scripted to fail': () => new FakeLLM({ fail: {} }) },
 });
 
 describe('OpenAICompatibleLLM', () => {

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChatMessage } from '@va/protocol';
+import { ProviderError } from '../errors.js';
 import type { LLM, LLMEvent, LLMOptions } from '../types.js';
 
 /** One scripted reply: text, or tool calls (after any text), as a model would answer. */
@@ -59,7 +60,7 @@ export class FakeLLM implements LLM {
       for (let i = 0; i <= tokens.length; i++) {
         if (i === failAt) {
           finished = true;
-          throw fail?.error ?? new Error('fake LLM failure');
+          throw fail?.error ?? new ProviderError('fake', 'server', 'fake LLM failure');
         }
         const token = tokens[i];
         if (token === undefined) break;

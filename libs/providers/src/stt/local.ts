@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { dither, StreamResampler } from '@va/audio';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
 import { Channel } from './channel.js';
+import { ProviderError } from '../errors.js';
 import {
   DECODER_SAMPLE_RATE,
   DEFAULT_MODEL_DIR,
@@ -70,7 +71,7 @@ export class LocalSTT implements STT {
 
   /** The decoder worker: started (and its model loaded) on first use, and again after a worker failed. */
   private async decoder(): Promise<DecoderWorker> {
-    if (this.closed) throw new Error('local STT: closed');
+    if (this.closed) throw new ProviderError('local', 'connection', 'local STT: closed');
     if (!this.worker || this.worker.failure) this.worker = new DecoderWorker({ modelDir: this.modelDir });
     const worker = this.worker;
     this.modelLoadMs = await worker.ready;
@@ -211,15 +212,17 @@ class DecoderWorker {
       this.rejectReady = reject;
       this.worker.on('message', (msg: FromWorker) => {
         if (msg.type === 'ready') resolve(msg.loadMs);
-        else if (msg.type === 'error') this.fail(new Error(`local STT: ${msg.message}`));
+        else if (msg.type === 'error') this.fail(new ProviderError('local', 'server', `local STT: ${msg.message}`));
         else this.onMessage?.(msg);
       });
     });
     this.ready.catch(() => {}); // the rejection is delivered to whoever awaits ready; never unhandled
-    this.worker.on('error', (err) => this.fail(new Error(`local STT: decoder worker crashed: ${err.message}`)));
+    this.worker.on('error', (err) =>
+      this.fail(new ProviderError('local', 'server', `local STT: decoder worker crashed: ${err.message}`)),
+    );
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
-        this.fail(new Error(`local STT: decoder worker exited (code ${code})`));
+        this.fail(new ProviderError('local', 'server', `local STT: decoder worker exited (code ${code})`));
         resolve();
       }),
     );
@@ -240,7 +243,7 @@ class DecoderWorker {
   /** Frees the decoder (in the worker) and ends the thread; terminates it if that takes too long. */
   async close(): Promise<void> {
     if (!this.failure) {
-      this.failure = new Error('local STT: closed');
+      this.failure = new ProviderError('local', 'connection', 'local STT: closed');
       this.post({ type: 'close' });
     }
     const timer = setTimeout(() => void this.worker.terminate(), CLOSE_GRACE_MS);

@@ -4,6 +4,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readWav, resample } from '@va/audio';
+import { ProviderError } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { speakStream } from './stream.js';
 import type { SentenceSegmenterOptions } from './segmenter.js';
@@ -67,9 +68,11 @@ export class LocalTTS implements TTS {
     this.voiceCheck ??= new Promise<void>((resolve, reject) => {
       execFile(this.binary, ['-lv'], { timeout: 10_000 }, (err, stdout) => {
         const voices = stdout.replace(/^.*?:/, '').trim().split(/\s+/);
-        if (err) reject(new Error(`cannot start ${this.binary}: ${err.message}`));
+        if (err) reject(new ProviderError('local', 'connection', `cannot start ${this.binary}: ${err.message}`));
         else if (!voices.includes(this.voice))
-          reject(new Error(`flite has no voice "${this.voice}" (has ${voices.join(', ')})`));
+          reject(
+            new ProviderError('local', 'bad-request', `flite has no voice "${this.voice}" (has ${voices.join(', ')})`),
+          );
         else resolve();
       });
     });
@@ -88,14 +91,18 @@ function run(binary: string, args: string[], signal: AbortSignal): Promise<void>
       if (stderr.length < 2000) stderr += d;
     });
     child.on('error', (err) => {
-      if (child.pid === undefined) reject(new Error(`cannot start ${binary}: ${err.message}`));
+      if (child.pid === undefined)
+        reject(new ProviderError('local', 'connection', `cannot start ${binary}: ${err.message}`));
       else failure = err; // killed on abort: wait for 'close'
     });
     child.on('close', (code, sig) => {
       if (failure !== undefined) reject(failure);
       // flite says "Error ..." on stderr yet exits 0 when, e.g., a voice file does not load.
       else if (code === 0 && !/error/i.test(stderr)) resolve();
-      else reject(new Error(`${binary} failed (${code ?? sig}): ${stderr.trim().slice(0, 300)}`));
+      else
+        reject(
+          new ProviderError('local', 'server', `${binary} failed (${code ?? sig}): ${stderr.trim().slice(0, 300)}`),
+        );
     });
   });
 }
