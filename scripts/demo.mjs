@@ -20,12 +20,15 @@ const { values } = parseArgs({
     report: { type: 'string' },
     'llm-ttft-ms': { type: 'string' },
     'llm-tps': { type: 'string' },
+    providers: { type: 'string', default: 'local' },
     out: { type: 'string', default: 'out' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--out DIR]');
+  console.log(
+    'usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]',
+  );
   process.exit(0);
 }
 const number = (name) => {
@@ -38,11 +41,55 @@ const number = (name) => {
 const script = values.script ? JSON.parse(await readFile(values.script, 'utf8')) : BUILT_IN_SCRIPT;
 const passthrough = Object.fromEntries(
   Object.entries(process.env).filter(
-    ([k, v]) => v !== undefined && /^(FAST_|DEEP_|SUMMARY_)?LLM_|_PROVIDER$|^TOOLS$|^TOOL_|^TTS_FILLER/.test(k),
+    ([k, v]) =>
+      v !== undefined &&
+      /^(FAST_|DEEP_|SUMMARY_)?LLM_|_PROVIDER$|^TOOLS$|^TOOL_|^TTS_FILLER|^(DEEPGRAM|ELEVENLABS|OPENAI|GROQ|CEREBRAS|OLLAMA|VLLM|LLAMACPP|PROVIDER)_/.test(
+        k,
+      ),
   ),
 );
-console.log('voice-agent demo: seven services, each its own process, on nats-server; offline providers.');
-if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL) {
+if (values.providers === 'cloud') Object.assign(passthrough, cloudProviders(process.env));
+else if (values.providers !== 'local') throw new Error('--providers must be local or cloud');
+
+/**
+ * `--providers cloud`: the cloud adapters, chosen by the keys in env, each backed by the local one (a fallback
+ * chain), unless a *_PROVIDER variable already says otherwise. Keys are read by the services, never printed.
+ */
+function cloudProviders(env) {
+  const chosen = {};
+  const missing = [];
+  if (!env.STT_PROVIDER) {
+    if (env.DEEPGRAM_API_KEY) chosen.STT_PROVIDER = 'deepgram,local';
+    else missing.push('DEEPGRAM_API_KEY (speech to text)');
+  }
+  if (!env.TTS_PROVIDER) {
+    if (env.ELEVENLABS_API_KEY) chosen.TTS_PROVIDER = 'elevenlabs,local';
+    else if (env.OPENAI_API_KEY) chosen.TTS_PROVIDER = 'openai,local';
+    else missing.push('ELEVENLABS_API_KEY or OPENAI_API_KEY (text to speech)');
+  }
+  if (!env.LLM_PROVIDER && !env.LLM_BASE_URL) {
+    if (env.GROQ_API_KEY) {
+      Object.assign(chosen, {
+        LLM_PROVIDER: 'groq',
+        FAST_LLM_MODEL: 'llama-3.1-8b-instant',
+        DEEP_LLM_MODEL: 'llama-3.3-70b-versatile',
+      });
+    } else if (env.OPENAI_API_KEY) {
+      Object.assign(chosen, { LLM_PROVIDER: 'openai', FAST_LLM_MODEL: 'gpt-4.1-nano', DEEP_LLM_MODEL: 'gpt-4.1-mini' });
+    } else missing.push('GROQ_API_KEY or OPENAI_API_KEY (or LLM_PROVIDER / LLM_BASE_URL) for the LLMs');
+  }
+  if (missing.length > 0) {
+    console.error(`--providers cloud needs: ${missing.join('; ')}. See README, "Cloud providers".`);
+    process.exit(2);
+  }
+  // Models stay overridable: an explicit FAST_/DEEP_LLM_MODEL wins.
+  for (const k of ['FAST_LLM_MODEL', 'DEEP_LLM_MODEL']) if (env[k]) delete chosen[k];
+  return chosen;
+}
+console.log(
+  `voice-agent demo: seven services, each its own process, on nats-server; ${values.providers === 'cloud' ? 'cloud providers (local ones as fallback)' : 'offline providers'}.`,
+);
+if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL && !passthrough.LLM_PROVIDER) {
   console.log('LLM: a local rule-based OpenAI-compatible server (no model weights here). Real answers need a real');
   console.log('     LLM: set LLM_BASE_URL / LLM_API_KEY / LLM_MODEL (Ollama, llama.cpp, vLLM, Groq, OpenAI…).');
 }

@@ -115,7 +115,9 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
   try {
     nats = await startNatsServer();
     otlp = await startOtlpReceiver();
-    const external = opts.env?.LLM_BASE_URL ?? opts.env?.FAST_LLM_BASE_URL;
+    // A configured LLM (a base URL, or a named provider such as openai or groq) replaces the local servers.
+    const external =
+      opts.env?.LLM_BASE_URL ?? opts.env?.FAST_LLM_BASE_URL ?? opts.env?.LLM_PROVIDER ?? opts.env?.FAST_LLM_PROVIDER;
     if (!external) {
       // Two local servers, as two models would be: the small one answers ~3x sooner than the large one.
       const ttftMs = opts.llmTtftMs ?? 150;
