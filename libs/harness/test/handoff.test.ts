@@ -343,7 +343,9 @@ describe('provider fallback within a turn (timed fakes)', () => {
     try {
       const first = await r.ask('fallback-3', 'what is the answer');
       // (The apology is ready at once, so it may come before the opener, which is then skipped.)
-      expect(first.playout.spokenText).toMatch(new RegExp(`^(Okay\\. )?${PROVIDER_APOLOGY.replace(/[.?']/g, '\\$&')}$`));
+      expect(first.playout.spokenText).toMatch(
+        new RegExp(`^(Okay\\. )?${PROVIDER_APOLOGY.replace(/[.?']/g, '\\$&')}$`),
+      );
       const second = await r.ask('fallback-4', 'what is the answer');
       expect(second.playout.spokenText).toContain(ANSWER);
       expect(second.playout.interrupted).toBe(false);
