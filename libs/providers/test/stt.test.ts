@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { durationMs, rmsDbfs } from '@va/audio';
 import { utterances, waitFor, wordAccuracy } from '@va/testkit';
 import { createProvider, providerNames } from '../src/registry.js';
-import { FakeSTT, LocalSTT, type FakeResponder } from '../src/stt/index.js';
+import { FakeSTT, LocalSTT, TimedSTT, type FakeResponder } from '../src/stt/index.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
 import { collect, describeSttConformance, STT_PHRASES, within } from './stt.conformance.js';
 
@@ -68,6 +68,7 @@ function hearsInOrder(phrases: readonly string[]): () => FakeResponder {
 
 describeSttConformance('local', () => LocalSTT.create(), { dispose: closeIfLocal });
 describeSttConformance('fake', () => new FakeSTT(hearsInOrder(STT_PHRASES)));
+describeSttConformance('timed', () => new TimedSTT({ texts: STT_PHRASES, minSpeechMs: 200 }));
 
 async function* chunksOf(pcm: { samples: Int16Array; sampleRate: number }, ms = 20): AsyncGenerator<AudioChunk> {
   const size = (pcm.sampleRate * ms) / 1000;

@@ -38,7 +38,6 @@ export class TimedSTT implements STT {
   readonly provider = 'timed';
   readonly sampleRate: number;
   private readonly opts: TimedSttOptions;
-  private utterance = 0;
 
   constructor(opts: Partial<TimedSttOptions> = {}) {
     this.opts = { ...TIMED_STT_DEFAULTS, ...opts };
@@ -46,7 +45,19 @@ export class TimedSTT implements STT {
   }
 
   async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
+    if (signal.aborted) return;
     const events = new Channel<TranscriptEvent>();
+    // Each stream is a new conversation: the scripted texts start over.
+    let utterance = 0;
+    /** A final waiting for its delay; sent at once if anything newer is about to go out, so order holds. */
+    let pendingFinal: { event: TranscriptEvent; timer: NodeJS.Timeout } | undefined;
+    const flushFinal = () => {
+      if (!pendingFinal) return;
+      clearTimeout(pendingFinal.timer);
+      timers.delete(pendingFinal.timer);
+      events.push(pendingFinal.event);
+      pendingFinal = undefined;
+    };
     const timers = new Set<NodeJS.Timeout>();
     const { finalDelayMs, partialEveryMs, endSilenceMs, speechDbfs, minSpeechMs } = this.opts;
     let clockMs = 0;
@@ -55,7 +66,7 @@ export class TimedSTT implements STT {
     // Words belong to speech long enough to hold some: the text is taken when it gets there.
     const wordsOf = (s: NonNullable<typeof speech>) =>
       s.lastVoiceMs - s.startMs >= minSpeechMs
-        ? (s.text ??= this.opts.texts[this.utterance++ % this.opts.texts.length]!)
+        ? (s.text ??= this.opts.texts[utterance++ % this.opts.texts.length]!)
         : undefined;
 
     const words = (text: string, upToMs: number, s: { startMs: number; lastVoiceMs: number }) => {
@@ -78,17 +89,22 @@ export class TimedSTT implements STT {
         startMs: s.startMs,
         endMs: s.lastVoiceMs,
       };
+      flushFinal();
       const wait = Math.max(0, s.lastVoiceWall + finalDelayMs - Date.now());
       const t = setTimeout(() => {
         timers.delete(t);
+        pendingFinal = undefined;
         events.push(event);
       }, wait);
       timers.add(t);
+      pendingFinal = { event, timer: t };
     };
 
     const pump = async () => {
       try {
         for await (const chunk of audio) {
+          // Aborted: stop reading the input too.
+          if (signal.aborted) return;
           const startMs = chunk.tsMs ?? clockMs;
           const durMs = (chunk.samples.length * 1000) / chunk.sampleRate;
           clockMs = startMs + durMs;
@@ -106,6 +122,7 @@ export class TimedSTT implements STT {
           if (!speech) continue;
           const text = wordsOf(speech);
           if (text !== undefined && clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
+            flushFinal();
             speech.nextPartialMs = Math.max(speech.nextPartialMs + partialEveryMs, clockMs);
             events.push({
               text: words(text, clockMs, speech),
