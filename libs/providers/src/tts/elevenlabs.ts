@@ -6,6 +6,7 @@ import { kindOfStatus, ProviderError, redact, type ProviderErrorKind } from '../
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, SentenceSegmenter, type SentenceSegmenterOptions, type TextSegment } from './segmenter.js';
 import { Channel, Pcm16Decoder, speakSegmentsStreamed } from './openai.js';
+import { linkAbort, untilAborted } from '../abort.js';
 
 export const ELEVENLABS_DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
 /** "George", the voice of the SDK's README examples. */
@@ -90,8 +91,6 @@ interface Warm {
   conn: Conn;
   timer: NodeJS.Timeout;
 }
-
-const ABORTED = Symbol('aborted');
 
 /**
  * ElevenLabs TTS with input streaming: the LLM's deltas go into one `stream-input` WebSocket per reply
@@ -235,12 +234,8 @@ export class ElevenLabsTTS implements TTS {
 
   private async *streamInput(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechChunk> {
     if (signal.aborted) return;
-    const ac = new AbortController();
-    const stop = () => ac.abort();
-    signal.addEventListener('abort', stop, { once: true });
-    const aborted = new Promise<typeof ABORTED>((resolve) =>
-      ac.signal.addEventListener('abort', () => resolve(ABORTED), { once: true }),
-    );
+    const link = linkAbort(signal);
+    const ac = link.controller;
     const conn = this.takeWarm() ?? this.open();
     const { ws } = conn;
     const out = new Channel<SpeechChunk>();
@@ -387,16 +382,11 @@ export class ElevenLabsTTS implements TTS {
     void sender().catch((err: unknown) => fail(err)); // a text source's own error is thrown as it is
 
     try {
-      for (;;) {
-        const next = await Promise.race([out.next(), aborted]);
-        if (next === ABORTED || next.done) return;
-        yield next.value;
-        if (ac.signal.aborted) return;
-      }
+      yield* untilAborted(out, link);
     } catch (err) {
       if (!ac.signal.aborted) throw err;
     } finally {
-      signal.removeEventListener('abort', stop);
+      link.unlink();
       clearTimeout(watchdog);
       const clean = finished && !ac.signal.aborted;
       ac.abort();

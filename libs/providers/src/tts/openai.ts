@@ -4,6 +4,7 @@ import { Framer, samplesForMs, silence, StreamResampler } from '@va/audio';
 import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, segmentSentences, type SentenceSegmenterOptions } from './segmenter.js';
+import { linkAbort, untilAborted } from '../abort.js';
 
 /** OpenAI's `response_format: "pcm"`: raw 24 kHz, 16-bit signed little-endian, mono, no header. */
 export const OPENAI_TTS_PCM_RATE = 24000;
@@ -191,7 +192,6 @@ export interface StreamedSegmentsOptions extends SentenceSegmenterOptions {
   toError: (err: unknown) => ProviderError;
 }
 
-const ABORTED = Symbol('aborted');
 const FIRST_BYTE_TIMEOUT = Symbol('first byte timeout');
 
 /**
@@ -209,12 +209,8 @@ export async function* speakSegmentsStreamed(
   opts: StreamedSegmentsOptions,
 ): AsyncGenerator<SpeechChunk, void, undefined> {
   if (signal.aborted) return;
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  signal.addEventListener('abort', stop, { once: true });
-  const aborted = new Promise<typeof ABORTED>((resolve) =>
-    ac.signal.addEventListener('abort', () => resolve(ABORTED), { once: true }),
-  );
+  const link = linkAbort(signal);
+  const ac = link.controller;
   const chunkMs = opts.chunkMs ?? 20;
   const rate = opts.sampleRate;
   const out = new Channel<SpeechChunk>();
@@ -289,16 +285,11 @@ export async function* speakSegmentsStreamed(
   );
 
   try {
-    for (;;) {
-      const next = await Promise.race([out.next(), aborted]);
-      if (next === ABORTED || next.done) return;
-      yield next.value;
-      if (ac.signal.aborted) return;
-    }
+    yield* untilAborted(out, link);
   } catch (err) {
     if (!ac.signal.aborted) throw err;
   } finally {
-    signal.removeEventListener('abort', stop);
+    link.unlink();
     ac.abort();
     await inflight; // the cancelled request settles within a moment: nothing outlives the iterable
     resampler?.destroy();

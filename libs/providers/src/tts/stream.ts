@@ -1,6 +1,7 @@
 import { frames, silence } from '@va/audio';
 import type { SpeechChunk } from '../types.js';
 import { isSpeakable, segmentSentences, type TextSegment, type SentenceSegmenterOptions } from './segmenter.js';
+import { ABORTED, linkAbort } from '../abort.js';
 
 /** Synthesizes one segment's text to mono PCM16 at the adapter's rate; rejects on failure or abort. */
 export type SegmentSynth = (text: string, index: number, signal: AbortSignal) => Promise<Int16Array>;
@@ -10,8 +11,6 @@ export interface SpeakStreamOptions extends SentenceSegmenterOptions {
   /** Chunk length, ms. Default 20 (the wire frame). */
   chunkMs?: number;
 }
-
-const ABORTED = Symbol('aborted');
 
 interface Job {
   seg: TextSegment;
@@ -40,12 +39,8 @@ export async function* speakStream(
   opts: SpeakStreamOptions,
 ): AsyncGenerator<SpeechChunk, void, undefined> {
   if (signal.aborted) return;
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  signal.addEventListener('abort', stop, { once: true });
-  const aborted = new Promise<typeof ABORTED>((resolve) =>
-    ac.signal.addEventListener('abort', () => resolve(ABORTED), { once: true }),
-  );
+  const link = linkAbort(signal);
+  const { controller: ac, aborted } = link;
   const jobs = new Queue<Job>();
   let last: Promise<unknown> = Promise.resolve(); // the newest synthesis; each one starts when the one before ends
 
@@ -92,7 +87,7 @@ export async function* speakStream(
   } catch (err) {
     if (!ac.signal.aborted) throw err;
   } finally {
-    signal.removeEventListener('abort', stop);
+    link.unlink();
     ac.abort();
     await last; // cancelled synthesis settles within a moment: nothing outlives the iterable
   }
