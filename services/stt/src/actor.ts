@@ -2,7 +2,7 @@ import { AsyncQueue, type ActorContext, type SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
 import { channels, LIMITS } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
-import { ATTR, context, SPAN, startStageSpan, traceText, type Context } from '@va/telemetry';
+import { ATTR, context, SPAN, startStageSpan, trace, traceText, type Context } from '@va/telemetry';
 
 export const STAGE = 'stt';
 /** After a provider failure, wait this long before listening again (the session keeps going). */
@@ -18,8 +18,15 @@ export function sttActor(makeStt: () => Promise<STT>) {
     // Connect now, not when the user first speaks.
     void stt.prewarm?.();
     let frames = new AsyncQueue<AudioChunk>();
-    // The trace context of the newest frame: the gateway stamps frames with the open turn's root span.
-    let turnContext: Context = context.active();
+    // The gateway stamps each frame with the open turn's root span. Words belong to the turn their audio was
+    // part of — not to whatever frame is newest when a slow final arrives — so contexts are kept by audio time.
+    const contexts: { fromMs: number; context: Context }[] = [];
+    let latest: Context = context.active();
+    let latestSpan: string | undefined;
+    const contextAt = (ms: number): Context => {
+      for (let i = contexts.length - 1; i >= 0; i--) if (contexts[i]!.fromMs <= ms) return contexts[i]!.context;
+      return latest;
+    };
     // Audio clock → wall clock, from the newest frame (frames arrive in real time).
     const clock = new FrameClock();
 
@@ -32,13 +39,22 @@ export function sttActor(makeStt: () => Promise<STT>) {
         );
         return;
       }
-      turnContext = meta.context;
+      const spanId = trace.getSpanContext(meta.context)?.spanId;
+      if (spanId !== latestSpan || contexts.length === 0) {
+        latestSpan = spanId;
+        latest = meta.context;
+        contexts.push({ fromMs: frame.tsMs, context: meta.context });
+        // A minute of changes is plenty: a final never comes that late.
+        while (contexts.length > 1 && contexts[0]!.fromMs < frame.tsMs - 60_000) contexts.shift();
+      }
       clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
       frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
     });
 
     const publish = ({ servedBy, ...ev }: TranscriptEvent) => {
       const text = ev.text.slice(0, LIMITS.textChars);
+      // The context of the last frame of these words (frames are 20 ms; the end is exclusive).
+      const turnContext = contextAt(Math.max(ev.startMs, ev.endMs - 20));
       ctx.publish(
         channels.transcript,
         { ...ev, text, endMs: Math.max(ev.endMs, ev.startMs) },

@@ -1,0 +1,56 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ATTR, SPAN } from '@va/telemetry';
+import { runConversation } from '@va/harness';
+import { startDeepgramServer, type DeepgramServer } from '../../providers/test/servers/deepgram-server.js';
+import { startElevenLabsServer, type ElevenLabsServer } from '../../providers/test/servers/elevenlabs-server.js';
+
+// The cloud adapters in the real pipeline (seven processes), each against a local server that speaks its
+// provider's wire protocol: what `npm run demo -- --providers cloud` does with real keys, minus the internet.
+const SAID = ['what is the weather like today', 'thank you very much'];
+const SCRIPT = { turns: SAID.map((say) => ({ say, pauseMs: 700 })) };
+
+let deepgram: DeepgramServer;
+let elevenlabs: ElevenLabsServer;
+beforeAll(async () => {
+  deepgram = await startDeepgramServer({ texts: SAID, textScope: 'server' });
+  elevenlabs = await startElevenLabsServer({ lifetimeMs: 240_000 });
+});
+afterAll(async () => {
+  await deepgram?.close();
+  await elevenlabs?.close();
+});
+
+describe('cloud providers in the pipeline (local protocol servers)', () => {
+  it('hears through Deepgram, speaks through ElevenLabs, and the spans name them', async () => {
+    const { report, summary, spans } = await runConversation({
+      script: SCRIPT,
+      outDir: join(tmpdir(), `va-cloud-${process.pid}`),
+      llmTtftMs: 100,
+      llmTokensPerSecond: 80,
+      env: {
+        STT_PROVIDER: 'deepgram',
+        DEEPGRAM_API_KEY: deepgram.apiKey,
+        DEEPGRAM_BASE_URL: deepgram.url,
+        TTS_PROVIDER: 'elevenlabs',
+        ELEVENLABS_API_KEY: elevenlabs.apiKey,
+        ELEVENLABS_BASE_URL: elevenlabs.url,
+      },
+    });
+    expect(report.turns.map((t) => t.transcript)).toEqual(SAID);
+    for (const turn of report.turns) {
+      expect(turn.opener.length + turn.answer.length).toBeGreaterThan(0);
+      expect(summary.segments.some((s) => s.turnId === turn.turnId)).toBe(true);
+      const mine = spans.filter((s) => s.traceId === turn.traceId);
+      expect(mine.find((s) => s.name === SPAN.sttTranscribe)?.attributes[ATTR.provider]).toBe('deepgram');
+      expect(mine.filter((s) => s.name === SPAN.ttsSynthesize).map((s) => s.attributes[ATTR.provider])).toContain(
+        'elevenlabs',
+      );
+    }
+    // Keys stay out of traces.
+    const attributeText = JSON.stringify(spans.map((s) => s.attributes));
+    expect(attributeText).not.toContain(deepgram.apiKey);
+    expect(attributeText).not.toContain(elevenlabs.apiKey);
+  }, 240_000);
+});
