@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto';
+import { ActorContext, closeSession, openSession } from '@va/actor';
+import type { Bus } from '@va/bus';
+import { BUCKETS, channels, sessionId as parseSessionId, STAGES } from '@va/protocol';
+import { GatewaySession, STAGE } from '../actor.js';
+
+/** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
+export const WEB_SAMPLE_RATE = 16000 as const;
+
+/** What the page is told, as JSON text messages. */
+export type PageEvent =
+  | { type: 'ready'; sessionId: string; sampleRate: number; frameMs: number }
+  | { type: 'transcript'; text: string; final: boolean; startMs: number; endMs: number }
+  | { type: 'reply'; source: 'fast' | 'deep'; turnId: string; delta: string; done: boolean }
+  | {
+      type: 'playout';
+      turnId: string;
+      spokenText: string;
+      playedMs: number;
+      interrupted: boolean;
+      /** End of the user's speech to the agent's first audio played, ms (null if nothing was played). */
+      e2eMs: number | null;
+    }
+  | { type: 'error'; code: string; message: string };
+
+/** One conversation behind one socket: what the transport's clock drives. */
+export interface WebSession {
+  readonly sessionId: string;
+  /** One 20 ms step: the user's frame in, the agent's frame to play out (undefined: nothing to play). */
+  tick(mic: Int16Array): Int16Array | undefined;
+  close(): Promise<void>;
+}
+
+/** Opens a session; `emit` sends events to the page for as long as the session lives. */
+export type SessionFactory = (emit: (event: PageEvent) => void) => Promise<WebSession>;
+
+export interface BusSessionOptions {
+  /** How long to wait for every stage to claim the session (they still can later). */
+  openTimeoutMs: number;
+  /** Session ids are `<prefix>-<time>-<random>`. */
+  idPrefix?: string;
+}
+
+/**
+ * Sessions on the bus, as `main.ts` opens a script session: open it on every other stage, then a
+ * GatewaySession for the audio, and forward transcript, replies and playout (with each turn's latency) to the page.
+ */
+export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
+  return async (emit) => {
+    const sid = parseSessionId(
+      `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+    );
+    const log = bus.log.child({ sessionId: sid, transport: 'web' });
+    const others = STAGES.filter((s) => s !== STAGE);
+    const acks = await openSession(
+      bus,
+      sid,
+      { sampleRate: WEB_SAMPLE_RATE },
+      { stages: others, timeoutMs: opts.openTimeoutMs },
+    );
+    const missing = others.filter((s) => !acks.some((a) => a.stage === s));
+    if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
+    else log.info('session opened');
+
+    const config = { sampleRate: WEB_SAMPLE_RATE, language: 'en-US' };
+    const ctx = new ActorContext(sid, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
+    ctx.followControl();
+    const session = new GatewaySession(ctx, WEB_SAMPLE_RATE);
+    ctx.subscribe(channels.transcript, (t) =>
+      emit({ type: 'transcript', text: t.text, final: t.final, startMs: t.startMs, endMs: t.endMs }),
+    );
+    for (const [ch, source] of [
+      [channels.replyFast, 'fast'],
+      [channels.replyDeep, 'deep'],
+    ] as const) {
+      ctx.subscribe(ch, (r) => emit({ type: 'reply', source, turnId: r.turnId, delta: r.delta, done: r.done }));
+    }
+    ctx.subscribe(channels.playout, (p) => {
+      // The gateway records the turn as it publishes its playout: the record is there by the time this arrives.
+      const record = session.records.find((r) => r.turnId === p.turnId);
+      emit({
+        type: 'playout',
+        turnId: p.turnId,
+        spokenText: p.spokenText,
+        playedMs: p.playedMs,
+        interrupted: p.interrupted,
+        e2eMs: record?.e2eMs ?? null,
+      });
+    });
+
+    let closed = false;
+    return {
+      sessionId: sid,
+      tick: (mic) => session.tick(mic),
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        session.close();
+        closeSession(bus, sid, 'socket closed');
+        ctx.close('closed');
+        log.info({ turns: session.records.length }, 'session closed');
+      },
+    };
+  };
+}

@@ -1,0 +1,278 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { Bus } from '@va/bus';
+import { channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
+import { busSessionFactory, type PageEvent, type SessionFactory, type WebSession } from '../src/web/session.js';
+
+/** A session that records every mic tick (with its time) and answers each marked frame with its negation. */
+class FakeSession implements WebSession {
+  readonly sessionId = 'fake-1';
+  readonly ticks: { at: number; frame: Int16Array }[] = [];
+  closed = false;
+  constructor(readonly emit: (e: PageEvent) => void) {}
+  tick(mic: Int16Array): Int16Array | undefined {
+    this.ticks.push({ at: performance.now(), frame: mic });
+    const m = marker(mic);
+    return m === undefined ? undefined : new Int16Array(320).fill(-m);
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** Test frames are constant and ≥ 100; the transport's comfort noise is a few units. */
+function marker(frame: Int16Array): number | undefined {
+  const v = frame[0]!;
+  return v >= 100 && frame.every((s) => s === v) ? v : undefined;
+}
+
+function fakeFactory(): { factory: SessionFactory; sessions: FakeSession[] } {
+  const sessions: FakeSession[] = [];
+  return {
+    sessions,
+    factory: async (emit) => {
+      const s = new FakeSession(emit);
+      sessions.push(s);
+      return s;
+    },
+  };
+}
+
+interface Client {
+  ws: WebSocket;
+  events: PageEvent[];
+  audio: Int16Array[];
+  closed: Promise<number>;
+}
+
+async function connect(server: WebServer, headers: Record<string, string> = {}): Promise<Client> {
+  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws`, { headers });
+  const c: Client = { ws, events: [], audio: [], closed: new Promise((r) => ws.once('close', (code) => r(code))) };
+  ws.on('message', (data: Buffer, isBinary) => {
+    if (isBinary) c.audio.push(new Int16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));
+    else c.events.push(JSON.parse(data.toString()) as PageEvent);
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return c;
+}
+
+const pcm = (samples: Int16Array) => Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const errors = (c: Client) => c.events.filter((e) => e.type === 'error');
+
+let server: WebServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+describe('web transport', () => {
+  it('serves the talk page, its script and the worklet, and nothing else', async () => {
+    server = await startWebServer({ factory: fakeFactory().factory });
+    const page = await fetch(`${server.url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    const html = await page.text();
+    expect(html).toContain('/app.js');
+    for (const file of ['/app.js', '/mic-worklet.js']) {
+      const res = await fetch(`${server.url}${file}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain('javascript');
+    }
+    expect(await (await fetch(`${server.url}/mic-worklet.js`)).text()).toContain("registerProcessor('mic-16k'");
+    expect((await fetch(`${server.url}/../package.json`)).status).toBe(404);
+    expect((await fetch(`${server.url}/server.ts`)).status).toBe(404);
+  });
+
+  it('feeds 1 s of microphone to the session in real time, in order, and sends the agent frames back', async () => {
+    const { factory, sessions } = fakeFactory();
+    server = await startWebServer({ factory });
+    const c = await connect(server);
+    await waitFor(() => c.events.some((e) => e.type === 'ready'), { message: 'ready' });
+    // 50 frames of 20 ms, frame k filled with 100 * (k + 1), sent as 30 ms chunks every 30 ms (not frame-aligned).
+    const stream = new Int16Array(50 * 320);
+    for (let k = 0; k < 50; k++) stream.fill(100 * (k + 1), k * 320, (k + 1) * 320);
+    for (let at = 0; at < stream.length; at += 480) {
+      c.ws.send(pcm(stream.subarray(at, at + 480)));
+      await sleep(30);
+    }
+    const session = sessions[0]!;
+    await waitFor(() => session.ticks.filter((t) => marker(t.frame) !== undefined).length === 50, {
+      message: 'all 50 frames ticked',
+    });
+    const marked = session.ticks.filter((t) => marker(t.frame) !== undefined);
+    expect(marked.map((t) => marker(t.frame))).toEqual(Array.from({ length: 50 }, (_, k) => 100 * (k + 1)));
+    // Paced by the clock: one tick per 20 ms (the 1 s of audio took about 1 s to tick).
+    const span = marked[49]!.at - marked[0]!.at;
+    expect(span).toBeGreaterThan(900);
+    expect(span).toBeLessThan(1400);
+    const all = session.ticks.map((t) => t.at);
+    const meanGap = (all[all.length - 1]! - all[0]!) / (all.length - 1);
+    expect(meanGap).toBeGreaterThan(17);
+    expect(meanGap).toBeLessThan(25);
+    // Ticks with no microphone got comfort noise, not digital zero and not a repeat.
+    expect(session.ticks.some((t) => marker(t.frame) === undefined && t.frame.some((s) => s !== 0))).toBe(true);
+
+    await waitFor(() => c.audio.length === 50, { message: 'agent frames back' });
+    expect(c.audio.map((f) => f.length)).toEqual(Array(50).fill(320));
+    expect(c.audio.map((f) => f[0])).toEqual(Array.from({ length: 50 }, (_, k) => -100 * (k + 1)));
+
+    // Events the session emits reach the page as JSON.
+    session.emit({ type: 'transcript', text: 'hello there', final: true, startMs: 0, endMs: 900 });
+    session.emit({ type: 'reply', source: 'fast', turnId: 't1', delta: 'Sure.', done: true });
+    session.emit({ type: 'playout', turnId: 't1', spokenText: 'Sure.', playedMs: 400, interrupted: false, e2eMs: 420 });
+    await waitFor(() => c.events.length >= 4);
+    expect(c.events.map((e) => e.type)).toEqual(['ready', 'transcript', 'reply', 'playout']);
+    expect(c.events[3]).toMatchObject({ e2eMs: 420 });
+
+    // Closing the socket closes the session and stops its clock.
+    c.ws.close();
+    await waitFor(() => session.closed && server!.sessions === 0, { message: 'session closed' });
+    const ticks = session.ticks.length;
+    await sleep(100);
+    expect(session.ticks.length).toBe(ticks);
+  });
+
+  it('paces a burst at real time, and drops the oldest audio beyond the queue bound', async () => {
+    const { factory, sessions } = fakeFactory();
+    server = await startWebServer({ factory, maxQueueMs: 200 });
+    const c = await connect(server);
+    await waitFor(() => c.events.some((e) => e.type === 'ready'));
+    const burst = new Int16Array(50 * 320);
+    for (let k = 0; k < 50; k++) burst.fill(100 * (k + 1), k * 320, (k + 1) * 320);
+    c.ws.send(pcm(burst));
+    const session = sessions[0]!;
+    await waitFor(() => session.ticks.some((t) => marker(t.frame) === 5000), { message: 'last frame ticked' });
+    await sleep(100);
+    const marked = session.ticks.filter((t) => marker(t.frame) !== undefined);
+    // Only the newest 200 ms (10 frames) were kept, in order, and they still took ~200 ms to play.
+    expect(marked.map((t) => marker(t.frame))).toEqual(Array.from({ length: 10 }, (_, k) => 100 * (41 + k)));
+    expect(marked[9]!.at - marked[0]!.at).toBeGreaterThan(150);
+    c.ws.close();
+    await waitFor(() => server!.sessions === 0);
+  });
+
+  it('refuses oversize, text and odd-length messages with an error and goes on', async () => {
+    const { factory, sessions } = fakeFactory();
+    server = await startWebServer({ factory, maxMessageBytes: 4096 });
+    const c = await connect(server);
+    await waitFor(() => c.events.some((e) => e.type === 'ready'));
+    c.ws.send(Buffer.alloc(8192));
+    c.ws.send('{"hello":');
+    c.ws.send(Buffer.alloc(641));
+    await waitFor(() => errors(c).length === 3, { message: 'three errors' });
+    expect(errors(c).map((e) => (e as { code: string }).code)).toEqual(['bad-message', 'bad-message', 'bad-audio']);
+    expect(errors(c)[0]).toMatchObject({ message: expect.stringContaining('4096') });
+    // Still alive: the next good frame is played.
+    c.ws.send(pcm(new Int16Array(320).fill(777)));
+    await waitFor(() => sessions[0]!.ticks.some((t) => marker(t.frame) === 777), { message: 'good frame after bad' });
+    // Far beyond the limit: ws cuts the socket (1009) without buffering it; the server lives on.
+    const big = await connect(server);
+    big.ws.send(Buffer.alloc(4096 * 4 + 2));
+    expect(await big.closed).toBe(1009);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    c.ws.close();
+    await waitFor(() => server!.sessions === 0);
+    expect(sessions.every((s) => s.closed)).toBe(true);
+  });
+
+  it('bounds sessions, refuses other sites and other paths, and reports a session that fails to open', async () => {
+    const { factory } = fakeFactory();
+    server = await startWebServer({ factory, maxSessions: 1 });
+    const a = await connect(server);
+    const b = await connect(server);
+    expect(await b.closed).toBe(CLOSE.overloaded);
+    expect(errors(b)[0]).toMatchObject({ code: 'overloaded' });
+    a.ws.close();
+    await waitFor(() => server!.sessions === 0);
+    await expect(connect(server, { origin: 'https://evil.example' })).rejects.toThrow(/403/);
+    await expect(
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${server!.url.replace('http', 'ws')}/other`);
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      }),
+    ).rejects.toThrow(/404/);
+    await server.close();
+
+    server = await startWebServer({
+      factory: async () => {
+        throw new Error('no bus');
+      },
+    });
+    const c = await connect(server);
+    expect(await c.closed).toBe(CLOSE.internal);
+    expect(errors(c)[0]).toMatchObject({ code: 'internal' });
+    await waitFor(() => server!.sessions === 0);
+  });
+});
+
+describe('web transport on the bus', () => {
+  let nats: NatsServerHandle;
+  let bus: Bus;
+  let client: Bus;
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    bus = await Bus.connect({ stage: 'media-gateway', servers: nats.url });
+    client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await bus?.drain();
+    await client?.drain();
+    await nats?.stop();
+  });
+
+  it('opens a session per socket, publishes the microphone, forwards transcript and replies, closes it', async () => {
+    const opened: string[] = [];
+    const closed: string[] = [];
+    client.subscribeGlobal(channels.sessionOpen, (m) => void opened.push(m.sessionId));
+    client.subscribeGlobal(channels.sessionClose, (m) => void closed.push(m.sessionId));
+    await client.nc.flush();
+    server = await startWebServer({ factory: busSessionFactory(bus, { openTimeoutMs: 200 }) });
+    const c = await connect(server);
+    const ready = await waitFor(() => c.events.find((e) => e.type === 'ready'), { message: 'ready' });
+    const sid: SessionId = parseSessionId((ready as { sessionId: string }).sessionId);
+    expect(opened).toContain(sid);
+
+    const heard: number[] = [];
+    client.subscribeAudio('in', sid, (f) => void heard.push(f.samples[0]!));
+    await client.nc.flush();
+    c.ws.send(pcm(new Int16Array(640).fill(1234)));
+    await waitFor(() => heard.filter((v) => v === 1234).length === 2, { message: 'mic frames on the bus' });
+
+    client.publish(channels.transcript, sid, {
+      text: 'what time is it',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 0,
+      endMs: 800,
+    });
+    client.publish(channels.replyFast, sid, { turnId: 't1', seq: 0, delta: 'Let me see.', done: true });
+    client.publish(channels.replyDeep, sid, { turnId: 't1', seq: 0, delta: 'It is noon.', done: false });
+    client.publish(channels.playout, sid, {
+      turnId: 't1',
+      playedMs: 0,
+      spokenText: '',
+      done: true,
+      interrupted: true,
+    });
+    await waitFor(() => c.events.length >= 5, { message: 'events on the page' });
+    expect(c.events.slice(1)).toEqual([
+      { type: 'transcript', text: 'what time is it', final: true, startMs: 0, endMs: 800 },
+      { type: 'reply', source: 'fast', turnId: 't1', delta: 'Let me see.', done: true },
+      { type: 'reply', source: 'deep', turnId: 't1', delta: 'It is noon.', done: false },
+      { type: 'playout', turnId: 't1', spokenText: '', playedMs: 0, interrupted: true, e2eMs: null },
+    ]);
+
+    c.ws.close();
+    await waitFor(() => closed.includes(sid) && server!.sessions === 0, { message: 'session closed on the bus' });
+  });
+});
