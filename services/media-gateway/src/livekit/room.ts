@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto';
+import {
+  AudioStream,
+  ParticipantKind,
+  Room,
+  RoomEvent,
+  TrackKind,
+  TrackPublishOptions,
+  TrackSource,
+  type AudioFrame,
+} from '@livekit/rtc-node';
+import { SUBJECT_TOKEN, sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { FRAME_MS, micSilence } from '../actor.js';
+import { runClock } from '../wav-transport.js';
+import {
+  AgentVoice,
+  agentTrack,
+  micFrames,
+  newAgentSource,
+  PIPELINE_FRAME_SAMPLES,
+  PIPELINE_RATE,
+  type AudioSourceLike,
+} from './audio.js';
+
+/** A subscribed remote audio track: its frames, and a way to stop reading them. */
+export interface RemoteAudio {
+  frames: AsyncIterable<AudioFrame>;
+  close(): void;
+}
+
+/** What the room reports to the transport. Identities of other agents are never reported. */
+export interface RoomEvents {
+  participantConnected(identity: string): void;
+  participantDisconnected(identity: string): void;
+  audioTrackSubscribed(identity: string, audio: RemoteAudio): void;
+}
+
+export interface PublishedTrack {
+  unpublish(): Promise<void>;
+}
+
+/** The little of a LiveKit room the transport uses; `LiveKitRoom` is the real one, tests use a fake. */
+export interface RoomLike {
+  readonly name: string;
+  /** Joins; participants already in the room are reported as connected once joined. */
+  connect(url: string, token: string, events: RoomEvents): Promise<void>;
+  publishAudio(trackName: string, source: AudioSourceLike): Promise<PublishedTrack>;
+  disconnect(): Promise<void>;
+}
+
+/** The gateway side of one participant's session (a `GatewaySession` on the bus, or a stub). */
+export interface SessionHandle {
+  /** One 20 ms step: the user's 16 kHz frame in, the agent's frame to play out (undefined: silence). */
+  tick(mic: Int16Array): Int16Array | undefined;
+  close(): void | Promise<void>;
+}
+export type SessionFactory = (sessionId: SessionId, identity: string) => Promise<SessionHandle>;
+export type Clock = (frameMs: number, step: (i: number) => boolean, signal: AbortSignal) => Promise<number>;
+
+export interface TransportLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface LiveKitTransportOptions {
+  room: RoomLike;
+  openSession: SessionFactory;
+  log?: TransportLog;
+  /** The agent's audio source per session (default: a real 16 kHz `AudioSource`). */
+  newSource?: () => AudioSourceLike;
+  /** The session clock (default: the real-time 20 ms clock). */
+  clock?: Clock;
+  /** Microphone frames kept when the network delivers faster than the clock plays (oldest dropped). */
+  maxMicFrames?: number;
+}
+
+const AGENT_PREFIX = 'agent-';
+
+/**
+ * The session id of one participant in a room: `<room>-<identity>` when that is a valid subject token; else
+ * a cleaned, cut version with a hash of the original, so two participants never share a session.
+ */
+export function sessionIdFor(room: string, identity: string): SessionId {
+  const raw = `${room}-${identity}`;
+  if (SUBJECT_TOKEN.test(raw)) return parseSessionId(raw);
+  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 10);
+  const clean = raw.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64 - hash.length - 1);
+  return parseSessionId(`${clean}-${hash}`);
+}
+
+interface Participant {
+  identity: string;
+  sessionId: SessionId;
+  mic: Int16Array[];
+  stop: AbortController;
+  audio?: RemoteAudio;
+  done: Promise<void>;
+}
+
+/**
+ * The LiveKit transport: one `GatewaySession` per remote participant. Each runs on its own 20 ms clock: the
+ * next microphone frame from the participant's track (comfort noise when there is none yet) goes to
+ * `tick`, whose agent frame goes to the session's published audio track. When the participant leaves, the
+ * clock stops, the session closes and the track is unpublished.
+ */
+export class LiveKitTransport {
+  private readonly participants = new Map<string, Participant>();
+  private readonly log: TransportLog;
+  private readonly clock: Clock;
+  private readonly newSource: () => AudioSourceLike;
+  private readonly maxMicFrames: number;
+  private stopped = false;
+
+  constructor(private readonly opts: LiveKitTransportOptions) {
+    this.log = opts.log ?? { info: () => {}, warn: () => {}, error: () => {} };
+    this.clock = opts.clock ?? runClock;
+    this.newSource = opts.newSource ?? newAgentSource;
+    this.maxMicFrames = opts.maxMicFrames ?? 10;
+  }
+
+  /** Joins the room and serves every participant in it until `stop()`. */
+  async start(url: string, token: string): Promise<void> {
+    await this.opts.room.connect(url, token, {
+      participantConnected: (identity) => void this.join(identity),
+      participantDisconnected: (identity) => void this.leave(identity),
+      audioTrackSubscribed: (identity, audio) => this.subscribed(identity, audio),
+    });
+    this.log.info({ room: this.opts.room.name }, 'joined LiveKit room');
+  }
+
+  /** Identities being served now. */
+  get identities(): string[] {
+    return [...this.participants.keys()];
+  }
+
+  /** Closes every session, then leaves the room. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.participants.keys()].map((identity) => this.leave(identity)));
+    await this.opts.room.disconnect();
+    this.log.info({ room: this.opts.room.name }, 'left LiveKit room');
+  }
+
+  private join(identity: string): Participant | undefined {
+    if (this.stopped || identity.startsWith(AGENT_PREFIX)) return undefined;
+    const existing = this.participants.get(identity);
+    if (existing) return existing;
+    const p: Participant = {
+      identity,
+      sessionId: sessionIdFor(this.opts.room.name, identity),
+      mic: [],
+      stop: new AbortController(),
+      done: Promise.resolve(),
+    };
+    this.participants.set(identity, p);
+    p.done = this.serve(p);
+    return p;
+  }
+
+  /** Resolves once the participant's session is closed and its track unpublished. */
+  async leave(identity: string): Promise<void> {
+    const p = this.participants.get(identity);
+    if (!p) return;
+    p.stop.abort();
+    p.audio?.close();
+    await p.done;
+  }
+
+  private subscribed(identity: string, audio: RemoteAudio): void {
+    const p = this.join(identity);
+    if (!p) {
+      audio.close();
+      return;
+    }
+    p.audio?.close(); // a republished microphone replaces the old one
+    p.audio = audio;
+    void this.pump(p, audio);
+  }
+
+  /** Reads the participant's track into its microphone queue until the track or the participant ends. */
+  private async pump(p: Participant, audio: RemoteAudio): Promise<void> {
+    try {
+      for await (const frame of micFrames(audio.frames)) {
+        if (p.stop.signal.aborted || p.audio !== audio) break;
+        p.mic.push(frame.samples);
+        if (p.mic.length > this.maxMicFrames) p.mic.shift();
+      }
+    } catch (err) {
+      this.log.warn({ sessionId: p.sessionId, err: String(err) }, 'microphone track failed');
+    }
+  }
+
+  private async serve(p: Participant): Promise<void> {
+    const log = { sessionId: p.sessionId, identity: p.identity };
+    let session: SessionHandle | undefined;
+    let source: AudioSourceLike | undefined;
+    let published: PublishedTrack | undefined;
+    try {
+      session = await this.opts.openSession(p.sessionId, p.identity);
+      if (p.stop.signal.aborted) return;
+      source = this.newSource();
+      published = await this.opts.room.publishAudio(`${AGENT_PREFIX}voice-${p.identity}`, source);
+      if (p.stop.signal.aborted) return;
+      this.log.info(log, 'participant session started');
+      const voice = new AgentVoice(source, (err) => this.log.warn({ ...log, err: String(err) }, 'agent audio failed'));
+      const s = session;
+      await this.clock(
+        FRAME_MS,
+        (i) => {
+          const mic = p.mic.shift() ?? micSilence(PIPELINE_FRAME_SAMPLES, i + 1);
+          voice.play(s.tick(mic));
+          return true;
+        },
+        p.stop.signal,
+      );
+      await voice.drained();
+    } catch (err) {
+      this.log.error({ ...log, err: String(err) }, 'participant session failed');
+    } finally {
+      this.participants.delete(p.identity);
+      p.audio?.close();
+      await this.settle(log, 'close session', () => session?.close());
+      await this.settle(log, 'unpublish agent track', () => published?.unpublish());
+      await this.settle(log, 'close agent source', () => source?.close());
+      this.log.info(log, 'participant session ended');
+    }
+  }
+
+  private async settle(log: object, what: string, f: () => unknown): Promise<void> {
+    try {
+      await f();
+    } catch (err) {
+      this.log.warn({ ...log, err: String(err) }, `${what} failed`);
+    }
+  }
+}
+
+/** A web `ReadableStream` as a `RemoteAudio`: `close()` cancels it through its reader (it is locked). */
+function remoteAudio(stream: ReadableStream<AudioFrame>): RemoteAudio {
+  const reader = stream.getReader();
+  async function* frames(): AsyncGenerator<AudioFrame> {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  }
+  return { frames: frames(), close: () => void reader.cancel().catch(() => {}) };
+}
+
+/** `RoomLike` over a real `@livekit/rtc-node` room. */
+export class LiveKitRoom implements RoomLike {
+  readonly room = new Room();
+
+  constructor(readonly name: string) {}
+
+  async connect(url: string, token: string, events: RoomEvents): Promise<void> {
+    const isAgent = (p: { identity: string; kind: ParticipantKind }) =>
+      p.kind === ParticipantKind.AGENT || p.identity.startsWith(AGENT_PREFIX);
+    this.room
+      .on(RoomEvent.ParticipantConnected, (p) => {
+        if (!isAgent(p)) events.participantConnected(p.identity);
+      })
+      .on(RoomEvent.ParticipantDisconnected, (p) => {
+        if (!isAgent(p)) events.participantDisconnected(p.identity);
+      })
+      .on(RoomEvent.TrackSubscribed, (track, publication, p) => {
+        if (isAgent(p) || track.kind !== TrackKind.KIND_AUDIO) return;
+        if (publication.source !== undefined && publication.source !== TrackSource.SOURCE_MICROPHONE) return;
+        // The SDK resamples to the pipeline's rate and downmixes natively; `micFrames` copes with anything.
+        const stream = new AudioStream(track, { sampleRate: PIPELINE_RATE, numChannels: 1 });
+        events.audioTrackSubscribed(p.identity, remoteAudio(stream));
+      });
+    await this.room.connect(url, token, { autoSubscribe: true, dynacast: false });
+    for (const p of this.room.remoteParticipants.values()) if (!isAgent(p)) events.participantConnected(p.identity);
+  }
+
+  async publishAudio(trackName: string, source: AudioSourceLike): Promise<PublishedTrack> {
+    const local = this.room.localParticipant;
+    if (!local) throw new Error('not connected to the room');
+    const track = agentTrack(trackName, source);
+    const publication = await local.publishTrack(
+      track,
+      new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE }),
+    );
+    return {
+      unpublish: async () => {
+        if (publication.sid && this.room.isConnected) await local.unpublishTrack(publication.sid);
+        await track.close(false);
+      },
+    };
+  }
+
+  async disconnect(): Promise<void> {
+    await this.room.disconnect();
+  }
+}
