@@ -8,7 +8,7 @@ export default tseslint.config(
   js.configs.recommended,
   tseslint.configs.recommended,
   {
-    // Everything here runs on Node (services, scripts, tests); browser code would need its own block.
+    // Everything here runs on Node (services, scripts, tests), except the talk page below.
     languageOptions: { globals: globals.node },
     rules: {
       // `_`-prefixed names mark deliberately unused parameters (handler signatures, callbacks).
@@ -17,5 +17,10 @@ export default tseslint.config(
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
       ],
     },
+  },
+  {
+    // The browser talk page and its AudioWorklet.
+    files: ['services/*/web/**/*.js'],
+    languageOptions: { globals: { ...globals.browser, ...globals.audioWorklet } },
   },
 );

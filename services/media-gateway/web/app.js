@@ -1,4 +1,3 @@
-/* global window, document, location, AudioContext, AudioWorkletNode */
 // The talk page: microphone → AudioWorklet (16 kHz PCM16, 20 ms frames) → WebSocket /ws → gateway; agent frames
 // (binary, PCM16 16 kHz) are scheduled back to back on the AudioContext; JSON events fill the transcript.
 

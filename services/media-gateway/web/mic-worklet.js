@@ -1,4 +1,3 @@
-/* global AudioWorkletProcessor, registerProcessor, sampleRate */
 // The microphone in the audio thread: downsamples the context's rate (usually 48 kHz) to 16 kHz, converts to
 // PCM16 and posts one 20 ms frame (320 samples) at a time to the page, which sends it to the gateway as is.
 
