@@ -10,10 +10,15 @@ import { z } from 'zod';
 import { STAGE } from './actor.js';
 import { runRecordedSession } from './recorded-session.js';
 import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
+import { startWebServer } from './web/server.js';
+import { busSessionFactory } from './web/session.js';
 
 const env = parseEnv(
   ServiceEnv.extend({
-    GATEWAY_TRANSPORT: z.enum(['wav']).default('wav'),
+    /** `wav`: a recording or a script as the microphone (demo, tests, benchmarks); `web`: the browser talk page. */
+    GATEWAY_TRANSPORT: z.enum(['wav', 'web']).default('wav'),
+    GATEWAY_WEB_HOST: z.string().default('127.0.0.1'),
+    GATEWAY_WEB_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
     /** The microphone: a WAV file, or a script of utterances spoken by the local TTS. */
     GATEWAY_WAV: z.string().optional(),
     GATEWAY_SCRIPT: z.string().optional(),
@@ -33,7 +38,7 @@ const env = parseEnv(
     GATEWAY_OPEN_TIMEOUT_MS: z.coerce.number().int().positive().default(20_000),
   }),
 );
-if (!env.GATEWAY_WAV === !env.GATEWAY_SCRIPT) {
+if (env.GATEWAY_TRANSPORT === 'wav' && !env.GATEWAY_WAV === !env.GATEWAY_SCRIPT) {
   process.stderr.write('media-gateway (wav transport): set exactly one of GATEWAY_WAV or GATEWAY_SCRIPT\n');
   process.exit(2);
 }
@@ -43,6 +48,25 @@ startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
 const rate = env.GATEWAY_SAMPLE_RATE;
+
+if (env.GATEWAY_TRANSPORT === 'web') {
+  // One session per browser tab, for as long as its socket is open.
+  const web = await startWebServer({
+    factory: busSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS }),
+    host: env.GATEWAY_WEB_HOST,
+    port: env.GATEWAY_WEB_PORT,
+    log,
+  });
+  log.info({ url: web.url }, 'talk page ready');
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  await web.close();
+  await bus.drain();
+  await shutdownTelemetry();
+  process.exit(0);
+}
 
 // The microphone: a script spoken by the local TTS (paced by the conversation), or a recording.
 let newMic: () => MicSource;
