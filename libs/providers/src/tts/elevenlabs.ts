@@ -6,6 +6,7 @@ import { kindOfStatus, ProviderError, redact, type ProviderErrorKind } from '../
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, SentenceSegmenter, type SentenceSegmenterOptions, type TextSegment } from './segmenter.js';
 import { Channel, Pcm16Decoder, speakSegmentsStreamed } from './openai.js';
+import { parseProviderEnv } from '../env.js';
 import { linkAbort, untilAborted } from '../abort.js';
 
 export const ELEVENLABS_DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
@@ -553,13 +554,7 @@ const ElevenLabsEnv = z
  * (eleven_flash_v2_5), `ELEVENLABS_BASE_URL`, `ELEVENLABS_LANGUAGE`, `ELEVENLABS_TRANSPORT` (websocket|http).
  */
 export function elevenLabsFromEnv(env: NodeJS.ProcessEnv): ElevenLabsTTS {
-  const r = ElevenLabsEnv.safeParse(env);
-  if (!r.success) {
-    throw new Error(
-      `invalid elevenlabs TTS config: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
-    );
-  }
-  const e = r.data;
+  const e = parseProviderEnv(ElevenLabsEnv, env, 'elevenlabs TTS');
   return new ElevenLabsTTS({
     apiKey: e.ELEVENLABS_API_KEY!,
     voiceId: e.ELEVENLABS_VOICE_ID,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseProviderEnv } from '../env.js';
 import { registerProvider } from '../registry.js';
 import { FakeTTS } from './fake.js';
 import { LocalTTS } from './local.js';
@@ -40,21 +41,13 @@ const FakeEnv = z.object({
   TTS_FAKE_RTF: optional(z.coerce.number().min(0)),
 });
 
-function parse<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv, what: string): z.infer<T> {
-  const r = schema.safeParse(env);
-  if (r.success) return r.data;
-  throw new Error(
-    `invalid ${what} config: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
-  );
-}
-
 registerProvider('tts', 'local', (env) => {
-  const e = parse(LocalEnv, env, 'local TTS');
+  const e = parseProviderEnv(LocalEnv, env, 'local TTS');
   return new LocalTTS({ binary: e.TTS_FLITE_BIN, voice: e.TTS_VOICE });
 });
 
 registerProvider('tts', 'fake', (env) => {
-  const e = parse(FakeEnv, env, 'fake TTS');
+  const e = parseProviderEnv(FakeEnv, env, 'fake TTS');
   return new FakeTTS({ msPerChar: e.TTS_FAKE_MS_PER_CHAR, ttfbMs: e.TTS_FAKE_TTFB_MS, rtf: e.TTS_FAKE_RTF });
 });
 

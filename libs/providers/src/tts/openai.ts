@@ -4,6 +4,7 @@ import { Framer, samplesForMs, silence, StreamResampler } from '@va/audio';
 import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, segmentSentences, type SentenceSegmenterOptions } from './segmenter.js';
+import { parseProviderEnv } from '../env.js';
 import { linkAbort, untilAborted } from '../abort.js';
 
 /** OpenAI's `response_format: "pcm"`: raw 24 kHz, 16-bit signed little-endian, mono, no header. */
@@ -154,13 +155,7 @@ const OpenAITtsEnv = z
  * `OPENAI_TTS_SAMPLE_RATE` (default 24000, the provider's own).
  */
 export function openAITtsFromEnv(env: NodeJS.ProcessEnv): OpenAITTS {
-  const r = OpenAITtsEnv.safeParse(env);
-  if (!r.success) {
-    throw new Error(
-      `invalid openai TTS config: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
-    );
-  }
-  const e = r.data;
+  const e = parseProviderEnv(OpenAITtsEnv, env, 'openai TTS');
   return new OpenAITTS({
     apiKey: e.OPENAI_API_KEY ?? 'not-needed',
     baseURL: e.OPENAI_TTS_BASE_URL ?? e.OPENAI_BASE_URL,
