@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readWav, rmsDbfs } from '@va/audio';
+import { concat, readWav, rmsDbfs } from '@va/audio';
 import { runConversation } from '@va/harness';
 import { ATTR, SPAN } from '@va/telemetry';
 import { wordAccuracy } from '@va/testkit';
@@ -63,10 +63,19 @@ describe('a voice conversation through seven processes', () => {
       expect(fast.length).toBeGreaterThan(0);
       expect(deep.length).toBeGreaterThan(0);
       expect(fast[fast.length - 1]!.endMs).toBeLessThanOrEqual(deep[0]!.startMs);
-      for (const s of [...fast, ...deep]) {
-        const from = (s.startMs * agent.sampleRate) / 1000;
-        const to = (s.endMs * agent.sampleRate) / 1000;
-        expect(rmsDbfs(agent.samples.subarray(from, to))).toBeGreaterThan(-50);
+      // Per source, over all its stretches: a lone stretch can be a single trailing frame of silence (the end of
+      // a sentence that arrived after the frame clock ran dry on a loaded machine).
+      for (const [source, stretches] of [
+        ['opener', fast],
+        ['answer', deep],
+      ] as const) {
+        const audio = concat(
+          stretches.map((s) => ({
+            samples: agent.samples.subarray((s.startMs * agent.sampleRate) / 1000, (s.endMs * agent.sampleRate) / 1000),
+            sampleRate: agent.sampleRate,
+          })),
+        );
+        expect(rmsDbfs(audio.samples), `turn ${i + 1} ${source} audible`).toBeGreaterThan(-50);
       }
 
       // One trace per turn, holding spans from all seven services; the root carries the voice-to-voice latency.
