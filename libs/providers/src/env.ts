@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 
 /**
  * A provider's settings from env, checked by its schema; the error names each bad variable (never its value:
@@ -11,3 +11,6 @@ export function parseProviderEnv<T extends z.ZodType>(schema: T, env: NodeJS.Pro
     `invalid ${what} config: ${r.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`,
   );
 }
+
+/** An optional variable; empty counts as unset (compose files often carry `FOO=` placeholders). */
+export const optionalEnv = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());

@@ -6,7 +6,7 @@ import { kindOfStatus, ProviderError, redact, type ProviderErrorKind } from '../
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, SentenceSegmenter, type SentenceSegmenterOptions, type TextSegment } from './segmenter.js';
 import { Channel, Pcm16Decoder, speakSegmentsStreamed } from './openai.js';
-import { parseProviderEnv } from '../env.js';
+import { optionalEnv, parseProviderEnv } from '../env.js';
 import { linkAbort, untilAborted } from '../abort.js';
 
 export const ELEVENLABS_DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
@@ -533,17 +533,14 @@ class SentText {
   }
 }
 
-// Empty counts as unset: compose files often carry `FOO=` placeholders.
-const optional = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
-
 const ElevenLabsEnv = z
   .object({
-    ELEVENLABS_API_KEY: optional(z.string()),
-    ELEVENLABS_VOICE_ID: optional(z.string()),
-    ELEVENLABS_MODEL: optional(z.string()),
-    ELEVENLABS_BASE_URL: optional(z.url()),
-    ELEVENLABS_LANGUAGE: optional(z.string().min(2)),
-    ELEVENLABS_TRANSPORT: optional(z.enum(['websocket', 'http'])),
+    ELEVENLABS_API_KEY: optionalEnv(z.string()),
+    ELEVENLABS_VOICE_ID: optionalEnv(z.string()),
+    ELEVENLABS_MODEL: optionalEnv(z.string()),
+    ELEVENLABS_BASE_URL: optionalEnv(z.url()),
+    ELEVENLABS_LANGUAGE: optionalEnv(z.string().min(2)),
+    ELEVENLABS_TRANSPORT: optionalEnv(z.enum(['websocket', 'http'])),
   })
   .superRefine((e, ctx) => {
     if (!e.ELEVENLABS_API_KEY) ctx.addIssue({ code: 'custom', path: ['ELEVENLABS_API_KEY'], message: 'is required' });

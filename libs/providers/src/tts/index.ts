@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseProviderEnv } from '../env.js';
+import { optionalEnv, parseProviderEnv } from '../env.js';
 import { registerProvider } from '../registry.js';
 import { FakeTTS } from './fake.js';
 import { LocalTTS } from './local.js';
@@ -27,18 +27,15 @@ export {
 } from './openai.js';
 export { ElevenLabsTTS, elevenLabsFromEnv, type ElevenLabsTtsOptions } from './elevenlabs.js';
 
-// Empty counts as unset: compose files often carry `FOO=` placeholders.
-const optional = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
-
 const LocalEnv = z.object({
-  TTS_FLITE_BIN: optional(z.string()),
-  TTS_VOICE: optional(z.string()),
+  TTS_FLITE_BIN: optionalEnv(z.string()),
+  TTS_VOICE: optionalEnv(z.string()),
 });
 
 const FakeEnv = z.object({
-  TTS_FAKE_MS_PER_CHAR: optional(z.coerce.number().positive()),
-  TTS_FAKE_TTFB_MS: optional(z.coerce.number().min(0)),
-  TTS_FAKE_RTF: optional(z.coerce.number().min(0)),
+  TTS_FAKE_MS_PER_CHAR: optionalEnv(z.coerce.number().positive()),
+  TTS_FAKE_TTFB_MS: optionalEnv(z.coerce.number().min(0)),
+  TTS_FAKE_RTF: optionalEnv(z.coerce.number().min(0)),
 });
 
 registerProvider('tts', 'local', (env) => {

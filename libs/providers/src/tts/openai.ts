@@ -4,7 +4,7 @@ import { Framer, samplesForMs, silence, StreamResampler } from '@va/audio';
 import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, segmentSentences, type SentenceSegmenterOptions } from './segmenter.js';
-import { parseProviderEnv } from '../env.js';
+import { optionalEnv, parseProviderEnv } from '../env.js';
 import { linkAbort, untilAborted } from '../abort.js';
 
 /** OpenAI's `response_format: "pcm"`: raw 24 kHz, 16-bit signed little-endian, mono, no header. */
@@ -124,19 +124,16 @@ export class OpenAITTS implements TTS {
   }
 }
 
-// Empty counts as unset: compose files often carry `FOO=` placeholders.
-const optional = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
-
 const OpenAITtsEnv = z
   .object({
-    OPENAI_API_KEY: optional(z.string()),
-    OPENAI_TTS_BASE_URL: optional(z.url()),
-    OPENAI_BASE_URL: optional(z.url()),
-    OPENAI_TTS_MODEL: optional(z.string()),
-    OPENAI_TTS_VOICE: optional(z.string()),
-    OPENAI_TTS_INSTRUCTIONS: optional(z.string()),
-    OPENAI_TTS_SPEED: optional(z.coerce.number().min(0.25).max(4)),
-    OPENAI_TTS_SAMPLE_RATE: optional(z.coerce.number().int().min(8000).max(48000)),
+    OPENAI_API_KEY: optionalEnv(z.string()),
+    OPENAI_TTS_BASE_URL: optionalEnv(z.url()),
+    OPENAI_BASE_URL: optionalEnv(z.url()),
+    OPENAI_TTS_MODEL: optionalEnv(z.string()),
+    OPENAI_TTS_VOICE: optionalEnv(z.string()),
+    OPENAI_TTS_INSTRUCTIONS: optionalEnv(z.string()),
+    OPENAI_TTS_SPEED: optionalEnv(z.coerce.number().min(0.25).max(4)),
+    OPENAI_TTS_SAMPLE_RATE: optionalEnv(z.coerce.number().int().min(8000).max(48000)),
   })
   .superRefine((e, ctx) => {
     // With no base URL we talk to OpenAI itself, which needs a real key; local speech servers do not.
