@@ -8,6 +8,7 @@ import { createProvider } from '@va/providers';
 import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
 import { z } from 'zod';
 import { STAGE } from './actor.js';
+import { parseLiveKitEnv, type LiveKitConfig } from './livekit/token.js';
 import { runRecordedSession } from './recorded-session.js';
 import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
 import { startWebServer } from './web/server.js';
@@ -15,10 +16,25 @@ import { busSessionFactory } from './web/session.js';
 
 const env = parseEnv(
   ServiceEnv.extend({
-    /** `wav`: a recording or a script as the microphone (demo, tests, benchmarks); `web`: the browser talk page. */
-    GATEWAY_TRANSPORT: z.enum(['wav', 'web']).default('wav'),
+    /**
+     * `wav`: a recording or a script as the microphone (demo, tests, benchmarks); `web`: the browser talk page;
+     * `livekit`: the agent in LiveKit rooms, sent there through the dispatch endpoint or `LIVEKIT_ROOMS`.
+     */
+    GATEWAY_TRANSPORT: z.enum(['wav', 'web', 'livekit']).default('wav'),
     GATEWAY_WEB_HOST: z.string().default('127.0.0.1'),
     GATEWAY_WEB_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+    /** The LiveKit transport's dispatch endpoint. */
+    GATEWAY_HTTP_HOST: z.string().default('127.0.0.1'),
+    GATEWAY_HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8081),
+    /** Rooms the agent joins at start, comma-separated. */
+    LIVEKIT_ROOMS: z.string().default(''),
+    /** `1`: serve `GET /token` (client tokens for anyone who can reach the endpoint). */
+    GATEWAY_TOKEN_ENDPOINT: z.enum(['0', '1']).default('0'),
+    /** When set (non-empty), the dispatch endpoint requires `Authorization: Bearer <secret>`. */
+    GATEWAY_DISPATCH_SECRET: z
+      .string()
+      .optional()
+      .transform((s) => s || undefined),
     /** The microphone: a WAV file, or a script of utterances spoken by the local TTS. */
     GATEWAY_WAV: z.string().optional(),
     GATEWAY_SCRIPT: z.string().optional(),
@@ -41,6 +57,28 @@ const env = parseEnv(
 if (env.GATEWAY_TRANSPORT === 'wav' && !env.GATEWAY_WAV === !env.GATEWAY_SCRIPT) {
   process.stderr.write('media-gateway (wav transport): set exactly one of GATEWAY_WAV or GATEWAY_SCRIPT\n');
   process.exit(2);
+}
+// Checked before anything starts: a bad LiveKit setting is a configuration error (exit 2), not a crash.
+let liveKit: LiveKitConfig | undefined;
+let startRooms: string[] = [];
+if (env.GATEWAY_TRANSPORT === 'livekit') {
+  try {
+    liveKit = parseLiveKitEnv();
+  } catch (err) {
+    process.stderr.write(`media-gateway (livekit transport): ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const { RoomName } = await import('./livekit/dispatch.js');
+  startRooms = env.LIVEKIT_ROOMS.split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '');
+  const bad = startRooms.filter((r) => !RoomName.safeParse(r).success);
+  if (bad.length > 0) {
+    process.stderr.write(
+      `media-gateway (livekit transport): LIVEKIT_ROOMS has invalid room names (1-128 characters, no white space or control characters): ${bad.map((r) => JSON.stringify(r)).join(', ')}\n`,
+    );
+    process.exit(2);
+  }
 }
 
 const instanceId = newInstanceId();
@@ -65,6 +103,42 @@ if (env.GATEWAY_TRANSPORT === 'web') {
   await web.close();
   await bus.drain();
   await shutdownTelemetry();
+  process.exit(0);
+}
+
+if (env.GATEWAY_TRANSPORT === 'livekit') {
+  // Loaded here only: rtc-node brings its native library, which the other transports do not need.
+  const { LiveKitDispatcher, startDispatchServer } = await import('./livekit/dispatch.js');
+  const { busSessionFactory: liveKitSessionFactory } = await import('./livekit/session.js');
+  const { dispose } = await import('@livekit/rtc-node');
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  const dispatcher = new LiveKitDispatcher({
+    config: liveKit!,
+    openSession: liveKitSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS }),
+    log,
+  });
+  const server = await startDispatchServer({
+    dispatcher,
+    host: env.GATEWAY_HTTP_HOST,
+    port: env.GATEWAY_HTTP_PORT,
+    tokenEndpoint: env.GATEWAY_TOKEN_ENDPOINT === '1',
+    ...(env.GATEWAY_DISPATCH_SECRET ? { secret: env.GATEWAY_DISPATCH_SECRET } : {}),
+    log,
+  });
+  if (env.GATEWAY_TOKEN_ENDPOINT === '1' && !env.GATEWAY_DISPATCH_SECRET) {
+    log.warn({}, 'GET /token is open without GATEWAY_DISPATCH_SECRET: anyone who reaches the port can join rooms');
+  }
+  log.info({ url: server.url, identity: dispatcher.identity, livekitUrl: liveKit!.url }, 'dispatch endpoint ready');
+  // Not awaited: a room that cannot be joined now is logged, and can be dispatched again later.
+  for (const room of startRooms) dispatcher.join(room).catch(() => {});
+  await stopped;
+  await server.close(); // leaves every room; their sessions close on the bus
+  await bus.drain();
+  await shutdownTelemetry();
+  await dispose();
   process.exit(0);
 }
 

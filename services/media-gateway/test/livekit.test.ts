@@ -15,13 +15,11 @@ import {
   LiveKitTransport,
   sessionIdFor,
   type Clock,
-  type PublishedTrack,
   type RemoteAudio,
-  type RoomEvents,
-  type RoomLike,
   type SessionHandle,
 } from '../src/livekit/room.js';
 import { agentToken, clientToken, parseLiveKitEnv, type LiveKitConfig } from '../src/livekit/token.js';
+import { FakeRoom, FakeSource } from './fake-room.js';
 
 const cfg: LiveKitConfig = {
   url: 'ws://localhost:7880',
@@ -230,38 +228,6 @@ describe('livekit audio path', () => {
     expect(() => new AgentVoice(wrongRate)).toThrow(/16000/);
   });
 });
-
-class FakeSource implements AudioSourceLike {
-  constructor(readonly sampleRate = 16000) {}
-  readonly frames: AudioFrame[] = [];
-  closed = false;
-  async captureFrame(frame: AudioFrame): Promise<void> {
-    this.frames.push(frame);
-  }
-  clearQueue(): void {}
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-}
-
-class FakeRoom implements RoomLike {
-  events: RoomEvents | undefined;
-  connected = false;
-  readonly published: { name: string; source: AudioSourceLike; unpublished: boolean }[] = [];
-  constructor(readonly name: string) {}
-  async connect(_url: string, _token: string, events: RoomEvents): Promise<void> {
-    this.events = events;
-    this.connected = true;
-  }
-  async publishAudio(name: string, source: AudioSourceLike): Promise<PublishedTrack> {
-    const entry = { name, source, unpublished: false };
-    this.published.push(entry);
-    return { unpublish: async () => void (entry.unpublished = true) };
-  }
-  async disconnect(): Promise<void> {
-    this.connected = false;
-  }
-}
 
 /** A clock as fast as the event loop allows. */
 const fastClock: Clock = async (_ms, step, signal) => {

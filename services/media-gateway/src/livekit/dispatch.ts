@@ -1,0 +1,394 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import {
+  LiveKitRoom,
+  LiveKitTransport,
+  type LiveKitTransportOptions,
+  type RoomLike,
+  type SessionFactory,
+  type TransportLog,
+} from './room.js';
+import { agentIdentity, agentToken, clientToken, type LiveKitConfig } from './token.js';
+
+/** A LiveKit room name as the dispatcher accepts it: 1–128 characters, no white space or control characters. */
+export const RoomName = z
+  .string({ error: 'room is required (a string)' })
+  .min(1, 'room may not be empty')
+  .max(128, 'room may be at most 128 characters long')
+  .regex(/^[^\s\p{Cc}]+$/u, 'room may not contain white space or control characters');
+
+/** A user's identity for a client token: a room name's rules, and not the agents' `agent-` prefix. */
+export const ClientIdentity = z
+  .string({ error: 'identity is required (a string)' })
+  .min(1, 'identity may not be empty')
+  .max(128, 'identity may be at most 128 characters long')
+  .regex(/^[^\s\p{Cc}]+$/u, 'identity may not contain white space or control characters')
+  .refine((s) => !s.startsWith('agent-'), 'identity may not start with "agent-" (reserved for agents)');
+
+const DispatchRequest = z.object({ room: RoomName });
+
+/** Why a join was refused; the HTTP layer maps each reason to a status. */
+export type DispatchFailure = 'join-failed' | 'at-capacity' | 'stopping';
+
+/** A join that did not happen. Its message never holds the API secret or a token. */
+export class DispatchError extends Error {
+  constructor(
+    readonly reason: DispatchFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DispatchError';
+  }
+}
+
+export interface LiveKitDispatcherOptions {
+  config: LiveKitConfig;
+  openSession: SessionFactory;
+  /** The agent is `agent-<agentId>` in every room (default: random per dispatcher). */
+  agentId?: string;
+  /** Default: a real `@livekit/rtc-node` room. */
+  newRoom?: (name: string) => RoomLike;
+  /** Rooms served at once; more joins are refused. */
+  maxRooms?: number;
+  /** A connect that takes longer fails (rtc-node's own connect has no overall deadline). */
+  joinTimeoutMs?: number;
+  /** Passed to each room's transport (tests: a fake clock or audio source). */
+  transport?: Pick<LiveKitTransportOptions, 'clock' | 'newSource' | 'maxMicFrames'>;
+  log?: TransportLog;
+}
+
+export interface DispatchedRoom {
+  room: string;
+  /** The agent's identity in the room. */
+  identity: string;
+  state: 'joining' | 'joined' | 'leaving';
+  /** Participants with a session now. */
+  participants: string[];
+}
+
+interface RoomEntry {
+  room: RoomLike;
+  transport: LiveKitTransport;
+  joined: boolean;
+  ready: Promise<void>;
+  leaving?: Promise<void>;
+}
+
+const noop = () => {};
+
+/**
+ * The rooms the agent is in: one `LiveKitTransport` (one session per participant) per room. Joins are
+ * idempotent (a second join of a room being joined or joined waits for the first); `stop()` leaves them all.
+ */
+export class LiveKitDispatcher {
+  readonly identity: string;
+  readonly config: LiveKitConfig;
+  private readonly rooms = new Map<string, RoomEntry>();
+  private readonly newRoom: (name: string) => RoomLike;
+  private readonly maxRooms: number;
+  private readonly joinTimeoutMs: number;
+  private readonly log: TransportLog;
+  private readonly agentId: string;
+  private stopping = false;
+
+  constructor(private readonly opts: LiveKitDispatcherOptions) {
+    this.config = opts.config;
+    this.agentId = opts.agentId ?? randomBytes(4).toString('hex');
+    this.identity = agentIdentity(this.agentId);
+    this.newRoom = opts.newRoom ?? ((name) => new LiveKitRoom(name));
+    this.maxRooms = opts.maxRooms ?? 32;
+    this.joinTimeoutMs = opts.joinTimeoutMs ?? 15_000;
+    this.log = opts.log ?? { info: noop, warn: noop, error: noop };
+  }
+
+  /** Joins `room` (no-op when already in it); rejects with a `DispatchError`. */
+  async join(room: string): Promise<void> {
+    if (this.stopping) throw new DispatchError('stopping', 'the gateway is shutting down');
+    const existing = this.rooms.get(room);
+    if (existing?.leaving) {
+      await existing.leaving;
+      return this.join(room);
+    }
+    if (existing) return existing.ready;
+    if (this.rooms.size >= this.maxRooms) {
+      throw new DispatchError('at-capacity', `the gateway is at its limit of ${this.maxRooms} rooms`);
+    }
+    const roomLike = this.newRoom(room);
+    const transport = new LiveKitTransport({
+      ...this.opts.transport,
+      room: roomLike,
+      openSession: this.opts.openSession,
+      log: this.log,
+    });
+    const entry: RoomEntry = { room: roomLike, transport, joined: false, ready: Promise.resolve() };
+    entry.ready = this.connect(room, entry);
+    this.rooms.set(room, entry);
+    return entry.ready;
+  }
+
+  private async connect(room: string, entry: RoomEntry): Promise<void> {
+    let token = '';
+    let started: Promise<void> | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    try {
+      token = await agentToken(this.config, room, this.agentId);
+      started = entry.transport.start(this.config.url, token);
+      await Promise.race([
+        started,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            timedOut = true;
+            reject(new Error(`no connection after ${this.joinTimeoutMs} ms`));
+          }, this.joinTimeoutMs);
+        }),
+      ]);
+      entry.joined = true;
+      this.log.info({ room, identity: this.identity }, 'agent dispatched to room');
+    } catch (err) {
+      if (this.rooms.get(room) === entry) this.rooms.delete(room);
+      // A connect that completes after the timeout must not leave the agent behind in the room.
+      const cleanup = (started ?? Promise.resolve())
+        .then(
+          () => entry.transport.stop(),
+          () => entry.room.disconnect(),
+        )
+        .catch(noop);
+      if (!timedOut) await cleanup;
+      const why = redact(err instanceof Error ? err.message : String(err), [this.config.apiSecret, token]);
+      this.log.error({ room, err: why }, 'agent could not join room');
+      throw new DispatchError('join-failed', `could not join LiveKit room "${room}": ${why}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Leaves `room`, closing its sessions; false when the agent was not in it. */
+  async leave(room: string): Promise<boolean> {
+    const entry = this.rooms.get(room);
+    if (!entry) return false;
+    entry.leaving ??= entry.ready
+      .then(
+        () => entry.transport.stop(),
+        noop, // a failed join has cleaned up already
+      )
+      .catch((err: unknown) => this.log.warn({ room, err: String(err) }, 'leaving room failed'))
+      .finally(() => {
+        if (this.rooms.get(room) === entry) this.rooms.delete(room);
+      });
+    await entry.leaving;
+    return true;
+  }
+
+  /** Refuses new joins and leaves every room. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.rooms.keys()].map((room) => this.leave(room)));
+  }
+
+  list(): DispatchedRoom[] {
+    return [...this.rooms].map(([room, e]) => ({
+      room,
+      identity: this.identity,
+      state: e.leaving ? 'leaving' : e.joined ? 'joined' : 'joining',
+      participants: e.transport.identities,
+    }));
+  }
+
+  has(room: string): boolean {
+    return this.rooms.has(room);
+  }
+}
+
+/** Cuts credentials out of an error message (the SDK may echo a URL or token), and bounds its length. */
+function redact(message: string, secrets: string[]): string {
+  let out = message;
+  for (const s of secrets) if (s) out = out.split(s).join('[redacted]');
+  return out.length > 300 ? `${out.slice(0, 300)}…` : out;
+}
+
+export interface DispatchServerOptions {
+  dispatcher: LiveKitDispatcher;
+  host?: string;
+  /** 0: any free port. */
+  port?: number;
+  /**
+   * Serve `GET /token`: a client token for any room and identity. Anyone who can reach the port can then
+   * join rooms (and talk to the agent), so enable it only behind `secret` or on a trusted network.
+   */
+  tokenEndpoint?: boolean;
+  /** When set, every route but `/healthz` needs `Authorization: Bearer <secret>`. */
+  secret?: string;
+  /** Larger request bodies are refused with 413. */
+  maxBodyBytes?: number;
+  log?: TransportLog;
+}
+
+export interface DispatchServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stops the server, then leaves every room. */
+  close(): Promise<void>;
+}
+
+/**
+ * The dispatch entry point: `POST /dispatch {"room"}` sends the agent into a room, `DELETE /dispatch/<room>`
+ * takes it out, `GET /dispatch` lists rooms and participants, `GET /token` (opt-in) mints client tokens,
+ * `GET /healthz` answers ok. Errors are JSON `{ "error": "..." }`.
+ */
+export async function startDispatchServer(opts: DispatchServerOptions): Promise<DispatchServer> {
+  const { dispatcher } = opts;
+  const maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024;
+  const secretDigest = opts.secret ? digest(opts.secret) : undefined;
+  const log = opts.log;
+
+  const http = createServer((req, res) => {
+    route(req, res).catch((err: unknown) => {
+      log?.error({ err: String(err) }, 'dispatch request failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  });
+  // A client that sends its request slowly is cut off (the time to answer, e.g. a join, is not counted).
+  http.headersTimeout = 10_000;
+  http.requestTimeout = 10_000;
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    if (path === '/healthz') {
+      if (method !== 'GET' && method !== 'HEAD') return notAllowed(res, 'GET, HEAD');
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return void res.end(method === 'HEAD' ? undefined : 'ok\n');
+    }
+    if (secretDigest && !authorized(req.headers.authorization, secretDigest)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      return json(res, 401, { error: 'missing or wrong bearer token (Authorization: Bearer <secret>)' });
+    }
+    if (path === '/dispatch') {
+      if (method === 'GET') return json(res, 200, { rooms: dispatcher.list() });
+      if (method === 'POST') return serveDispatch(req, res);
+      return notAllowed(res, 'GET, POST');
+    }
+    if (path.startsWith('/dispatch/')) {
+      if (method !== 'DELETE') return notAllowed(res, 'DELETE');
+      return serveLeave(path.slice('/dispatch/'.length), res);
+    }
+    if (path === '/token' && opts.tokenEndpoint) {
+      if (method !== 'GET') return notAllowed(res, 'GET');
+      return serveClientToken(url.searchParams, res);
+    }
+    json(res, 404, { error: 'not found' });
+  }
+
+  async function serveDispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req, maxBodyBytes);
+    if (body === undefined) {
+      res.setHeader('connection', 'close'); // the rest of the body is not worth reading
+      return json(res, 413, { error: `request body over the limit of ${maxBodyBytes} bytes` });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      return json(res, 400, { error: 'the body must be JSON: {"room": "<room name>"}' });
+    }
+    const request = DispatchRequest.safeParse(parsed);
+    if (!request.success) return json(res, 400, { error: issues(request.error) });
+    const { room } = request.data;
+    try {
+      await dispatcher.join(room);
+    } catch (err) {
+      if (!(err instanceof DispatchError)) throw err;
+      const status = err.reason === 'join-failed' ? 502 : 503;
+      return json(res, status, { error: err.message });
+    }
+    json(res, 200, { room, identity: dispatcher.identity });
+  }
+
+  async function serveLeave(encoded: string, res: ServerResponse): Promise<void> {
+    let name: string;
+    try {
+      name = decodeURIComponent(encoded);
+    } catch {
+      return json(res, 400, { error: 'the room in the path is not valid percent-encoding' });
+    }
+    const room = RoomName.safeParse(name);
+    if (!room.success) return json(res, 400, { error: issues(room.error) });
+    if (!(await dispatcher.leave(room.data))) return json(res, 404, { error: `the agent is not in room "${name}"` });
+    res.writeHead(204);
+    res.end();
+  }
+
+  async function serveClientToken(params: URLSearchParams, res: ServerResponse): Promise<void> {
+    const query = z
+      .object({ room: RoomName, identity: ClientIdentity })
+      .safeParse({ room: params.get('room') ?? undefined, identity: params.get('identity') ?? undefined });
+    if (!query.success) return json(res, 400, { error: issues(query.error) });
+    const jwt = await clientToken(dispatcher.config, query.data.room, query.data.identity);
+    json(res, 200, { url: dispatcher.config.url, token: jwt });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const addr = http.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${host}:${addr.port}`,
+    port: addr.port,
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+        http.closeAllConnections();
+        await closed;
+        await dispatcher.stop();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The body, or undefined when it is over `limit` bytes (reading stops there). */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Hashing first gives both sides one length, as `timingSafeEqual` needs, without leaking the secret's. */
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function authorized(header: string | undefined, secretDigest: Buffer): boolean {
+  const match = /^Bearer +(\S+)\s*$/i.exec(header ?? '');
+  return match !== null && timingSafeEqual(digest(match[1]!), secretDigest);
+}
+
+function issues(error: z.ZodError): string {
+  return error.issues.map((i) => i.message).join('; ');
+}
+
+function json(res: ServerResponse, status: number, body: object): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+function notAllowed(res: ServerResponse, allow: string): void {
+  res.setHeader('allow', allow);
+  json(res, 405, { error: `method not allowed; use ${allow}` });
+}
