@@ -1,20 +1,22 @@
 #!/usr/bin/env node
 // Makes a fresh clone ready: Debian packages, npm dependencies, TypeScript build.
 // Plain Node, no dependencies: it runs before node_modules exists.
-// Usage: node scripts/bootstrap.mjs [--dry-run] [--no-build]
+// Usage: node scripts/bootstrap.mjs [--dry-run] [--no-build] [--tests]   (--tests: what only the tests need, too)
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Each entry is present if `bin` is an executable on PATH (or in an sbin dir) or `file` exists.
-/** @type {{ bin?: string, file?: string, pkg: string }[]} */
+/** @type {{ bin?: string, file?: string, pkg: string, testsOnly?: boolean }[]} */
 export const REQUIRED_APT = [
   { bin: 'nats-server', pkg: 'nats-server' },
   // Offline speech: flite speaks (TTS and the test/demo user's voice), pocketsphinx listens (STT).
   { bin: 'flite', pkg: 'flite' },
   { file: '/usr/lib/x86_64-linux-gnu/libpocketsphinx.so.3', pkg: 'libpocketsphinx3' },
   { file: '/usr/share/pocketsphinx/model/en-us/en-us.lm.bin', pkg: 'pocketsphinx-en-us' },
+  // The browser end-to-end test drives the talk page in headless Chromium (playwright-core never downloads one).
+  { bin: 'chromium', pkg: 'chromium', testsOnly: true },
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -122,10 +124,11 @@ function run(cmd, args, { env, show = [cmd, ...args].join(' ') } = {}) {
   if (r.status !== 0) throw new BootstrapError(`${cmd} ${args.join(' ')} failed (exit ${r.status ?? r.signal})`);
 }
 
-function stepApt(dryRun) {
-  const pkgs = missingApt();
+function stepApt(dryRun, tests) {
+  const wanted = REQUIRED_APT.filter((e) => tests || !e.testsOnly);
+  const pkgs = missingApt(wanted);
   if (pkgs.length === 0) {
-    log(`apt: ok (${REQUIRED_APT.map((e) => e.pkg).join(', ')})`);
+    log(`apt: ok (${wanted.map((e) => e.pkg).join(', ')})`);
     return;
   }
   const isRoot = process.getuid?.() === 0;
@@ -164,16 +167,18 @@ function stepBuild(dryRun, build) {
 }
 
 function main(argv) {
-  const known = new Set(['--dry-run', '--no-build']);
+  const known = new Set(['--dry-run', '--no-build', '--tests']);
   const unknown = argv.filter((a) => !known.has(a));
   if (unknown.length) {
-    console.error(`[bootstrap] unknown option ${unknown.join(' ')}; usage: bootstrap.mjs [--dry-run] [--no-build]`);
+    console.error(
+      `[bootstrap] unknown option ${unknown.join(' ')}; usage: bootstrap.mjs [--dry-run] [--no-build] [--tests]`,
+    );
     return 2;
   }
   const dryRun = argv.includes('--dry-run');
   const started = Date.now();
   try {
-    stepApt(dryRun);
+    stepApt(dryRun, argv.includes('--tests'));
     stepNpm(dryRun);
     stepBuild(dryRun, !argv.includes('--no-build'));
   } catch (err) {

@@ -1,8 +1,9 @@
 // npm run demo: one scripted voice conversation through the seven services, on this machine, offline.
 // Options: --script FILE, --report FILE, --llm-ttft-ms N, --llm-tps N, --out DIR
+// --web [--port N]: no script; the talk page on http://127.0.0.1:N, to talk to the agent with your microphone.
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { runConversation, waterfall } from '@va/harness';
+import { runConversation, startPipeline, startWebGateway, waterfall } from '@va/harness';
 
 const BUILT_IN_SCRIPT = {
   turns: [
@@ -22,12 +23,15 @@ const { values } = parseArgs({
     'llm-tps': { type: 'string' },
     providers: { type: 'string', default: 'local' },
     out: { type: 'string', default: 'out' },
+    web: { type: 'boolean', default: false },
+    port: { type: 'string', default: '8080' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   console.log(
-    'usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]',
+    'usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]\n' +
+      '       npm run demo -- --web [--port N] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud]',
   );
   process.exit(0);
 }
@@ -93,6 +97,48 @@ if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL && !passthrough.
   console.log('LLM: a local rule-based OpenAI-compatible server (no model weights here). Real answers need a real');
   console.log('     LLM: set LLM_BASE_URL / LLM_API_KEY / LLM_MODEL (Ollama, llama.cpp, vLLM, Groq, OpenAI…).');
 }
+if (values.web) {
+  await talkInBrowser();
+  process.exit(0);
+}
+
+/** `--web`: the six stages and the gateway's talk page, until Ctrl-C. */
+async function talkInBrowser() {
+  const port = number('port');
+  if (port === undefined || !Number.isInteger(port) || port > 65_535) throw new Error('--port must be 0…65535');
+  // Hours, not the tests' minutes: the processes live until Ctrl-C (and die with this one).
+  const maxLifetimeSec = 12 * 3600;
+  const pipeline = await startPipeline({
+    llmTtftMs: number('llm-ttft-ms'),
+    llmTokensPerSecond: number('llm-tps'),
+    env: passthrough,
+    maxLifetimeSec,
+    onProgress: (line) => console.log(`  · ${line}`),
+  });
+  let gateway;
+  try {
+    gateway = await startWebGateway(pipeline, { port, maxLifetimeSec });
+  } catch (err) {
+    await pipeline.stop();
+    const busy = /EADDRINUSE/.test(String(err));
+    console.error(busy ? `port ${port} is in use: try --port 0 (any free port) or another port` : String(err));
+    process.exit(1);
+  }
+  console.log(`\n  Talk to the agent: open ${gateway.url} in Chrome, Edge or Firefox on this machine,`);
+  console.log('  press "Start talking" and allow the microphone. Headphones keep the agent from hearing itself.');
+  console.log('  Each turn shows its latency (when each stage answered) and its trace id. Ctrl-C stops everything.\n');
+  await new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  console.log('\nstopping…');
+  const exit = await gateway.stop();
+  const exits = { 'media-gateway': exit, ...(await pipeline.stopStages()) };
+  await pipeline.stop();
+  const unclean = Object.entries(exits).filter(([, e]) => e.code !== 0);
+  if (unclean.length > 0) console.log(`services that did not stop cleanly: ${JSON.stringify(unclean)}`);
+}
+
 const started = Date.now();
 const { report, exits } = await runConversation({
   script,

@@ -61,7 +61,7 @@ export interface ConversationResult {
   exits: Record<string, { code: number | null; signal: string | null }>;
 }
 
-function serviceEntry(stage: string): string {
+export function serviceEntry(stage: string): string {
   return join(ROOT, 'services', stage, 'dist', 'main.js');
 }
 
@@ -83,6 +83,8 @@ export interface StartPipelineOptions {
   /** Extra environment for every service (provider choices, a real LLM…). */
   env?: Record<string, string>;
   onProgress?: (line: string) => void;
+  /** Every process started is killed after this long, whatever happens to this one (default 900 s). */
+  maxLifetimeSec?: number;
 }
 
 /** Everything but the gateway, running: the bus, a span collector, the LLM server and six stage processes. */
@@ -148,7 +150,7 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       ...opts.env,
     };
     for (const stage of STAGES.filter((s) => s !== 'media-gateway' && (opts.stages ?? STAGES).includes(s))) {
-      const child = spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: 900 });
+      const child = spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: opts.maxLifetimeSec ?? 900 });
       stages.push({ stage, pid: child.pid, child });
     }
     await Promise.all(

@@ -5,6 +5,24 @@ import { AUDIO_SOURCES } from './audio.js';
  * What a gateway writes when a recorded session ends (`<out>/<session>.session.json`): each turn as played,
  * and every stretch of agent audio on the session clock. The demo, the end-to-end test and benchmarks read it.
  */
+/**
+ * When each stage's output of a turn reached the gateway, in ms after the user's speech ended (session clock;
+ * negative when preemptive generation started before the end of turn). Null: that output never came.
+ * These are the moments the stages' spans end at (turn.detect, fast/deep first token, tts first audio).
+ */
+export const TurnTimeline = z.object({
+  /** The turn detector's `end`: the end-of-turn delay. */
+  turnEndMs: z.number().nullable(),
+  /** First text of the opener (fast responder) and of the answer (deep responder). */
+  openerTextMs: z.number().nullable(),
+  answerTextMs: z.number().nullable(),
+  /** First synthesized agent audio. */
+  audioReadyMs: z.number().nullable(),
+  /** First agent audio played (the voice-to-voice latency). */
+  playedMs: z.number().nullable(),
+});
+export type TurnTimeline = z.infer<typeof TurnTimeline>;
+
 export const RecordedTurn = z.object({
   turnId: z.string(),
   traceId: z.string(),
@@ -23,6 +41,7 @@ export const RecordedTurn = z.object({
   lastAudioMs: z.number().nullable(),
   /** Barge-ins on this turn that turned out to be noise (the agent resumed). */
   resumes: z.number().int().nonnegative(),
+  timeline: TurnTimeline,
 });
 export type RecordedTurn = z.infer<typeof RecordedTurn>;
 

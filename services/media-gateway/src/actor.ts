@@ -1,6 +1,6 @@
 import type { ActorContext } from '@va/actor';
 import { dither } from '@va/audio';
-import { channels, type AudioSource, type PlayedSegment, type RecordedTurn } from '@va/protocol';
+import { channels, type AudioSource, type PlayedSegment, type RecordedTurn, type TurnTimeline } from '@va/protocol';
 import {
   ATTR,
   contextOf,
@@ -43,6 +43,11 @@ interface TurnTrace {
   ended: boolean;
 }
 
+/** Session-clock arrival of each stage's first output for a turn (see `TurnTimeline`). */
+type StageMarks = Partial<Record<'turnEndMs' | 'openerTextMs' | 'answerTextMs' | 'audioReadyMs', number>>;
+/** Turns whose marks are kept at once (a turn's marks go when it is played; this bounds strays). */
+const MAX_MARKED_TURNS = 64;
+
 /**
  * The bus side of one session at the gateway. The transport's clock calls `tick()` every 20 ms with the
  * user's audio; the session publishes it, and returns the agent frame to play now (real-time pacing lives
@@ -65,6 +70,7 @@ export class GatewaySession {
   private readonly startWall: number;
   private lastActivityMs = 0;
   private latestFirstAudioMs: number | undefined;
+  private readonly marks = new Map<string, StageMarks>();
 
   constructor(
     private readonly ctx: ActorContext,
@@ -84,9 +90,11 @@ export class GatewaySession {
       const turn = this.turns.get(f.turnId);
       if (!turn && !this.previews.has(f.turnId)) return;
       if (turn) turn.firstArrival ??= performance.timeOrigin + performance.now();
+      this.mark(f.turnId, 'audioReadyMs');
       this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, textOffset: f.textOffset ?? 0 });
     });
     const onReply = (source: AudioSource) => (r: { turnId: string; delta: string }) => {
+      if (r.delta) this.mark(r.turnId, source === 'fast' ? 'openerTextMs' : 'answerTextMs');
       const p = this.playoutOf(r.turnId);
       if (p && !p.complete.has(source)) p.texts[source] += r.delta;
     };
@@ -124,6 +132,30 @@ export class GatewaySession {
   /** Session-clock time the latest agent turn's first audio played. */
   get agentTurnStart(): number | undefined {
     return this.latestFirstAudioMs;
+  }
+
+  /** Notes, once, when a stage's first output for a turn arrived. */
+  private mark(turnId: string, key: keyof StageMarks): void {
+    let m = this.marks.get(turnId);
+    if (!m) {
+      m = {};
+      this.marks.set(turnId, m);
+      if (this.marks.size > MAX_MARKED_TURNS) this.marks.delete(this.marks.keys().next().value!);
+    }
+    m[key] ??= this.nowMs;
+  }
+
+  private timeline(turnId: string, speechEndMs: number, firstAudioMs: number | undefined): TurnTimeline {
+    const m = this.marks.get(turnId) ?? {};
+    this.marks.delete(turnId);
+    const since = (atMs: number | undefined) => (atMs === undefined ? null : atMs - speechEndMs);
+    return {
+      turnEndMs: since(m.turnEndMs),
+      openerTextMs: since(m.openerTextMs),
+      answerTextMs: since(m.answerTextMs),
+      audioReadyMs: since(m.audioReadyMs),
+      playedMs: since(firstAudioMs),
+    };
   }
 
   private wallAt(audioMs: number): Date {
@@ -216,6 +248,7 @@ export class GatewaySession {
   /** Drops a preview that will not be committed (cancelled, or superseded by a different turn). */
   private dropPreview(turnId: string): void {
     if (!this.previews.delete(turnId)) return;
+    this.marks.delete(turnId);
     this.held.delete(turnId);
     this.buffer.flush(turnId);
   }
@@ -245,6 +278,7 @@ export class GatewaySession {
     this.open = undefined;
     turn.turnId = turnId;
     turn.speechEndMs = speechEndMs;
+    this.mark(turnId, 'turnEndMs');
     // A committed preview keeps what it already has (text, audio waiting in the buffer); other previews are stale.
     turn.playout = this.previews.get(turnId) ?? newTurnPlayout(turnId);
     this.previews.delete(turnId);
@@ -306,6 +340,7 @@ export class GatewaySession {
       bargeInAtMs: interrupted ? (turn.bargeInAtMs ?? null) : null,
       lastAudioMs: turn.lastAudioMs ?? null,
       resumes: turn.resumes,
+      timeline: this.timeline(p.turnId, turn.speechEndMs ?? turn.speechStartMs, turn.firstAudioMs),
     });
     this.ctx.log.info({ turnId: p.turnId, e2eMs: e2e, playedMs: p.playedMs, interrupted }, 'turn played');
     this.ctx.endTurn(p.turnId);

@@ -116,6 +116,17 @@ describe('media-gateway session', () => {
       userText: 'what is the answer',
       speechEndMs: 40,
     });
+    // The latency breakdown: when each stage's output arrived, on the session clock, after the speech end.
+    // No reply text was sent here; the first audio arrived before the first tick played it.
+    const { timeline, e2eMs } = session.records[0]!;
+    expect(timeline).toEqual({
+      turnEndMs: expect.any(Number),
+      openerTextMs: null,
+      answerTextMs: null,
+      audioReadyMs: expect.any(Number),
+      playedMs: e2eMs,
+    });
+    expect(timeline.audioReadyMs!).toBeLessThanOrEqual(timeline.playedMs!);
     expect(session.segments.map((s) => s.source)).toEqual(['fast', 'deep']);
     expect(session.idle).toBe(true);
   });

@@ -125,7 +125,17 @@ describe('web transport', () => {
     // Events the session emits reach the page as JSON.
     session.emit({ type: 'transcript', text: 'hello there', final: true, startMs: 0, endMs: 900 });
     session.emit({ type: 'reply', source: 'fast', turnId: 't1', delta: 'Sure.', done: true });
-    session.emit({ type: 'playout', turnId: 't1', spokenText: 'Sure.', playedMs: 400, interrupted: false, e2eMs: 420 });
+    session.emit({
+      type: 'playout',
+      turnId: 't1',
+      spokenText: 'Sure.',
+      playedMs: 400,
+      interrupted: false,
+      e2eMs: 420,
+      timeline: null,
+      traceId: null,
+      traceUrl: null,
+    });
     await waitFor(() => c.events.length >= 4);
     expect(c.events.map((e) => e.type)).toEqual(['ready', 'transcript', 'reply', 'playout']);
     expect(c.events[3]).toMatchObject({ e2eMs: 420 });
@@ -150,9 +160,10 @@ describe('web transport', () => {
     await waitFor(() => session.ticks.some((t) => marker(t.frame) === 5000), { message: 'last frame ticked' });
     await sleep(100);
     const marked = session.ticks.filter((t) => marker(t.frame) !== undefined);
-    // Only the newest 200 ms (10 frames) were kept, in order, and they still took ~200 ms to play.
+    // Only the newest 200 ms (10 frames) were kept, in order, and played one per clock tick (not all at once).
     expect(marked.map((t) => marker(t.frame))).toEqual(Array.from({ length: 10 }, (_, k) => 100 * (41 + k)));
-    expect(marked[9]!.at - marked[0]!.at).toBeGreaterThan(150);
+    const first = session.ticks.indexOf(marked[0]!);
+    expect(marked.map((t) => session.ticks.indexOf(t) - first)).toEqual(Array.from({ length: 10 }, (_, k) => k));
     c.ws.close();
     await waitFor(() => server!.sessions === 0);
   });
@@ -235,7 +246,9 @@ describe('web transport on the bus', () => {
     client.subscribeGlobal(channels.sessionOpen, (m) => void opened.push(m.sessionId));
     client.subscribeGlobal(channels.sessionClose, (m) => void closed.push(m.sessionId));
     await client.nc.flush();
-    server = await startWebServer({ factory: busSessionFactory(bus, { openTimeoutMs: 200 }) });
+    server = await startWebServer({
+      factory: busSessionFactory(bus, { openTimeoutMs: 200, traceUrl: 'http://grafana.test/trace/{traceId}' }),
+    });
     const c = await connect(server);
     const ready = await waitFor(() => c.events.find((e) => e.type === 'ready'), { message: 'ready' });
     const sid: SessionId = parseSessionId((ready as { sessionId: string }).sessionId);
@@ -255,24 +268,46 @@ describe('web transport on the bus', () => {
       startMs: 0,
       endMs: 800,
     });
+    const turn = { turnId: 't1', text: 'what time is it', eouProb: 0.9, speechEndMs: 0 };
+    client.publish(channels.turn, sid, { ...turn, kind: 'end' });
     client.publish(channels.replyFast, sid, { turnId: 't1', seq: 0, delta: 'Let me see.', done: true });
     client.publish(channels.replyDeep, sid, { turnId: 't1', seq: 0, delta: 'It is noon.', done: false });
-    client.publish(channels.playout, sid, {
-      turnId: 't1',
-      playedMs: 0,
-      spokenText: '',
-      done: true,
-      interrupted: true,
-    });
-    await waitFor(() => c.events.length >= 5, { message: 'events on the page' });
+    // The user talks over the agent before it has played anything; the turn is then cancelled.
+    client.publish(channels.turn, sid, { ...turn, kind: 'barge-in' });
+    await client.nc.flush();
+    await waitFor(() => c.events.some((e) => e.type === 'flush'), { message: 'flush on barge-in' });
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 't1', reason: 'barge-in' });
+    await waitFor(() => c.events.length >= 6, { message: 'events on the page' });
     expect(c.events.slice(1)).toEqual([
       { type: 'transcript', text: 'what time is it', final: true, startMs: 0, endMs: 800 },
       { type: 'reply', source: 'fast', turnId: 't1', delta: 'Let me see.', done: true },
       { type: 'reply', source: 'deep', turnId: 't1', delta: 'It is noon.', done: false },
-      { type: 'playout', turnId: 't1', spokenText: '', playedMs: 0, interrupted: true, e2eMs: null },
+      { type: 'flush', turnId: 't1' },
+      {
+        type: 'playout',
+        turnId: 't1',
+        spokenText: '',
+        playedMs: 0,
+        interrupted: true,
+        e2eMs: null,
+        // When each stage's first output reached the gateway; nothing was played.
+        timeline: {
+          turnEndMs: expect.any(Number),
+          openerTextMs: expect.any(Number),
+          answerTextMs: expect.any(Number),
+          audioReadyMs: null,
+          playedMs: null,
+        },
+        traceId: expect.stringMatching(/^[0-9a-f]{32}$/),
+        traceUrl: `http://grafana.test/trace/${traceIdOf(c.events)}`,
+      },
     ]);
 
     c.ws.close();
     await waitFor(() => closed.includes(sid) && server!.sessions === 0, { message: 'session closed on the bus' });
   });
 });
+
+function traceIdOf(events: { type: string }[]): string | undefined {
+  return (events.find((e) => e.type === 'playout') as { traceId?: string } | undefined)?.traceId;
+}

@@ -11,57 +11,75 @@ const startBtn = $('start');
 const stopBtn = $('stop');
 const statusEl = $('status');
 const logEl = $('log');
-const partialEl = $('partial');
 
 let audio; // AudioContext: capture and playout share one clock
 let stream; // MediaStream of the microphone
 let worklet;
 let ws;
 let running = false;
+/** The session behind the socket is open: microphone audio goes out only then. */
+let ready = false;
 let retryMs = 500;
 let retryTimer;
 let playAt = 0;
 const playing = new Set();
+/** Agent audio this page has played to the end (read by the browser test; handy in the console too). */
+const stats = { agentFramesPlayed: 0, agentMsPlayed: 0, agentPeak: 0 };
+window.talkPage = { stats };
+/**
+ * `?processing=off`: the microphone as captured, no echo cancellation, noise suppression or gain control
+ * (headsets, where there is no echo; and test rigs feeding a recording as the microphone).
+ */
+const PROCESSING = new URLSearchParams(location.search).get('processing') !== 'off';
 const turns = new Map(); // turnId → { el, opener, answer, latency }
+let speaking; // the user's line being recognised (partial transcripts), until its final
 
 function status(text, isError = false) {
   statusEl.textContent = text;
   statusEl.className = isError ? 'error' : '';
 }
 
-async function start() {
+/**
+ * Start: the audio context now (browsers allow audio only from a click), the connection next, and the
+ * microphone once the session is ready, so no words are spoken into a session that is still opening.
+ */
+function start() {
   startBtn.disabled = true;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      audio: {
-        channelCount: 1,
-        // On: the agent's voice comes out of the speakers; without echo cancellation the microphone hears it and
-        // the gateway's VAD takes the agent's own words for the user barging in.
-        echoCancellation: true,
-        // On: background noise (fans, keyboards) starts false VAD turns and false barge-ins; the mild artefacts
-        // of the browser's suppressor cost the recogniser less than that.
-        noiseSuppression: true,
-        // On: nothing downstream normalises the level; quiet laptop microphones otherwise fall under the VAD's
-        // threshold, and the browser's AGC is tuned together with its echo canceller.
-        autoGainControl: true,
-      },
-    });
-  } catch (err) {
-    status(`No microphone: ${err.message}`, true);
-    startBtn.disabled = false;
-    return;
-  }
   audio = new AudioContext();
-  await audio.audioWorklet.addModule('/mic-worklet.js');
-  worklet = new AudioWorkletNode(audio, 'mic-16k', { numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1 });
-  worklet.port.onmessage = (e) => {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(e.data);
-  };
-  audio.createMediaStreamSource(stream).connect(worklet);
-  await audio.resume();
   running = true;
   stopBtn.disabled = false;
   connect();
+}
+
+async function openMicrophone() {
+  if (stream || !audio) return;
+  stream = await navigator.mediaDevices.getUserMedia({
+    audio: {
+      channelCount: 1,
+      // On: the agent's voice comes out of the speakers; without echo cancellation the microphone hears it and
+      // the gateway's VAD takes the agent's own words for the user barging in.
+      echoCancellation: PROCESSING,
+      // On: background noise (fans, keyboards) starts false VAD turns and false barge-ins; the mild artefacts
+      // of the browser's suppressor cost the recogniser less than that.
+      noiseSuppression: PROCESSING,
+      // On: nothing downstream normalises the level; quiet laptop microphones otherwise fall under the VAD's
+      // threshold, and the browser's AGC is tuned together with its echo canceller.
+      autoGainControl: PROCESSING,
+    },
+  });
+  if (!running) {
+    // Stopped while the browser asked for the microphone.
+    for (const t of stream.getTracks()) t.stop();
+    stream = undefined;
+    return;
+  }
+  await audio.audioWorklet.addModule('/mic-worklet.js');
+  worklet = new AudioWorkletNode(audio, 'mic-16k', { numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1 });
+  worklet.port.onmessage = (e) => {
+    if (ready && ws.readyState === WebSocket.OPEN) ws.send(e.data);
+  };
+  audio.createMediaStreamSource(stream).connect(worklet);
+  await audio.resume();
 }
 
 function connect() {
@@ -71,6 +89,7 @@ function connect() {
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (e) => (typeof e.data === 'string' ? onEvent(JSON.parse(e.data)) : play(e.data));
   ws.onclose = (e) => {
+    ready = false;
     stopPlayback();
     if (!running) return;
     // The gateway went away or refused us (1013: too many sessions): try again, backing off.
@@ -82,10 +101,12 @@ function connect() {
 
 function stop() {
   running = false;
+  ready = false;
   clearTimeout(retryTimer);
   if (ws) ws.close(1000, 'user stopped');
   stopPlayback();
   if (stream) for (const t of stream.getTracks()) t.stop();
+  stream = undefined;
   if (audio) void audio.close();
   audio = undefined;
   stopBtn.disabled = true;
@@ -99,7 +120,11 @@ function play(buf) {
   const pcm = new Int16Array(buf);
   const b = audio.createBuffer(1, pcm.length, RATE);
   const ch = b.getChannelData(0);
-  for (let i = 0; i < pcm.length; i++) ch[i] = pcm[i] / 0x8000;
+  let peak = 0;
+  for (let i = 0; i < pcm.length; i++) {
+    ch[i] = pcm[i] / 0x8000;
+    peak = Math.max(peak, Math.abs(ch[i]));
+  }
   const src = audio.createBufferSource();
   src.buffer = b;
   src.connect(audio.destination);
@@ -108,12 +133,19 @@ function play(buf) {
   src.start(playAt);
   playAt += b.duration;
   playing.add(src);
-  src.onended = () => playing.delete(src);
+  src.onended = () => {
+    // Cut short by stopPlayback (barge-in, disconnect) counts as not played.
+    if (!playing.delete(src)) return;
+    stats.agentFramesPlayed++;
+    stats.agentMsPlayed += b.duration * 1000;
+    stats.agentPeak = Math.max(stats.agentPeak, peak);
+  };
 }
 
 function stopPlayback() {
-  for (const src of playing) src.stop();
+  const cut = [...playing];
   playing.clear();
+  for (const src of cut) src.stop();
   playAt = 0;
 }
 
@@ -135,21 +167,78 @@ function turnOf(turnId) {
   return t;
 }
 
+/** What each stage's first output means for the user, in the order a turn goes through them. */
+const STEPS = [
+  ['turnEndMs', 'end of turn'],
+  ['openerTextMs', 'opener text'],
+  ['answerTextMs', 'answer text'],
+  ['audioReadyMs', 'first audio'],
+  ['playedMs', 'played'],
+];
+
+/** The turn's latency: voice-to-voice, then when each stage's first output came, and a link to its trace. */
+function showLatency(t, e) {
+  t.latency.replaceChildren();
+  const head = document.createElement('div');
+  head.className = 'e2e';
+  head.textContent =
+    (e.e2eMs === null ? 'nothing played' : `answered ${e.e2eMs} ms after you stopped`) +
+    `, played ${(e.playedMs / 1000).toFixed(1)} s${e.interrupted ? ', interrupted' : ''}`;
+  t.latency.appendChild(head);
+  if (e.timeline) {
+    const list = document.createElement('ol');
+    list.className = 'breakdown';
+    // In time order: with preemptive generation the replies start before the end of turn.
+    const steps = STEPS.filter(([key]) => typeof e.timeline[key] === 'number').sort(
+      (a, b) => e.timeline[a[0]] - e.timeline[b[0]],
+    );
+    for (const [key, label] of steps) {
+      const ms = e.timeline[key];
+      const li = document.createElement('li');
+      li.dataset.step = key;
+      li.textContent = `${label} +${ms} ms`;
+      list.appendChild(li);
+    }
+    t.latency.appendChild(list);
+  }
+  if (e.traceId) {
+    const trace = e.traceUrl ? document.createElement('a') : document.createElement('span');
+    trace.className = 'trace';
+    trace.textContent = `trace ${e.traceId}`;
+    if (e.traceUrl) {
+      trace.href = e.traceUrl;
+      trace.target = '_blank';
+      trace.rel = 'noopener';
+    }
+    t.latency.appendChild(trace);
+  }
+}
+
 function onEvent(e) {
   switch (e.type) {
     case 'ready':
       retryMs = 500;
-      status(`Connected (session ${e.sessionId}). Speak.`);
+      ready = true;
+      openMicrophone().then(
+        () => status(`Connected (session ${e.sessionId}). Speak.`),
+        (err) => {
+          stop();
+          status(`No microphone: ${err.message}`, true);
+        },
+      );
       break;
     case 'transcript':
+      // The user's line appears with the first partial, so the agent's reply (which may start before the
+      // final, with preemptive generation) lands below it.
+      if (!speaking) {
+        speaking = document.createElement('div');
+        speaking.className = 'turn you partial';
+        logEl.appendChild(speaking);
+      }
+      speaking.textContent = e.text;
       if (e.final) {
-        const el = document.createElement('div');
-        el.className = 'turn you';
-        el.textContent = e.text;
-        logEl.appendChild(el);
-        partialEl.textContent = '';
-      } else {
-        partialEl.textContent = e.text;
+        speaking.classList.remove('partial');
+        speaking = undefined;
       }
       break;
     case 'reply': {
@@ -160,11 +249,13 @@ function onEvent(e) {
     case 'playout': {
       const t = turnOf(e.turnId);
       if (e.interrupted) t.el.classList.add('interrupted');
-      t.latency.textContent =
-        (e.e2eMs === null ? 'nothing played' : `answered ${e.e2eMs} ms after you stopped`) +
-        `, played ${(e.playedMs / 1000).toFixed(1)} s${e.interrupted ? ', interrupted' : ''}`;
+      showLatency(t, e);
       break;
     }
+    case 'flush':
+      // The user barged in: drop what is scheduled (the gateway has already stopped sending this turn).
+      stopPlayback();
+      break;
     case 'error':
       status(`Gateway: ${e.message}`, true);
       break;
@@ -174,5 +265,5 @@ function onEvent(e) {
   window.scrollTo(0, document.body.scrollHeight);
 }
 
-startBtn.onclick = () => void start();
+startBtn.onclick = start;
 stopBtn.onclick = stop;

@@ -49,6 +49,7 @@ export interface WebServer {
 }
 
 const FRAME_SAMPLES = (WEB_SAMPLE_RATE * FRAME_MS) / 1000;
+const DROP_REPORT_EVERY_MS = 5000;
 
 /** Cuts PCM16 little-endian byte chunks of any (even) size into 20 ms frames, keeping at most `maxFrames`. */
 export class Reframer {
@@ -129,6 +130,7 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const stop = new AbortController();
     let session: WebSession | undefined;
     let reportedDrops = 0;
+    let reportedAt = -Infinity;
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
@@ -142,9 +144,15 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
         return fail('bad-audio', `odd length ${bytes.length}: audio must be PCM16 mono ${WEB_SAMPLE_RATE} Hz`);
       }
       mic.push(bytes);
-      if (mic.dropped > reportedDrops) {
-        log?.warn({ dropped: mic.dropped }, 'microphone audio arrives faster than real time; oldest dropped');
+      // Reported once, then at most every few seconds: a page sending too fast does so for every frame.
+      const now = Date.now();
+      if (mic.dropped > reportedDrops && now - reportedAt >= DROP_REPORT_EVERY_MS) {
+        log?.warn(
+          { sessionId: session?.sessionId, dropped: mic.dropped },
+          'microphone audio arrives faster than real time; oldest dropped',
+        );
         reportedDrops = mic.dropped;
+        reportedAt = now;
       }
     });
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ActorContext, closeSession, openSession } from '@va/actor';
 import type { Bus } from '@va/bus';
-import { BUCKETS, channels, sessionId as parseSessionId, STAGES } from '@va/protocol';
+import { BUCKETS, channels, sessionId as parseSessionId, STAGES, type TurnTimeline } from '@va/protocol';
 import { GatewaySession, STAGE } from '../actor.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
@@ -20,7 +20,14 @@ export type PageEvent =
       interrupted: boolean;
       /** End of the user's speech to the agent's first audio played, ms (null if nothing was played). */
       e2eMs: number | null;
+      /** When each stage's first output arrived, ms after the user's speech ended (the latency breakdown). */
+      timeline: TurnTimeline | null;
+      /** The turn's trace (one per turn, spans from every stage), and a link to it when one is configured. */
+      traceId: string | null;
+      traceUrl: string | null;
     }
+  /** The user talks over the agent: stop what is scheduled now (the gateway has stopped sending). */
+  | { type: 'flush'; turnId: string }
   | { type: 'error'; code: string; message: string };
 
 /** One conversation behind one socket: what the transport's clock drives. */
@@ -39,6 +46,8 @@ export interface BusSessionOptions {
   openTimeoutMs: number;
   /** Session ids are `<prefix>-<time>-<random>`. */
   idPrefix?: string;
+  /** A link to a turn's trace, `{traceId}` replaced (e.g. Grafana's Tempo explore URL). */
+  traceUrl?: string;
 }
 
 /**
@@ -75,6 +84,9 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     ] as const) {
       ctx.subscribe(ch, (r) => emit({ type: 'reply', source, turnId: r.turnId, delta: r.delta, done: r.done }));
     }
+    ctx.subscribe(channels.turn, (t) => {
+      if (t.kind === 'barge-in') emit({ type: 'flush', turnId: t.turnId });
+    });
     ctx.subscribe(channels.playout, (p) => {
       // The gateway records the turn as it publishes its playout: the record is there by the time this arrives.
       const record = session.records.find((r) => r.turnId === p.turnId);
@@ -85,6 +97,9 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
         playedMs: p.playedMs,
         interrupted: p.interrupted,
         e2eMs: record?.e2eMs ?? null,
+        timeline: record?.timeline ?? null,
+        traceId: record?.traceId ?? null,
+        traceUrl: record && opts.traceUrl ? opts.traceUrl.replaceAll('{traceId}', record.traceId) : null,
       });
     });
 
