@@ -16,16 +16,24 @@ export class FakeSource implements AudioSourceLike {
   }
 }
 
-/** A room with no server: tests drive participants through `events`, and read what was connected and published. */
+/**
+ * A room with no server: tests drive participants through `events`, and read what was connected and published.
+ * `failWith` makes `connect` fail; `lose` puts the agent out as LiveKit would.
+ */
 export class FakeRoom implements RoomLike {
   events: RoomEvents | undefined;
   connected = false;
+  /** Connects tried, failed ones included. */
+  connects = 0;
+  failWith: Error | undefined;
   /** What the last `connect` was given. */
   url: string | undefined;
   token: string | undefined;
   readonly published: { name: string; source: AudioSourceLike; unpublished: boolean }[] = [];
   constructor(readonly name: string) {}
   async connect(url: string, token: string, events: RoomEvents): Promise<void> {
+    this.connects++;
+    if (this.failWith) throw this.failWith;
     this.url = url;
     this.token = token;
     this.events = events;
@@ -38,5 +46,11 @@ export class FakeRoom implements RoomLike {
   }
   async disconnect(): Promise<void> {
     this.connected = false;
+  }
+  /** LiveKit removes the agent (room deleted, agent kicked, connection gone): reported once, as a real room does. */
+  lose(reason = 'ROOM_DELETED'): void {
+    if (!this.connected || !this.events) throw new Error(`fake room ${this.name} is not connected`);
+    this.connected = false;
+    this.events.disconnected(reason);
   }
 }

@@ -10,7 +10,7 @@ import {
   type DispatchServerOptions,
   type LiveKitDispatcherOptions,
 } from '../src/livekit/dispatch.js';
-import type { RoomEvents, SessionHandle } from '../src/livekit/room.js';
+import type { RoomEvents, SessionHandle, TransportLog } from '../src/livekit/room.js';
 import type { LiveKitConfig } from '../src/livekit/token.js';
 import { FakeRoom, FakeSource } from './fake-room.js';
 
@@ -40,11 +40,27 @@ class StubSessions {
   };
 }
 
-/** A dispatcher over fake rooms (kept in `rooms`, by name) and its server; every one is closed after each test. */
+/** Log lines, kept to look at. */
+class LogLines implements TransportLog {
+  readonly lines: { level: string; msg: string; obj: Record<string, unknown> }[] = [];
+  info = (obj: object, msg: string) => void this.lines.push({ level: 'info', msg, obj: { ...obj } });
+  warn = (obj: object, msg: string) => void this.lines.push({ level: 'warn', msg, obj: { ...obj } });
+  error = (obj: object, msg: string) => void this.lines.push({ level: 'error', msg, obj: { ...obj } });
+  matching(pattern: RegExp): Record<string, unknown>[] {
+    return this.lines.filter((l) => pattern.test(l.msg)).map((l) => l.obj);
+  }
+}
+
+/**
+ * A dispatcher over fake rooms (kept in `rooms`, by name, the last one made) and its server; every one is
+ * closed after each test. The next `failures` rooms made fail to connect.
+ */
 class DispatchHarness {
   readonly rooms = new Map<string, FakeRoom>();
   readonly sessions = new StubSessions();
+  readonly log = new LogLines();
   created = 0;
+  failures = 0;
   dispatcher!: LiveKitDispatcher;
   server!: DispatchServer;
 
@@ -60,10 +76,15 @@ class DispatchHarness {
       newRoom: (name) => {
         h.created++;
         const room = new FakeRoom(name);
+        if (h.failures > 0) {
+          h.failures--;
+          room.failWith = new Error('connect ECONNREFUSED');
+        }
         h.rooms.set(name, room);
         return room;
       },
       transport: { newSource: () => new FakeSource() },
+      log: h.log,
       ...dispatcher,
     });
     h.server = await startDispatchServer({ dispatcher: h.dispatcher, ...server });
@@ -335,6 +356,232 @@ describe('livekit dispatch endpoint', () => {
     expect(h.created).toBe(0);
   });
 
+  it('a room LiveKit puts the agent out of: sessions close, it is no longer listed, a POST joins afresh', async () => {
+    const h = await DispatchHarness.start();
+    await h.dispatch('room-a');
+    h.events('room-a').participantConnected('alice');
+    await until(() => h.sessions.opened.length === 1);
+    const first = h.rooms.get('room-a')!;
+
+    first.lose('ROOM_DELETED');
+    await until(() => h.sessions.closed.length === 1);
+    await until(() => h.dispatcher.list().length === 0);
+    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(await (await h.fetch('/dispatch')).json()).toEqual({ rooms: [] });
+    expect(h.log.matching(/lost LiveKit room/)).toEqual([
+      { room: 'room-a', identity: 'agent-test1', reason: 'ROOM_DELETED' },
+    ]);
+    expect(h.log.lines.find((l) => /lost LiveKit room/.test(l.msg))?.level).toBe('warn');
+
+    expect((await h.dispatch('room-a')).status).toBe(200);
+    expect(h.created).toBe(2);
+    const second = h.rooms.get('room-a')!;
+    expect(second).not.toBe(first);
+    expect([second.connected, second.connects]).toEqual([true, 1]);
+    expect(h.dispatcher.list()).toEqual([
+      { room: 'room-a', identity: 'agent-test1', state: 'joined', participants: [] },
+    ]);
+  });
+
+  it('a POST while the lost room closes its sessions waits for them, then joins afresh', async () => {
+    let release: () => void = () => {};
+    const h = await DispatchHarness.start(
+      {},
+      {
+        openSession: async (sid) => ({
+          tick: () => undefined,
+          close: () => new Promise<void>((r) => (release = r)).then(() => void h.sessions.closed.push(sid)),
+        }),
+      },
+    );
+    await h.dispatch('room-a');
+    h.events('room-a').participantConnected('alice');
+    await until(() => h.rooms.get('room-a')!.published.length === 1);
+    h.rooms.get('room-a')!.lose('SIGNAL_CLOSE');
+    expect(h.dispatcher.list().map((r) => r.state)).toEqual(['leaving']);
+    const again = h.dispatch('room-a');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.created).toBe(1);
+    release();
+    expect((await again).status).toBe(200);
+    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(h.created).toBe(2);
+    expect(h.rooms.get('room-a')!.connected).toBe(true);
+  });
+
+  it('our own leave is not a loss; a late loss of a replaced room leaves its successor alone', async () => {
+    const h = await DispatchHarness.start();
+    await h.dispatch('room-a');
+    const left = h.rooms.get('room-a')!;
+    expect((await h.fetch('/dispatch/room-a', { method: 'DELETE' })).status).toBe(204);
+    left.events!.disconnected('CLIENT_INITIATED'); // as if the SDK reported the disconnect we asked for
+    expect(h.log.matching(/lost/)).toEqual([]);
+
+    // A join that timed out, whose room connects (and is lost) after a second join took its place.
+    let releaseSlow: () => void = () => {};
+    const g = await DispatchHarness.start(
+      {},
+      {
+        joinTimeoutMs: 50,
+        newRoom: (name) => {
+          g.created++;
+          const room = new (class extends FakeRoom {
+            override async connect(url: string, token: string, events: RoomEvents): Promise<void> {
+              if (g.created === 1) {
+                await new Promise<void>((r) => (releaseSlow = r));
+                await super.connect(url, token, events);
+                this.lose('SIGNAL_CLOSE');
+                return;
+              }
+              await super.connect(url, token, events);
+            }
+          })(name);
+          g.rooms.set(name, room);
+          return room;
+        },
+      },
+    );
+    expect((await g.dispatch('room-b')).status).toBe(502);
+    expect((await g.dispatch('room-b')).status).toBe(200);
+    const successor = g.rooms.get('room-b')!;
+    releaseSlow();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(successor.connected).toBe(true);
+    expect(g.dispatcher.list()).toEqual([
+      { room: 'room-b', identity: 'agent-test1', state: 'joined', participants: [] },
+    ]);
+    expect(g.log.matching(/lost LiveKit room/)).toEqual([]);
+  });
+
+  it('keepJoined retries a room that fails to connect, backing off to a cap, until it is joined', async () => {
+    const waits: number[] = [];
+    const h = await DispatchHarness.start(
+      {},
+      {
+        retry: { firstMs: 1000, maxMs: 4000 },
+        sleep: async (ms) => {
+          waits.push(ms);
+          await new Promise((r) => setImmediate(r));
+        },
+      },
+    );
+    h.failures = 5;
+    expect(await h.dispatcher.keepJoined('room-a')).toBe(true);
+    expect(h.created).toBe(6);
+    expect(waits).toEqual([1000, 2000, 4000, 4000, 4000]);
+    expect(h.rooms.get('room-a')!.connected).toBe(true);
+    expect(h.dispatcher.list().map((r) => [r.room, r.state])).toEqual([['room-a', 'joined']]);
+    const retries = h.log.matching(/retrying/);
+    expect(retries.map((r) => [r.attempt, r.retryInMs])).toEqual([
+      [1, 1000],
+      [2, 2000],
+      [3, 4000],
+      [4, 4000],
+      [5, 4000],
+    ]);
+    expect(String(retries[0]!.err)).toContain('ECONNREFUSED');
+  });
+
+  it('keepJoined stops retrying on stop(), also mid-wait, and on a DELETE of the room', async () => {
+    const h = await DispatchHarness.start({}, { retry: { firstMs: 1, maxMs: 4 } });
+    h.failures = Infinity;
+    const kept = h.dispatcher.keepJoined('room-a');
+    await until(() => h.created >= 3);
+    await h.dispatcher.stop();
+    expect(await kept).toBe(false);
+    const tried = h.created;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.created).toBe(tried);
+    expect(await h.dispatcher.keepJoined('room-b')).toBe(false);
+    expect(h.dispatcher.list()).toEqual([]);
+
+    // The real wait (a minute here) ends at once on stop().
+    const slow = await DispatchHarness.start({}, { retry: { firstMs: 60_000 } });
+    slow.failures = 1;
+    const waiting = slow.dispatcher.keepJoined('room-a');
+    await until(() => slow.created === 1 && slow.log.matching(/retrying/).length === 1);
+    await slow.server.close();
+    expect(await waiting).toBe(false);
+    expect(slow.created).toBe(1);
+
+    const d = await DispatchHarness.start({}, { retry: { firstMs: 1, maxMs: 4 } });
+    d.failures = Infinity;
+    const deleted = d.dispatcher.keepJoined('room-c');
+    await until(() => d.created >= 2);
+    expect((await d.fetch('/dispatch/room-c', { method: 'DELETE' })).status).toBe(204);
+    expect(await deleted).toBe(false);
+    const tries = d.created;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(d.created).toBe(tries);
+    expect((await d.fetch('/dispatch/room-c', { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('keepJoined stops retrying once the room is joined through the API', async () => {
+    let wake: () => void = () => {};
+    const h = await DispatchHarness.start({}, { sleep: () => new Promise<void>((r) => (wake = r)) });
+    h.failures = 1;
+    const kept = h.dispatcher.keepJoined('room-a');
+    await until(() => h.log.matching(/retrying/).length === 1);
+    expect((await h.dispatch('room-a')).status).toBe(200);
+    wake();
+    expect(await kept).toBe(true);
+    expect(h.created).toBe(2);
+    expect(h.rooms.get('room-a')!.connected).toBe(true);
+  });
+
+  it('a kept room LiveKit puts the agent out of is joined again, retrying as needed, until deleted', async () => {
+    const h = await DispatchHarness.start({}, { retry: { firstMs: 1, maxMs: 4 } });
+    expect(await h.dispatcher.keepJoined('room-a')).toBe(true);
+    h.events('room-a').participantConnected('alice');
+    await until(() => h.sessions.opened.length === 1);
+
+    h.rooms.get('room-a')!.lose('SIGNAL_CLOSE');
+    await until(() => h.created === 2 && h.rooms.get('room-a')!.connected);
+    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(h.dispatcher.list()).toEqual([
+      { room: 'room-a', identity: 'agent-test1', state: 'joined', participants: [] },
+    ]);
+    expect(h.log.matching(/lost LiveKit room; joining it again/)).toEqual([
+      { room: 'room-a', identity: 'agent-test1', reason: 'SIGNAL_CLOSE' },
+    ]);
+
+    h.failures = 2; // LiveKit is restarting: two refusals, then in again
+    h.rooms.get('room-a')!.lose('SERVER_SHUTDOWN');
+    await until(() => h.created === 5 && h.rooms.get('room-a')!.connected);
+    expect(h.log.matching(/retrying/)).toHaveLength(2);
+
+    expect((await h.fetch('/dispatch/room-a', { method: 'DELETE' })).status).toBe(204);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.created).toBe(5);
+    expect(h.dispatcher.list()).toEqual([]);
+  });
+
+  it('a DELETE while a lost kept room still closes its sessions: the room is not joined again', async () => {
+    let release: () => void = () => {};
+    const h = await DispatchHarness.start(
+      {},
+      {
+        sleep: () => new Promise((r) => setImmediate(r)),
+        openSession: async () => ({
+          tick: () => undefined,
+          close: () => new Promise<void>((r) => (release = r)),
+        }),
+      },
+    );
+    expect(await h.dispatcher.keepJoined('room-a')).toBe(true);
+    h.events('room-a').participantConnected('alice');
+    await until(() => h.rooms.get('room-a')!.published.length === 1);
+    h.rooms.get('room-a')!.lose('SIGNAL_CLOSE'); // the rejoin now waits for alice's session to close
+    await new Promise((r) => setTimeout(r, 20));
+    const deleted = h.fetch('/dispatch/room-a', { method: 'DELETE' });
+    await new Promise((r) => setTimeout(r, 20));
+    release();
+    expect((await deleted).status).toBe(204);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.created).toBe(1);
+    expect(h.dispatcher.list()).toEqual([]);
+  });
+
   it('closing the server leaves every room and closes every session', async () => {
     const h = await DispatchHarness.start();
     await h.dispatch('room-a');
@@ -411,6 +658,34 @@ describe('media-gateway with GATEWAY_TRANSPORT=livekit', () => {
       expect(text).toContain('r1');
       expect(text).not.toContain(secret);
 
+      expect(await gateway.stop(15_000)).toEqual({ code: 0, signal: null });
+      expect(gateway.lines.join('\n')).not.toContain(secret);
+    });
+
+    it('keeps trying LIVEKIT_ROOMS it cannot reach yet, backing off, and stops on SIGTERM', async () => {
+      const closedPort = await freePort();
+      const secret = 'main-test-secret-abcdef0123456789';
+      const gateway = spawnNode(MAIN, {
+        env: {
+          NATS_URL: nats.url,
+          GATEWAY_TRANSPORT: 'livekit',
+          GATEWAY_HTTP_PORT: '0',
+          LIVEKIT_URL: `ws://127.0.0.1:${closedPort}`,
+          LIVEKIT_API_KEY: 'devkey',
+          LIVEKIT_API_SECRET: secret,
+          LIVEKIT_ROOMS: 'start-a, start-b',
+          LOG_LEVEL: 'info',
+        },
+        maxLifetimeSec: 60,
+      });
+      type Retry = { room: string; attempt: number; retryInMs: number };
+      const retried = (room: string) =>
+        gateway.waitForJson<Retry>(
+          (l) => l.msg === 'could not join room; retrying' && l.room === room && l.attempt === 2,
+          30_000,
+        );
+      const [a, b] = await Promise.all([retried('start-a'), retried('start-b')]);
+      expect([a.retryInMs, b.retryInMs]).toEqual([2000, 2000]);
       expect(await gateway.stop(15_000)).toEqual({ code: 0, signal: null });
       expect(gateway.lines.join('\n')).not.toContain(secret);
     });

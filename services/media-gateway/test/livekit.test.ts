@@ -1,4 +1,12 @@
-import { AudioFrame, AudioSource, AudioStream, LocalAudioTrack } from '@livekit/rtc-node';
+import {
+  AudioFrame,
+  AudioSource,
+  AudioStream,
+  DisconnectReason,
+  LocalAudioTrack,
+  Room,
+  RoomEvent,
+} from '@livekit/rtc-node';
 import { TokenVerifier } from 'livekit-server-sdk';
 import { describe, expect, it } from 'vitest';
 import type { SessionId } from '@va/protocol';
@@ -12,10 +20,12 @@ import {
   type MicFrame,
 } from '../src/livekit/audio.js';
 import {
+  LiveKitRoom,
   LiveKitTransport,
   sessionIdFor,
   type Clock,
   type RemoteAudio,
+  type RoomEvents,
   type SessionHandle,
 } from '../src/livekit/room.js';
 import { agentToken, clientToken, parseLiveKitEnv, type LiveKitConfig } from '../src/livekit/token.js';
@@ -352,6 +362,98 @@ describe('livekit room transport', () => {
     await leaving;
     expect(closed).toEqual(['room3-erin']);
     expect(room.published).toEqual([]);
+  });
+
+  it('a lost room closes every session and tells the owner once; stop() then does not leave again', async () => {
+    let disconnects = 0;
+    const room = new (class extends FakeRoom {
+      override async disconnect(): Promise<void> {
+        disconnects++;
+        await super.disconnect();
+      }
+    })('room4');
+    const stubs = new StubSessions();
+    const lost: string[] = [];
+    const t = new LiveKitTransport({
+      room,
+      openSession: stubs.factory,
+      clock: fastClock,
+      newSource: () => new FakeSource(),
+      onLost: (reason) => lost.push(reason),
+    });
+    await t.start('ws://x', 'token');
+    room.events!.participantConnected('alice');
+    room.events!.participantConnected('bob');
+    await until(() => room.published.length === 2);
+
+    room.lose('PARTICIPANT_REMOVED');
+    expect(lost).toEqual(['PARTICIPANT_REMOVED']);
+    room.events!.disconnected('SIGNAL_CLOSE'); // a second report changes nothing
+    await until(() => stubs.closed.length === 2);
+    expect([...stubs.closed].sort()).toEqual(['room4-alice', 'room4-bob']);
+    expect(room.published.every((p) => p.unpublished)).toBe(true);
+    room.events!.participantConnected('carol'); // after the loss: ignored
+    await t.stop();
+    expect(t.identities).toEqual([]);
+    expect(lost).toEqual(['PARTICIPANT_REMOVED']);
+    expect(disconnects).toBe(0);
+  });
+
+  it('our own stop is never reported as a loss', async () => {
+    const room = new FakeRoom('room5');
+    const stubs = new StubSessions();
+    const lost: string[] = [];
+    const t = new LiveKitTransport({
+      room,
+      openSession: stubs.factory,
+      clock: fastClock,
+      newSource: () => new FakeSource(),
+      onLost: (reason) => lost.push(reason),
+    });
+    await t.start('ws://x', 'token');
+    room.events!.participantConnected('alice');
+    await until(() => room.published.length === 1);
+    await t.stop();
+    room.events!.disconnected('CLIENT_INITIATED'); // as a room might report the disconnect we asked for
+    expect(lost).toEqual([]);
+    expect(stubs.closed).toEqual(['room5-alice']);
+    expect(room.connected).toBe(false);
+  });
+
+  it("LiveKitRoom reports rtc-node's Disconnected by reason name, never for its own disconnect()", async () => {
+    /** A rtc-node room with no server; its disconnect reports `ownReason`, as the SDK's does (or a racing one). */
+    class ServerlessRoom extends Room {
+      constructor(private readonly ownReason = DisconnectReason.CLIENT_INITIATED) {
+        super();
+      }
+      override async connect(): Promise<void> {}
+      override async disconnect(): Promise<void> {
+        this.emit(RoomEvent.Disconnected, this.ownReason);
+        this.removeAllListeners();
+      }
+    }
+    const reported: string[] = [];
+    const events: RoomEvents = {
+      participantConnected: () => {},
+      participantDisconnected: () => {},
+      audioTrackSubscribed: () => {},
+      disconnected: (reason) => reported.push(reason),
+    };
+
+    const kicked = new LiveKitRoom('r1', new ServerlessRoom());
+    await kicked.connect('ws://x', 'token', events);
+    kicked.room.emit(RoomEvent.Disconnected, DisconnectReason.ROOM_DELETED);
+    expect(reported).toEqual(['ROOM_DELETED']);
+
+    for (const ownReason of [DisconnectReason.CLIENT_INITIATED, DisconnectReason.SIGNAL_CLOSE]) {
+      const left = new LiveKitRoom('r2', new ServerlessRoom(ownReason));
+      await left.connect('ws://x', 'token', events);
+      await left.disconnect();
+    }
+    const clientSide = new LiveKitRoom('r3', new ServerlessRoom());
+    await clientSide.connect('ws://x', 'token', events);
+    clientSide.room.emit(RoomEvent.Disconnected, DisconnectReason.CLIENT_INITIATED);
+    expect(reported).toEqual(['ROOM_DELETED']);
   });
 
   it('session ids come from room and identity, and are always valid subject tokens', () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   AudioStream,
+  DisconnectReason,
   ParticipantKind,
   Room,
   RoomEvent,
@@ -33,6 +34,12 @@ export interface RoomEvents {
   participantConnected(identity: string): void;
   participantDisconnected(identity: string): void;
   audioTrackSubscribed(identity: string, audio: RemoteAudio): void;
+  /**
+   * The agent is out of the room for good, not by its own `disconnect()`: the room was deleted or closed, the
+   * agent was removed, or the connection was lost beyond the SDK's reconnects. `reason` names why (e.g.
+   * `ROOM_DELETED`). Reported at most once, and never during or after `disconnect()`.
+   */
+  disconnected(reason: string): void;
 }
 
 export interface PublishedTrack {
@@ -73,6 +80,11 @@ export interface LiveKitTransportOptions {
   clock?: Clock;
   /** Microphone frames kept when the network delivers faster than the clock plays (oldest dropped). */
   maxMicFrames?: number;
+  /**
+   * Called once when the room reports the agent out of it (never after `stop()`), as its sessions start
+   * closing; `stop()` then waits for them, without disconnecting again.
+   */
+  onLost?: (reason: string) => void;
 }
 
 const AGENT_PREFIX = 'agent-';
@@ -111,6 +123,8 @@ export class LiveKitTransport {
   private readonly newSource: () => AudioSourceLike;
   private readonly maxMicFrames: number;
   private stopped = false;
+  /** Set when the room was lost: the sessions closing (or closed) since. */
+  private lost: Promise<void> | undefined;
 
   constructor(private readonly opts: LiveKitTransportOptions) {
     this.log = opts.log ?? { info: () => {}, warn: () => {}, error: () => {} };
@@ -125,6 +139,7 @@ export class LiveKitTransport {
       participantConnected: (identity) => void this.join(identity),
       participantDisconnected: (identity) => void this.leave(identity),
       audioTrackSubscribed: (identity, audio) => this.subscribed(identity, audio),
+      disconnected: (reason) => this.roomLost(reason),
     });
     this.log.info({ room: this.opts.room.name }, 'joined LiveKit room');
   }
@@ -134,12 +149,26 @@ export class LiveKitTransport {
     return [...this.participants.keys()];
   }
 
-  /** Closes every session, then leaves the room. */
+  /** Closes every session, then leaves the room (a lost room is not left again: this waits for its sessions). */
   async stop(): Promise<void> {
+    if (this.lost) return this.lost;
     this.stopped = true;
-    await Promise.all([...this.participants.keys()].map((identity) => this.leave(identity)));
+    await this.closeAll();
     await this.opts.room.disconnect();
     this.log.info({ room: this.opts.room.name }, 'left LiveKit room');
+  }
+
+  private async closeAll(): Promise<void> {
+    await Promise.all([...this.participants.keys()].map((identity) => this.leave(identity)));
+  }
+
+  /** The room put the agent out: every session closes, and the owner hears of it. */
+  private roomLost(reason: string): void {
+    if (this.stopped) return; // our own leave (or a second report) is no loss
+    this.stopped = true;
+    this.log.info({ room: this.opts.room.name, reason }, 'LiveKit room lost');
+    this.lost = this.closeAll();
+    this.opts.onLost?.(reason);
   }
 
   private join(identity: string): Participant | undefined {
@@ -251,9 +280,13 @@ function remoteAudio(stream: ReadableStream<AudioFrame>): RemoteAudio {
 
 /** `RoomLike` over a real `@livekit/rtc-node` room. */
 export class LiveKitRoom implements RoomLike {
-  readonly room = new Room();
+  private leaving = false;
 
-  constructor(readonly name: string) {}
+  /** `room`: tests pass a `Room` that needs no server. */
+  constructor(
+    readonly name: string,
+    readonly room: Room = new Room(),
+  ) {}
 
   async connect(url: string, token: string, events: RoomEvents): Promise<void> {
     const isAgent = (p: { identity: string; kind: ParticipantKind }) =>
@@ -271,6 +304,11 @@ export class LiveKitRoom implements RoomLike {
         // The SDK resamples to the pipeline's rate and downmixes natively; `micFrames` copes with anything.
         const stream = new AudioStream(track, { sampleRate: PIPELINE_RATE, numChannels: 1 });
         events.audioTrackSubscribed(p.identity, remoteAudio(stream));
+      })
+      .on(RoomEvent.Disconnected, (reason) => {
+        // rtc-node reports its own disconnect() too (CLIENT_INITIATED), possibly while that call is under way.
+        if (this.leaving || reason === DisconnectReason.CLIENT_INITIATED) return;
+        events.disconnected(DisconnectReason[reason] ?? `reason ${String(reason)}`);
       });
     await this.room.connect(url, token, { autoSubscribe: true, dynacast: false });
     for (const p of this.room.remoteParticipants.values()) if (!isAgent(p)) events.participantConnected(p.identity);
@@ -293,6 +331,7 @@ export class LiveKitRoom implements RoomLike {
   }
 
   async disconnect(): Promise<void> {
+    this.leaving = true;
     await this.room.disconnect();
   }
 }
