@@ -1,9 +1,10 @@
 // npm run demo: one scripted voice conversation through the seven services, on this machine, offline.
 // Options: --script FILE, --report FILE, --llm-ttft-ms N, --llm-tps N, --out DIR
 // --web [--port N]: no script; the talk page on http://127.0.0.1:N, to talk to the agent with your microphone.
+// --livekit [--room NAME]: no script; the agent joins a LiveKit room (LIVEKIT_URL, LIVEKIT_API_KEY, _SECRET).
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { runConversation, startPipeline, startWebGateway, waterfall } from '@va/harness';
+import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, waterfall } from '@va/harness';
 
 const BUILT_IN_SCRIPT = {
   turns: [
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     providers: { type: 'string', default: 'local' },
     out: { type: 'string', default: 'out' },
     web: { type: 'boolean', default: false },
+    livekit: { type: 'boolean', default: false },
+    room: { type: 'string', default: 'voice-agent' },
     port: { type: 'string', default: '8080' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -31,7 +34,8 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(
     'usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]\n' +
-      '       npm run demo -- --web [--port N] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud]',
+      '       npm run demo -- --web [--port N] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud]\n' +
+      '       npm run demo -- --livekit [--room NAME] [--port N]   (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)',
   );
   process.exit(0);
 }
@@ -97,15 +101,31 @@ if (!passthrough.LLM_BASE_URL && !passthrough.FAST_LLM_BASE_URL && !passthrough.
   console.log('LLM: a local rule-based OpenAI-compatible server (no model weights here). Real answers need a real');
   console.log('     LLM: set LLM_BASE_URL / LLM_API_KEY / LLM_MODEL (Ollama, llama.cpp, vLLM, Groq, OpenAI…).');
 }
-if (values.web) {
-  await talkInBrowser();
+if (values.web || values.livekit) {
+  await talkLive(values.livekit ? 'livekit' : 'web');
   process.exit(0);
 }
 
-/** `--web`: the six stages and the gateway's talk page, until Ctrl-C. */
-async function talkInBrowser() {
+/**
+ * `--web`: the six stages and the gateway's talk page; `--livekit`: the same with the gateway in a LiveKit room.
+ * Both run until Ctrl-C.
+ */
+async function talkLive(mode) {
   const port = number('port');
   if (port === undefined || !Number.isInteger(port) || port > 65_535) throw new Error('--port must be 0…65535');
+  let liveKit;
+  if (mode === 'livekit') {
+    const missing = ['LIVEKIT_URL', 'LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET'].filter((k) => !process.env[k]);
+    if (missing.length > 0) {
+      console.error(`--livekit needs ${missing.join(', ')} (README, "Talk to it in a LiveKit room").`);
+      process.exit(2);
+    }
+    liveKit = {
+      LIVEKIT_URL: process.env.LIVEKIT_URL,
+      LIVEKIT_API_KEY: process.env.LIVEKIT_API_KEY,
+      LIVEKIT_API_SECRET: process.env.LIVEKIT_API_SECRET,
+    };
+  }
   // Hours, not the tests' minutes: the processes live until Ctrl-C (and die with this one).
   const maxLifetimeSec = 12 * 3600;
   const pipeline = await startPipeline({
@@ -117,16 +137,40 @@ async function talkInBrowser() {
   });
   let gateway;
   try {
-    gateway = await startWebGateway(pipeline, { port, maxLifetimeSec });
+    gateway =
+      mode === 'web'
+        ? await startWebGateway(pipeline, { port, maxLifetimeSec })
+        : await startLiveKitGateway(pipeline, {
+            liveKit,
+            rooms: [values.room],
+            port: values.port === '8080' ? 8081 : port,
+            tokenEndpoint: true,
+            maxLifetimeSec,
+          });
   } catch (err) {
     await pipeline.stop();
     const busy = /EADDRINUSE/.test(String(err));
     console.error(busy ? `port ${port} is in use: try --port 0 (any free port) or another port` : String(err));
     process.exit(1);
   }
-  console.log(`\n  Talk to the agent: open ${gateway.url} in Chrome, Edge or Firefox on this machine,`);
-  console.log('  press "Start talking" and allow the microphone. Headphones keep the agent from hearing itself.');
-  console.log('  Each turn shows its latency (when each stage answered) and its trace id. Ctrl-C stops everything.\n');
+  if (mode === 'web') {
+    console.log(`\n  Talk to the agent: open ${gateway.url} in Chrome, Edge or Firefox on this machine,`);
+    console.log('  press "Start talking" and allow the microphone. Headphones keep the agent from hearing itself.');
+    console.log(
+      '  Each turn shows its latency (when each stage answered) and its trace id. Ctrl-C stops everything.\n',
+    );
+  } else {
+    // A client token from the gateway's own token endpoint (on 127.0.0.1 only).
+    const res = await fetch(`${gateway.url}/token?room=${encodeURIComponent(values.room)}&identity=you`);
+    const { url, token } = await res.json();
+    const meet = `https://meet.livekit.io/custom?liveKitUrl=${encodeURIComponent(url)}&token=${encodeURIComponent(token)}`;
+    console.log(`\n  The agent is joining room "${values.room}" on ${url}. Join it from a LiveKit client, e.g.:`);
+    console.log(`    ${meet}`);
+    console.log(`  or with your own client: server ${url}, token (15 min):\n    ${token}`);
+    console.log(
+      `  More rooms: curl -X POST ${gateway.url}/dispatch -d '{"room":"another"}'. Ctrl-C stops everything.\n`,
+    );
+  }
   await new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

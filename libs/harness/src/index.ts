@@ -1,4 +1,4 @@
 export * from './pipeline.js';
 export * from './report.js';
 export * from './in-process.js';
-export * from './web.js';
+export * from './gateway.js';

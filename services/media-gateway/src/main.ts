@@ -23,6 +23,8 @@ const env = parseEnv(
     GATEWAY_TRANSPORT: z.enum(['wav', 'web', 'livekit']).default('wav'),
     GATEWAY_WEB_HOST: z.string().default('127.0.0.1'),
     GATEWAY_WEB_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+    /** The talk page links each turn to its trace: `{traceId}` is replaced, e.g. Grafana's Explore on Tempo. */
+    GATEWAY_TRACE_URL: z.string().url().optional(),
     /** The LiveKit transport's dispatch endpoint. */
     GATEWAY_HTTP_HOST: z.string().default('127.0.0.1'),
     GATEWAY_HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8081),
@@ -90,7 +92,7 @@ const rate = env.GATEWAY_SAMPLE_RATE;
 if (env.GATEWAY_TRANSPORT === 'web') {
   // One session per browser tab, for as long as its socket is open.
   const web = await startWebServer({
-    factory: busSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS }),
+    factory: busSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS, traceUrl: env.GATEWAY_TRACE_URL }),
     host: env.GATEWAY_WEB_HOST,
     port: env.GATEWAY_WEB_PORT,
     log,
@@ -132,8 +134,9 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
     log.warn({}, 'GET /token is open without GATEWAY_DISPATCH_SECRET: anyone who reaches the port can join rooms');
   }
   log.info({ url: server.url, identity: dispatcher.identity, livekitUrl: liveKit!.url }, 'dispatch endpoint ready');
-  // Not awaited: a room that cannot be joined now is logged, and can be dispatched again later.
-  for (const room of startRooms) dispatcher.join(room).catch(() => {});
+  // Not awaited: a room that cannot be joined yet (LiveKit still starting) is tried again, backing off up to
+  // 30 s, and one LiveKit puts the agent out of is joined again, until SIGTERM or a DELETE /dispatch/<room>.
+  for (const room of startRooms) void dispatcher.keepJoined(room);
   await stopped;
   await server.close(); // leaves every room; their sessions close on the bus
   await bus.drain();

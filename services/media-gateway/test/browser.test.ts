@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '@va/audio';
-import { startPipeline, startWebGateway, type Pipeline, type WebGateway } from '@va/harness';
+import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/harness';
 import { STAGES } from '@va/protocol';
 import { SPAN } from '@va/telemetry';
 import { utterances, wordAccuracy } from '@va/testkit';
@@ -49,7 +49,7 @@ declare const talkPage: { stats: PlayedStats };
 
 describe('the talk page in headless Chromium', () => {
   let pipeline: Pipeline | undefined;
-  let gateway: WebGateway | undefined;
+  let gateway: RunningGateway | undefined;
   let browser: Browser | undefined;
   let page: Page | undefined;
   let work: string;
