@@ -7,6 +7,7 @@ export default defineConfig({
       'services/*/test/**/*.test.ts',
       'scripts/test/**/*.test.ts',
       'bench/test/**/*.test.ts',
+      'deploy/test/**/*.test.ts',
     ],
     // Tests start real nats-servers and child processes: give them room, and keep files apart.
     testTimeout: 60_000,

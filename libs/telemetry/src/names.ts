@@ -87,6 +87,11 @@ export const ATTR = {
   summaryOutcome: 'va.context.summary_outcome',
   /** session-context: ctx.get served from the in-memory cache (true) or read from KV (false). */
   cacheHit: 'va.context.cache_hit',
+  /** Why audio was dropped (e.g. queue-full, stale-turn, late). */
+  dropReason: 'va.drop_reason',
+  /** A breached latency budget: which latency (a METRIC name) and its budget in ms. */
+  budgetMetric: 'va.budget.metric',
+  budgetMs: 'va.budget.ms',
   subject: 'messaging.destination.name',
   errorCode: 'va.error_code',
 } as const;
@@ -122,7 +127,46 @@ export const METRIC = {
   /** session-context: ctx.get latency (ms) and summarize runs (attribute outcome). */
   contextGet: 'va.context.get',
   contextSummaries: 'va.context.summaries',
+  /** gateway: user turns played out or interrupted (attribute va.interrupted). */
+  turns: 'va.turns',
+  /** Audio frames dropped instead of queued without bound (attributes: stage, va.drop_reason). */
+  audioDropped: 'va.audio.dropped',
+  /** A latency over its budget (attributes: stage, va.budget.metric). */
+  budgetBreaches: 'va.budget.breaches',
 } as const;
+export type MetricName = (typeof METRIC)[keyof typeof METRIC];
+
+/**
+ * Each metric's instrument: dashboards and their tests derive exported names from it (Prometheus: histograms in
+ * ms become `<name>_milliseconds_bucket|_sum|_count`, counters `<name>_total`, gauges keep their name; dots → `_`).
+ */
+export const METRIC_KIND = {
+  [METRIC.messagesRejected]: 'counter',
+  [METRIC.messagesPublished]: 'counter',
+  [METRIC.messagesReceived]: 'counter',
+  [METRIC.sessionsOwned]: 'gauge',
+  [METRIC.sessionsClaimed]: 'counter',
+  [METRIC.sessionsReclaimed]: 'counter',
+  [METRIC.turnsCancelled]: 'counter',
+  [METRIC.ttft]: 'histogram',
+  [METRIC.ttfb]: 'histogram',
+  [METRIC.eouDelay]: 'histogram',
+  [METRIC.e2e]: 'histogram',
+  [METRIC.bargeIns]: 'counter',
+  [METRIC.falseInterruptions]: 'counter',
+  [METRIC.preemptiveWasted]: 'counter',
+  [METRIC.preemptiveWastedTokens]: 'counter',
+  [METRIC.fallbacks]: 'counter',
+  [METRIC.answerGap]: 'histogram',
+  [METRIC.fillers]: 'counter',
+  [METRIC.toolCalls]: 'counter',
+  [METRIC.toolDuration]: 'histogram',
+  [METRIC.contextGet]: 'histogram',
+  [METRIC.contextSummaries]: 'counter',
+  [METRIC.turns]: 'counter',
+  [METRIC.audioDropped]: 'counter',
+  [METRIC.budgetBreaches]: 'counter',
+} as const satisfies Record<MetricName, 'counter' | 'gauge' | 'histogram'>;
 
 /** Span event names. */
 export const EVENT = {
@@ -138,6 +182,8 @@ export const EVENT = {
   failover: 'failover',
   /** On the root span: a filler was played because the answer was late. */
   filler: 'filler',
+  /** On the span whose latency went over its budget (attributes va.budget.metric, va.budget.ms, the value). */
+  budgetExceeded: 'budget_exceeded',
 } as const;
 
 /** Resource attribute names (OpenTelemetry semantic conventions, spelled here so no module depends on semconv). */
