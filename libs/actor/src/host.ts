@@ -114,6 +114,11 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     return [...this.actors.keys()];
   }
 
+  /** What a readiness probe reports: sessions held, the capacity, and whether this instance is draining. */
+  get status(): { sessions: number; capacity: number; draining: boolean } {
+    return { sessions: this.actors.size, capacity: this.opts.capacity, draining: this.draining };
+  }
+
   async start(): Promise<void> {
     this.startedAt = performance.now();
     [this.leasesKv, this.instancesKv, this.stateKv] = await Promise.all([

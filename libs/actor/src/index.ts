@@ -3,3 +3,4 @@ export * from './host.js';
 export * from './session.js';
 export * from './service.js';
 export * from './queue.js';
+export * from './health.js';

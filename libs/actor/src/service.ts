@@ -1,6 +1,7 @@
 import { Bus } from '@va/bus';
-import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
+import { createLogger, shutdownTelemetry, startTelemetry, type Logger } from '@va/telemetry';
 import { z } from 'zod';
+import { startHealthServer, type HealthServer, type Readiness } from './health.js';
 import { ACTOR_HOST_DEFAULTS, ActorHost, newInstanceId, type ActorFactory } from './host.js';
 
 /** Environment every service reads (zod-parsed: a bad value stops start-up with a clear message). */
@@ -11,6 +12,9 @@ export const ServiceEnv = z.object({
   VA_LEASE_MS: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.leaseMs),
   VA_HANDOVER_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(ACTOR_HOST_DEFAULTS.handoverTimeoutMs),
   VA_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(20_000),
+  /** `/healthz` and `/readyz` for orchestrators; off unless set (the container images set 8090). */
+  VA_HEALTH_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  VA_HEALTH_HOST: z.string().default('0.0.0.0'),
 });
 export type ServiceEnv = z.infer<typeof ServiceEnv>;
 
@@ -57,6 +61,12 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
     ...(opts.version ? { version: opts.version } : {}),
   });
   await host.start();
+  const health = await startServiceHealth(env, opts.stage, instanceId, log, () => {
+    const status = host.status;
+    if (!bus.connected) return { ready: false, reason: 'nats disconnected', ...status };
+    if (status.draining) return { ready: false, reason: 'draining', ...status };
+    return { ready: true, ...status };
+  });
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
@@ -74,6 +84,7 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
     } catch (err) {
       log.error({ err }, 'drain failed');
     }
+    await health?.close();
     await shutdownTelemetry();
     log.info('stopped');
     process.exit(0);
@@ -81,4 +92,16 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   return { host, bus };
+}
+
+/** The health endpoint when `VA_HEALTH_PORT` is set (services that wire themselves, like the gateway, use it too). */
+export async function startServiceHealth(
+  env: Pick<ServiceEnv, 'VA_HEALTH_PORT' | 'VA_HEALTH_HOST'>,
+  stage: string,
+  instanceId: string,
+  log: Logger,
+  readiness: () => Readiness,
+): Promise<HealthServer | undefined> {
+  if (env.VA_HEALTH_PORT === undefined) return undefined;
+  return startHealthServer({ port: env.VA_HEALTH_PORT, host: env.VA_HEALTH_HOST, stage, instanceId, readiness, log });
 }

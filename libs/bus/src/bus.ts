@@ -98,6 +98,7 @@ export class Bus {
   readonly stats: BusStats = { published: 0, received: 0, rejected: 0 };
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly loops = new Set<Promise<void>>();
+  private disconnected = false;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -124,10 +125,17 @@ export class Bus {
 
   private async logStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
+      if (s.type === 'disconnect') this.disconnected = true;
+      else if (s.type === 'reconnect') this.disconnected = false;
       // Client pings and reconnect attempts are chatty; state changes are what an operator needs.
       if (s.type === 'ping' || s.type === 'reconnecting') this.log.debug({ status: s }, `nats ${s.type}`);
       else this.log.info({ status: s }, `nats ${s.type}`);
     }
+  }
+
+  /** Connected to a NATS server now (not closed, not between a disconnect and a reconnect). */
+  get connected(): boolean {
+    return !this.nc.isClosed() && !this.disconnected;
   }
 
   private track(loop: Promise<void>): Promise<void> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { newInstanceId, parseEnv, ServiceEnv } from '@va/actor';
+import { newInstanceId, parseEnv, ServiceEnv, startServiceHealth } from '@va/actor';
 import { readWav, resample } from '@va/audio';
 import { Bus } from '@va/bus';
 import { sessionId as parseSessionId } from '@va/protocol';
@@ -88,6 +88,21 @@ startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
 const rate = env.GATEWAY_SAMPLE_RATE;
+/** Set when SIGTERM/SIGINT arrives: readiness fails first, so no new browser or room is sent here. */
+let stopping = false;
+const health = await startServiceHealth(env, STAGE, instanceId, log, () => {
+  if (!bus.connected) return { ready: false, reason: 'nats disconnected', transport: env.GATEWAY_TRANSPORT };
+  if (stopping) return { ready: false, reason: 'draining', transport: env.GATEWAY_TRANSPORT };
+  return { ready: true, transport: env.GATEWAY_TRANSPORT };
+});
+const onStop = (f: () => void) => {
+  const stop = () => {
+    stopping = true;
+    f();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+};
 
 if (env.GATEWAY_TRANSPORT === 'web') {
   // One session per browser tab, for as long as its socket is open.
@@ -98,11 +113,9 @@ if (env.GATEWAY_TRANSPORT === 'web') {
     log,
   });
   log.info({ url: web.url }, 'talk page ready');
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
+  await new Promise<void>((resolve) => onStop(resolve));
   await web.close();
+  await health?.close();
   await bus.drain();
   await shutdownTelemetry();
   process.exit(0);
@@ -113,10 +126,7 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
   const { LiveKitDispatcher, startDispatchServer } = await import('./livekit/dispatch.js');
   const { busSessionFactory: liveKitSessionFactory } = await import('./livekit/session.js');
   const { dispose } = await import('@livekit/rtc-node');
-  const stopped = new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
+  const stopped = new Promise<void>((resolve) => onStop(resolve));
   const dispatcher = new LiveKitDispatcher({
     config: liveKit!,
     openSession: liveKitSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS }),
@@ -139,6 +149,7 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
   for (const room of startRooms) void dispatcher.keepJoined(room);
   await stopped;
   await server.close(); // leaves every room; their sessions close on the bus
+  await health?.close();
   await bus.drain();
   await shutdownTelemetry();
   await dispose();
@@ -156,8 +167,7 @@ if (env.GATEWAY_SCRIPT) {
 }
 
 const stop = new AbortController();
-process.once('SIGTERM', () => stop.abort());
-process.once('SIGINT', () => stop.abort());
+onStop(() => stop.abort());
 
 const ids =
   env.GATEWAY_SESSIONS === 1
@@ -180,6 +190,7 @@ const results = await Promise.allSettled(
 const failed = results.filter((r) => r.status === 'rejected');
 for (const f of failed) log.error({ err: (f as PromiseRejectedResult).reason }, 'session failed');
 log.info({ sessions: ids.length, failed: failed.length }, 'all sessions finished');
+await health?.close();
 await bus.drain();
 await shutdownTelemetry();
 process.exit(failed.length === 0 ? 0 : 1);
