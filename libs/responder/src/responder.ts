@@ -7,9 +7,9 @@ import {
   contextOf,
   counter,
   EVENT,
-  histogram,
   METRIC,
   recordError,
+  recordLatency,
   SPAN,
   startStageSpan,
   traceText,
@@ -111,7 +111,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         if (seq === 0) {
           const ttft = performance.now() - started;
           span.setAttribute(ATTR.ttftMs, round1(ttft));
-          histogram(METRIC.ttft).record(ttft, { [ATTR.stage]: opts.stage });
+          recordLatency(METRIC.ttft, ttft, { span, attributes: { [ATTR.stage]: opts.stage } });
         }
         text += delta;
         ctx.publish(channel, { turnId: turn.turnId, seq: seq++, delta, done: false }, { context: parent });
@@ -261,10 +261,10 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         recordError(span, new Error(result.content));
         ctx.log.warn({ turnId: turn.turnId, tool: call.name, outcome: result.outcome }, 'tool call failed');
       }
-      span.end();
       const attrs = { [ATTR.stage]: opts.stage, [ATTR.toolName]: call.name, [ATTR.toolOutcome]: result.outcome };
       counter(METRIC.toolCalls).add(1, attrs);
-      histogram(METRIC.toolDuration).record(result.durationMs, attrs);
+      recordLatency(METRIC.toolDuration, result.durationMs, { span, attributes: attrs });
+      span.end();
       return result;
     }
 

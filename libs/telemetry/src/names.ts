@@ -92,6 +92,8 @@ export const ATTR = {
   /** A breached latency budget: which latency (a METRIC name) and its budget in ms. */
   budgetMetric: 'va.budget.metric',
   budgetMs: 'va.budget.ms',
+  /** The latency that went over its budget (ms), on the budget_exceeded event. */
+  budgetValueMs: 'va.budget.value_ms',
   subject: 'messaging.destination.name',
   errorCode: 'va.error_code',
 } as const;
@@ -182,7 +184,7 @@ export const EVENT = {
   failover: 'failover',
   /** On the root span: a filler was played because the answer was late. */
   filler: 'filler',
-  /** On the span whose latency went over its budget (attributes va.budget.metric, va.budget.ms, the value). */
+  /** On the span whose latency went over its budget (attributes va.budget.metric, va.budget.ms, va.budget.value_ms). */
   budgetExceeded: 'budget_exceeded',
 } as const;
 

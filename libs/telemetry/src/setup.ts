@@ -5,6 +5,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BudgetsError, loadBudgets } from './budgets.js';
 import { RESOURCE } from './names.js';
 
 export interface TelemetryOptions {
@@ -30,6 +31,14 @@ function envNumber(name: string): number | undefined {
 /** Starts tracing and metrics for this process (once). Returns whether an exporter is configured. */
 export function startTelemetry(opts: TelemetryOptions): { exporting: boolean } {
   if (sdk) return { exporting: true };
+  // Latency budgets (VA_BUDGETS) are checked at start, like the rest of a stage's configuration.
+  try {
+    loadBudgets();
+  } catch (err) {
+    if (!(err instanceof BudgetsError)) throw err;
+    process.stderr.write(`invalid configuration:\n  ${err.message}\n`);
+    process.exit(2);
+  }
   const endpoint = (opts.endpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT)?.replace(/\/+$/, '');
   const resource = resourceFromAttributes({
     [RESOURCE.serviceName]: opts.serviceName,

@@ -6,8 +6,8 @@ import {
   contextOf,
   EVENT,
   context as otelContext,
-  histogram,
   METRIC,
+  recordLatency,
   SPAN,
   startStageSpan,
   traceText,
@@ -200,7 +200,7 @@ export class GatewaySession {
       if (turn.speechEndMs !== undefined) {
         const e2e = atMs - turn.speechEndMs;
         turn.root.setAttribute(ATTR.e2eMs, e2e);
-        histogram(METRIC.e2e).record(e2e, { [ATTR.stage]: STAGE });
+        recordLatency(METRIC.e2e, e2e, { span: turn.root, attributes: { [ATTR.stage]: STAGE } });
       }
     }
     if (source === 'fast') turn.openerEndMs = atMs + FRAME_MS;
@@ -215,7 +215,7 @@ export class GatewaySession {
       if (turn.openerEndMs !== undefined) {
         const gap = atMs - turn.openerEndMs;
         turn.root.setAttribute(ATTR.answerGapMs, gap);
-        histogram(METRIC.answerGap).record(gap, { [ATTR.stage]: STAGE });
+        recordLatency(METRIC.answerGap, gap, { span: turn.root, attributes: { [ATTR.stage]: STAGE } });
       }
     }
     p.offsets[source] = Math.max(p.offsets[source], textOffset);

@@ -1,6 +1,6 @@
 import type { Bus, BusSubscription } from '@va/bus';
 import { requests } from '@va/protocol';
-import { ATTR, histogram, METRIC, SPAN, withStageSpan, type Logger } from '@va/telemetry';
+import { ATTR, METRIC, recordLatency, SPAN, withStageSpan, type Logger } from '@va/telemetry';
 import { ContextCache } from './cache.js';
 import { buildContext, replyTokens } from './history.js';
 import { STAGE } from './options.js';
@@ -41,7 +41,7 @@ export async function serveContext(
           [ATTR.cacheHit]: hit,
         });
         const ms = performance.now() - started;
-        histogram(METRIC.contextGet).record(ms, { [ATTR.stage]: stage, [ATTR.cacheHit]: hit });
+        recordLatency(METRIC.contextGet, ms, { span, attributes: { [ATTR.stage]: stage, [ATTR.cacheHit]: hit } });
         opts.onServed?.(ms);
         return reply;
       }),

@@ -6,9 +6,9 @@ import { setTimeout as sleepFor } from 'node:timers/promises';
 import {
   ATTR,
   counter,
-  histogram,
   METRIC,
   recordError,
+  recordLatency,
   SPAN,
   startStageSpan,
   type Context,
@@ -301,7 +301,7 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         if (s.firstTextAt === undefined) return;
         const ttfb = performance.now() - s.firstTextAt;
         s.span?.setAttribute(ATTR.ttfbMs, Math.round(ttfb * 10) / 10);
-        histogram(METRIC.ttfb).record(ttfb, { [ATTR.stage]: STAGE, source });
+        recordLatency(METRIC.ttfb, ttfb, { span: s.span, attributes: { [ATTR.stage]: STAGE, source } });
       };
 
       try {

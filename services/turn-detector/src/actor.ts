@@ -8,8 +8,8 @@ import {
   context,
   counter,
   EVENT,
-  histogram,
   METRIC,
+  recordLatency,
   SPAN,
   startStageSpan,
   traceText,
@@ -156,8 +156,8 @@ export function turnDetectorActor(
       });
       if (traceText()) span.setAttribute(ATTR.text, said);
       if (previewedAt !== undefined) span.addEvent(EVENT.preview, new Date(previewedAt));
+      recordLatency(METRIC.eouDelay, delay, { span, attributes: { [ATTR.stage]: STAGE } });
       span.end();
-      histogram(METRIC.eouDelay).record(delay, { [ATTR.stage]: STAGE });
       ctx.publish(
         channels.turn,
         { turnId, kind: 'end', text: said, eouProb: score, speechEndMs: endMs },
