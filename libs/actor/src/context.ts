@@ -101,7 +101,10 @@ export class ActorContext {
   subscribeAudio(direction: AudioDirection, handler: Handler<AudioFrame>): void {
     this.subs.push(
       this.bus.subscribeAudio(direction, this.sessionId, (frame, meta) => {
-        if (frame.turnId !== undefined && this.cancelled.has(frame.turnId)) return;
+        if (frame.turnId !== undefined && this.cancelled.has(frame.turnId)) {
+          counter(METRIC.audioDropped).add(1, { [ATTR.stage]: this.stage, [ATTR.dropReason]: 'cancelled-turn' });
+          return;
+        }
         return handler(frame, meta);
       }),
     );

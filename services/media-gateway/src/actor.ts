@@ -4,6 +4,7 @@ import { channels, type AudioSource, type PlayedSegment, type RecordedTurn, type
 import {
   ATTR,
   contextOf,
+  counter,
   EVENT,
   context as otelContext,
   METRIC,
@@ -342,6 +343,7 @@ export class GatewaySession {
       resumes: turn.resumes,
       timeline: this.timeline(p.turnId, turn.speechEndMs ?? turn.speechStartMs, turn.firstAudioMs),
     });
+    counter(METRIC.turns).add(1, { [ATTR.stage]: STAGE, [ATTR.interrupted]: interrupted });
     this.ctx.log.info({ turnId: p.turnId, e2eMs: e2e, playedMs: p.playedMs, interrupted }, 'turn played');
     this.ctx.endTurn(p.turnId);
   }

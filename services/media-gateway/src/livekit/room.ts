@@ -11,7 +11,8 @@ import {
   type AudioFrame,
 } from '@livekit/rtc-node';
 import { SUBJECT_TOKEN, sessionId as parseSessionId, type SessionId } from '@va/protocol';
-import { FRAME_MS, micSilence } from '../actor.js';
+import { ATTR, counter, METRIC } from '@va/telemetry';
+import { FRAME_MS, micSilence, STAGE } from '../actor.js';
 import { runClock } from '../wav-transport.js';
 import {
   AgentVoice,
@@ -213,7 +214,10 @@ export class LiveKitTransport {
       for await (const frame of micFrames(audio.frames)) {
         if (p.stop.signal.aborted || p.audio !== audio) break;
         p.mic.push(frame.samples);
-        if (p.mic.length > this.maxMicFrames) p.mic.shift();
+        if (p.mic.length > this.maxMicFrames) {
+          p.mic.shift();
+          counter(METRIC.audioDropped).add(1, { [ATTR.stage]: STAGE, [ATTR.dropReason]: 'mic-queue-full' });
+        }
       }
     } catch (err) {
       this.log.warn({ sessionId: p.sessionId, err: String(err) }, 'microphone track failed');

@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@va/telemetry';
+import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { FRAME_MS, micSilence } from '../actor.js';
+import { FRAME_MS, micSilence, STAGE } from '../actor.js';
 import { runClock } from '../wav-transport.js';
 import { WEB_SAMPLE_RATE, type PageEvent, type SessionFactory, type WebSession } from './session.js';
 
@@ -70,6 +70,7 @@ export class Reframer {
         if (this.frames.length > this.maxFrames) {
           this.frames.shift();
           this.dropped++;
+          counter(METRIC.audioDropped).add(1, { [ATTR.stage]: STAGE, [ATTR.dropReason]: 'mic-queue-full' });
         }
       }
     }
