@@ -184,7 +184,7 @@ async function talkLive(mode) {
 }
 
 const started = Date.now();
-const { report, exits } = await runConversation({
+const { report, exits, spansFile } = await runConversation({
   script,
   outDir: values.out,
   llmTtftMs: number('llm-ttft-ms'),
@@ -212,6 +212,7 @@ for (const [i, t] of report.turns.entries()) {
   console.log(waterfall(t));
 }
 console.log(`\nagent audio: ${report.agentWav}\nconversation (user left, agent right): ${report.mixWav}`);
+console.log(`spans: ${spansFile} (a turn's waterfall again: npm run trace -- --file ${spansFile} --last 1)`);
 const unclean = Object.entries(exits).filter(([, e]) => e.code !== 0);
 if (unclean.length > 0) console.log(`services that did not stop cleanly: ${JSON.stringify(unclean)}`);
 if (values.report) {

@@ -1,4 +1,5 @@
 export * from './pipeline.js';
 export * from './report.js';
+export * from './trace-view.js';
 export * from './in-process.js';
 export * from './gateway.js';

@@ -52,6 +52,8 @@ export interface ConversationResult {
   /** Every session's recording (one per session). */
   recordings: SessionRecording[];
   spans: ReceivedSpan[];
+  /** `<outDir>/<session>.spans.json`: every span collected (ReceivedSpan[]), for `npm run trace -- --file`. */
+  spansFile: string;
   /** Every agent audio frame tts sent for the first session, per turn, in the order sent. */
   sentAudio: Map<string, Int16Array[]>;
   /** The first session's history as session-context stored it (user turns, and what the agent really said). */
@@ -265,8 +267,10 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         5000,
       )
       .catch(() => otlp.spans());
+    const spansFile = join(outDir, `${sid}.spans.json`);
+    await writeFile(spansFile, JSON.stringify(spans));
     const report = buildReport(summary, spans, said);
-    return { report, summary, recordings, spans, sentAudio, history: summary.history, stages: all, exits };
+    return { report, summary, recordings, spans, spansFile, sentAudio, history: summary.history, stages: all, exits };
   } finally {
     await observer?.close();
     await pipeline.stop();

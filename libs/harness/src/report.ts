@@ -1,13 +1,23 @@
 import type { RecordedTurn, SessionRecording } from '@va/protocol';
 import { ATTR, SPAN } from '@va/telemetry';
-import type { ReceivedSpan } from '@va/testkit';
+import type { AttrValue, ReceivedSpan } from '@va/testkit';
+import { spanRows } from './trace-view.js';
 
+/** One span of a turn's trace, in waterfall order (depth-first from the root, children by start). */
 export interface ReportSpan {
   name: string;
   service: string;
   /** Relative to the turn's root span start. */
   startMs: number;
   durationMs: number;
+  /** Depth under the root (0 = the root). */
+  depth?: number;
+  /** The span's key attributes (latencies, source, tool…; see KEY_ATTRIBUTES). */
+  attributes?: Record<string, AttrValue>;
+  /** The span ended in error. */
+  error?: boolean;
+  /** Span events (barge_in, budget_exceeded…), at ms relative to the root's start. */
+  events?: { name: string; atMs: number; attributes: Record<string, AttrValue> }[];
 }
 
 export interface ReportTurn {
@@ -75,8 +85,6 @@ export function buildReport(
 ): ConversationReport {
   const turns = summary.turns.map((t): ReportTurn => {
     const mine = spans.filter((s) => s.traceId === t.traceId);
-    const root = mine.find((s) => s.parentSpanId === undefined) ?? mine[0];
-    const origin = root?.startMs ?? 0;
     const segs = summary.segments.filter((s) => s.turnId === t.turnId);
     const fast = segs.filter((s) => s.source === 'fast');
     const deep = segs.filter((s) => s.source === 'deep');
@@ -106,14 +114,7 @@ export function buildReport(
           outcome: String(s.attributes[ATTR.toolOutcome]),
           durationMs: Math.round(s.durationMs),
         })),
-      spans: mine
-        .map((s) => ({
-          name: s.name,
-          service: s.serviceName,
-          startMs: Math.round(s.startMs - origin),
-          durationMs: Math.round(s.durationMs),
-        }))
-        .sort((a, b) => a.startMs - b.startMs || a.name.localeCompare(b.name)),
+      spans: spanRows(mine),
     };
   });
   return { sessionId: summary.sessionId, agentWav: summary.agentWav, mixWav: summary.mixWav, turns };
@@ -121,17 +122,4 @@ export function buildReport(
 
 function numberAttr(v: unknown): number | null {
   return typeof v === 'number' ? v : null;
-}
-
-/** A text waterfall of one turn's spans: one bar per span on a shared time axis. */
-export function waterfall(turn: ReportTurn, width = 48): string {
-  const end = Math.max(1, ...turn.spans.map((s) => s.startMs + s.durationMs));
-  const scale = width / end;
-  const lines = turn.spans.map((s) => {
-    const from = Math.max(0, Math.floor(s.startMs * scale));
-    const len = Math.max(1, Math.round(s.durationMs * scale));
-    const bar = ' '.repeat(from) + '█'.repeat(Math.min(len, width - from));
-    return `  ${s.name.padEnd(16)} ${s.service.padEnd(16)} |${bar.padEnd(width)}| ${String(s.startMs).padStart(6)} +${String(s.durationMs).padStart(5)} ms`;
-  });
-  return lines.join('\n');
 }

@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { concat, readWav, rmsDbfs } from '@va/audio';
 import { runConversation } from '@va/harness';
@@ -21,7 +24,7 @@ const SCRIPT = {
 describe('a voice conversation through seven processes', () => {
   it('hears each turn, answers with an opener then the answer (once via a tool), and traces each turn across all seven services', async () => {
     const outDir = join(tmpdir(), `va-e2e-${process.pid}`);
-    const { report, summary, spans, stages, exits } = await runConversation({
+    const { report, summary, spans, spansFile, stages, exits } = await runConversation({
       script: SCRIPT,
       outDir,
       llmTtftMs: 100,
@@ -112,5 +115,26 @@ describe('a voice conversation through seven processes', () => {
     expect(timeTurn.tools).toEqual([{ name: 'get_local_time', outcome: 'ok', durationMs: expect.any(Number) }]);
     expect(timeTurn.answer).toMatch(/\d{1,2}:\d{2} [AP]M/);
     for (const t of report.turns.slice(0, 3)) expect(t.tools).toEqual([]);
+
+    // npm run trace prints the last turn's waterfall from the spans file the conversation wrote.
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      fileURLToPath(new URL('../../../scripts/trace.mjs', import.meta.url)),
+      '--file',
+      spansFile,
+      '--last',
+      '1',
+    ]);
+    expect(stdout).toContain(`trace ${timeTurn.traceId} · `);
+    for (const name of [
+      SPAN.turn,
+      SPAN.sttTranscribe,
+      SPAN.turnDetect,
+      SPAN.fastGenerate,
+      SPAN.deepGenerate,
+      SPAN.ttsSynthesize,
+      SPAN.gatewayPlayout,
+    ]) {
+      expect(stdout, stdout).toMatch(new RegExp(`^ +${name.replace('.', '\\.')} +[a-z-]+ +\\|[ █]+\\| `, 'm'));
+    }
   }, 180_000);
 });
