@@ -12,6 +12,7 @@ import {
   type ChildHandle,
   type NatsServerHandle,
   type OtlpReceiver,
+  type ReceivedMetric,
   type ReceivedSpan,
 } from '@va/testkit';
 import { buildReport, type ConversationReport } from './report.js';
@@ -54,6 +55,8 @@ export interface ConversationResult {
   spans: ReceivedSpan[];
   /** `<outDir>/<session>.spans.json`: every span collected (ReceivedSpan[]), for `npm run trace -- --file`. */
   spansFile: string;
+  /** Every metric the services exported over OTLP (periodically, and the last values when they stopped). */
+  metrics: ReceivedMetric[];
   /** Every agent audio frame tts sent for the first session, per turn, in the order sent. */
   sentAudio: Map<string, Int16Array[]>;
   /** The first session's history as session-context stored it (user turns, and what the agent really said). */
@@ -270,7 +273,18 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     const spansFile = join(outDir, `${sid}.spans.json`);
     await writeFile(spansFile, JSON.stringify(spans));
     const report = buildReport(summary, spans, said);
-    return { report, summary, recordings, spans, spansFile, sentAudio, history: summary.history, stages: all, exits };
+    return {
+      report,
+      summary,
+      recordings,
+      spans,
+      spansFile,
+      metrics: otlp.metrics(),
+      sentAudio,
+      history: summary.history,
+      stages: all,
+      exits,
+    };
   } finally {
     await observer?.close();
     await pipeline.stop();

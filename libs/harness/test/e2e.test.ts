@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { concat, readWav, rmsDbfs } from '@va/audio';
 import { runConversation } from '@va/harness';
-import { ATTR, SPAN } from '@va/telemetry';
+import { ATTR, METRIC, SPAN } from '@va/telemetry';
 import { wordAccuracy } from '@va/testkit';
 
 // Sentences the offline recogniser hears well in flite's voice; the answers come from the local rule-based LLM.
@@ -24,7 +24,7 @@ const SCRIPT = {
 describe('a voice conversation through seven processes', () => {
   it('hears each turn, answers with an opener then the answer (once via a tool), and traces each turn across all seven services', async () => {
     const outDir = join(tmpdir(), `va-e2e-${process.pid}`);
-    const { report, summary, spans, spansFile, stages, exits } = await runConversation({
+    const { report, summary, spans, spansFile, metrics, stages, exits } = await runConversation({
       script: SCRIPT,
       outDir,
       llmTtftMs: 100,
@@ -115,6 +115,27 @@ describe('a voice conversation through seven processes', () => {
     expect(timeTurn.tools).toEqual([{ name: 'get_local_time', outcome: 'ok', durationMs: expect.any(Number) }]);
     expect(timeTurn.answer).toMatch(/\d{1,2}:\d{2} [AP]M/);
     for (const t of report.turns.slice(0, 3)) expect(t.tools).toEqual([]);
+
+    // The metrics every stage exported over OTLP (cumulative: a stage's last export holds its totals).
+    const total = (name: string, service: string): number => {
+      const last = metrics.filter((m) => m.name === name && m.serviceName === service).at(-1);
+      const points = (last?.dataPoints ?? []) as {
+        count?: string | number;
+        asInt?: string | number;
+        asDouble?: number;
+      }[];
+      return points.reduce((n, p) => n + Number(p.count ?? p.asInt ?? p.asDouble ?? 0), 0);
+    };
+    expect(total(METRIC.turns, 'media-gateway')).toBe(4);
+    expect(total(METRIC.e2e, 'media-gateway')).toBe(4);
+    expect(total(METRIC.eouDelay, 'turn-detector')).toBeGreaterThanOrEqual(4);
+    expect(total(METRIC.ttft, 'fast-responder')).toBeGreaterThanOrEqual(4);
+    expect(total(METRIC.ttft, 'deep-responder')).toBeGreaterThanOrEqual(4);
+    expect(total(METRIC.ttfb, 'tts')).toBeGreaterThanOrEqual(4);
+    expect(total(METRIC.messagesRejected, 'stt')).toBe(0);
+    for (const stage of ['stt', 'turn-detector', 'fast-responder', 'deep-responder', 'tts', 'session-context']) {
+      expect(total(METRIC.sessionsClaimed, stage), stage).toBe(1);
+    }
 
     // npm run trace prints the last turn's waterfall from the spans file the conversation wrote.
     const { stdout } = await promisify(execFile)(process.execPath, [
