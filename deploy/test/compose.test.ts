@@ -9,17 +9,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { STAGES } from '@va/protocol';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const STAGES = [
-  'media-gateway',
-  'stt',
-  'turn-detector',
-  'fast-responder',
-  'deep-responder',
-  'tts',
-  'session-context',
-] as const;
 
 type Obj = Record<string, unknown>;
 
