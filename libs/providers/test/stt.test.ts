@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { durationMs, rmsDbfs } from '@va/audio';
 import { utterances, waitFor, wordAccuracy } from '@va/testkit';
 import { createProvider, providerNames } from '../src/registry.js';
-import { FakeSTT, LocalSTT, TimedSTT, type FakeResponder } from '../src/stt/index.js';
+import { FakeSTT, keepSpareDecoder, LocalSTT, preloadDecoder, TimedSTT, type FakeResponder } from '../src/stt/index.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
 import { collect, describeSttConformance, STT_PHRASES, within } from './stt.conformance.js';
 
@@ -164,6 +164,31 @@ describe('LocalSTT', () => {
     open.push(stt);
     return stt;
   };
+
+  it('with a spare decoder kept, each new instance takes the preloaded one and transcribes with it', async () => {
+    keepSpareDecoder(true);
+    try {
+      await preloadDecoder();
+      const first = await local();
+      expect(first.fromSpare).toBe(true);
+      // Taking the spare started the next one loading; the next instance takes that one.
+      await preloadDecoder();
+      const second = await local();
+      expect(second.fromSpare).toBe(true);
+      const speech = await utterances([
+        { say: '', pauseMs: 300 },
+        { say: STT_PHRASES[0], pauseMs: 800 },
+      ]);
+      const finals = (await collect(second.transcribe(chunksOf(speech), new AbortController().signal))).filter(
+        (e) => e.final,
+      );
+      expect(wordAccuracy(STT_PHRASES[0], finals.map((e) => e.text).join(' '))).toBeGreaterThanOrEqual(0.6);
+    } finally {
+      keepSpareDecoder(false);
+    }
+    // Spares off: a new instance loads its own.
+    expect((await local()).fromSpare).toBe(false);
+  });
 
   it('fails to create with a clear error when the model is missing', async () => {
     await expect(LocalSTT.create({ modelDir: '/nonexistent/model' })).rejects.toThrow(

@@ -27,6 +27,9 @@ const env = parseEnv(
     TURN_PREEMPTIVE_GENERATION: flag(D.preemptiveGeneration),
   }),
 );
+// One VAD held for the life of the process (never closed): the model every session's VAD shares is loaded
+// before the first session opens, and stays loaded while no session is open.
+await createProvider('vad', env.VAD_PROVIDER);
 await runService({
   stage: STAGE,
   env,

@@ -4,7 +4,7 @@ import { fakeSttFromEnv } from './fake.js';
 import { LocalSTT } from './local.js';
 import { timedSttFromEnv } from './timed.js';
 
-export { LocalSTT, type LocalSTTOptions } from './local.js';
+export { LocalSTT, keepSpareDecoder, preloadDecoder, type LocalSTTOptions } from './local.js';
 export { FakeSTT, fakeSttFromEnv, type FakeResponder, type FakeSttScript, type ScriptedTranscript } from './fake.js';
 export { TimedSTT, TIMED_STT_DEFAULTS, timedSttFromEnv, type TimedSttOptions } from './timed.js';
 export { DeepgramSTT, DEEPGRAM_STT_DEFAULTS, deepgramSttFromEnv, type DeepgramSttOptions } from './deepgram.js';

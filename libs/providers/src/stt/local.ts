@@ -22,6 +22,48 @@ const MAX_IN_FLIGHT = 4;
 const CLOSE_GRACE_MS = 2000;
 
 /**
+ * Decoders loaded ahead, one per model directory, when `keepSpareDecoder(true)`: a new session takes the spare
+ * (its model already loaded) instead of loading one while the session opens (≈ 0.3–0.8 s here), and the next
+ * spare loads in the background. Off by default: only the stt service, which opens sessions all day, wants it.
+ */
+let keepSpare = false;
+const spares = new Map<string, DecoderWorker>();
+
+/** Keep one loaded decoder ready for the next session (the stt service turns this on). */
+export function keepSpareDecoder(on: boolean): void {
+  keepSpare = on;
+  if (!on) {
+    for (const spare of spares.values()) void spare.close();
+    spares.clear();
+  }
+}
+
+/**
+ * Starts loading the spare decoder (service start), so even the first session finds one. Resolves once it is
+ * loaded, or at once when spares are off; a spare that fails to load is replaced on the next take.
+ */
+export async function preloadDecoder(modelDir = DEFAULT_MODEL_DIR): Promise<void> {
+  if (!keepSpare) return;
+  let spare = spares.get(modelDir);
+  if (!spare) spares.set(modelDir, (spare = new DecoderWorker({ modelDir })));
+  await spare.ready.then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+/** A decoder for a new instance: the spare if it is healthy, else a new one; then the next spare starts loading. */
+function takeDecoder(modelDir: string): { worker: DecoderWorker; spare: boolean } {
+  const spare = spares.get(modelDir);
+  spares.delete(modelDir);
+  if (spare?.failure) void spare.close();
+  const usable = spare !== undefined && !spare.failure;
+  const worker = usable ? spare : new DecoderWorker({ modelDir });
+  void preloadDecoder(modelDir);
+  return { worker, spare: usable };
+}
+
+/**
  * Offline STT: pocketsphinx (en-us) in a worker thread. The model loads once per instance (≈ 0.3 s, at create())
  * and serves every transcription after it; transcriptions on one instance run one after another (a second call
  * waits until the first has ended), so a service keeps one instance per concurrent session. close() frees it.
@@ -31,6 +73,8 @@ export class LocalSTT implements STT {
   readonly sampleRate = DECODER_SAMPLE_RATE;
   /** How long the current decoder's model took to load, ms. */
   modelLoadMs: number | undefined;
+  /** The current decoder was the preloaded spare (its model loaded before this instance needed it). */
+  fromSpare = false;
 
   private worker: DecoderWorker | undefined;
   private turn: Promise<void> = Promise.resolve();
@@ -72,7 +116,11 @@ export class LocalSTT implements STT {
   /** The decoder worker: started (and its model loaded) on first use, and again after a worker failed. */
   private async decoder(): Promise<DecoderWorker> {
     if (this.closed) throw new ProviderError('local', 'connection', 'local STT: closed');
-    if (!this.worker || this.worker.failure) this.worker = new DecoderWorker({ modelDir: this.modelDir });
+    if (!this.worker || this.worker.failure) {
+      const taken = takeDecoder(this.modelDir);
+      this.worker = taken.worker;
+      this.fromSpare = taken.spare;
+    }
     const worker = this.worker;
     this.modelLoadMs = await worker.ready;
     return worker;
