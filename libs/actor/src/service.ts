@@ -1,4 +1,4 @@
-import { Bus } from '@va/bus';
+import { Bus, natsAuthFromEnv, type NatsAuth } from '@va/bus';
 import { createLogger, shutdownTelemetry, startTelemetry, type Logger } from '@va/telemetry';
 import { z } from 'zod';
 import { startHealthServer, type HealthServer, type Readiness } from './health.js';
@@ -7,6 +7,20 @@ import { ACTOR_HOST_DEFAULTS, ActorHost, newInstanceId, type ActorFactory } from
 /** Environment every service reads (zod-parsed: a bad value stops start-up with a clear message). */
 export const ServiceEnv = z.object({
   NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  /**
+   * Credentials (deploy/nats/auth.conf has one user per stage): NATS_USER with NATS_PASSWORD or
+   * NATS_PASSWORD_FILE, or NATS_TOKEN, or NATS_CREDS (a creds file). NATS_INBOX_PREFIX overrides the reply
+   * inbox prefix, which otherwise follows the user.
+   */
+  NATS_USER: z.string().optional(),
+  NATS_PASSWORD: z.string().optional(),
+  NATS_PASSWORD_FILE: z.string().optional(),
+  NATS_TOKEN: z.string().optional(),
+  NATS_CREDS: z.string().optional(),
+  NATS_INBOX_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$/, 'a subject without wildcards')
+    .optional(),
   VA_SESSION_CAPACITY: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.capacity),
   VA_HEARTBEAT_MS: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.heartbeatMs),
   VA_LEASE_MS: z.coerce.number().int().positive().default(ACTOR_HOST_DEFAULTS.leaseMs),
@@ -29,6 +43,16 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv 
   return result.data;
 }
 
+/** The bus credentials of a parsed environment; a contradictory setting exits 2 like any bad configuration. */
+export function natsAuth(env: ServiceEnv): NatsAuth {
+  try {
+    return natsAuthFromEnv(env);
+  } catch (err) {
+    process.stderr.write(`invalid configuration:\n  ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+}
+
 export interface RunServiceOptions {
   stage: string;
   createActor: ActorFactory;
@@ -47,7 +71,13 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
   const log = createLogger(opts.stage, { instanceId });
   // A bug in one session's handler must not take the other sessions down with the process.
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
-  const bus = await Bus.connect({ stage: opts.stage, instanceId, servers: env.NATS_URL, logger: log });
+  const bus = await Bus.connect({
+    stage: opts.stage,
+    instanceId,
+    servers: env.NATS_URL,
+    logger: log,
+    auth: natsAuth(env),
+  });
   const host = new ActorHost({
     stage: opts.stage,
     bus,

@@ -1,9 +1,19 @@
-import { connect, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  credsAuthenticator,
+  headers as natsHeaders,
+  type ConnectionOptions,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+} from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import type { Context } from '@opentelemetry/api';
 import {
   AUDIO_HEADERS,
   anySessionSubject,
+  inboxPrefix,
   channels,
   decodeAudioFrame,
   encodeAudioFrame,
@@ -29,6 +39,102 @@ export interface BusOptions {
   /** Distinguishes instances of one stage in logs and in the connection name. */
   instanceId?: string;
   logger?: Logger;
+  /** How to authenticate; default read from the environment ({@link natsAuthFromEnv}). */
+  auth?: NatsAuth;
+}
+
+/**
+ * Credentials for the NATS server: a user and password (deploy/nats/auth.conf has one user per stage), a
+ * token, or a creds file (JWT + nkey seed, for operator-mode servers). Never logged.
+ */
+export type NatsAuth = (
+  | { kind: 'none' }
+  | { kind: 'password'; user: string; password: string }
+  | { kind: 'token'; token: string }
+  | { kind: 'creds'; credsFile: string }
+) & {
+  /** Prefix of this connection's reply inboxes; the server lets each user subscribe to its own only. */
+  inboxPrefix?: string;
+};
+
+/** The environment variables {@link natsAuthFromEnv} reads. */
+export interface NatsAuthEnv {
+  NATS_USER?: string | undefined;
+  NATS_PASSWORD?: string | undefined;
+  NATS_PASSWORD_FILE?: string | undefined;
+  NATS_TOKEN?: string | undefined;
+  NATS_CREDS?: string | undefined;
+  NATS_INBOX_PREFIX?: string | undefined;
+}
+
+/**
+ * Reads NATS credentials from an environment: `NATS_USER` with `NATS_PASSWORD` or `NATS_PASSWORD_FILE`,
+ * or `NATS_TOKEN`, or `NATS_CREDS` (a creds file); none of them = no authentication. `NATS_INBOX_PREFIX`
+ * overrides the inbox prefix, which otherwise follows the user (see `inboxPrefix` in @va/protocol).
+ * Throws on a contradictory or incomplete setting.
+ */
+export function natsAuthFromEnv(env: NatsAuthEnv = process.env): NatsAuth {
+  const set = (name: keyof NatsAuthEnv) => (env[name] !== undefined && env[name] !== '' ? env[name] : undefined);
+  const user = set('NATS_USER');
+  const password = set('NATS_PASSWORD');
+  const passwordFile = set('NATS_PASSWORD_FILE');
+  const token = set('NATS_TOKEN');
+  const credsFile = set('NATS_CREDS');
+  const methods = [user !== undefined || password !== undefined || passwordFile !== undefined, token, credsFile];
+  if (methods.filter(Boolean).length > 1) {
+    throw new Error('NATS credentials: set only one of NATS_USER (+ password), NATS_TOKEN or NATS_CREDS');
+  }
+  const prefix = set('NATS_INBOX_PREFIX');
+  const withPrefix = (p: string | undefined) => (p !== undefined ? { inboxPrefix: p } : {});
+  if (token !== undefined) return { kind: 'token', token, ...withPrefix(prefix) };
+  if (credsFile !== undefined) return { kind: 'creds', credsFile, ...withPrefix(prefix) };
+  if (user === undefined && password === undefined && passwordFile === undefined) {
+    return { kind: 'none', ...withPrefix(prefix) };
+  }
+  if (user === undefined) throw new Error('NATS credentials: NATS_PASSWORD(_FILE) is set without NATS_USER');
+  if (password !== undefined && passwordFile !== undefined) {
+    throw new Error('NATS credentials: set NATS_PASSWORD or NATS_PASSWORD_FILE, not both');
+  }
+  let pass = password;
+  if (passwordFile !== undefined) {
+    try {
+      pass = readFileSync(passwordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new Error(
+        `NATS credentials: cannot read NATS_PASSWORD_FILE: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+  }
+  if (pass === undefined || pass === '') throw new Error('NATS credentials: NATS_USER is set without a password');
+  return { kind: 'password', user, password: pass, ...withPrefix(prefix ?? inboxPrefix(user)) };
+}
+
+/** The connection options of some credentials, and what may be logged about them. */
+function authOptions(auth: NatsAuth): { options: Partial<ConnectionOptions>; describe: Record<string, string> } {
+  const inbox = auth.inboxPrefix !== undefined ? { inboxPrefix: auth.inboxPrefix } : {};
+  switch (auth.kind) {
+    case 'none':
+      return { options: inbox, describe: { auth: 'none' } };
+    case 'password':
+      return {
+        options: { ...inbox, user: auth.user, pass: auth.password },
+        describe: { auth: 'password', user: auth.user },
+      };
+    case 'token':
+      return { options: { ...inbox, token: auth.token }, describe: { auth: 'token' } };
+    case 'creds': {
+      let creds: Uint8Array;
+      try {
+        creds = readFileSync(auth.credsFile);
+      } catch (err) {
+        throw new Error(`NATS credentials: cannot read NATS_CREDS: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      }
+      return {
+        options: { ...inbox, authenticator: credsAuthenticator(creds) },
+        describe: { auth: 'creds', credsFile: auth.credsFile },
+      };
+    }
+  }
 }
 
 /** What a handler learns about a message besides its validated body. */
@@ -110,14 +216,16 @@ export class Bus {
     const log = opts.logger ?? createLogger(opts.stage);
     const servers = opts.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
     const name = opts.instanceId ? `${opts.stage}/${opts.instanceId}` : opts.stage;
+    const auth = authOptions(opts.auth ?? natsAuthFromEnv());
     const nc = await connect({
       servers,
       name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       waitOnFirstConnect: true,
+      ...auth.options,
     });
-    log.info({ server: nc.getServer() }, 'nats connected');
+    log.info({ server: nc.getServer(), ...auth.describe }, 'nats connected');
     const bus = new Bus(nc, opts.stage, log);
     bus.track(bus.logStatus());
     return bus;
@@ -129,6 +237,8 @@ export class Bus {
       else if (s.type === 'reconnect') this.disconnected = false;
       // Client pings and reconnect attempts are chatty; state changes are what an operator needs.
       if (s.type === 'ping' || s.type === 'reconnecting') this.log.debug({ status: s }, `nats ${s.type}`);
+      // e.g. a permissions violation: something this stage does is refused by the server's config.
+      else if (s.type === 'error') this.log.error({ status: s }, `nats ${s.type}`);
       else this.log.info({ status: s }, `nats ${s.type}`);
     }
   }
@@ -259,14 +369,19 @@ export class Bus {
     const sub = this.nc.subscribe(subject, opts.queue ? { queue: opts.queue } : {});
     const closed = this.track(
       (async () => {
-        for await (const m of sub) {
-          try {
-            await onMsg(m);
-          } catch (err) {
-            // A handler bug must not end the subscription: log it, report it, keep serving.
-            this.log.error({ err, subject: m.subject }, 'message handler failed');
-            this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
+        try {
+          for await (const m of sub) {
+            try {
+              await onMsg(m);
+            } catch (err) {
+              // A handler bug must not end the subscription: log it, report it, keep serving.
+              this.log.error({ err, subject: m.subject }, 'message handler failed');
+              this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
+            }
           }
+        } catch (err) {
+          // The server ended the subscription (a permissions violation: this user may not read the subject).
+          this.log.error({ err, subject }, 'subscription refused');
         }
       })(),
     );

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Bus } from '@va/bus';
+import { Bus, natsAuthFromEnv } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
 import { channels, sessionId as parseSessionId, SessionRecording, STAGES } from '@va/protocol';
 import { createLogger } from '@va/telemetry';
@@ -11,6 +11,7 @@ import {
   startOtlpReceiver,
   type ChildHandle,
   type NatsServerHandle,
+  type NatsServerOptions,
   type OtlpReceiver,
   type ReceivedMetric,
   type ReceivedSpan,
@@ -87,6 +88,13 @@ export interface StartPipelineOptions {
   stages?: readonly string[];
   /** Extra environment for every service (provider choices, a real LLM…). */
   env?: Record<string, string>;
+  /** Options of the nats-server started (e.g. `config` = deploy/nats/auth.conf and `env` with its passwords). */
+  nats?: NatsServerOptions;
+  /**
+   * Per-process NATS credentials (e.g. `{NATS_USER, NATS_PASSWORD}`), merged over `env` for each stage, the
+   * gateway (`media-gateway`) and the harness's own observer connection (`observer`).
+   */
+  credentials?: (user: string) => Record<string, string>;
   onProgress?: (line: string) => void;
   /** Every process started is killed after this long, whatever happens to this one (default 900 s). */
   maxLifetimeSec?: number;
@@ -120,7 +128,7 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     await nats?.stop();
   };
   try {
-    nats = await startNatsServer();
+    nats = await startNatsServer(opts.nats);
     otlp = await startOtlpReceiver();
     // A configured LLM (a base URL, or a named provider such as openai or groq) replaces the local servers.
     const external =
@@ -155,7 +163,11 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       ...opts.env,
     };
     for (const stage of STAGES.filter((s) => s !== 'media-gateway' && (opts.stages ?? STAGES).includes(s))) {
-      const child = spawnNode(serviceEntry(stage), { env, name: stage, maxLifetimeSec: opts.maxLifetimeSec ?? 900 });
+      const child = spawnNode(serviceEntry(stage), {
+        env: { ...env, ...opts.credentials?.(stage) },
+        name: stage,
+        maxLifetimeSec: opts.maxLifetimeSec ?? 900,
+      });
       stages.push({ stage, pid: child.pid, child });
     }
     await Promise.all(
@@ -205,6 +217,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       stage: 'observer',
       servers: pipeline.nats.url,
       logger: createLogger('observer', {}, 'warn'),
+      ...(opts.credentials ? { auth: natsAuthFromEnv(opts.credentials('observer')) } : {}),
     });
     const said = {
       transcripts: new Map<string, string>(),
@@ -232,6 +245,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     const gateway = spawnNode(serviceEntry('media-gateway'), {
       env: {
         ...env,
+        ...opts.credentials?.('media-gateway'),
         GATEWAY_SCRIPT: scriptPath,
         GATEWAY_OUT_DIR: outDir,
         GATEWAY_SESSION_ID: sid,

@@ -5,3 +5,4 @@ export * from './channels.js';
 export * from './audio.js';
 export * from './kv.js';
 export * from './recording.js';
+export * from './permissions.js';

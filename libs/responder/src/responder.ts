@@ -258,7 +258,8 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       const result = await tools!.call(call, signal);
       span.setAttribute(ATTR.toolOutcome, result.outcome);
       if (result.outcome !== 'ok' && result.outcome !== 'cancelled') {
-        recordError(span, new Error(result.content));
+        // The content can quote the model's arguments (LLM text, often the user's words): only with VA_TRACE_TEXT.
+        recordError(span, new Error(traceText() ? result.content : `${call.name}: ${result.outcome}`));
         ctx.log.warn({ turnId: turn.turnId, tool: call.name, outcome: result.outcome }, 'tool call failed');
       }
       const attrs = { [ATTR.stage]: opts.stage, [ATTR.toolName]: call.name, [ATTR.toolOutcome]: result.outcome };

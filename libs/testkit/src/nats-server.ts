@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './wait.js';
@@ -9,6 +9,13 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** The server stops itself after this many seconds, even if the test process dies. Default 1800. */
   maxLifetimeSec?: number;
+  /**
+   * Server configuration text (e.g. deploy/nats/auth.conf's `authorization` block), written to a file passed
+   * with `-c`; the listen address, port and JetStream flags above still apply (flags override the file).
+   */
+  config?: string;
+  /** Extra environment of the server process (values for `$VAR` references in `config`). */
+  env?: Record<string, string>;
 }
 
 export interface NatsServerHandle {
@@ -97,10 +104,16 @@ async function launch(binary: string, port: number, opts: NatsServerOptions): Pr
   const { jetstream = true, maxLifetimeSec = 1800 } = opts;
   const storeDir = mkdtempSync(join(tmpdir(), 'va-nats-'));
   const serverArgs = ['-a', '127.0.0.1', '-p', String(port)];
+  if (opts.config !== undefined) {
+    const configFile = join(storeDir, 'server.conf');
+    writeFileSync(configFile, opts.config);
+    serverArgs.unshift('-c', configFile);
+  }
   if (jetstream) serverArgs.push('-js', '-sd', storeDir);
   // coreutils `timeout` bounds the server's life even if this process is SIGKILLed and no hook runs.
   const wrapper = spawn('timeout', ['--kill-after=5', String(maxLifetimeSec), binary, ...serverArgs], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
   });
   const exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
   const cleanUp = () => {

@@ -1,0 +1,281 @@
+import { channels, requests } from './channels.js';
+import { STAGES, type KnownStage } from './ids.js';
+import { BUCKETS } from './kv.js';
+import { anySessionSubject, PREFIX, subjects } from './subjects.js';
+
+/**
+ * Least privilege on the bus: what each stage may publish and subscribe to, in ONE table. The NATS server's
+ * `deploy/nats/auth.conf` is generated from it (`node scripts/nats-auth.mjs`), and a test checks that the
+ * checked-in file is what this module generates. Change a stage's traffic here, regenerate, commit both.
+ */
+
+type SessionChannelKey = {
+  [K in keyof typeof channels]: (typeof channels)[K]['scope'] extends 'session' ? K : never;
+}[keyof typeof channels];
+
+/** A per-session channel by its leaf (`va.v1.sess.<sid>.<leaf>`); audio is binary, the rest JSON. */
+export type SessionLeaf = (typeof channels)[SessionChannelKey]['name'] | 'audio.in' | 'audio.out';
+
+export type RequestName = (typeof requests)[keyof typeof requests]['name'];
+
+export type BucketName = keyof typeof BUCKETS;
+
+/** Which keys of a KV bucket a stage touches: its own (`<stage>.>`) or every stage's. */
+export type KeyScope = 'own' | 'all';
+
+export interface StageAccess {
+  /** Per-session channels it publishes on (any session). */
+  publishes: readonly SessionLeaf[];
+  /** Per-session channels it subscribes to (any session). */
+  subscribes: readonly SessionLeaf[];
+  /** Requests it answers. */
+  serves: readonly RequestName[];
+  /** Requests it makes. */
+  requests: readonly RequestName[];
+  /**
+   * Runs an ActorHost: claims sessions from `session.open` (queue group) and acknowledges to the opener's
+   * inbox, follows `session.close`, keeps its leases, heartbeats and state in KV, and registers a NATS micro
+   * service (`$SRV.*`) with a `sessions` endpoint.
+   */
+  actorHost: boolean;
+  /** Opens and closes sessions: publishes `session.open`/`.close` and collects the acks on a plain `_INBOX`. */
+  opensSessions: boolean;
+  /** KV buckets it uses besides the actor host's own keys, and which keys. */
+  kv: Partial<Record<BucketName, KeyScope>>;
+}
+
+/**
+ * Every stage's traffic, read off the services' code (DESIGN.md §3 is the prose version). Every stage also
+ * publishes `error` events and follows `control` (see {@link EVERY_STAGE}).
+ */
+export const STAGE_ACCESS = {
+  'media-gateway': {
+    publishes: ['audio.in', 'playout'],
+    // transcript and the replies feed the talk page; playout: its own, for the page's turn timeline.
+    subscribes: ['vad', 'turn', 'audio.out', 'reply.fast', 'reply.deep', 'speech', 'transcript', 'playout'],
+    serves: [],
+    requests: ['ctx.get'],
+    actorHost: false,
+    opensSessions: true,
+    // A stage that did not claim a session in time gets an ownerless lease parked under its name.
+    kv: { leases: 'all', state: 'own' },
+  },
+  stt: {
+    publishes: ['transcript'],
+    subscribes: ['audio.in', 'vad'],
+    serves: [],
+    requests: [],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+  'turn-detector': {
+    publishes: ['vad', 'turn', 'control'],
+    subscribes: ['audio.in', 'transcript', 'playout'],
+    serves: [],
+    requests: [],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+  'fast-responder': {
+    publishes: ['reply.fast'],
+    subscribes: ['turn'],
+    serves: [],
+    requests: ['ctx.get'],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+  'deep-responder': {
+    publishes: ['reply.deep', 'tool'],
+    subscribes: ['turn'],
+    serves: [],
+    requests: ['ctx.get'],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+  tts: {
+    publishes: ['audio.out', 'speech'],
+    subscribes: ['turn', 'vad', 'reply.fast', 'reply.deep'],
+    serves: [],
+    requests: [],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+  'session-context': {
+    publishes: [],
+    subscribes: ['turn', 'tool', 'playout'],
+    serves: ['ctx.get'],
+    requests: [],
+    actorHost: true,
+    opensSessions: false,
+    kv: {},
+  },
+} as const satisfies Record<KnownStage, StageAccess>;
+
+/** What every stage does: reports bad input on `error`, and cancels turns on `control` (every actor does). */
+export const EVERY_STAGE = {
+  publishes: ['error'],
+  subscribes: ['control'],
+} as const satisfies Pick<StageAccess, 'publishes' | 'subscribes'>;
+
+/** Users that are not stages: read-only watching of sessions, and JetStream administration. */
+export const OPS_USERS = ['observer', 'admin'] as const;
+export type OpsUser = (typeof OPS_USERS)[number];
+export type NatsUser = KnownStage | OpsUser;
+export const NATS_USERS: readonly NatsUser[] = [...STAGES, ...OPS_USERS];
+
+/**
+ * Each user's reply inboxes live under their own prefix, so no user can read another's replies (KV values,
+ * history from ctx.get). The gateway keeps the client's default `_INBOX`: session.open acks are collected on
+ * a plain `createInbox()`. Bus.connect derives the prefix from `NATS_USER` (or takes `NATS_INBOX_PREFIX`).
+ */
+export function inboxPrefix(user: string): string {
+  return user === 'media-gateway' ? '_INBOX' : `_INBOX_${user}`;
+}
+
+/** The environment variable holding a user's password in the generated server config (`$NATS_PASSWORD_STT`). */
+export function passwordVariable(user: string): string {
+  return `NATS_PASSWORD_${user.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** One user's permissions in nats-server terms. */
+export interface NatsPermissions {
+  publish: { allow: string[] };
+  subscribe: { allow: string[] };
+  /** May answer requests it received (one reply each): session.open acks, `$SRV` pings, ctx.get. */
+  allow_responses: boolean;
+}
+
+const JS_API = '$JS.API';
+
+/** What nats.js KV create/get/put/create/update/delete/purge/watch/keys send, for one bucket and key scope. */
+function kvPublish(bucket: string, keys: string): string[] {
+  const stream = `KV_${bucket}`;
+  const keySubject = `$KV.${bucket}.${keys}`;
+  return [
+    // Kvm.create(): stream info, or creating the bucket on first use.
+    `${JS_API}.STREAM.INFO.${stream}`,
+    `${JS_API}.STREAM.CREATE.${stream}`,
+    // put, create, update, delete, purge: a JetStream publish to the key's subject.
+    keySubject,
+    // get (the buckets allow direct gets; the key is in the subject, so it is subject to permissions).
+    `${JS_API}.DIRECT.GET.${stream}.${keySubject}`,
+    // watch and keys: an ordered push consumer filtered on the keys (the filter is in the subject).
+    `${JS_API}.CONSUMER.CREATE.${stream}.*.${keySubject}`,
+    `${JS_API}.CONSUMER.INFO.${stream}.*`,
+    `${JS_API}.CONSUMER.DELETE.${stream}.*`,
+    // The ordered consumer's flow-control replies.
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+function sessionSubjects(leaves: readonly SessionLeaf[]): string[] {
+  return leaves.map((leaf) => anySessionSubject(leaf));
+}
+
+/** A stage's permissions, derived from {@link STAGE_ACCESS}. */
+export function stagePermissions(stage: KnownStage): NatsPermissions {
+  const access: StageAccess = STAGE_ACCESS[stage];
+  const pub = new Set<string>();
+  const sub = new Set<string>();
+  const add = (set: Set<string>, items: Iterable<string>) => {
+    for (const s of items) set.add(s);
+  };
+
+  add(pub, sessionSubjects([...access.publishes, ...EVERY_STAGE.publishes]));
+  pub.add(channels.errorGlobal.subject);
+  add(sub, sessionSubjects([...access.subscribes, ...EVERY_STAGE.subscribes]));
+  for (const r of access.requests) pub.add(requestSubject(r));
+  for (const r of access.serves) sub.add(requestSubject(r));
+  sub.add(`${inboxPrefix(stage)}.>`);
+
+  if (access.opensSessions) add(pub, [subjects.sessionOpen, subjects.sessionClose]);
+
+  const kv: Partial<Record<BucketName, KeyScope>> = { ...access.kv };
+  if (access.actorHost) {
+    add(sub, [subjects.sessionOpen, subjects.sessionClose]);
+    for (const b of ['leases', 'instances', 'state'] as const) kv[b] = kv[b] ?? 'own';
+    // NATS micro: `$SRV.PING|INFO|STATS[.<name>[.<id>]]`, and the per-instance sessions endpoint.
+    add(sub, ['$SRV.*', `$SRV.*.${stage}`, `$SRV.*.${stage}.*`, `${PREFIX}.svc.${stage}.*.sessions`]);
+  }
+  if (Object.keys(kv).length > 0) pub.add(`${JS_API}.INFO`); // the JetStream manager's API check
+  for (const [bucket, scope] of Object.entries(kv) as [BucketName, KeyScope][]) {
+    add(pub, kvPublish(BUCKETS[bucket], scope === 'own' ? `${stage}.>` : '>'));
+  }
+  return {
+    publish: { allow: [...pub] },
+    subscribe: { allow: [...sub] },
+    allow_responses: access.actorHost || access.serves.length > 0,
+  };
+}
+
+/** Permissions of any user: a stage, `observer` (watches sessions, asks services) or `admin` (JetStream). */
+export function natsPermissions(user: NatsUser): NatsPermissions {
+  if (user === 'observer') {
+    return {
+      // Micro service discovery (`nats micro ls`) and each instance's sessions.
+      publish: { allow: ['$SRV.>', `${PREFIX}.svc.*.*.sessions`] },
+      subscribe: {
+        allow: [
+          `${PREFIX}.sess.>`,
+          subjects.sessionOpen,
+          subjects.sessionClose,
+          subjects.errorGlobal,
+          '_INBOX_observer.>',
+        ],
+      },
+      allow_responses: false,
+    };
+  }
+  if (user === 'admin') {
+    // Buckets with replicas, `nats kv ls/get`, stream reports; no session traffic (`--inbox-prefix _INBOX_admin`).
+    return {
+      publish: { allow: [`${JS_API}.>`, '$KV.>', '$JS.FC.>', '$SRV.>'] },
+      subscribe: { allow: [`${inboxPrefix('admin')}.>`] },
+      allow_responses: false,
+    };
+  }
+  return stagePermissions(user);
+}
+
+function requestSubject(name: RequestName): string {
+  const ch = Object.values(requests).find((r) => r.name === name);
+  if (!ch) throw new Error(`unknown request ${name}`);
+  return ch.subject;
+}
+
+const HEADER = `# GENERATED by scripts/nats-auth.mjs from libs/protocol/src/permissions.ts: do not edit by hand.
+# One user per stage (and observer, admin) with publish/subscribe limited to its subjects.
+# Passwords come from the server's environment ($NATS_PASSWORD_<USER>; nats-server refuses to start when one
+# is unset). A bcrypt hash (nats server passwd) may replace a variable. See deploy/nats/README.md.`;
+
+/** The `authorization` block of the server config, as checked in at `deploy/nats/auth.conf`. */
+export function natsAuthConfig(): string {
+  const q = (s: string) => JSON.stringify(s);
+  const allow = (kind: string, items: string[]) => [
+    `        ${kind}: {`,
+    '          allow: [',
+    ...items.map((s) => `            ${q(s)}`),
+    '          ]',
+    '        }',
+  ];
+  const users = NATS_USERS.flatMap((user) => {
+    const p = natsPermissions(user);
+    return [
+      '    {',
+      `      user: ${q(user)}`,
+      `      password: $${passwordVariable(user)}`,
+      '      permissions: {',
+      ...allow('publish', p.publish.allow),
+      ...allow('subscribe', p.subscribe.allow),
+      ...(p.allow_responses ? ['        allow_responses: true'] : []),
+      '      }',
+      '    }',
+    ];
+  });
+  return `${HEADER}\nauthorization {\n  users: [\n${users.join('\n')}\n  ]\n}\n`;
+}
