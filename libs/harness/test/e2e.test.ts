@@ -9,6 +9,7 @@ import { concat, readWav, rmsDbfs } from '@va/audio';
 import { runConversation } from '@va/harness';
 import { ATTR, METRIC, SPAN } from '@va/telemetry';
 import { wordAccuracy } from '@va/testkit';
+import { findLeaks, privateFragments } from './privacy.js';
 
 // Sentences the offline recogniser hears well in flite's voice; the answers come from the local rule-based LLM.
 const SCRIPT = {
@@ -135,6 +136,16 @@ describe('a voice conversation through seven processes', () => {
     expect(total(METRIC.messagesRejected, 'stt')).toBe(0);
     for (const stage of ['stt', 'turn-detector', 'fast-responder', 'deep-responder', 'tts', 'session-context']) {
       expect(total(METRIC.sessionsClaimed, stage), stage).toBe(1);
+    }
+
+    // Privacy: what the user and the agent said is in no stage's log and no span (VA_TRACE_TEXT is not set).
+    if (process.env.VA_TRACE_TEXT !== '1') {
+      const fragments = privateFragments(
+        report.turns.flatMap((t) => [t.userText, t.transcript]),
+        report.turns.flatMap((t) => [t.opener, t.answer]),
+      );
+      expect(fragments.length).toBeGreaterThan(10);
+      expect(findLeaks({ fragments, stages, spans })).toEqual([]);
     }
 
     // npm run trace prints the last turn's waterfall from the spans file the conversation wrote.
