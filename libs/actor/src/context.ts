@@ -1,11 +1,31 @@
 import type { KV } from '@nats-io/kv';
-import { channels, type AudioFrame, type SessionChannel, type SessionConfig, type SessionId } from '@va/protocol';
-import type { AudioDirection, Bus, BusSubscription, Handler, PublishOptions } from '@va/bus';
+import {
+  channels,
+  frameDurationMs,
+  type AudioFrame,
+  type SessionChannel,
+  type SessionConfig,
+  type SessionId,
+} from '@va/protocol';
+import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, PublishOptions } from '@va/bus';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
+import { AsyncQueue, SerialBacklog, type QueueStats } from './queue.js';
 
 /** Turn ids remembered as cancelled, so late data of those turns is dropped. Bounded: sessions are long. */
 const MAX_REMEMBERED_TURNS = 256;
+/**
+ * How far (ms of audio) a session's audio may queue behind a stage slower than real time before the oldest is
+ * dropped: well past any hiccup of a healthy stage, and a bounded few hundred KB per session when it is not.
+ */
+export const AUDIO_BACKLOG_MS = 5_000;
+/** One warning per queue per this long while it keeps dropping (with the count since the last one). */
+const DROP_WARN_EVERY_MS = 5_000;
+
+export interface AudioSubscribeOptions {
+  /** Audio (ms) that may wait while the handler is busy with an earlier frame; default AUDIO_BACKLOG_MS. */
+  maxBacklogMs?: number;
+}
 
 export type StopReason = 'closed' | 'handover' | 'lost' | 'shutdown';
 
@@ -18,6 +38,9 @@ export class ActorContext {
   private readonly cancelled = new Map<string, string>();
   private readonly subs: BusSubscription[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Bounded queues of this session (audio backlogs, provider inputs), by name: their stats, and how to close. */
+  private readonly queues = new Map<string, { stats(): QueueStats; close(): void }>();
+  private readonly warned = new Map<string, { at: number; since: number }>();
   /** Called by the host when a turn is cancelled (after its signal fired). */
   onCancel?: (turnId: string, reason: string) => void;
 
@@ -98,16 +121,101 @@ export class ActorContext {
     );
   }
 
-  subscribeAudio(direction: AudioDirection, handler: Handler<AudioFrame>): void {
+  /**
+   * Subscribes to this session's audio. Frames reach the handler one at a time, in order; while an asynchronous
+   * handler is busy, later frames wait in a bounded backlog (`maxBacklogMs` of audio) and the oldest are dropped
+   * (`va.audio.dropped`, reason `behind`) when the stage is slower than real time — never an unbounded queue in
+   * the bus client.
+   */
+  subscribeAudio(direction: AudioDirection, handler: Handler<AudioFrame>, opts: AudioSubscribeOptions = {}): void {
+    const name = `audio.${direction}`;
+    const backlog = new SerialBacklog<[AudioFrame, MessageMeta]>(([frame, meta]) => handler(frame, meta), {
+      capacity: opts.maxBacklogMs ?? AUDIO_BACKLOG_MS,
+      weight: ([frame]) => frameDurationMs(frame),
+      onDrop: () => this.dropped(name, 'behind'),
+      onError: (err, [, meta]) => {
+        // What the bus does for a handler that throws: log it, report it, keep serving.
+        this.log.error({ err, subject: meta.subject }, 'message handler failed');
+        this.bus.publishError(meta.subject, 'internal', err instanceof Error ? err.message : String(err));
+      },
+    });
+    this.queues.set(name, { stats: () => backlog.stats, close: () => backlog.close() });
     this.subs.push(
       this.bus.subscribeAudio(direction, this.sessionId, (frame, meta) => {
         if (frame.turnId !== undefined && this.cancelled.has(frame.turnId)) {
           counter(METRIC.audioDropped).add(1, { [ATTR.stage]: this.stage, [ATTR.dropReason]: 'cancelled-turn' });
           return;
         }
-        return handler(frame, meta);
+        backlog.push([frame, meta]);
       }),
     );
+  }
+
+  /**
+   * A queue of this session's audio for a provider that pulls it (a recogniser): bounded to `maxMs` of audio,
+   * dropping the oldest (`va.audio.dropped`, reason `behind`) when the provider falls behind real time. Named so
+   * its stats are found in `queueStats()`; a new queue of the same name replaces the old one there.
+   */
+  audioQueue<T extends { samples: Int16Array; sampleRate: number }>(
+    name: string,
+    maxMs = AUDIO_BACKLOG_MS,
+  ): AsyncQueue<T> {
+    const queue = new AsyncQueue<T>({
+      capacity: maxMs,
+      weight: (chunk) => (chunk.samples.length * 1000) / chunk.sampleRate,
+      onDrop: () => this.dropped(name, 'behind'),
+    });
+    this.queues.set(name, { stats: () => queue.stats, close: () => queue.end() });
+    return queue;
+  }
+
+  /** The session's bounded queues: what waits in each, the most that ever did, and what was dropped. */
+  queueStats(): Record<string, QueueStats> {
+    return Object.fromEntries([...this.queues].map(([name, q]) => [name, q.stats()]));
+  }
+
+  /**
+   * Counts one item a bounded queue dropped (`va.audio.dropped`, or `va.messages.dropped` with its channel for
+   * anything but audio) and warns — once per queue per few seconds, with how many went since the last warning.
+   */
+  dropped(queue: string, reason: string, channel?: string): void {
+    const attributes = { [ATTR.stage]: this.stage, [ATTR.dropReason]: reason, [ATTR.queue]: queue };
+    if (channel === undefined) counter(METRIC.audioDropped).add(1, attributes);
+    else counter(METRIC.messagesDropped).add(1, { ...attributes, [ATTR.channel]: channel });
+    this.warnLimited(`drop:${queue}:${reason}`, (n) =>
+      this.log.warn(
+        { queue, reason, dropped: n },
+        reason === 'behind' ? 'stage behind real time: dropping oldest' : 'dropping',
+      ),
+    );
+  }
+
+  /**
+   * Refuses a frame the bus could decode but this stage cannot use (e.g. the wrong sample rate): counted as a
+   * rejected message and answered on the session's error subject, like a message that failed its schema.
+   */
+  rejectAudio(meta: MessageMeta, message: string, direction: AudioDirection = 'in'): void {
+    const channel = `audio.${direction}`;
+    this.bus.stats.rejected++;
+    counter(METRIC.messagesRejected).add(1, { [ATTR.stage]: this.stage, [ATTR.channel]: channel });
+    this.warnLimited(`reject:${channel}`, (n) =>
+      this.log.warn(
+        { subject: meta.subject, channel, code: 'bad-audio', reason: message, rejected: n },
+        'message rejected',
+      ),
+    );
+    this.bus.publishError(meta.subject, 'bad-audio', message);
+  }
+
+  private warnLimited(key: string, warn: (count: number) => void): void {
+    const now = Date.now();
+    const w = this.warned.get(key);
+    if (w && now - w.at < DROP_WARN_EVERY_MS) {
+      w.since++;
+      return;
+    }
+    warn((w?.since ?? 0) + 1);
+    this.warned.set(key, { at: now, since: 0 });
   }
 
   publish<C extends SessionChannel>(ch: C, msg: z.input<C['schema']>, opts?: PublishOptions): void {
@@ -161,6 +269,7 @@ export class ActorContext {
   close(reason: StopReason): void {
     this.session.abort(new Error(`session ${reason}`));
     for (const s of this.subs.splice(0)) s.unsubscribe();
+    for (const q of this.queues.values()) q.close();
   }
 }
 

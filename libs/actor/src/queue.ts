@@ -1,21 +1,122 @@
+/** A bound on what may wait in a queue, and what happens to what does not fit. */
+export interface QueueBound<T> {
+  /**
+   * At most this much may wait (in `weight` units: items by default, e.g. ms of audio with a weight); pushing past
+   * it drops the oldest waiting items until the new one fits. Default: unbounded.
+   */
+  capacity?: number;
+  /** How much one item counts against `capacity` (default 1). */
+  weight?: (item: T) => number;
+  /** Called with each item dropped to keep the bound (count it, warn about it). */
+  onDrop?: (item: T) => void;
+}
+
+/** What a bounded queue holds and has dropped, for tests and health details. */
+export interface QueueStats {
+  /** Items waiting now, and their weight. */
+  size: number;
+  weight: number;
+  /** The most weight that ever waited at once: never above `capacity`. */
+  highWater: number;
+  capacity: number;
+  /** Items dropped to keep the bound. */
+  dropped: number;
+}
+
+/** Waiting items with a weight bound: drop-oldest. Shared by AsyncQueue and SerialBacklog. */
+class Bounded<T> {
+  readonly items: T[] = [];
+  private head = 0;
+  weight = 0;
+  highWater = 0;
+  dropped = 0;
+  readonly capacity: number;
+  private readonly weigh: (item: T) => number;
+  private readonly onDrop: ((item: T) => void) | undefined;
+
+  constructor(bound: QueueBound<T>) {
+    this.capacity = bound.capacity ?? Infinity;
+    this.weigh = bound.weight ?? (() => 1);
+    this.onDrop = bound.onDrop;
+  }
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    const w = this.weigh(item);
+    if (w > this.capacity) return this.drop(item);
+    // Oldest first out: a stage that is behind catches up on the newest audio, not on what is already stale.
+    while (this.size > 0 && this.weight + w > this.capacity) this.drop(this.shift()!);
+    this.items.push(item);
+    this.weight += w;
+    if (this.weight > this.highWater) this.highWater = this.weight;
+  }
+
+  shift(): T | undefined {
+    if (this.size === 0) return undefined;
+    const item = this.items[this.head]!;
+    this.items[this.head++] = undefined as T;
+    // Compact now and then: shift() on a long array is O(n) per call.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items.splice(0, this.head);
+      this.head = 0;
+    }
+    this.weight = Math.max(0, this.weight - this.weigh(item));
+    if (this.size === 0) this.weight = 0;
+    return item;
+  }
+
+  clear(): void {
+    this.items.length = 0;
+    this.head = 0;
+    this.weight = 0;
+  }
+
+  private drop(item: T): void {
+    this.dropped++;
+    this.onDrop?.(item);
+  }
+
+  stats(): QueueStats {
+    return {
+      size: this.size,
+      weight: this.weight,
+      highWater: this.highWater,
+      capacity: this.capacity,
+      dropped: this.dropped,
+    };
+  }
+}
+
 /**
  * A push-fed AsyncIterable: bus handlers push, a provider's stream transformer pulls. Single consumer.
- * `end()` finishes the stream after what is queued; `fail()` makes the consumer throw.
+ * `end()` finishes the stream after what is queued; `fail()` makes the consumer throw. With a `capacity`, a
+ * consumer slower than its producer loses the oldest items instead of growing the queue without bound.
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
+  private readonly items: Bounded<T>;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private failer: ((err: unknown) => void) | undefined;
   private ended = false;
   private error: unknown;
 
+  constructor(bound: QueueBound<T> = {}) {
+    this.items = new Bounded(bound);
+  }
+
   /** Items pushed but not yet taken. */
   get size(): number {
-    return this.items.length;
+    return this.items.size;
   }
 
   get closed(): boolean {
     return this.ended;
+  }
+
+  get stats(): QueueStats {
+    return this.items.stats();
   }
 
   push(item: T): void {
@@ -32,7 +133,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.waiter && this.items.length === 0) {
+    if (this.waiter && this.items.size === 0) {
       const w = this.waiter;
       this.clearWaiters();
       w({ value: undefined, done: true });
@@ -43,7 +144,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     if (this.ended) return;
     this.error = err;
     this.ended = true;
-    this.items.length = 0;
+    this.items.clear();
     if (this.failer) {
       const f = this.failer;
       this.clearWaiters();
@@ -59,7 +160,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
-        if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
+        if (this.items.size > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
         if (this.error !== undefined) return Promise.reject(this.error);
         if (this.ended) return Promise.resolve({ value: undefined, done: true });
         return new Promise<IteratorResult<T>>((resolve, reject) => {
@@ -70,9 +171,77 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       return: () => {
         // The consumer stopped early (break, abort): nothing more will be read.
         this.ended = true;
-        this.items.length = 0;
+        this.items.clear();
         return Promise.resolve({ value: undefined, done: true });
       },
     };
   }
+}
+
+/**
+ * Runs a handler on each item in arrival order, one call at a time. A synchronous handler runs at once (its
+ * throw goes to the caller); while an asynchronous call is in flight, later items wait in a bounded backlog
+ * (drop-oldest) — so a bus subscription's handler returns at once and nothing piles up unbounded behind it.
+ */
+export class SerialBacklog<T> {
+  private readonly waiting: Bounded<T>;
+  private readonly onError: (err: unknown, item: T) => void;
+  private busy = false;
+  private closed = false;
+
+  constructor(
+    private readonly run: (item: T) => void | Promise<void>,
+    bound: QueueBound<T> & {
+      /** An asynchronous call failed (a synchronous one throws to the pusher). */
+      onError: (err: unknown, item: T) => void;
+    },
+  ) {
+    this.waiting = new Bounded(bound);
+    this.onError = bound.onError;
+  }
+
+  get stats(): QueueStats {
+    return this.waiting.stats();
+  }
+
+  push(item: T): void {
+    if (this.closed) return;
+    if (this.busy) return this.waiting.push(item);
+    this.call(item);
+  }
+
+  /** Drops what waits and runs nothing more. */
+  close(): void {
+    this.closed = true;
+    this.waiting.clear();
+  }
+
+  private call(item: T): void {
+    const result = this.run(item);
+    if (!isPromise(result)) return;
+    this.busy = true;
+    result.then(
+      () => this.next(),
+      (err: unknown) => {
+        this.onError(err, item);
+        this.next();
+      },
+    );
+  }
+
+  private next(): void {
+    this.busy = false;
+    while (!this.busy && !this.closed && this.waiting.size > 0) {
+      const item = this.waiting.shift()!;
+      try {
+        this.call(item);
+      } catch (err) {
+        this.onError(err, item);
+      }
+    }
+  }
+}
+
+function isPromise(v: unknown): v is Promise<unknown> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
 }

@@ -92,7 +92,7 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
   });
   await host.start();
   const health = await startServiceHealth(env, opts.stage, instanceId, log, () => {
-    const status = host.status;
+    const status = { ...host.status, ...processDetails(bus) };
     if (!bus.connected) return { ready: false, reason: 'nats disconnected', ...status };
     if (status.draining) return { ready: false, reason: 'draining', ...status };
     return { ready: true, ...status };
@@ -134,4 +134,19 @@ export async function startServiceHealth(
 ): Promise<HealthServer | undefined> {
   if (env.VA_HEALTH_PORT === undefined) return undefined;
   return startHealthServer({ port: env.VA_HEALTH_PORT, host: env.VA_HEALTH_HOST, stage, instanceId, readiness, log });
+}
+
+/**
+ * What a leak shows in, for readiness details: the V8 heap in use, the NATS subscriptions of this process's
+ * connection (sessions' own and the host's), and the handles and requests keeping its event loop busy (timers,
+ * sockets, workers). Each returns to its idle value once the sessions close.
+ */
+export function processDetails(bus: Bus): { heapUsedBytes: number; subscriptions: number; activeResources: number } {
+  // nats.js keeps its subscriptions in the protocol handler; the public API has no count of them.
+  const subs = (bus.nc as unknown as { protocol?: { subscriptions?: { size(): number } } }).protocol?.subscriptions;
+  return {
+    heapUsedBytes: process.memoryUsage().heapUsed,
+    subscriptions: subs?.size() ?? -1,
+    activeResources: process.getActiveResourcesInfo().length,
+  };
 }

@@ -3,3 +3,4 @@ export * from './report.js';
 export * from './trace-view.js';
 export * from './in-process.js';
 export * from './gateway.js';
+export * from './soak.js';

@@ -89,6 +89,10 @@ export const ATTR = {
   cacheHit: 'va.context.cache_hit',
   /** Why audio was dropped (e.g. queue-full, stale-turn, late). */
   dropReason: 'va.drop_reason',
+  /** Which bounded queue dropped (e.g. `audio.in` backlog, `stt.frames`, `tts.text`). */
+  queue: 'va.queue',
+  /** A message channel (`audio.in`, `reply.deep`…), as the bus labels its message counters. */
+  channel: 'channel',
   /** A breached latency budget: which latency (a METRIC name) and its budget in ms. */
   budgetMetric: 'va.budget.metric',
   budgetMs: 'va.budget.ms',
@@ -135,6 +139,11 @@ export const METRIC = {
   audioDropped: 'va.audio.dropped',
   /** A latency over its budget (attributes: stage, va.budget.metric). */
   budgetBreaches: 'va.budget.breaches',
+  /**
+   * Messages other than audio dropped instead of queued without bound, e.g. reply text past what one turn may
+   * speak (attributes: stage, channel, va.drop_reason, va.queue).
+   */
+  messagesDropped: 'va.messages.dropped',
 } as const;
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
@@ -168,6 +177,7 @@ export const METRIC_KIND = {
   [METRIC.turns]: 'counter',
   [METRIC.audioDropped]: 'counter',
   [METRIC.budgetBreaches]: 'counter',
+  [METRIC.messagesDropped]: 'counter',
 } as const satisfies Record<MetricName, 'counter' | 'gauge' | 'histogram'>;
 
 /** Span event names. */

@@ -1,4 +1,4 @@
-import { AsyncQueue, type ActorContext, type SessionActor } from '@va/actor';
+import { AUDIO_BACKLOG_MS, type ActorContext, type AsyncQueue, type SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
 import { channels, LIMITS } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
@@ -7,17 +7,33 @@ import { ATTR, context, SPAN, startStageSpan, trace, traceText, type Context } f
 export const STAGE = 'stt';
 /** After a provider failure, wait this long before listening again (the session keeps going). */
 const RESTART_DELAY_MS = 500;
+/** Audio-time changes of the turn context remembered for late finals (besides the one-minute window). */
+const MAX_CONTEXTS = 256;
+
+export interface SttActorOptions {
+  /**
+   * Audio (ms) that may wait for a recogniser slower than real time before the oldest is dropped
+   * (`va.audio.dropped`, reason `behind`); default AUDIO_BACKLOG_MS.
+   */
+  maxBufferedMs: number;
+}
+
+/** The name of the recogniser's input queue in `ActorContext.queueStats()`. */
+export const FRAMES_QUEUE = 'stt.frames';
 
 /**
  * One session's recogniser: audio.in frames stream into the provider, transcripts stream out. A frame at the
  * wrong rate is refused with an error event; a provider failure is reported and the stream restarts.
  */
-export function sttActor(makeStt: () => Promise<STT>) {
+export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorOptions> = {}) {
+  const maxBufferedMs = options.maxBufferedMs ?? AUDIO_BACKLOG_MS;
   return async (ctx: ActorContext): Promise<SessionActor> => {
     const stt = await makeStt();
     // Connect now, not when the user first speaks.
     void stt.prewarm?.();
-    let frames = new AsyncQueue<AudioChunk>();
+    // Frames wait here for the recogniser; one slower than real time loses the oldest, not the process's memory.
+    const newFrames = (): AsyncQueue<AudioChunk> => ctx.audioQueue<AudioChunk>(FRAMES_QUEUE, maxBufferedMs);
+    let frames = newFrames();
     // The gateway stamps each frame with the open turn's root span. Words belong to the turn their audio was
     // part of — not to whatever frame is newest when a slow final arrives — so contexts are kept by audio time.
     const contexts: { fromMs: number; context: Context }[] = [];
@@ -32,11 +48,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
 
     ctx.subscribeAudio('in', (frame, meta) => {
       if (frame.sampleRate !== ctx.config.sampleRate) {
-        ctx.bus.publishError(
-          meta.subject,
-          'bad-audio',
-          `stt: frame at ${frame.sampleRate} Hz, session is ${ctx.config.sampleRate} Hz`,
-        );
+        ctx.rejectAudio(meta, `stt: frame at ${frame.sampleRate} Hz, session is ${ctx.config.sampleRate} Hz`);
         return;
       }
       const spanId = trace.getSpanContext(meta.context)?.spanId;
@@ -44,8 +56,11 @@ export function sttActor(makeStt: () => Promise<STT>) {
         latestSpan = spanId;
         latest = meta.context;
         contexts.push({ fromMs: frame.tsMs, context: meta.context });
-        // A minute of changes is plenty: a final never comes that late.
-        while (contexts.length > 1 && contexts[0]!.fromMs < frame.tsMs - 60_000) contexts.shift();
+        // A minute of changes is plenty: a final never comes that late (and a clock that never moves on must not
+        // keep every change).
+        while (contexts.length > 1 && (contexts[0]!.fromMs < frame.tsMs - 60_000 || contexts.length > MAX_CONTEXTS)) {
+          contexts.shift();
+        }
       }
       clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
       frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
@@ -81,7 +96,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
       while (!ctx.signal.aborted) {
         try {
           for await (const ev of stt.transcribe(frames, ctx.signal)) publish(ev);
-          if (!ctx.signal.aborted) frames = new AsyncQueue<AudioChunk>();
+          if (!ctx.signal.aborted) frames = newFrames();
         } catch (err) {
           if (ctx.signal.aborted) return;
           ctx.log.error({ err }, 'stt provider failed; restarting');
@@ -90,7 +105,7 @@ export function sttActor(makeStt: () => Promise<STT>) {
             'provider-failed',
             `${stt.provider}: ${String(err)}`,
           );
-          frames = new AsyncQueue<AudioChunk>();
+          frames = newFrames();
           await new Promise((r) => setTimeout(r, RESTART_DELAY_MS));
         }
       }
@@ -101,6 +116,10 @@ export function sttActor(makeStt: () => Promise<STT>) {
       stop: async () => {
         frames.end();
         await listening;
+        // A recogniser holds a decoder (a worker thread and its model) or a connection: free it with the session.
+        await (stt as STT & { close?: () => Promise<void> }).close?.().catch((err: unknown) => {
+          ctx.log.warn({ err }, 'stt provider close failed');
+        });
       },
     };
   };

@@ -1,6 +1,6 @@
 import { AsyncQueue, type ActorContext, type SessionActor } from '@va/actor';
 import { StreamResampler } from '@va/audio';
-import { channels, type AudioSource, type Reply } from '@va/protocol';
+import { channels, LIMITS, type AudioSource, type Reply } from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import {
@@ -19,6 +19,10 @@ export const STAGE = 'tts';
 type Source = 'fast' | 'deep';
 /** How long an opener already being synthesized may still take when the answer's audio is ready first. */
 const OPENER_GRACE_MS = 150;
+/** Text one source (opener or answer) of a turn may speak: what a `speech` message can carry. */
+export const MAX_SPOKEN_CHARS = LIMITS.textChars * 4;
+/** The queue name of dropped text in `va.messages.dropped`. */
+const TEXT_QUEUE = 'tts.text';
 
 export interface TtsActorOptions {
   /**
@@ -172,6 +176,13 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
       const s = turn[source];
       if (m.seq < s.nextSeq) return; // a duplicate
       s.nextSeq = m.seq + 1;
+      // What one source of a turn may speak is bounded (the speech message carries it whole): past that, deltas
+      // are dropped and counted rather than queued for a synthesizer that may be slower than the LLM.
+      const room = MAX_SPOKEN_CHARS - s.received.length;
+      if (m.delta && room < m.delta.length) {
+        ctx.dropped(TEXT_QUEUE, 'too-long', source === 'fast' ? channels.replyFast.name : channels.replyDeep.name);
+        m = { ...m, delta: m.delta.slice(0, Math.max(0, room)) };
+      }
       if (m.delta) {
         s.firstTextAt ??= performance.now();
         s.span ??= startStageSpan(SPAN.ttsSynthesize, {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ActorContext, SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
-import { CANCEL_REASON, channels } from '@va/protocol';
+import { CANCEL_REASON, channels, LIMITS } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
 import {
   ATTR,
@@ -111,10 +111,13 @@ export function turnDetectorActor(
     /** Baseline mode only: wall time of the VAD's confirmed end. */
     let vadEndWall = 0;
 
+    // At most what one turn message may carry (the newest words).
     const text = () =>
       [...finals, partial]
         .filter((t) => t.trim() !== '')
         .join(' ')
+        .trim()
+        .slice(-LIMITS.textChars)
         .trim();
 
     function clearTimer(): void {
@@ -341,11 +344,7 @@ export function turnDetectorActor(
 
     ctx.subscribeAudio('in', async (frame, meta) => {
       if (frame.sampleRate !== vad.sampleRate) {
-        ctx.bus.publishError(
-          meta.subject,
-          'bad-audio',
-          `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`,
-        );
+        ctx.rejectAudio(meta, `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`);
         return;
       }
       frameContext = meta.context;
@@ -369,6 +368,8 @@ export function turnDetectorActor(
       if (t.endMs <= emittedUpToMs && emittedUpToMs >= 0) return; // late words of a turn already sent
       if (t.final) {
         if (t.text.trim() !== '') finals.push(t.text.trim());
+        // A turn's text is at most LIMITS.textChars: a user who never pauses keeps their latest words.
+        while (finals.length > 1 && finals.join(' ').length > LIMITS.textChars) finals.shift();
         partial = '';
         partialStable = false;
         lastFinalEndMs = Math.max(lastFinalEndMs, t.endMs);
