@@ -4,3 +4,4 @@ export * from './trace-view.js';
 export * from './in-process.js';
 export * from './gateway.js';
 export * from './soak.js';
+export * from './chaos.js';

@@ -38,8 +38,8 @@ export interface PipelineOptions extends StartPipelineOptions {
   sessions?: number;
   /** Write WAVs (default: only for a single session). */
   recordAudio?: boolean;
-  /** Called once every process is up and the conversation starts (e.g. to sample their CPU). */
-  onRunning?: (stages: readonly RunningStage[]) => void;
+  /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
+  onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
 }
 
 export interface RunningStage {
@@ -98,6 +98,8 @@ export interface StartPipelineOptions {
   onProgress?: (line: string) => void;
   /** Every process started is killed after this long, whatever happens to this one (default 900 s). */
   maxLifetimeSec?: number;
+  /** Instances of each stage (default 1): sessions are spread over them and move on when one goes. */
+  instances?: number;
 }
 
 /** Everything but the gateway, running: the bus, a span collector, the LLM server and six stage processes. */
@@ -109,7 +111,12 @@ export interface Pipeline {
   stages: RunningStage[];
   /** The environment the services were started with (for starting more, e.g. the gateway). */
   env: Record<string, string>;
-  /** SIGTERM every stage; resolves with how each exited. */
+  /** Starts one more instance of a stage (added to `stages`, stopped with the others). */
+  spawnStage(stage: string): RunningStage;
+  /**
+   * SIGTERM every stage; resolves with how each exited, keyed by stage (`<stage>#<n>` for a stage's second and
+   * later instances).
+   */
   stopStages(): Promise<Record<string, { code: number | null; signal: string | null }>>;
   stop(): Promise<void>;
 }
@@ -162,13 +169,18 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
         : {}),
       ...opts.env,
     };
-    for (const stage of STAGES.filter((s) => s !== 'media-gateway' && (opts.stages ?? STAGES).includes(s))) {
+    const spawnStage = (stage: string): RunningStage => {
       const child = spawnNode(serviceEntry(stage), {
         env: { ...env, ...opts.credentials?.(stage) },
         name: stage,
         maxLifetimeSec: opts.maxLifetimeSec ?? 900,
       });
-      stages.push({ stage, pid: child.pid, child });
+      const running = { stage, pid: child.pid, child };
+      stages.push(running);
+      return running;
+    };
+    for (const stage of STAGES.filter((s) => s !== 'media-gateway' && (opts.stages ?? STAGES).includes(s))) {
+      for (let i = 0; i < (opts.instances ?? 1); i++) spawnStage(stage);
     }
     await Promise.all(
       stages.map(async (s) => {
@@ -182,9 +194,17 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
       llms,
       stages,
       env,
+      spawnStage,
       stopStages: async () => {
         const exits: Record<string, { code: number | null; signal: string | null }> = {};
-        await Promise.all(stages.map(async (s) => (exits[s.stage] = await s.child.stop(15_000))));
+        const seen = new Map<string, number>();
+        await Promise.all(
+          stages.map(async (s) => {
+            const n = (seen.get(s.stage) ?? 0) + 1;
+            seen.set(s.stage, n);
+            exits[n === 1 ? s.stage : `${s.stage}#${n}`] = await s.child.stop(15_000);
+          }),
+        );
         return exits;
       },
       stop,
@@ -257,7 +277,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     });
     const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
     await gateway.waitForJson((l) => l.msg === 'session opened', 60_000);
-    opts.onRunning?.(all);
+    opts.onRunning?.(all, pipeline);
     progress(
       `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
     );

@@ -27,6 +27,8 @@ export interface NatsServerHandle {
   /** Fresh temporary JetStream store directory, removed by stop(). */
   storeDir: string;
   stop(): Promise<void>;
+  /** Stops the server (SIGTERM) and starts it again on the same port with the same JetStream store. */
+  restart(): Promise<void>;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -110,31 +112,17 @@ async function launch(binary: string, port: number, opts: NatsServerOptions): Pr
     serverArgs.unshift('-c', configFile);
   }
   if (jetstream) serverArgs.push('-js', '-sd', storeDir);
-  // coreutils `timeout` bounds the server's life even if this process is SIGKILLed and no hook runs.
-  const wrapper = spawn('timeout', ['--kill-after=5', String(maxLifetimeSec), binary, ...serverArgs], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
-  });
-  const exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
-  const cleanUp = () => {
-    if (wrapper.pid !== undefined) running.delete(wrapper.pid);
-    rmSync(storeDir, { recursive: true, force: true });
-  };
-  if (wrapper.pid !== undefined) running.set(wrapper.pid, { storeDir });
 
-  let serverPid: number;
-  try {
-    serverPid = await waitUntilReady(wrapper, port);
-  } catch (err) {
-    if (wrapper.pid !== undefined) killGroup(wrapper.pid, 'SIGKILL');
-    await exited;
-    cleanUp();
-    throw err;
-  }
-
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
+  /** One run of the server process (a restart is a second run on the same port and store). */
+  const run = async () => {
+    // coreutils `timeout` bounds the server's life even if this process is SIGKILLed and no hook runs.
+    const wrapper = spawn('timeout', ['--kill-after=5', String(maxLifetimeSec), binary, ...serverArgs], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+    });
+    const exited = new Promise<void>((resolve) => wrapper.once('exit', () => resolve()));
+    if (wrapper.pid !== undefined) running.set(wrapper.pid, { storeDir });
+    const end = async () => {
       const groupId = wrapper.pid!;
       if (wrapper.exitCode === null && wrapper.signalCode === null) {
         killGroup(groupId, 'SIGTERM');
@@ -144,10 +132,54 @@ async function launch(binary: string, port: number, opts: NatsServerOptions): Pr
       }
       // The wrapper may have been SIGKILLed alone; make sure nothing of the group survives.
       killGroup(groupId, 'SIGKILL');
-      cleanUp();
-    })());
+      running.delete(groupId);
+    };
+    try {
+      return { pid: await waitUntilReady(wrapper, port), end };
+    } catch (err) {
+      if (wrapper.pid !== undefined) killGroup(wrapper.pid, 'SIGKILL');
+      await exited;
+      if (wrapper.pid !== undefined) running.delete(wrapper.pid);
+      throw err;
+    }
+  };
 
-  return { url: `nats://127.0.0.1:${port}`, port, pid: serverPid, storeDir, stop };
+  let current: Awaited<ReturnType<typeof run>>;
+  try {
+    current = await run();
+  } catch (err) {
+    rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  }
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await current.end();
+      rmSync(storeDir, { recursive: true, force: true });
+    })());
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return current.pid;
+    },
+    storeDir,
+    stop,
+    restart: async () => {
+      if (stopping) throw new Error('nats-server was stopped; it cannot restart');
+      await current.end();
+      // The port was ours a moment ago; another process may take it in between, so retry briefly.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          current = await run();
+          return;
+        } catch (err) {
+          if (!(err instanceof PortInUseError) || attempt >= PORT_ATTEMPTS * 3) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    },
+  };
 }
 
 /** Reads stderr until "Server is ready"; keeps draining it afterwards so the server never blocks on logging. */

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Kvm } from '@nats-io/kv';
+import { connect as connectNats } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   freePort,
@@ -100,6 +102,25 @@ describe('startNatsServer', () => {
     expect(a.port).not.toBe(b.port);
     const info = JSON.parse((await firstLine(a.port)).slice('INFO '.length)) as { jetstream?: boolean };
     expect(info.jetstream ?? false).toBe(false);
+  });
+
+  it('restart() brings the server back on the same port with its JetStream store (a KV value survives)', async () => {
+    const nats = track(await startNatsServer());
+    const nc = await connectNats({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    try {
+      const kv = await new Kvm(nc).create('restart_test');
+      await kv.put('k', 'kept');
+      const before = nats.pid;
+      await nats.restart();
+      expect(nats.pid).not.toBe(before);
+      expect(isAlive(before)).toBe(false);
+      expect(JSON.parse((await firstLine(nats.port)).slice('INFO '.length))).toMatchObject({ jetstream: true });
+      // The client reconnects by itself and reads what was stored before the restart.
+      const value = await waitFor(async () => (await kv.get('k'))?.string(), { message: 'KV value after restart' });
+      expect(value).toBe('kept');
+    } finally {
+      await nc.close();
+    }
   });
 
   it('stops itself after maxLifetimeSec', async () => {

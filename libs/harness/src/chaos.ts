@@ -1,0 +1,216 @@
+import { Bus } from '@va/bus';
+import { BUCKETS, channels, sessionId as parseSessionId, STAGES, type SessionRecording } from '@va/protocol';
+import { createLogger } from '@va/telemetry';
+import { runConversation, type Pipeline, type ScriptTurn } from './pipeline.js';
+
+/** What is done to the running stages while the scripted conversation goes on. */
+export type ChaosScenario = 'kill' | 'nats-restart' | 'rolling';
+
+export interface ChaosOptions {
+  scenario: ChaosScenario;
+  /** User turns in the conversation (default 20). */
+  turns?: number;
+  /** Instances per stage (default 2). */
+  instances?: number;
+  outDir: string;
+  onProgress?: (line: string) => void;
+}
+
+/** One fault and how long the system took to get over it. */
+export interface ChaosEvent {
+  action: string;
+  stage?: string;
+  atTurn: number;
+  /**
+   * kill: SIGKILL → the session owned again by a live instance of the stage; nats-restart: restart → a client
+   * reconnected and reading KV; rolling: SIGTERM → the instance drained (sessions handed over) and exited.
+   */
+  recoveryMs: number | null;
+}
+
+export interface ChaosResult {
+  scenario: ChaosScenario;
+  turns: number;
+  /** Scripted utterances the agent never answered (no agent audio played for them). */
+  lost: string[];
+  /** Utterances the agent answered with audio more than once. */
+  answeredTwice: string[];
+  events: ChaosEvent[];
+  /** Services that crashed (exited with neither 0 nor our SIGKILL). */
+  crashes: string[];
+  /** Turns in session-context's stored history (user + assistant) at the end. */
+  historyMessages: number;
+  recording: SessionRecording;
+}
+
+/** Sentences pocketsphinx hears well in flite's voice; the conversation cycles through them. */
+const SENTENCES = [
+  'the weather is nice today',
+  'set an alarm for seven in the morning',
+  'i would like to go hiking with my two children',
+  'what should we pack for cold weather',
+  'tell me about the mountains',
+  'how long is the drive',
+  'can you recommend a good trail',
+  'thank you very much',
+];
+
+export function chaosScript(turns: number): { turns: ScriptTurn[] } {
+  return { turns: Array.from({ length: turns }, (_, i) => ({ say: SENTENCES[i % SENTENCES.length]!, pauseMs: 600 })) };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The pid in an instance id (`<host>-<pid>-<hex>`, see newInstanceId). */
+function pidOf(instanceId: string): number | undefined {
+  const m = /-(\d+)-[0-9a-f]{6}$/.exec(instanceId);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Runs a scripted conversation through `instances` instances of every stage and, while it runs, kills the owner
+ * of the session in each stage in turn (`kill`: SIGKILL mid-turn), restarts nats-server (`nats-restart`), or
+ * replaces every instance one by one with SIGTERM (`rolling`). Reports lost and doubly answered turns, and how
+ * long each fault took to recover from.
+ */
+export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
+  const turns = opts.turns ?? 20;
+  const progress = opts.onProgress ?? (() => undefined);
+  const sid = parseSessionId(`chaos-${opts.scenario}-${Date.now().toString(36)}`);
+  const events: ChaosEvent[] = [];
+  const killed = new Set<number>();
+  let chaos: Promise<void> = Promise.resolve();
+
+  const result = await runConversation({
+    script: chaosScript(turns),
+    outDir: opts.outDir,
+    sessionId: sid,
+    instances: opts.instances ?? 2,
+    // A dead instance's sessions are taken over within ~lease + heartbeat/2: the goal is ≤ 1 s.
+    env: { VA_HEARTBEAT_MS: '200', VA_LEASE_MS: '700' },
+    llmTtftMs: 100,
+    llmTokensPerSecond: 80,
+    onProgress: progress,
+    onRunning: (_stages, pipeline) => {
+      chaos = act(pipeline).catch((err: unknown) => progress(`chaos routine failed: ${String(err)}`));
+    },
+  });
+  await chaos;
+
+  async function act(pipeline: Pipeline): Promise<void> {
+    const bus = await Bus.connect({
+      stage: 'chaos',
+      servers: pipeline.nats.url,
+      logger: createLogger('chaos', {}, 'warn'),
+    });
+    try {
+      let turnsStarted = 0;
+      let waiters: { n: number; resolve: () => void }[] = [];
+      bus.subscribe(channels.vad, sid, (v) => {
+        if (v.kind !== 'start') return;
+        turnsStarted++;
+        waiters = waiters.filter((w) => (turnsStarted >= w.n ? (w.resolve(), false) : true));
+      });
+      /** Resolves once the user has started speaking turn `n` (1-based), plus `afterMs`. */
+      const midTurn = async (n: number, afterMs = 400) => {
+        if (turnsStarted < n) await new Promise<void>((resolve) => waiters.push({ n, resolve }));
+        await sleep(afterMs);
+      };
+      const leases = await bus.kv(BUCKETS.leases);
+      const owner = async (stage: string) => {
+        const e = await leases.get(`${stage}.${sid}`);
+        return e ? (JSON.parse(e.string()) as { owner: string | null }).owner : null;
+      };
+      const stages = STAGES.filter((s) => s !== 'media-gateway');
+      const every = Math.max(1, Math.floor((turns - 2) / stages.length));
+
+      if (opts.scenario === 'kill') {
+        for (const [i, stage] of stages.entries()) {
+          const atTurn = 2 + i * every;
+          await midTurn(atTurn);
+          const was = await owner(stage);
+          const pid = was ? pidOf(was) : undefined;
+          if (!was || !pid) {
+            events.push({ action: 'kill -9 (no owner found)', stage, atTurn, recoveryMs: null });
+            continue;
+          }
+          killed.add(pid);
+          const t0 = performance.now();
+          process.kill(pid, 'SIGKILL');
+          let recoveryMs: number | null = null;
+          for (let waited = 0; waited < 10_000; waited += 20) {
+            const now = await owner(stage);
+            if (now && now !== was) {
+              recoveryMs = Math.round(performance.now() - t0);
+              break;
+            }
+            await sleep(20);
+          }
+          events.push({ action: 'kill -9 session owner', stage, atTurn, recoveryMs });
+          progress(`turn ${atTurn}: killed ${stage} (pid ${pid}); owned again after ${recoveryMs ?? '–'} ms`);
+          // Back to two instances, as an orchestrator would restart the pod.
+          pipeline.spawnStage(stage);
+        }
+      } else if (opts.scenario === 'nats-restart') {
+        const atTurn = Math.max(2, Math.floor(turns / 2));
+        await midTurn(atTurn);
+        const t0 = performance.now();
+        await pipeline.nats.restart();
+        // Recovered when this client (and so, likely, the services) is connected and a KV read answers.
+        let recoveryMs: number | null = null;
+        for (let waited = 0; waited < 15_000; waited += 50) {
+          if (bus.connected && (await owner('stt').catch(() => null)) !== null) {
+            recoveryMs = Math.round(performance.now() - t0);
+            break;
+          }
+          await sleep(50);
+        }
+        events.push({ action: 'nats-server restart', atTurn, recoveryMs });
+        progress(`turn ${atTurn}: restarted nats-server; back after ${recoveryMs ?? '–'} ms`);
+      } else {
+        // Rolling restart: every instance of every stage, one at a time, each replaced before the next goes.
+        const originals = pipeline.stages.filter((s) => s.stage !== 'media-gateway').slice();
+        const perTurn = Math.max(1, Math.ceil(originals.length / Math.max(1, turns - 3)));
+        for (const [i, running] of originals.entries()) {
+          const atTurn = 2 + Math.floor(i / perTurn);
+          await midTurn(atTurn, 200);
+          const replacement = pipeline.spawnStage(running.stage);
+          await replacement.child.waitForJson((l) => l.msg === 'actor host started', 60_000);
+          const t0 = performance.now();
+          const exit = await running.child.stop(20_000);
+          events.push({
+            action: `SIGTERM (exit ${exit.code ?? exit.signal})`,
+            stage: running.stage,
+            atTurn,
+            recoveryMs: Math.round(performance.now() - t0),
+          });
+          progress(`turn ${atTurn}: replaced ${running.stage} pid ${running.pid} (exit ${exit.code ?? exit.signal})`);
+        }
+      }
+    } finally {
+      await bus.close().catch(() => undefined);
+    }
+  }
+
+  // Which utterance each answered turn belongs to: the one its user speech overlaps.
+  const rec = result.summary;
+  const answers = new Map<number, number>();
+  for (const t of rec.turns) {
+    if (t.firstAudioMs === null) continue;
+    const u = rec.utterances.findIndex((u) => t.speechEndMs >= u.startMs && t.speechStartMs <= u.endMs + 300);
+    if (u >= 0) answers.set(u, (answers.get(u) ?? 0) + 1);
+  }
+  const crashes = Object.entries(result.exits)
+    .filter(([, e]) => e.code !== 0 && e.signal !== 'SIGKILL')
+    .map(([stage, e]) => `${stage}: ${JSON.stringify(e)}`);
+  return {
+    scenario: opts.scenario,
+    turns,
+    lost: rec.utterances.filter((_, i) => !answers.has(i)).map((u) => u.say),
+    answeredTwice: rec.utterances.filter((_, i) => (answers.get(i) ?? 0) > 1).map((u) => u.say),
+    events,
+    crashes,
+    historyMessages: result.history.length,
+    recording: rec,
+  };
+}
