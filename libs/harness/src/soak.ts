@@ -2,6 +2,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionRecording } from '@va/protocol';
+import { METRIC } from '@va/telemetry';
 import { spawnNode, type ChildHandle } from '@va/testkit';
 import { serviceEntry, startPipeline, type Pipeline } from './pipeline.js';
 
@@ -38,7 +39,14 @@ export interface SoakSample {
   pid: number;
   phase: 'idle' | 'load' | 'closed';
   sessions?: number;
+  /**
+   * Under load: the lowest heap in use read since the previous sample (the health endpoint is read every second
+   * in between) — the floor garbage collection comes back to, which is what grows when memory leaks. A single
+   * read lands anywhere on the collector's sawtooth (±50 % here), far outside any ±10 % goal.
+   */
   heapUsedBytes?: number;
+  /** Under load: the highest heap in use read since the previous sample. */
+  heapPeakBytes?: number;
   subscriptions?: number;
   activeResources?: number;
   rssBytes?: number;
@@ -50,7 +58,7 @@ export interface SoakProcessReport {
   pid: number;
   /** Idle figures before the first session. */
   idle: { subscriptions?: number; activeResources?: number; threads?: number; heapUsedBytes?: number };
-  /** The first sample after the warm-up, and the range of the samples under load after it. */
+  /** The first heap floor after the warm-up, and the range of the floors under load after it (see SoakSample). */
   heapRefBytes?: number;
   heapMinBytes?: number;
   heapMaxBytes?: number;
@@ -59,6 +67,8 @@ export interface SoakProcessReport {
   /** Least-squares slope of the post-warm-up heap samples. */
   heapSlopeMbPerMin?: number;
   heapFlat?: boolean;
+  /** The highest heap read under load after the warm-up (the top of the sawtooth). */
+  heapPeakBytes?: number;
   rssRefBytes?: number;
   rssMaxBytes?: number;
   maxSessions?: number;
@@ -81,6 +91,11 @@ export interface SoakReport {
   e2eP50Ms?: number;
   e2eP90Ms?: number;
   loadSec: number;
+  /**
+   * What each stage dropped or refused over the run, from the metrics it exported over OTLP (their last values):
+   * `va.audio.dropped` (e.g. `behind`: a stage slower than real time), `va.messages.dropped`, `va.messages.rejected`.
+   */
+  drops: Record<string, { audioDropped: number; messagesDropped: number; rejected: number }>;
   processes: SoakProcessReport[];
   samples: SoakSample[];
 }
@@ -134,6 +149,27 @@ async function readiness(url: string | undefined): Promise<Details> {
   } catch {
     return {};
   }
+}
+
+/** The last exported value of a counter per service, summed over its attribute sets. */
+function exportedDrops(pipeline: Pipeline): SoakReport['drops'] {
+  const names = {
+    [METRIC.audioDropped]: 'audioDropped',
+    [METRIC.messagesDropped]: 'messagesDropped',
+    [METRIC.messagesRejected]: 'rejected',
+  } as const;
+  const out: SoakReport['drops'] = {};
+  for (const m of pipeline.otlp.metrics()) {
+    const key = names[m.name as keyof typeof names];
+    if (!key) continue;
+    const total = (m.dataPoints as { asInt?: string | number; asDouble?: number }[]).reduce(
+      (a, p) => a + Number(p.asInt ?? p.asDouble ?? 0),
+      0,
+    );
+    out[m.serviceName] ??= { audioDropped: 0, messagesDropped: 0, rejected: 0 };
+    out[m.serviceName]![key] = total;
+  }
+  return out;
 }
 
 function percentile(sorted: number[], p: number): number | undefined {
@@ -192,6 +228,18 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     trim.unref();
 
     let t0 = performance.now();
+    /** Heap lows and highs per stage since the last sample, read every second under load. */
+    const between = new Map<string, { min: number; max: number }>();
+    const readHeaps = async () => {
+      await Promise.all(
+        pipeline.stages.map(async (s) => {
+          const heap = (await readiness(urls.get(s.stage))).heapUsedBytes;
+          if (heap === undefined) return;
+          const w = between.get(s.stage);
+          between.set(s.stage, { min: Math.min(w?.min ?? heap, heap), max: Math.max(w?.max ?? heap, heap) });
+        }),
+      );
+    };
     const sampleAll = async (phase: SoakSample['phase']) => {
       const atSec = Math.round((performance.now() - t0) / 100) / 10;
       const procs = [
@@ -203,7 +251,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           const [d, os] = await Promise.all([readiness(p.url), procStatus(p.pid)]);
           const sample: SoakSample = { atSec, process: p.name, pid: p.pid, phase, ...os };
           if (d.sessions !== undefined) sample.sessions = d.sessions;
-          if (d.heapUsedBytes !== undefined) sample.heapUsedBytes = d.heapUsedBytes;
+          if (d.heapUsedBytes !== undefined) {
+            const w = phase === 'load' ? between.get(p.name) : undefined;
+            sample.heapUsedBytes = Math.min(w?.min ?? d.heapUsedBytes, d.heapUsedBytes);
+            if (phase === 'load') sample.heapPeakBytes = Math.max(w?.max ?? d.heapUsedBytes, d.heapUsedBytes);
+            between.delete(p.name);
+          }
           if (d.subscriptions !== undefined) sample.subscriptions = d.subscriptions;
           if (d.activeResources !== undefined) sample.activeResources = d.activeResources;
           return sample;
@@ -238,13 +291,19 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         const last = samples.filter((s) => s.phase === 'load' && s.atSec === samples[samples.length - 1]!.atSec);
         const sessions = last.find((s) => s.process === 'stt')?.sessions;
         progress(
-          `t=${Math.round((performance.now() - t0) / 1000)} s: ${sessions ?? '?'} sessions; heap MB ${last
+          `t=${Math.round((performance.now() - t0) / 1000)} s: ${sessions ?? '?'} sessions; heap floor..peak MB ${last
             .filter((s) => s.heapUsedBytes !== undefined)
-            .map((s) => `${s.process} ${(s.heapUsedBytes! / 1e6).toFixed(0)}`)
+            .map(
+              (s) =>
+                `${s.process} ${(s.heapUsedBytes! / 1e6).toFixed(0)}..${((s.heapPeakBytes ?? 0) / 1e6).toFixed(0)}`,
+            )
             .join(', ')}`,
         );
         next += everySec * 1000;
-        while (sampling && performance.now() < next) await new Promise((r) => setTimeout(r, 200));
+        while (sampling && performance.now() < next) {
+          await readHeaps();
+          await new Promise((r) => setTimeout(r, 1000));
+        }
       }
     })();
 
@@ -342,6 +401,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (ref?.heapUsedBytes) {
         const min = Math.min(...heaps);
         const max = Math.max(...heaps);
+        report.heapPeakBytes = Math.max(...post.map((x) => x.heapPeakBytes ?? 0));
         report.heapRefBytes = ref.heapUsedBytes;
         report.heapMinBytes = min;
         report.heapMaxBytes = max;
@@ -378,6 +438,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       rounds,
       sessionsRun,
       turnsAnswered: e2e.length,
+      drops: exportedDrops(pipeline),
       ...(e2e.length > 0 ? { e2eP50Ms: percentile(e2e, 50)!, e2eP90Ms: percentile(e2e, 90)! } : {}),
       loadSec: Math.round((loadEnd - t0) / 1000),
       processes,
@@ -399,16 +460,25 @@ export function formatSoakTable(r: SoakReport): string {
     `soak: ${r.sessions} sessions × ${r.minutes} min (${r.profile} providers), ${r.rounds} round(s), ${r.sessionsRun} sessions run, ` +
       `${r.turnsAnswered} turns answered${r.e2eP50Ms !== undefined ? ` (voice-to-voice p50 ${Math.round(r.e2eP50Ms)} ms, p90 ${Math.round(r.e2eP90Ms!)} ms)` : ''}; ` +
       `samples every ${r.sampleEverySec} s, warm-up ${r.warmupSec} s, heap goal ±${Math.round(r.heapTolerance * 100)} %`,
-    `process          sess  heap ref MB  min..max MB   range vs ref       slope MB/min  flat  rss max MB  subs idle→closed  res idle→closed  threads idle→closed  back`,
+    `heap = floor of the heap in use between samples (read every second); peak = highest read after the warm-up`,
+    `process          sess  heap ref MB  min..max MB   range vs ref       slope MB/min  flat  peak MB  rss max MB  subs idle→closed  res idle→closed  threads idle→closed  back`,
     ...r.processes.map(
       (p) =>
         `${p.process.padEnd(16)} ${String(p.maxSessions ?? '?').padStart(4)}  ${mb(p.heapRefBytes).padStart(11)}  ` +
         `${`${mb(p.heapMinBytes)}..${mb(p.heapMaxBytes)}`.padEnd(12)}  ${pct(p.heapRangePct).padEnd(17)}  ` +
         `${String(p.heapSlopeMbPerMin ?? '?').padStart(12)}  ${(p.heapFlat === undefined ? '?' : p.heapFlat ? 'yes' : 'NO').padEnd(4)}  ` +
-        `${mb(p.rssMaxBytes).padStart(10)}  ${pair(p.idle.subscriptions, p.final.subscriptions).padEnd(16)}  ` +
+        `${mb(p.heapPeakBytes).padStart(7)}  ${mb(p.rssMaxBytes).padStart(10)}  ${pair(p.idle.subscriptions, p.final.subscriptions).padEnd(16)}  ` +
         `${pair(p.idle.activeResources, p.final.activeResources).padEnd(15)}  ${pair(p.idle.threads, p.final.threads).padEnd(19)}  ` +
         `${p.backToIdle === undefined ? '?' : p.backToIdle ? 'yes' : 'NO'}`,
     ),
   ];
+  const drops = Object.entries(r.drops).filter(([, d]) => d.audioDropped + d.messagesDropped + d.rejected > 0);
+  lines.push(
+    drops.length === 0
+      ? 'dropped or refused: nothing (va.audio.dropped, va.messages.dropped, va.messages.rejected all 0)'
+      : `dropped or refused: ${drops
+          .map(([p, d]) => `${p} audio ${d.audioDropped}, messages ${d.messagesDropped}, rejected ${d.rejected}`)
+          .join('; ')}`,
+  );
   return lines.join('\n');
 }
