@@ -17,7 +17,7 @@ import { serviceEntry, startPipeline, type Pipeline } from './pipeline.js';
 export interface SoakOptions {
   sessions: number;
   minutes: number;
-  /** Default: 20 % of the run, at most 60 s. */
+  /** Default: 20 % of the run, at most 120 s. */
   warmupSec?: number;
   /** Default 10 s. */
   sampleEverySec?: number;
@@ -191,7 +191,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const progress = opts.onProgress ?? (() => undefined);
   const profile = opts.profile ?? 'cloud';
   const loadSec = Math.round(opts.minutes * 60);
-  const warmupSec = opts.warmupSec ?? Math.min(60, Math.round(loadSec * 0.2));
+  // Long enough for the first major collections: before them the heap still holds start-up garbage (~50 MB here).
+  const warmupSec = opts.warmupSec ?? Math.min(120, Math.round(loadSec * 0.2));
   const everySec = opts.sampleEverySec ?? 10;
   const tolerance = opts.heapTolerance ?? 0.1;
   const outDir = join(tmpdir(), `va-soak-${process.pid}-${Date.now().toString(36)}`);
