@@ -192,13 +192,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
   }
 
-  // Which utterance each answered turn belongs to: the one its user speech overlaps.
+  // Which utterances each answered turn covers: every one its user speech overlaps (a turn that ran two
+  // utterances together answers both, late for the first).
   const rec = result.summary;
   const answers = new Map<number, number>();
   for (const t of rec.turns) {
     if (t.firstAudioMs === null) continue;
-    const u = rec.utterances.findIndex((u) => t.speechEndMs >= u.startMs && t.speechStartMs <= u.endMs + 300);
-    if (u >= 0) answers.set(u, (answers.get(u) ?? 0) + 1);
+    rec.utterances.forEach((u, i) => {
+      if (t.speechEndMs >= u.startMs && t.speechStartMs <= u.endMs + 300) answers.set(i, (answers.get(i) ?? 0) + 1);
+    });
   }
   const crashes = Object.entries(result.exits)
     .filter(([, e]) => e.code !== 0 && e.signal !== 'SIGKILL')
