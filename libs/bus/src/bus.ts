@@ -200,11 +200,16 @@ export interface BusStats {
  * A typed NATS connection: every message is checked against its protocol schema on both ends; a message
  * that fails is dropped, counted and answered on the session's error subject — handlers never see it.
  */
+/** At most one `message rejected` log line per channel this often. */
+const REJECT_LOG_EVERY_MS = 5000;
+
 export class Bus {
   readonly stats: BusStats = { published: 0, received: 0, rejected: 0 };
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly loops = new Set<Promise<void>>();
   private disconnected = false;
+  /** Per channel: when a rejection was last logged, and how many since were not. */
+  private readonly rejectLogged = new Map<string, { at: number; suppressed: number }>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -428,7 +433,18 @@ export class Bus {
   private reject(subject: string, channel: string, code: ErrorEvent['code'], message: string, reply?: string): void {
     this.stats.rejected++;
     counter(METRIC.messagesRejected).add(1, { [ATTR.stage]: this.stage, channel });
-    this.log.warn({ subject, channel, code, reason: message }, 'message rejected');
+    // A flood of bad messages (a hostile or broken client) must not turn into a flood of log lines: the first per
+    // channel is logged, then one line per REJECT_LOG_EVERY_MS saying how many were not. Counter and error
+    // events still cover every one.
+    const now = Date.now();
+    const last = this.rejectLogged.get(channel);
+    if (!last || now - last.at >= REJECT_LOG_EVERY_MS) {
+      const suppressed = last?.suppressed ? { suppressed: last.suppressed } : {};
+      this.log.warn({ subject, channel, code, reason: message, ...suppressed }, 'message rejected');
+      this.rejectLogged.set(channel, { at: now, suppressed: 0 });
+    } else {
+      last.suppressed++;
+    }
     // Error events about error events would loop between two services that disagree on the schema.
     if (channel === channels.error.name) return;
     const event = this.publishError(subject, code, message);

@@ -60,6 +60,14 @@ describe('typed messages across OS processes', () => {
       expect(stats.received).toBe(2);
       expect(child.jsonLines().filter((m) => (m as { event: string }).event === 'transcript')).toHaveLength(1);
 
+      // A flood of bad messages: every one counted and answered, but logged once (then once per 5 s per channel).
+      for (let i = 0; i < 40; i++) a.nc.publish(subjects.transcript(sid), enc.encode(`{"flood": ${i}}`));
+      await child.waitForJson((m) => m.event === 'stats' && m.rejected === 42, 10_000);
+      await waitFor(() => errors.length >= 42, { message: 'an error event per bad message' });
+      const logged = child.jsonLines().filter((m) => (m as { msg?: string }).msg === 'message rejected');
+      expect(logged.length).toBeGreaterThanOrEqual(1);
+      expect(logged.length).toBeLessThanOrEqual(2);
+
       await waitFor(() => errors.length >= 2, { message: 'two error events' });
       expect(
         errors.every((e) => e.stage === 'peer' && e.code === 'bad-message' && e.subject === subjects.transcript(sid)),
