@@ -1,21 +1,52 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Tests that run the whole pipeline (seven processes, real-time speech): on a 2-core machine two of them at once
+ * starve each other and their timing-based turn-taking goes wrong, so they run one after another, after the rest.
+ */
+const PIPELINE = [
+  'libs/harness/test/**/*.test.ts',
+  'services/media-gateway/test/browser.test.ts',
+  'bench/test/**/*.test.ts',
+];
+
+const shared = {
+  // Tests start real nats-servers and child processes: give them room.
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+  pool: 'forks' as const,
+  // In-process services log at warn; children that tests read logs from set LOG_LEVEL themselves.
+  env: { LOG_LEVEL: 'warn' },
+};
+
 export default defineConfig({
   test: {
-    include: [
-      'libs/*/test/**/*.test.ts',
-      'services/*/test/**/*.test.ts',
-      'scripts/test/**/*.test.ts',
-      'bench/test/**/*.test.ts',
-      'deploy/test/**/*.test.ts',
-    ],
-    // Tests start real nats-servers and child processes: give them room, and keep files apart.
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-    pool: 'forks',
-    fileParallelism: true,
     maxWorkers: 2,
-    // In-process services log at warn; children that tests read logs from set LOG_LEVEL themselves.
-    env: { LOG_LEVEL: 'warn' },
+    projects: [
+      {
+        test: {
+          ...shared,
+          name: 'unit',
+          include: [
+            'libs/*/test/**/*.test.ts',
+            'services/*/test/**/*.test.ts',
+            'scripts/test/**/*.test.ts',
+            'deploy/test/**/*.test.ts',
+          ],
+          exclude: [...PIPELINE, '**/node_modules/**'],
+          fileParallelism: true,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          ...shared,
+          name: 'pipeline',
+          include: PIPELINE,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });
