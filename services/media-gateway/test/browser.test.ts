@@ -101,7 +101,8 @@ describe('the talk page in headless Chromium', () => {
     expect(wordAccuracy(SAID, await you.innerText())).toBeGreaterThanOrEqual(0.6);
     expect(await p.locator('#log > .turn').first().getAttribute('class')).toContain('you');
     const agent = p.locator('.turn.agent').first();
-    await agent.locator('.trace').waitFor({ timeout: 30_000 });
+    // The turn's line is complete once its whole answer has played (up to ~20 s of speech; slower on a busy CI box).
+    await agent.locator('.trace').waitFor({ timeout: 75_000 });
     const opener = await agent.locator('.opener').innerText();
     const answer = await agent.locator('.answer').innerText();
     expect(opener.trim().length).toBeGreaterThan(0);
@@ -137,5 +138,5 @@ describe('the talk page in headless Chromium', () => {
     await p.click('#stop');
     await p.waitForSelector('#status:has-text("Stopped")');
     await gateway!.child.waitForJson((l) => l.msg === 'session closed', 10_000);
-  }, 120_000);
+  }, 180_000);
 });
