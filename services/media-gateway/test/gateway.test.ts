@@ -141,9 +141,16 @@ describe('media-gateway session', () => {
     );
     await firstFrame(session);
     expect(session.tick(mic())?.[0]).toBe(2000); // "The " heard
+    // Tick only once the gateway's connection has the barge-in (polling with ticks would play on meanwhile).
+    let bargeInSeen = false;
+    const probe = bus.subscribe(channels.turn, sid, (t) => void (bargeInSeen ||= t.kind === 'barge-in'));
+    await bus.nc.flush();
     client.publish(channels.turn, sid, { turnId: 'b1', kind: 'barge-in', text: '', eouProb: 0, speechEndMs: 20 });
     await client.nc.flush();
-    await waitFor(() => session.tick(mic()) === undefined); // paused: silence from the next frame on
+    await waitFor(() => bargeInSeen, { message: 'barge-in at the gateway' });
+    await new Promise((r) => setImmediate(r));
+    probe.unsubscribe();
+    expect(session.tick(mic())).toBeUndefined(); // paused: silence from the next frame on
     expect(playouts).toEqual([]); // the rest is kept aside until words decide
     client.publish(channels.control, sid, { kind: 'cancel', turnId: 'b1', reason: 'barge-in' });
     await waitFor(() => playouts.length === 1);
