@@ -1,22 +1,28 @@
 #!/usr/bin/env node
 // npm run chaos: faults during a scripted conversation through two instances of every stage.
-// Usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--json FILE]
+// Usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--json FILE]
+//   --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runChaos } from '@va/harness';
+import { STAGES } from '@va/protocol';
 
 const { values } = parseArgs({
   options: {
     scenario: { type: 'string', default: 'all' },
     turns: { type: 'string', default: '20' },
+    stages: { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--json FILE]');
+  console.log(
+    'usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--json FILE]\n' +
+      '  --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)',
+  );
   process.exit(0);
 }
 const scenarios = values.scenario === 'all' ? ['kill', 'nats-restart', 'rolling'] : [values.scenario];
@@ -30,13 +36,22 @@ if (!Number.isInteger(turns) || turns < 4) {
   process.exit(2);
 }
 
+const killStages = values.stages?.split(',').map((s) => s.trim());
+const killable = STAGES.filter((s) => s !== 'media-gateway');
+if (killStages && (killStages.length === 0 || !killStages.every((s) => killable.includes(s)))) {
+  console.error(`--stages must name stages among ${killable.join(', ')} (got ${values.stages})`);
+  process.exit(2);
+}
+
 const results = [];
 for (const scenario of scenarios) {
   console.log(`\n== ${scenario}: ${turns} turns, two instances of every stage ==`);
+  const outDir = join(tmpdir(), `va-chaos-${process.pid}-${scenario}`);
   const r = await runChaos({
     scenario,
     turns,
-    outDir: join(tmpdir(), `va-chaos-${process.pid}`),
+    ...(killStages ? { killStages } : {}),
+    outDir,
     onProgress: (line) => console.log(`  · ${line}`),
   });
   const recoveries = r.events.map((e) => e.recoveryMs).filter((ms) => ms !== null);
@@ -48,6 +63,7 @@ for (const scenario of scenarios) {
     console.log(`  turn ${e.atTurn}: ${e.action}${e.stage ? ` ${e.stage}` : ''} → ${e.recoveryMs ?? '–'} ms`);
   }
   if (recoveries.length) console.log(`  recovery max: ${Math.max(...recoveries)} ms`);
+  console.log(`  recording, spans and every process's log: ${outDir}`);
   results.push({ ...r, recording: undefined });
 }
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 2));

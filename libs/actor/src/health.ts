@@ -32,7 +32,8 @@ export interface HealthServer {
  */
 export async function startHealthServer(opts: HealthServerOptions): Promise<HealthServer> {
   const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname;
     const reply = (status: number, body: object) => {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : JSON.stringify(body));
@@ -41,13 +42,17 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
     const who = { stage: opts.stage, ...(opts.instanceId ? { instanceId: opts.instanceId } : {}) };
     if (path === '/healthz') return reply(200, { status: 'ok', ...who });
     if (path === '/readyz') {
+      // Leak hunting (`npm run soak`): with `--expose-gc` only, `?gc=1` collects first, so the heap figure in the
+      // details is the live heap rather than a point somewhere on the collector's sawtooth.
+      const collect = url.searchParams.get('gc') === '1' && typeof globalThis.gc === 'function';
+      if (collect) globalThis.gc!();
       let r: Readiness;
       try {
         r = opts.readiness();
       } catch (err) {
         r = { ready: false, reason: `readiness check failed: ${String(err)}` };
       }
-      return reply(r.ready ? 200 : 503, { ...who, ...r });
+      return reply(r.ready ? 200 : 503, { ...who, ...r, ...(collect ? { collected: true } : {}) });
     }
     reply(404, { error: 'not found: /healthz and /readyz only' });
   });

@@ -1,8 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startHealthServer, type HealthServer, type Readiness } from '../src/health.js';
 
 let server: HealthServer | undefined;
 afterEach(async () => {
+  vi.unstubAllGlobals();
   await server?.close();
   server = undefined;
 });
@@ -48,5 +49,26 @@ describe('health endpoint', () => {
     expect((await get('/metrics')).status).toBe(404);
     expect((await get('/healthz', 'POST')).status).toBe(405);
     expect((await get('/healthz', 'HEAD')).status).toBe(200);
+  });
+
+  it('?gc=1 collects before reading the figures, only where the process exposes gc (npm run soak)', async () => {
+    let heapUsedBytes = 100;
+    server = await startHealthServer({
+      port: 0,
+      host: '127.0.0.1',
+      stage: 'stt',
+      readiness: () => ({ ready: true, heapUsedBytes }),
+    });
+    vi.stubGlobal('gc', undefined);
+    expect((await get('/readyz?gc=1')).body).not.toHaveProperty('collected');
+    const collections: number[] = [];
+    vi.stubGlobal('gc', () => {
+      collections.push(heapUsedBytes);
+      heapUsedBytes = 40;
+    });
+    expect((await get('/readyz')).body).toMatchObject({ heapUsedBytes: 100 });
+    expect(collections).toEqual([]);
+    expect((await get('/readyz?gc=1')).body).toMatchObject({ heapUsedBytes: 40, collected: true });
+    expect(collections).toEqual([100]);
   });
 });

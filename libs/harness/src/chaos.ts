@@ -12,6 +12,11 @@ export interface ChaosOptions {
   turns?: number;
   /** Instances per stage (default 2). */
   instances?: number;
+  /**
+   * kill: the stages whose session owner is killed, in turn, six kills in all (default: every stage but the
+   * gateway, once each). One stage alone is killed six times: repeated faults where one showed a weakness.
+   */
+  killStages?: readonly string[];
   outDir: string;
   onProgress?: (line: string) => void;
 }
@@ -121,12 +126,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const e = await leases.get(`${stage}.${sid}`);
         return e ? (JSON.parse(e.string()) as { owner: string | null }).owner : null;
       };
-      const stages = STAGES.filter((s) => s !== 'media-gateway');
-      const every = Math.max(1, Math.floor((turns - 2) / stages.length));
+      const stages = opts.killStages ?? STAGES.filter((s) => s !== 'media-gateway');
+      const kills = 6;
+      const every = Math.max(1, Math.floor((turns - 2) / kills));
 
       if (opts.scenario === 'kill') {
-        for (const [i, stage] of stages.entries()) {
+        for (let i = 0; i < kills; i++) {
+          const stage = stages[i % stages.length]!;
           const atTurn = 2 + i * every;
+          if (atTurn > turns) break;
           await midTurn(atTurn);
           const was = await owner(stage);
           const pid = was ? pidOf(was) : undefined;

@@ -231,6 +231,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   const pipeline = await startPipeline(opts);
   const { stages, env, otlp } = pipeline;
   let observer: Bus | undefined;
+  let gateway: ChildHandle | undefined;
   try {
     // Watch the session as a bystander: what each stage said, per turn.
     observer = await Bus.connect({
@@ -262,7 +263,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
 
     const scriptPath = join(outDir, `${sid}.script.json`);
     await writeFile(scriptPath, JSON.stringify(opts.script));
-    const gateway = spawnNode(serviceEntry('media-gateway'), {
+    gateway = spawnNode(serviceEntry('media-gateway'), {
       env: {
         ...env,
         ...opts.credentials?.('media-gateway'),
@@ -322,5 +323,13 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   } finally {
     await observer?.close();
     await pipeline.stop();
+    // Every process's log beside the recording: what a failed run (or a chaos one) is read from.
+    await Promise.all(
+      [...stages, ...(gateway ? [{ stage: 'media-gateway', pid: gateway.pid, child: gateway }] : [])].map((s) =>
+        writeFile(join(outDir, `${s.stage}-${s.pid}.log`), [...s.child.lines, ...s.child.stderr].join('\n')).catch(
+          () => undefined,
+        ),
+      ),
+    );
   }
 }

@@ -9,9 +9,11 @@ import { serviceEntry, startPipeline, type Pipeline } from './pipeline.js';
 /**
  * `npm run soak`: N sessions for M minutes through the real stages (the media gateway playing a long script for
  * every session, round after round), sampling every process's health details (heap in use, NATS subscriptions,
- * active handles) and its OS figures (RSS, threads) every few seconds. After a warm-up, the heap of each process
- * should stay flat (within ±10 % of the first post-warm-up sample); once the sessions close, subscriptions and
- * handles should be back at their idle values.
+ * active handles) and its OS figures (RSS, threads) every few seconds. The stages run with `--expose-gc` and each
+ * sample asks for a full collection first (`/readyz?gc=1`), so the heap figure is the live heap — what grows when
+ * memory leaks — not a point on the collector's sawtooth. After a warm-up, the live heap of each process should
+ * stay flat (within ±10 % of the first post-warm-up sample); once the sessions close, subscriptions and handles
+ * should be back at their idle values.
  */
 
 export interface SoakOptions {
@@ -40,12 +42,13 @@ export interface SoakSample {
   phase: 'idle' | 'load' | 'closed';
   sessions?: number;
   /**
-   * Under load: the lowest heap in use read since the previous sample (the health endpoint is read every second
-   * in between) — the floor garbage collection comes back to, which is what grows when memory leaks. A single
-   * read lands anywhere on the collector's sawtooth (±50 % here), far outside any ±10 % goal.
+   * The live heap: heap in use right after a full collection. (Without `--expose-gc`, the lowest heap in use
+   * read since the previous sample — a single uncollected read lands anywhere on the sawtooth, ±50 % here.)
    */
   heapUsedBytes?: number;
-  /** Under load: the highest heap in use read since the previous sample. */
+  /** True when `heapUsedBytes` was read after a full collection. */
+  collected?: boolean;
+  /** Under load: the highest heap in use read since the previous sample (read every second, not collected). */
   heapPeakBytes?: number;
   subscriptions?: number;
   activeResources?: number;
@@ -58,7 +61,7 @@ export interface SoakProcessReport {
   pid: number;
   /** Idle figures before the first session. */
   idle: { subscriptions?: number; activeResources?: number; threads?: number; heapUsedBytes?: number };
-  /** The first heap floor after the warm-up, and the range of the floors under load after it (see SoakSample). */
+  /** The first live heap after the warm-up, and the range of the live heap under load after it (see SoakSample). */
   heapRefBytes?: number;
   heapMinBytes?: number;
   heapMaxBytes?: number;
@@ -123,6 +126,7 @@ const CLOUD_ENV = {
 interface Details {
   sessions?: number;
   heapUsedBytes?: number;
+  collected?: boolean;
   subscriptions?: number;
   activeResources?: number;
 }
@@ -141,10 +145,10 @@ async function procStatus(pid: number): Promise<{ rssBytes?: number; threads?: n
   }
 }
 
-async function readiness(url: string | undefined): Promise<Details> {
+async function readiness(url: string | undefined, collect = false): Promise<Details> {
   if (!url) return {};
   try {
-    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${url}/readyz${collect ? '?gc=1' : ''}`, { signal: AbortSignal.timeout(5000) });
     return (await res.json()) as Details;
   } catch {
     return {};
@@ -207,6 +211,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       VA_HEALTH_PORT: '0',
       VA_HEALTH_HOST: '127.0.0.1',
       VA_SESSION_CAPACITY: String(opts.sessions + 10),
+      // Lets each sample collect first (`/readyz?gc=1`) and read the live heap.
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, '--expose-gc'].filter(Boolean).join(' '),
       ...(profile === 'cloud' ? CLOUD_ENV : { STT_PROVIDER: 'local', TTS_PROVIDER: 'local' }),
       ...opts.env,
     },
@@ -249,12 +255,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       ];
       const got = await Promise.all(
         procs.map(async (p) => {
-          const [d, os] = await Promise.all([readiness(p.url), procStatus(p.pid)]);
+          const [d, os] = await Promise.all([readiness(p.url, true), procStatus(p.pid)]);
           const sample: SoakSample = { atSec, process: p.name, pid: p.pid, phase, ...os };
           if (d.sessions !== undefined) sample.sessions = d.sessions;
           if (d.heapUsedBytes !== undefined) {
             const w = phase === 'load' ? between.get(p.name) : undefined;
-            sample.heapUsedBytes = Math.min(w?.min ?? d.heapUsedBytes, d.heapUsedBytes);
+            sample.heapUsedBytes = d.collected ? d.heapUsedBytes : Math.min(w?.min ?? d.heapUsedBytes, d.heapUsedBytes);
+            if (d.collected) sample.collected = true;
             if (phase === 'load') sample.heapPeakBytes = Math.max(w?.max ?? d.heapUsedBytes, d.heapUsedBytes);
             between.delete(p.name);
           }
@@ -292,7 +299,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         const last = samples.filter((s) => s.phase === 'load' && s.atSec === samples[samples.length - 1]!.atSec);
         const sessions = last.find((s) => s.process === 'stt')?.sessions;
         progress(
-          `t=${Math.round((performance.now() - t0) / 1000)} s: ${sessions ?? '?'} sessions; heap floor..peak MB ${last
+          `t=${Math.round((performance.now() - t0) / 1000)} s: ${sessions ?? '?'} sessions; live heap..peak MB ${last
             .filter((s) => s.heapUsedBytes !== undefined)
             .map(
               (s) =>
@@ -461,7 +468,9 @@ export function formatSoakTable(r: SoakReport): string {
     `soak: ${r.sessions} sessions × ${r.minutes} min (${r.profile} providers), ${r.rounds} round(s), ${r.sessionsRun} sessions run, ` +
       `${r.turnsAnswered} turns answered${r.e2eP50Ms !== undefined ? ` (voice-to-voice p50 ${Math.round(r.e2eP50Ms)} ms, p90 ${Math.round(r.e2eP90Ms!)} ms)` : ''}; ` +
       `samples every ${r.sampleEverySec} s, warm-up ${r.warmupSec} s, heap goal ±${Math.round(r.heapTolerance * 100)} %`,
-    `heap = floor of the heap in use between samples (read every second); peak = highest read after the warm-up`,
+    r.samples.some((x) => x.phase === 'load' && x.collected)
+      ? `heap = live heap (in use right after a full collection, /readyz?gc=1); peak = highest read after the warm-up`
+      : `heap = floor of the heap in use between samples (read every second); peak = highest read after the warm-up`,
     `process          sess  heap ref MB  min..max MB   range vs ref       slope MB/min  flat  peak MB  rss max MB  subs idle→closed  res idle→closed  threads idle→closed  back`,
     ...r.processes.map(
       (p) =>
