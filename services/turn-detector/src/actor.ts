@@ -40,6 +40,22 @@ const INPUT_STALL_MS = 250;
 /** Extra wait past `maxDelayMs` while the recogniser has not yet heard the end of the speech. */
 const STT_LAG_GRACE_MS = 3_000;
 
+/** Where the turn in flight is kept (va_state), for the instance that takes the session over if this one dies. */
+const TURN_STATE = 'turn';
+
+/**
+ * What a new owner needs to carry on mid-conversation: which audio is already answered, the agent turn a user
+ * could barge in on, the words heard so far of the turn being collected, and a preview the responders started on.
+ */
+interface TurnState {
+  emittedUpToMs: number;
+  agentTurn?: string;
+  lastEmitted?: { turnId: string; text: string; score: number; atWall: number };
+  finals: string[];
+  lastFinalEndMs: number;
+  preview?: { turnId: string; text: string; atWall: number };
+}
+
 function newTurnId(): string {
   return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 }
@@ -79,6 +95,8 @@ export function turnDetectorActor(
       ...(endpointing ? { mode: endpointing } : {}),
     };
     const vad = await makeVad();
+    // Taken over from an instance that died or drained: the turn in flight is where it left it.
+    const saved = ctx.reclaimed ? await ctx.state.get<TurnState>(TURN_STATE).catch(() => undefined) : undefined;
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();
     // Audio clock → wall clock; frames arrive in real time, so the newest one anchors both.
@@ -97,19 +115,50 @@ export function turnDetectorActor(
     /** How far the recogniser has heard (the newest transcript's end): behind the speech end = words still coming. */
     let sttHeardMs = -1;
     /** Speech end of the last turn emitted: transcripts of audio before it belong to that turn. */
-    let emittedUpToMs = -1;
+    let emittedUpToMs = saved?.emittedUpToMs ?? -1;
     /** The agent turn being answered/played; user speech over it is a barge-in. */
-    let agentTurn: string | undefined;
-    let lastEmitted: { turnId: string; text: string; score: number; atWall: number } | undefined;
+    let agentTurn: string | undefined = saved?.agentTurn;
+    let lastEmitted: TurnState['lastEmitted'] = saved?.lastEmitted;
     let decideTimer: NodeJS.Timeout | undefined;
     /** A barge-in waiting for words: the agent's playout is paused meanwhile. */
     let paused: { turnId: string; atWall: number; resumeTimer?: NodeJS.Timeout } | undefined;
     /** The preview sent for the speech being judged (preemptive generation), until it is committed or cancelled. */
-    let preview: { turnId: string; text: string; atWall: number } | undefined;
+    let preview: TurnState['preview'] = saved?.preview;
     /** Audio time of the first frame of the current run of speech frames (before the VAD confirms it). */
     let speechRunStartMs: number | undefined;
     /** Baseline mode only: wall time of the VAD's confirmed end. */
     let vadEndWall = 0;
+    /** Audio time of the first frame this actor heard: words from before it were spoken before it took over. */
+    let firstHeardMs: number | undefined;
+    if (saved) {
+      finals = saved.finals;
+      lastFinalEndMs = saved.lastFinalEndMs;
+      ctx.log.info({ agentTurn, emittedUpToMs, words: wordCount(finals.join(' ')) }, 'turn state taken over');
+    }
+
+    /** Saves the turn state, newest snapshot last; a write in flight is followed by one more if it changed since. */
+    let saving = false;
+    let dirty = false;
+    function persist(): void {
+      dirty = true;
+      if (saving) return;
+      saving = true;
+      void ctx.track(
+        (async () => {
+          while (dirty) {
+            dirty = false;
+            const state: TurnState = { emittedUpToMs, finals, lastFinalEndMs };
+            if (agentTurn) state.agentTurn = agentTurn;
+            if (lastEmitted) state.lastEmitted = lastEmitted;
+            if (preview) state.preview = preview;
+            await ctx.state.put(TURN_STATE, state).catch((err: unknown) => {
+              ctx.log.warn({ err: String(err) }, 'turn state not saved');
+            });
+          }
+          saving = false;
+        })(),
+      );
+    }
 
     // At most what one turn message may carry (the newest words).
     const text = () =>
@@ -171,12 +220,14 @@ export function turnDetectorActor(
       emittedUpToMs = endMs;
       finals = [];
       partial = '';
+      persist();
     }
 
     /** Preemptive generation: the words are settled and the user is quiet; the turn is not committed yet. */
     function emitPreview(endMs: number, said: string, score: number): void {
       const turnId = newTurnId();
       preview = { turnId, text: said, atWall: Date.now() };
+      persist();
       ctx.publish(
         channels.turn,
         { turnId, kind: 'preview', text: said, eouProb: score, speechEndMs: endMs },
@@ -188,6 +239,7 @@ export function turnDetectorActor(
       if (!preview) return;
       ctx.publish(channels.control, { kind: 'cancel', turnId: preview.turnId, reason }, { context: frameContext });
       preview = undefined;
+      persist();
     }
 
     /**
@@ -273,6 +325,7 @@ export function turnDetectorActor(
         { kind: 'cancel', turnId, reason: CANCEL_REASON.bargeIn },
         { context: frameContext },
       );
+      persist();
     }
 
     /** Quiet for `falseInterruptionMs` without words: a cough, a door — the agent plays on from where it stopped. */
@@ -349,6 +402,7 @@ export function turnDetectorActor(
       }
       frameContext = meta.context;
       clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
+      firstHeardMs ??= frame.tsMs;
       segmenter ??= new SpeechSegmenter(vad, { originMs: frame.tsMs });
       const events = await segmenter.push(frame.samples);
       followVad(segmenter, frame.tsMs, events);
@@ -373,6 +427,12 @@ export function turnDetectorActor(
         partial = '';
         partialStable = false;
         lastFinalEndMs = Math.max(lastFinalEndMs, t.endMs);
+        // Words that began before this actor heard any audio were spoken before it took the session over: if the
+        // speech also ended before (the VAD here never heard it), where the recogniser says it ended is the end.
+        if (!speaking && speechEndMs === undefined && firstHeardMs !== undefined && t.startMs < firstHeardMs) {
+          if (text() !== '') speechEndMs = t.endMs;
+        }
+        persist();
       } else {
         partial = t.text;
         partialStable = t.stable;
@@ -383,7 +443,10 @@ export function turnDetectorActor(
 
     ctx.subscribe(channels.playout, (p) => {
       if (!p.done) return;
-      if (p.turnId === agentTurn) agentTurn = undefined;
+      if (p.turnId === agentTurn) {
+        agentTurn = undefined;
+        persist();
+      }
       if (p.turnId === paused?.turnId) {
         clearTimeout(paused.resumeTimer);
         paused = undefined;
