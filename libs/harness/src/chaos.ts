@@ -36,7 +36,7 @@ export interface ChaosEvent {
 export interface ChaosResult {
   scenario: ChaosScenario;
   turns: number;
-  /** Scripted utterances the agent never answered (no agent audio played for them). */
+  /** Scripted utterances the agent never answered (no answer audio played for them; an opener alone is not one). */
   lost: string[];
   /** Utterances the agent answered with audio more than once. */
   answeredTwice: string[];
@@ -203,9 +203,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   // Which utterances each answered turn covers: every one its user speech overlaps (a turn that ran two
   // utterances together answers both, late for the first).
   const rec = result.summary;
+  // Answered = the deep responder's answer was played (an opener alone is not an answer).
+  const withAnswer = new Set(rec.segments.filter((s) => s.source === 'deep').map((s) => s.turnId));
   const answers = new Map<number, number>();
   for (const t of rec.turns) {
-    if (t.firstAudioMs === null) continue;
+    if (!withAnswer.has(t.turnId)) continue;
     rec.utterances.forEach((u, i) => {
       if (t.speechEndMs >= u.startMs && t.speechStartMs <= u.endMs + 300) answers.set(i, (answers.get(i) ?? 0) + 1);
     });

@@ -61,3 +61,56 @@ export async function detachedActorContext(
   ctx.followControl();
   return ctx;
 }
+
+/** One instance of a stage's actor host, on its own connection, that a test can crash (no handover). */
+export interface ActorInstance {
+  bus: Bus;
+  host: ActorHost;
+  /** The connection drops with no handover: the lease stays on this instance until it expires. */
+  crash(): Promise<void>;
+  /** Resolves once this instance has claimed the session and its subscriptions are on the server (call first). */
+  claims(sessionId: SessionId): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** For takeover tests: a short lease, so a crashed instance's sessions are re-claimed within half a second. */
+export async function startActorInstance(opts: {
+  stage: string;
+  servers: string;
+  createActor: ActorFactory;
+  heartbeatMs?: number;
+  leaseMs?: number;
+}): Promise<ActorInstance> {
+  const bus = await Bus.connect({ stage: opts.stage, servers: opts.servers });
+  const host = new ActorHost({
+    stage: opts.stage,
+    bus,
+    createActor: opts.createActor,
+    heartbeatMs: opts.heartbeatMs ?? 100,
+    leaseMs: opts.leaseMs ?? 400,
+  });
+  await host.start();
+  return {
+    bus,
+    host,
+    crash: async () => {
+      await bus.close();
+      // Only to clear the dead host's timers: its KV calls fail on the closed connection.
+      await host.drain();
+    },
+    claims: (sid) =>
+      new Promise<void>((resolve) => {
+        // Announced once the actor is built; then its subscriptions are flushed to the server.
+        const onClaim = (e: { sessionId: SessionId }) => {
+          if (e.sessionId !== sid) return;
+          host.off('claimed', onClaim);
+          resolve(bus.nc.flush());
+        };
+        host.on('claimed', onClaim);
+      }),
+    stop: async () => {
+      await host.drain();
+      await bus.drain();
+    },
+  };
+}

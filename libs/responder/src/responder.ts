@@ -1,5 +1,5 @@
 import type { ActorContext, SessionActor } from '@va/actor';
-import { BusRequestError } from '@va/bus';
+import { BusRequestError, extractTrace, newHeaders } from '@va/bus';
 import { CANCEL_REASON, channels, requests, type ChatMessage, type ToolCall, type Turn } from '@va/protocol';
 import type { LLM, LLMOptions, LLMUsage, ServedBy } from '@va/providers';
 import {
@@ -28,6 +28,18 @@ function estimateTokens(messages: readonly ChatMessage[]): number {
 const WASTED_REASONS: ReadonlySet<string> = new Set([CANCEL_REASON.preemptMismatch, CANCEL_REASON.preemptAbandoned]);
 /** A preview neither committed nor cancelled by then is given up on (the turn detector went away). */
 const PREVIEW_VERDICT_TIMEOUT_MS = 10_000;
+
+/**
+ * The committed turn being answered (va_state): if this instance dies mid-answer, the one that takes the session
+ * over answers it again. tts drops the deltas it already has (by seq), so a model that says the same again
+ * continues where the first stopped; one that does not has its new text spliced in at that point.
+ */
+const ANSWERING_STATE = 'answering';
+interface AnsweringState {
+  turn: Turn;
+  /** W3C trace context of the turn, so the retry is a span of the same trace. */
+  trace: Record<string, string>;
+}
 
 export interface ResponderOptions {
   stage: string;
@@ -89,7 +101,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       }
     }
 
-    async function respond(turn: Turn, parent: Context): Promise<void> {
+    async function respond(turn: Turn, parent: Context, retried = false): Promise<void> {
       const signal = ctx.turnSignal(turn.turnId);
       const span = startStageSpan(spanName, {
         parent,
@@ -100,6 +112,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
           [ATTR.provider]: opts.llm.provider,
           [ATTR.model]: opts.llm.model,
           [ATTR.preemptive]: turn.kind === 'preview',
+          ...(retried ? { [ATTR.retried]: true } : {}),
         },
       });
       const spanContext = contextOf(span, parent);
@@ -205,6 +218,8 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         if (traceText()) span.setAttribute(ATTR.text, text);
         span.end();
         ctx.endTurn(turn.turnId);
+        // Answered or cancelled: nothing to retry. (The session going elsewhere is neither: the next owner retries.)
+        if (!ctx.signal.aborted) forgetAnswering(turn.turnId);
       }
 
       /** A fallback chain chose a provider: the span says which, and who was given up on. */
@@ -289,21 +304,66 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       });
     }
 
+    // Only the answer is worth answering again: an opener that comes late is no opener.
+    const retriesOnTakeover = opts.source === 'deep';
+    /** State writes in order: the newest committed turn is the one kept. */
+    let answering: string | undefined;
+    let writes: Promise<void> = Promise.resolve();
+    function writeState(write: () => Promise<void>): void {
+      writes = ctx.track(
+        writes.then(write).catch((err: unknown) => {
+          ctx.log.warn({ err: String(err) }, 'answering state not saved');
+        }),
+      );
+    }
+    function rememberAnswering(turn: Turn, parent: Context): void {
+      if (!retriesOnTakeover) return;
+      answering = turn.turnId;
+      const hdrs = newHeaders({}, parent);
+      const trace = Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
+      const state: AnsweringState = { turn: { ...turn, kind: 'end' }, trace };
+      writeState(() => ctx.state.put(ANSWERING_STATE, state));
+    }
+    function forgetAnswering(turnId: string): void {
+      if (answering !== turnId) return;
+      answering = undefined;
+      writeState(() => ctx.state.delete(ANSWERING_STATE));
+    }
+
     /** Turns already being answered: a committed preview goes on, it is not started twice. */
     const started = new Set<string>();
+    function start(turn: Turn, parent: Context, retried = false): void {
+      started.add(turn.turnId);
+      if (started.size > 64) started.delete(started.values().next().value!);
+      // Not awaited: the subscription keeps taking messages (a cancel, the next turn) while this one streams.
+      void ctx.track(respond(turn, parent, retried));
+    }
     ctx.subscribe(channels.turn, (turn, meta) => {
       if ((turn.kind !== 'end' && turn.kind !== 'preview') || turn.text.trim() === '') return;
       if (turn.kind === 'end') {
         committed.add(turn.turnId);
         if (committed.size > 64) committed.delete(committed.values().next().value!);
         awaitingVerdict.get(turn.turnId)?.();
+        if (!ctx.isCancelled(turn.turnId)) rememberAnswering(turn, meta.context);
       }
-      if (started.has(turn.turnId)) return;
-      started.add(turn.turnId);
-      if (started.size > 64) started.delete(started.values().next().value!);
-      // Not awaited: the subscription keeps taking messages (a cancel, the next turn) while this one streams.
-      void ctx.track(respond(turn, meta.context));
+      if (!started.has(turn.turnId)) start(turn, meta.context);
     });
+
+    // Taken over from an instance that died answering a committed turn: answer it again.
+    if (ctx.reclaimed && retriesOnTakeover) {
+      void ctx.track(
+        (async () => {
+          const saved = await ctx.state.get<AnsweringState>(ANSWERING_STATE).catch(() => undefined);
+          if (!saved || started.has(saved.turn.turnId) || ctx.isCancelled(saved.turn.turnId)) return;
+          if (ctx.signal.aborted) return;
+          committed.add(saved.turn.turnId);
+          answering = saved.turn.turnId;
+          counter(METRIC.turnsRetried).add(1, { [ATTR.stage]: opts.stage });
+          ctx.log.info({ turnId: saved.turn.turnId }, 'answering again a turn the previous owner left unfinished');
+          start(saved.turn, extractTrace(newHeaders(saved.trace)), true);
+        })(),
+      );
+    }
     return {};
   };
 }

@@ -54,6 +54,8 @@ export const ATTR = {
   text: 'va.text',
   /** Work started on a `preview` turn, before the end of the user's turn was committed. */
   preemptive: 'va.preemptive',
+  /** A turn answered again from the start by the instance that took the session over (its owner died mid-answer). */
+  retried: 'va.retried',
   /** Preemptive work thrown away (the committed words differed): LLM tokens spent on it, prompt + completion (estimated). */
   wastedTokens: 'va.wasted_tokens',
   /** Why a turn's work was cancelled (the `control cancel` reason). */
@@ -111,6 +113,8 @@ export const METRIC = {
   sessionsClaimed: 'va.sessions.claimed',
   sessionsReclaimed: 'va.sessions.reclaimed',
   turnsCancelled: 'va.turns.cancelled',
+  /** Committed turns answered again by a new owner because the instance answering them died. */
+  turnsRetried: 'va.turns.retried',
   ttft: 'va.ttft',
   ttfb: 'va.ttfb',
   eouDelay: 'va.eou_delay',
@@ -159,6 +163,7 @@ export const METRIC_KIND = {
   [METRIC.sessionsClaimed]: 'counter',
   [METRIC.sessionsReclaimed]: 'counter',
   [METRIC.turnsCancelled]: 'counter',
+  [METRIC.turnsRetried]: 'counter',
   [METRIC.ttft]: 'histogram',
   [METRIC.ttfb]: 'histogram',
   [METRIC.eouDelay]: 'histogram',

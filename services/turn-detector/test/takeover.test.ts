@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ActorHost, openSession, stateKey } from '@va/actor';
+import { openSession, stateKey } from '@va/actor';
+import { startActorInstance, type ActorInstance } from '@va/harness';
 import { Bus } from '@va/bus';
 import { BUCKETS, channels, sessionId, type Control, type SessionId, type Turn } from '@va/protocol';
 import { FakeVAD } from '@va/providers';
@@ -9,16 +10,9 @@ import { STAGE, turnDetectorActor } from '../src/actor.js';
 // Two turn-detector instances on a real nats-server; one is crashed (connection gone, no handover) mid-session
 // and the other takes the session over once the lease expires — with the turn in flight as the first left it.
 
-interface Instance {
-  host: ActorHost;
-  crash(): Promise<void>;
-  /** Resolves once this instance has claimed the session and its subscriptions are on the server (call first). */
-  tookOver(sid: SessionId): Promise<void>;
-}
-
 let nats: NatsServerHandle;
 let client: Bus;
-const running = new Set<Instance>();
+const running = new Set<ActorInstance>();
 
 beforeAll(async () => {
   nats = await startNatsServer();
@@ -26,7 +20,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const i of running) await i.host.drain();
+  for (const i of running) await i.stop();
   running.clear();
 });
 
@@ -35,39 +29,21 @@ afterAll(async () => {
   await nats?.stop();
 });
 
-async function startInstance(): Promise<Instance> {
-  const bus = await Bus.connect({ stage: STAGE, servers: nats.url });
+async function startInstance(): Promise<ActorInstance> {
   // Loud frames are speech: the VAD model is not what this test is about.
   const makeVad = async () => new FakeVAD({ script: (f) => (f.dbfs > -40 ? 0.95 : 0.02) });
-  const host = new ActorHost({
+  const instance = await startActorInstance({
     stage: STAGE,
-    bus,
+    servers: nats.url,
     createActor: turnDetectorActor(makeVad),
-    heartbeatMs: 100,
-    leaseMs: 400,
   });
-  await host.start();
-  const instance: Instance = {
-    host,
-    tookOver: (sid) =>
-      new Promise<void>((resolve) => {
-        // Announced once the actor is built; then its subscriptions are flushed to the server.
-        const onClaim = (e: { sessionId: SessionId }) => {
-          if (e.sessionId !== sid) return;
-          host.off('claimed', onClaim);
-          resolve(bus.nc.flush());
-        };
-        host.on('claimed', onClaim);
-      }),
-    crash: async () => {
-      running.delete(instance);
-      await bus.close();
-      // Only to clear the dead host's timers: its KV calls fail on the closed connection.
-      await host.drain();
-    },
-  };
   running.add(instance);
   return instance;
+}
+
+async function crash(instance: ActorInstance): Promise<void> {
+  running.delete(instance);
+  await instance.crash();
 }
 
 async function watch(sid: SessionId) {
@@ -103,7 +79,7 @@ function final(sid: SessionId, text: string, startMs: number, endMs: number): vo
 }
 
 /** Opens a session owned by `first` (started before `second`, so the claim is its), then starts `second`. */
-async function openOwnedBy(id: string): Promise<{ sid: SessionId; first: Instance; second: Instance }> {
+async function openOwnedBy(id: string): Promise<{ sid: SessionId; first: ActorInstance; second: ActorInstance }> {
   const first = await startInstance();
   const sid = sessionId(id);
   await openSession(client, sid, { turn: { preemptiveGeneration: false } }, { stages: [STAGE] });
@@ -131,8 +107,8 @@ describe('turn-detector taken over by another instance', () => {
     const answered = w.of('end')[0]!;
     await waitFor(async () => (await savedTurnState(sid))?.agentTurn === answered.turnId);
 
-    const tookOver = second.tookOver(sid);
-    await first.crash();
+    const tookOver = second.claims(sid);
+    await crash(first);
     await tookOver;
     mic.send(200, false);
     // A late repeat of the answered words: audio the first instance already turned into a turn.
@@ -155,8 +131,8 @@ describe('turn-detector taken over by another instance', () => {
     const mic = microphone(sid);
     mic.send(200, false);
     mic.send(400, true); // speech from 200 ms; the VAD has heard its start…
-    const tookOver = second.tookOver(sid);
-    await first.crash();
+    const tookOver = second.claims(sid);
+    await crash(first);
     mic.send(600, true); // …the rest of it (to 1200 ms) and the quiet after reach no turn detector
     mic.send(400, false);
     await tookOver;

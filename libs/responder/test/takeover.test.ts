@@ -1,0 +1,134 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { openSession, stateKey } from '@va/actor';
+import { Bus } from '@va/bus';
+import { startActorInstance, type ActorInstance } from '@va/harness';
+import { BUCKETS, channels, requests, sessionId, type Reply, type SessionId } from '@va/protocol';
+import { FakeLLM } from '@va/providers';
+import { ANSWER_PROMPT, createResponderActor } from '@va/responder';
+import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+
+// Two deep-responder instances; the one answering a turn is crashed mid-answer (connection gone, no handover),
+// and the one that takes the session over answers the turn again.
+
+const STAGE = 'deep-responder';
+const ANSWER = 'You asked about the trail. It is a long one, with a steep climb and a lake at the top of it.';
+
+let nats: NatsServerHandle;
+let client: Bus;
+const running = new Set<ActorInstance>();
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  client.serve(requests.ctxGet, () => ({ messages: [], summary: null }));
+  await client.nc.flush();
+});
+
+afterEach(async () => {
+  for (const i of running) await i.stop();
+  running.clear();
+});
+
+afterAll(async () => {
+  await client?.drain();
+  await nats?.stop();
+});
+
+async function startInstance(): Promise<ActorInstance> {
+  // Slow enough to be killed mid-answer (≈ 20 deltas at 20 a second); deterministic, as a local model at T=0.
+  const llm = new FakeLLM({ reply: ANSWER, ttftMs: 20, tokensPerSecond: 20 });
+  const createActor = createResponderActor({
+    stage: STAGE,
+    source: 'deep',
+    llm,
+    systemPrompt: ANSWER_PROMPT,
+    historyTokens: 100,
+    historyTimeoutMs: 300,
+    llmOptions: {},
+  });
+  const instance = await startActorInstance({ stage: STAGE, servers: nats.url, createActor });
+  running.add(instance);
+  return instance;
+}
+
+async function openOwnedBy(id: string): Promise<{ sid: SessionId; first: ActorInstance; second: ActorInstance }> {
+  const first = await startInstance();
+  const sid = sessionId(id);
+  await openSession(client, sid, {}, { stages: [STAGE] });
+  await client.nc.flush();
+  expect(first.host.sessionIds).toContain(sid);
+  return { sid, first, second: await startInstance() };
+}
+
+async function replies(sid: SessionId): Promise<Reply[]> {
+  const got: Reply[] = [];
+  client.subscribe(channels.replyDeep, sid, (r) => void got.push(r));
+  await client.nc.flush();
+  return got;
+}
+
+/** What tts makes of the deltas: each seq once, in order (a repeated seq is a duplicate). */
+function spoken(got: readonly Reply[]): string {
+  const bySeq = new Map<number, string>();
+  for (const r of got) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r.delta);
+  return [...bySeq.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([, d]) => d)
+    .join('');
+}
+
+async function answeringState(sid: SessionId): Promise<unknown> {
+  const e = await (await client.kv(BUCKETS.state)).get(stateKey(STAGE, sid, 'answering'));
+  return e && e.operation === 'PUT' ? e.json() : undefined;
+}
+
+function endTurn(sid: SessionId, turnId: string): void {
+  client.publish(channels.turn, sid, {
+    turnId,
+    kind: 'end',
+    text: 'tell me about the trail',
+    eouProb: 0.9,
+    speechEndMs: 1,
+  });
+}
+
+describe('deep-responder taken over mid-answer', () => {
+  it('answers the turn again on the new owner: the answer is complete and ends once', async () => {
+    const { sid, first, second } = await openOwnedBy('resp-takeover-1');
+    const got = await replies(sid);
+    endTurn(sid, 't1');
+    await waitFor(() => got.length >= 5 && answeringState(sid));
+    const claimed = second.claims(sid);
+    running.delete(first);
+    await first.crash();
+    const cut = got.length;
+    await claimed;
+    await waitFor(() => got.some((r) => r.done), { timeoutMs: 15_000, message: 'the retried answer ends' });
+    expect(cut).toBeLessThan(got.length - 5); // the first instance stopped mid-answer
+    expect(got.slice(cut)[0]?.seq).toBe(0); // answered again from the start
+    expect(got.filter((r) => r.done)).toHaveLength(1);
+    expect(spoken(got)).toBe(ANSWER);
+    await waitFor(async () => (await answeringState(sid)) === undefined, { message: 'state cleared once answered' });
+  });
+
+  it('does not answer again a turn that was answered, or one that was cancelled', async () => {
+    const { sid, first, second } = await openOwnedBy('resp-takeover-2');
+    const got = await replies(sid);
+    endTurn(sid, 't1');
+    await waitFor(() => got.some((r) => r.done));
+    endTurn(sid, 't2');
+    await waitFor(() => got.filter((r) => r.turnId === 't2').length >= 3);
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 't2', reason: 'barge-in' });
+    await waitFor(async () => (await answeringState(sid)) === undefined, { message: 'cancelled: nothing to retry' });
+
+    const claimed = second.claims(sid);
+    running.delete(first);
+    await first.crash();
+    await claimed;
+    const before = got.length;
+    // A new turn on the new owner is answered as usual; nothing of t1 or t2 comes again.
+    endTurn(sid, 't3');
+    await waitFor(() => got.some((r) => r.turnId === 't3' && r.done));
+    expect(got.slice(before).every((r) => r.turnId === 't3')).toBe(true);
+  });
+});
