@@ -6,6 +6,7 @@ import {
   type SessionChannel,
   type SessionConfig,
   type SessionId,
+  type SessionRequestChannel,
 } from '@va/protocol';
 import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, PublishOptions } from '@va/bus';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
@@ -216,6 +217,23 @@ export class ActorContext {
     }
     warn((w?.since ?? 0) + 1);
     this.warned.set(key, { at: now, since: 0 });
+  }
+
+  /** Answers one of this session's requests for the actor's life (the subscription goes with the session). */
+  serve<C extends SessionRequestChannel>(
+    ch: C,
+    handler: (req: z.output<C['schema']>, meta: MessageMeta) => Promise<z.input<C['reply']>> | z.input<C['reply']>,
+  ): void {
+    this.subs.push(this.bus.serveSession(ch, this.sessionId, handler));
+  }
+
+  /** Asks whoever holds the other end of one of this session's requests. */
+  request<C extends SessionRequestChannel>(
+    ch: C,
+    msg: z.input<C['schema']>,
+    opts?: { timeoutMs?: number },
+  ): Promise<z.output<C['reply']>> {
+    return this.bus.requestSession(ch, this.sessionId, msg, opts);
   }
 
   publish<C extends SessionChannel>(ch: C, msg: z.input<C['schema']>, opts?: PublishOptions): void {

@@ -24,6 +24,7 @@ import {
   type GlobalChannel,
   type JsonChannel,
   type RequestChannel,
+  type SessionRequestChannel,
   type SessionChannel,
   type SessionId,
 } from '@va/protocol';
@@ -280,7 +281,7 @@ export class Bus {
   }
 
   private sendJson(
-    ch: JsonChannel | RequestChannel,
+    ch: JsonChannel | RequestChannel | SessionRequestChannel,
     subject: string,
     msg: unknown,
     opts: PublishOptions & { reply?: string },
@@ -474,10 +475,29 @@ export class Bus {
     msg: z.input<C['schema']>,
     opts: { timeoutMs?: number; context?: Context } = {},
   ): Promise<z.output<C['reply']>> {
+    return this.requestOn(ch.subject, ch, msg, opts);
+  }
+
+  /** A request on one session's subject, answered by whoever holds that session's end of it. */
+  async requestSession<C extends SessionRequestChannel>(
+    ch: C,
+    sessionId: SessionId,
+    msg: z.input<C['schema']>,
+    opts: { timeoutMs?: number; context?: Context } = {},
+  ): Promise<z.output<C['reply']>> {
+    return this.requestOn(ch.subject(sessionId), ch, msg, opts);
+  }
+
+  private async requestOn<C extends RequestChannel | SessionRequestChannel>(
+    subject: string,
+    ch: C,
+    msg: z.input<C['schema']>,
+    opts: { timeoutMs?: number; context?: Context },
+  ): Promise<z.output<C['reply']>> {
     const body = ch.schema.parse(msg);
     const hdrs = this.headersFor({ ...(opts.context ? { context: opts.context } : {}) });
     this.countPublished(ch.name);
-    const m = await this.nc.request(ch.subject, encoder.encode(JSON.stringify(body)), {
+    const m = await this.nc.request(subject, encoder.encode(JSON.stringify(body)), {
       timeout: opts.timeoutMs ?? 2000,
       headers: hdrs,
     });
@@ -500,7 +520,26 @@ export class Bus {
     handler: (req: z.output<C['schema']>, meta: MessageMeta) => Promise<z.input<C['reply']>> | z.input<C['reply']>,
     opts: SubscribeOptions = {},
   ): BusSubscription {
-    return this.consume(ch.subject, opts, async (m) => {
+    return this.serveOn(ch.subject, ch, handler, opts);
+  }
+
+  /** Answers requests on one session's subject (checked both ways, as `serve`). */
+  serveSession<C extends SessionRequestChannel>(
+    ch: C,
+    sessionId: SessionId,
+    handler: (req: z.output<C['schema']>, meta: MessageMeta) => Promise<z.input<C['reply']>> | z.input<C['reply']>,
+    opts: SubscribeOptions = {},
+  ): BusSubscription {
+    return this.serveOn(ch.subject(sessionId), ch, handler, opts);
+  }
+
+  private serveOn<C extends RequestChannel | SessionRequestChannel>(
+    subject: string,
+    ch: C,
+    handler: (req: z.output<C['schema']>, meta: MessageMeta) => Promise<z.input<C['reply']>> | z.input<C['reply']>,
+    opts: SubscribeOptions,
+  ): BusSubscription {
+    return this.consume(subject, opts, async (m) => {
       const body = this.accept(ch, m);
       if (body === undefined || !m.reply) return;
       const meta = this.meta(m);

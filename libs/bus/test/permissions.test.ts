@@ -14,6 +14,7 @@ import {
   NATS_USERS,
   passwordVariable,
   requests,
+  sessionRequests,
   sessionId,
   subjects,
   type AudioFrame,
@@ -190,6 +191,26 @@ describe('the generated NATS users (deploy/nats/auth.conf) on a real server', ()
       messages: [],
       summary: '',
     });
+  });
+
+  it('lets stt ask the gateway to replay the microphone, and no other stage', async () => {
+    const gateway = await connect('media-gateway');
+    gateway.serveSession(sessionRequests.audioReplay, sid, ({ fromMs }) => ({
+      fromMs,
+      sampleRate: 16000 as const,
+      seq: 0,
+      nextSeq: 0,
+      pcm: '',
+    }));
+    await settle(gateway);
+    const stt = await connect('stt');
+    await expect(stt.requestSession(sessionRequests.audioReplay, sid, { fromMs: 40 })).resolves.toMatchObject({
+      fromMs: 40,
+    });
+    const tts = await connect('tts');
+    await expect(
+      tts.requestSession(sessionRequests.audioReplay, sid, { fromMs: 0 }, { timeoutMs: 500 }),
+    ).rejects.toThrow(/Permissions Violation/);
   });
 
   it('refuses a wrong password, an unknown user and no credentials at all', async () => {

@@ -1,6 +1,8 @@
 import type { z } from 'zod';
 import type { SessionId } from './ids.js';
 import {
+  AudioReplayReply,
+  AudioReplayRequest,
   Control,
   CtxGetReply,
   CtxGetRequest,
@@ -50,6 +52,15 @@ export interface RequestChannel<Q extends z.ZodType = z.ZodType, R extends z.Zod
   readonly subject: string;
 }
 
+/** A request/reply pair on a per-session subject: answered by whoever holds that session's end of it. */
+export interface SessionRequestChannel<Q extends z.ZodType = z.ZodType, R extends z.ZodType = z.ZodType> {
+  readonly scope: 'session-request';
+  readonly name: string;
+  readonly schema: Q;
+  readonly reply: R;
+  readonly subject: (sessionId: SessionId) => string;
+}
+
 export type JsonChannel = SessionChannel | GlobalChannel;
 
 function session<S extends z.ZodType>(
@@ -93,3 +104,13 @@ export const channels = {
 export const requests = {
   ctxGet: { scope: 'request', name: 'ctx.get', schema: CtxGetRequest, reply: CtxGetReply, subject: subjects.ctxGet },
 } as const satisfies Record<string, RequestChannel>;
+
+export const sessionRequests = {
+  audioReplay: {
+    scope: 'session-request',
+    name: 'audio.replay',
+    schema: AudioReplayRequest,
+    reply: AudioReplayReply,
+    subject: subjects.audioReplay,
+  },
+} as const satisfies Record<string, SessionRequestChannel>;

@@ -229,6 +229,29 @@ export const CtxGetReply = z
   .strict();
 export type CtxGetReply = z.infer<typeof CtxGetReply>;
 
+/** Microphone audio one replay may carry (the gateway keeps this much per session): 10 s at 16 kHz. */
+export const AUDIO_REPLAY_MAX_BYTES = 320_000;
+
+/**
+ * stt → the media gateway holding the session: the microphone audio from `fromMs` (session audio clock) to now.
+ * A new stt owner re-hears what its predecessor had heard but not yet finished when it died.
+ */
+export const AudioReplayRequest = z.object({ fromMs: Ms }).strict();
+export type AudioReplayRequest = z.infer<typeof AudioReplayRequest>;
+
+/** Contiguous PCM16 (little-endian, mono) from `fromMs`; frames `seq`.. on the audio.in clock (newest kept). */
+export const AudioReplayReply = z
+  .object({
+    fromMs: Ms,
+    sampleRate: SessionConfig.shape.sampleRate.unwrap(),
+    /** The audio.in seq of the first frame, and of the frame after the last: live frames from `nextSeq` follow. */
+    seq: z.number().int().nonnegative(),
+    nextSeq: z.number().int().nonnegative(),
+    pcm: z.base64().max(Math.ceil(AUDIO_REPLAY_MAX_BYTES / 3) * 4),
+  })
+  .strict();
+export type AudioReplayReply = z.infer<typeof AudioReplayReply>;
+
 export const ERROR_CODES = ['bad-message', 'bad-audio', 'provider-failed', 'overloaded', 'internal'] as const;
 
 export const ErrorEvent = z

@@ -25,6 +25,8 @@ export const subjects = {
   replyDeep: (sid: SessionId) => sess(sid, 'reply.deep'),
   tool: (sid: SessionId) => sess(sid, 'tool'),
   audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
+  /** Request (stt → the gateway holding the session): recent microphone audio, for a new stt owner. */
+  audioReplay: (sid: SessionId) => sess(sid, 'audio.replay'),
   speech: (sid: SessionId) => sess(sid, 'speech'),
   playout: (sid: SessionId) => sess(sid, 'playout'),
   control: (sid: SessionId) => sess(sid, 'control'),

@@ -108,11 +108,17 @@ describe('NATS permissions (one table in @va/protocol)', () => {
     expect(allowed(gateway.subscribe.allow, subjects.ctxGet)).toBe(false);
     expect(allowed(gateway.publish.allow, '$KV.va_leases.stt.s-1')).toBe(true); // parks leases for late stages
     expect(natsPermissions('session-context').subscribe.allow).toContain(subjects.ctxGet);
+    // The microphone replay: stt asks, the gateway answers, nobody else does either.
+    expect(allowed(stt.publish.allow, subjects.audioReplay(sid))).toBe(true);
+    expect(allowed(gateway.subscribe.allow, subjects.audioReplay(sid))).toBe(true);
+    expect(allowed(tts.publish.allow, subjects.audioReplay(sid))).toBe(false);
+    expect(allowed(stt.subscribe.allow, subjects.audioReplay(sid))).toBe(false);
 
-    // Only the stages that answer requests may reply to them; every stage reports errors and follows control.
+    // Every stage answers requests (actor hosts: session.open acks; the gateway: audio.replay); every stage reports
+    // errors and follows control.
     for (const stage of STAGES) {
       const p = natsPermissions(stage);
-      expect(p.allow_responses, stage).toBe(stage !== 'media-gateway');
+      expect(p.allow_responses, stage).toBe(true);
       for (const leaf of EVERY_STAGE.publishes) expect(allowed(p.publish.allow, `va.v1.sess.s-1.${leaf}`)).toBe(true);
       for (const leaf of EVERY_STAGE.subscribes)
         expect(allowed(p.subscribe.allow, `va.v1.sess.s-1.${leaf}`)).toBe(true);

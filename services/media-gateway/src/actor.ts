@@ -1,6 +1,14 @@
 import type { ActorContext } from '@va/actor';
 import { dither } from '@va/audio';
-import { channels, type AudioSource, type PlayedSegment, type RecordedTurn, type TurnTimeline } from '@va/protocol';
+import {
+  AUDIO_REPLAY_MAX_BYTES,
+  channels,
+  sessionRequests,
+  type AudioSource,
+  type PlayedSegment,
+  type RecordedTurn,
+  type TurnTimeline,
+} from '@va/protocol';
 import {
   ATTR,
   contextOf,
@@ -72,6 +80,9 @@ export class GatewaySession {
   private lastActivityMs = 0;
   private latestFirstAudioMs: number | undefined;
   private readonly marks = new Map<string, StageMarks>();
+  /** The newest microphone frames sent (by seq), for an stt instance that takes the session over. */
+  private readonly recentMic: { seq: number; samples: Int16Array }[] = [];
+  private recentMicBytes = 0;
 
   constructor(
     private readonly ctx: ActorContext,
@@ -101,6 +112,7 @@ export class GatewaySession {
     };
     ctx.subscribe(channels.replyFast, onReply('fast'));
     ctx.subscribe(channels.replyDeep, onReply('deep'));
+    ctx.serve(sessionRequests.audioReplay, ({ fromMs }) => this.replay(fromMs));
     ctx.subscribe(channels.speech, (s) => {
       const p = this.playoutOf(s.turnId);
       if (!p) return;
@@ -163,6 +175,35 @@ export class GatewaySession {
     return new Date(this.startWall + audioMs);
   }
 
+  /**
+   * The microphone audio sent from `fromMs` on, as far back as it is kept (`AUDIO_REPLAY_MAX_BYTES`): what an stt
+   * instance that took the session over had not heard. Frames are contiguous on the session clock.
+   */
+  private replay(fromMs: number) {
+    const fromSeq = Math.floor(fromMs / FRAME_MS);
+    // The newest frames from `fromSeq` on, at most AUDIO_REPLAY_MAX_BYTES of them.
+    let start = this.recentMic.length;
+    let bytes = 0;
+    while (start > 0) {
+      const f = this.recentMic[start - 1]!;
+      if (f.seq < fromSeq || bytes + f.samples.byteLength > AUDIO_REPLAY_MAX_BYTES) break;
+      bytes += f.samples.byteLength;
+      start--;
+    }
+    const frames = this.recentMic.slice(start);
+    const seq = frames[0]?.seq ?? this.seq;
+    const pcm = Buffer.concat(
+      frames.map((f) => Buffer.from(f.samples.buffer, f.samples.byteOffset, f.samples.byteLength)),
+    );
+    return {
+      fromMs: seq * FRAME_MS,
+      sampleRate: this.sampleRate as 16000,
+      seq,
+      nextSeq: this.seq,
+      pcm: pcm.toString('base64'),
+    };
+  }
+
   /** One 20 ms step: publish the user's frame, return the agent's frame to play (or undefined: silence). */
   tick(mic: Int16Array): Int16Array | undefined {
     const tsMs = this.nowMs;
@@ -171,6 +212,16 @@ export class GatewaySession {
       { samples: mic, sampleRate: this.sampleRate as 16000, seq: this.seq, tsMs },
       this.open ? { context: this.open.rootContext } : {},
     );
+    // A copy: the transport may reuse its buffer for the next frame.
+    this.recentMic.push({ seq: this.seq, samples: mic.slice() });
+    this.recentMicBytes += mic.byteLength;
+    // Trimmed in batches (a tenth over the bound), not a shift per frame.
+    if (this.recentMicBytes > AUDIO_REPLAY_MAX_BYTES * 1.1) {
+      let drop = 0;
+      while (this.recentMicBytes > AUDIO_REPLAY_MAX_BYTES)
+        this.recentMicBytes -= this.recentMic[drop++]!.samples.byteLength;
+      this.recentMic.splice(0, drop);
+    }
     this.seq++;
     const frame = this.buffer.next(this.held);
     if (!frame) return undefined;

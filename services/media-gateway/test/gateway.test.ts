@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detachedActorContext } from '@va/harness';
 import { Bus } from '@va/bus';
-import { channels, ErrorEvent, sessionId, subjects, type Playout, type SessionId } from '@va/protocol';
+import {
+  AUDIO_REPLAY_MAX_BYTES,
+  channels,
+  ErrorEvent,
+  sessionId,
+  sessionRequests,
+  subjects,
+  type Playout,
+  type SessionId,
+} from '@va/protocol';
 import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { GatewaySession } from '../src/actor.js';
@@ -302,5 +311,26 @@ describe('media-gateway session', () => {
     expect(root.attributes[ATTR.sessionId]).toBe('gw-trace');
     expect(typeof root.attributes[ATTR.e2eMs]).toBe('number');
     expect(spans.some((s) => s.name === SPAN.gatewayPlayout && s.parentSpanId === root.spanId)).toBe(true);
+  });
+
+  it('replays the microphone audio it sent from a point on, newest kept within the bound (stt taking over)', async () => {
+    const { sid, session } = await gateway('gw-replay');
+    const frames = 1000; // 20 s: more than the 10 s kept
+    for (let i = 0; i < frames; i++) session.tick(frame(i));
+    const pcmOf = (b64: string) => {
+      const buf = Buffer.from(b64, 'base64');
+      return new Int16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2);
+    };
+    const recent = await client.requestSession(sessionRequests.audioReplay, sid, { fromMs: 19_000 });
+    expect(recent).toMatchObject({ fromMs: 19_000, sampleRate: 16000, seq: 950, nextSeq: frames });
+    const pcm = pcmOf(recent.pcm);
+    expect(pcm.length).toBe(50 * 320);
+    expect([pcm[0], pcm[320], pcm.at(-1)]).toEqual([950, 951, 999]); // frame by frame, in order
+    const all = await client.requestSession(sessionRequests.audioReplay, sid, { fromMs: 0 });
+    const kept = AUDIO_REPLAY_MAX_BYTES / 640;
+    expect(all).toMatchObject({ seq: frames - kept, fromMs: (frames - kept) * 20, nextSeq: frames });
+    expect(pcmOf(all.pcm)[0]).toBe(frames - kept);
+    const none = await client.requestSession(sessionRequests.audioReplay, sid, { fromMs: 30_000 });
+    expect(none).toMatchObject({ seq: frames, nextSeq: frames, pcm: '' });
   });
 });

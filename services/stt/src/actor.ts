@@ -1,6 +1,6 @@
 import { AUDIO_BACKLOG_MS, type ActorContext, type AsyncQueue, type SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
-import { channels, LIMITS } from '@va/protocol';
+import { channels, LIMITS, sessionRequests } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
 import { ATTR, context, SPAN, startStageSpan, trace, traceText, type Context } from '@va/telemetry';
 
@@ -9,6 +9,16 @@ export const STAGE = 'stt';
 const RESTART_DELAY_MS = 500;
 /** Audio-time changes of the turn context remembered for late finals (besides the one-minute window). */
 const MAX_CONTEXTS = 256;
+/** Where the audio already turned into final words ends (va_state): a new owner re-hears from there. */
+const HEARD_STATE = 'heard';
+interface HeardState {
+  finalUpToMs: number;
+}
+/** How long a new owner waits for the gateway's replay of what it missed before listening on without it. */
+const REPLAY_TIMEOUT_MS = 1_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Live audio held while the replay is fetched and fed (ms): the replay is bounded, so is this. */
+const HELD_LIVE_MAX_MS = 15_000;
 
 export interface SttActorOptions {
   /**
@@ -46,6 +56,13 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
     // Audio clock → wall clock, from the newest frame (frames arrive in real time).
     const clock = new FrameClock();
 
+    /**
+     * Taken over from an instance that died: live frames wait here while the gateway's replay of the audio from
+     * the last final on (what the dead instance heard but had not finished) goes to the recogniser first.
+     */
+    let heldLive: { seq: number; chunk: AudioChunk }[] | undefined = ctx.reclaimed ? [] : undefined;
+    let finalUpToMs = 0;
+
     ctx.subscribeAudio('in', (frame, meta) => {
       if (frame.sampleRate !== ctx.config.sampleRate) {
         ctx.rejectAudio(meta, `stt: frame at ${frame.sampleRate} Hz, session is ${ctx.config.sampleRate} Hz`);
@@ -63,8 +80,57 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
         }
       }
       clock.observe(frame.tsMs, frame.samples.length, frame.sampleRate);
-      frames.push({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs });
+      const chunk = { samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs };
+      if (heldLive) {
+        heldLive.push({ seq: frame.seq, chunk });
+        if (heldLive.length * 20 > HELD_LIVE_MAX_MS) {
+          heldLive.shift();
+          ctx.dropped(FRAMES_QUEUE, 'behind');
+        }
+        return;
+      }
+      frames.push(chunk);
     });
+
+    /** Feeds the recogniser what the previous owner had not finished hearing, then the live frames held meanwhile. */
+    async function catchUp(held: { seq: number; chunk: AudioChunk }[]): Promise<void> {
+      // Paced to the recogniser: the bounded queue would drop the oldest of a burst.
+      const feed = async (chunk: AudioChunk) => {
+        while (frames.stats.weight > maxBufferedMs / 2 && !ctx.signal.aborted) await sleep(10);
+        frames.push(chunk);
+      };
+      const saved = await ctx.state.get<HeardState>(HEARD_STATE).catch(() => undefined);
+      finalUpToMs = saved?.finalUpToMs ?? 0;
+      let nextSeq = 0;
+      try {
+        const replay = await ctx.request(
+          sessionRequests.audioReplay,
+          { fromMs: finalUpToMs },
+          { timeoutMs: REPLAY_TIMEOUT_MS },
+        );
+        if (replay.sampleRate !== ctx.config.sampleRate) throw new Error(`replay at ${replay.sampleRate} Hz`);
+        const pcm = Buffer.from(replay.pcm, 'base64');
+        const all = new Int16Array(pcm.buffer, pcm.byteOffset, Math.floor(pcm.byteLength / 2));
+        const perFrame = (replay.sampleRate * 20) / 1000;
+        for (let i = 0; i * perFrame < all.length && !ctx.signal.aborted; i++) {
+          const samples = all.slice(i * perFrame, (i + 1) * perFrame);
+          await feed({ samples, sampleRate: replay.sampleRate, tsMs: replay.fromMs + i * 20 });
+        }
+        nextSeq = replay.nextSeq;
+        ctx.log.info(
+          { fromMs: replay.fromMs, ms: Math.round((all.length / replay.sampleRate) * 1000) },
+          'replayed audio the previous owner had not finished',
+        );
+      } catch (err) {
+        ctx.log.warn({ err: String(err), fromMs: finalUpToMs }, 'no replay from the gateway: listening on from now');
+      }
+      // Then the live frames held meanwhile (more come while these are fed), then live again.
+      for (let f = held.shift(); f && !ctx.signal.aborted; f = held.shift()) {
+        if (f.seq >= nextSeq) await feed(f.chunk);
+      }
+      heldLive = undefined;
+    }
+    if (heldLive) void ctx.track(catchUp(heldLive));
 
     const publish = ({ servedBy, ...ev }: TranscriptEvent) => {
       const text = ev.text.slice(0, LIMITS.textChars);
@@ -76,6 +142,13 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
         { context: turnContext },
       );
       if (!ev.final || text.trim() === '') return;
+      if (ev.endMs > finalUpToMs) {
+        finalUpToMs = ev.endMs;
+        const state: HeardState = { finalUpToMs };
+        void ctx.state
+          .put(HEARD_STATE, state)
+          .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'heard state not saved'));
+      }
       // One span per utterance, from its first word on the audio clock to the final transcript.
       const span = startStageSpan(SPAN.sttTranscribe, {
         parent: turnContext,
