@@ -60,7 +60,10 @@ for (const scenario of scenarios) {
   console.log(`  crashes: ${r.crashes.length}${r.crashes.length ? ` (${r.crashes.join('; ')})` : ''}`);
   console.log(`  history messages stored: ${r.historyMessages}`);
   for (const e of r.events) {
-    console.log(`  turn ${e.atTurn}: ${e.action}${e.stage ? ` ${e.stage}` : ''} → ${e.recoveryMs ?? '–'} ms`);
+    console.log(
+      `  turn ${e.atTurn}: ${e.action}${e.stage ? ` ${e.stage}` : ''} → ${e.recoveryMs ?? '–'} ms` +
+        (e.said !== undefined ? `; said "${e.said}", heard "${e.heard ?? ''}"` : ''),
+    );
   }
   if (recoveries.length) console.log(`  recovery max: ${Math.max(...recoveries)} ms`);
   console.log(`  recording, spans and every process's log: ${outDir}`);

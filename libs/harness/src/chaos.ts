@@ -31,6 +31,9 @@ export interface ChaosEvent {
    * reconnected and reading KV; rolling: SIGTERM → the instance drained (sessions handed over) and exited.
    */
   recoveryMs: number | null;
+  /** What the user said in that turn, and what the agent heard of it (the transcript of the turn it answered). */
+  said?: string;
+  heard?: string;
 }
 
 export interface ChaosResult {
@@ -211,6 +214,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     rec.utterances.forEach((u, i) => {
       if (t.speechEndMs >= u.startMs && t.speechStartMs <= u.endMs + 300) answers.set(i, (answers.get(i) ?? 0) + 1);
     });
+  }
+  // The words of each turn a fault fell in: what was said, and what the answered turn heard.
+  for (const e of events) {
+    const u = rec.utterances[e.atTurn - 1];
+    if (!u) continue;
+    e.said = u.say;
+    const t = rec.turns.find((x) => x.speechEndMs >= u.startMs && x.speechStartMs <= u.endMs + 300);
+    if (t) e.heard = t.userText;
   }
   const crashes = Object.entries(result.exits)
     .filter(([, e]) => e.code !== 0 && e.signal !== 'SIGKILL')
