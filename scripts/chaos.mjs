@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm run chaos: faults during a scripted conversation through two instances of every stage.
-// Usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--json FILE]
+// Usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
 //   --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)
+//   --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,14 +15,16 @@ const { values } = parseArgs({
     scenario: { type: 'string', default: 'all' },
     turns: { type: 'string', default: '20' },
     stages: { type: 'string' },
+    at: { type: 'string', default: 'speech' },
     json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   console.log(
-    'usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--json FILE]\n' +
-      '  --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)',
+    'usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]\n' +
+      '  --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)\n' +
+      "  --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer",
   );
   process.exit(0);
 }
@@ -43,6 +46,11 @@ if (killStages && (killStages.length === 0 || !killStages.every((s) => killable.
   process.exit(2);
 }
 
+if (values.at !== 'speech' && values.at !== 'answer') {
+  console.error(`--at must be speech or answer (got ${values.at})`);
+  process.exit(2);
+}
+
 const results = [];
 for (const scenario of scenarios) {
   console.log(`\n== ${scenario}: ${turns} turns, two instances of every stage ==`);
@@ -51,6 +59,7 @@ for (const scenario of scenarios) {
     scenario,
     turns,
     ...(killStages ? { killStages } : {}),
+    killAt: values.at,
     outDir,
     onProgress: (line) => console.log(`  · ${line}`),
   });

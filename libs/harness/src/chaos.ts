@@ -17,6 +17,11 @@ export interface ChaosOptions {
    * gateway, once each). One stage alone is killed six times: repeated faults where one showed a weakness.
    */
   killStages?: readonly string[];
+  /**
+   * kill: when in a turn — `speech` (default): 400 ms into the user's speech; `answer`: 300 ms after the answer's
+   * first words, while the deep responder streams and tts speaks it.
+   */
+  killAt?: 'speech' | 'answer';
   outDir: string;
   onProgress?: (line: string) => void;
 }
@@ -124,6 +129,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (turnsStarted < n) await new Promise<void>((resolve) => waiters.push({ n, resolve }));
         await sleep(afterMs);
       };
+      // The answer's first words, by user turn (1-based, counted at vad start).
+      const answerStarted = new Map<number, () => void>();
+      const answering = new Set<string>();
+      bus.subscribe(channels.replyDeep, sid, (r) => {
+        if (r.delta === '' || answering.has(r.turnId)) return;
+        answering.add(r.turnId);
+        answerStarted.get(turnsStarted)?.();
+      });
+      /** Resolves 300 ms after the answer to user turn `n` started streaming. */
+      const midAnswer = async (n: number) => {
+        await midTurn(n, 0);
+        await new Promise<void>((resolve) => answerStarted.set(n, resolve));
+        await sleep(300);
+      };
       const leases = await bus.kv(BUCKETS.leases);
       const owner = async (stage: string) => {
         const e = await leases.get(`${stage}.${sid}`);
@@ -138,7 +157,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           const stage = stages[i % stages.length]!;
           const atTurn = 2 + i * every;
           if (atTurn > turns) break;
-          await midTurn(atTurn);
+          await (opts.killAt === 'answer' ? midAnswer(atTurn) : midTurn(atTurn));
           const was = await owner(stage);
           const pid = was ? pidOf(was) : undefined;
           if (!was || !pid) {

@@ -203,8 +203,11 @@ export async function runClock(frameMs: number, step: (i: number) => boolean, si
   let i = 0;
   while (!signal.aborted && step(i)) {
     i++;
-    const wait = start + i * frameMs - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    // A timer can fire a little early (the event loop's cached clock is stale after a busy turn): wait out the rest,
+    // so a frame is never stepped before its time.
+    for (let wait = start + i * frameMs - performance.now(); wait > 0; wait = start + i * frameMs - performance.now()) {
+      await new Promise((r) => setTimeout(r, Math.ceil(wait)));
+    }
   }
   return i;
 }
