@@ -13,6 +13,8 @@ import {
   SessionOpen,
   SpeechDone,
   Transcript,
+  TranscriptReplayReply,
+  TranscriptReplayRequest,
   ToolExchange,
   Turn,
   Vad,
@@ -112,5 +114,12 @@ export const sessionRequests = {
     schema: AudioReplayRequest,
     reply: AudioReplayReply,
     subject: subjects.audioReplay,
+  },
+  transcriptReplay: {
+    scope: 'session-request',
+    name: 'transcript.replay',
+    schema: TranscriptReplayRequest,
+    reply: TranscriptReplayReply,
+    subject: subjects.transcriptReplay,
   },
 } as const satisfies Record<string, SessionRequestChannel>;

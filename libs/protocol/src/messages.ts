@@ -252,6 +252,18 @@ export const AudioReplayReply = z
   .strict();
 export type AudioReplayReply = z.infer<typeof AudioReplayReply>;
 
+/**
+ * turn-detector → stt: the final transcripts ending after `afterMs`. A new turn-detector owner reads the words
+ * published while no instance held the session.
+ */
+export const TranscriptReplayRequest = z.object({ afterMs: z.number().finite() }).strict();
+export type TranscriptReplayRequest = z.infer<typeof TranscriptReplayRequest>;
+
+/** The recent finals (stt keeps the last {@link TRANSCRIPT_REPLAY_MAX}), oldest first. */
+export const TRANSCRIPT_REPLAY_MAX = 32;
+export const TranscriptReplayReply = z.object({ finals: z.array(Transcript).max(TRANSCRIPT_REPLAY_MAX) }).strict();
+export type TranscriptReplayReply = z.infer<typeof TranscriptReplayReply>;
+
 export const ERROR_CODES = ['bad-message', 'bad-audio', 'provider-failed', 'overloaded', 'internal'] as const;
 
 export const ErrorEvent = z

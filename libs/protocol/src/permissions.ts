@@ -65,7 +65,8 @@ export const STAGE_ACCESS = {
   stt: {
     publishes: ['transcript'],
     subscribes: ['audio.in', 'vad'],
-    serves: [],
+    // Its recent finals, for a turn-detector instance taking a session over.
+    serves: ['transcript.replay'],
     requests: ['audio.replay'],
     actorHost: true,
     opensSessions: false,
@@ -75,7 +76,7 @@ export const STAGE_ACCESS = {
     publishes: ['vad', 'turn', 'control'],
     subscribes: ['audio.in', 'transcript', 'playout'],
     serves: [],
-    requests: [],
+    requests: ['transcript.replay'],
     actorHost: true,
     opensSessions: false,
     kv: {},

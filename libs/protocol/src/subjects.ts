@@ -27,6 +27,8 @@ export const subjects = {
   audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
   /** Request (stt → the gateway holding the session): recent microphone audio, for a new stt owner. */
   audioReplay: (sid: SessionId) => sess(sid, 'audio.replay'),
+  /** Request (turn-detector → stt): recent final transcripts, for a new turn-detector owner. */
+  transcriptReplay: (sid: SessionId) => sess(sid, 'transcript.replay'),
   speech: (sid: SessionId) => sess(sid, 'speech'),
   playout: (sid: SessionId) => sess(sid, 'playout'),
   control: (sid: SessionId) => sess(sid, 'control'),

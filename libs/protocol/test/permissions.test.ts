@@ -113,6 +113,11 @@ describe('NATS permissions (one table in @va/protocol)', () => {
     expect(allowed(gateway.subscribe.allow, subjects.audioReplay(sid))).toBe(true);
     expect(allowed(tts.publish.allow, subjects.audioReplay(sid))).toBe(false);
     expect(allowed(stt.subscribe.allow, subjects.audioReplay(sid))).toBe(false);
+    // Recent finals: the turn-detector asks, stt answers.
+    const td = natsPermissions('turn-detector');
+    expect(allowed(td.publish.allow, subjects.transcriptReplay(sid))).toBe(true);
+    expect(allowed(stt.subscribe.allow, subjects.transcriptReplay(sid))).toBe(true);
+    expect(allowed(tts.publish.allow, subjects.transcriptReplay(sid))).toBe(false);
 
     // Every stage answers requests (actor hosts: session.open acks; the gateway: audio.replay); every stage reports
     // errors and follows control.

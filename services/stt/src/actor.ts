@@ -1,6 +1,6 @@
 import { AUDIO_BACKLOG_MS, type ActorContext, type AsyncQueue, type SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
-import { channels, LIMITS, sessionRequests } from '@va/protocol';
+import { channels, LIMITS, sessionRequests, TRANSCRIPT_REPLAY_MAX, type Transcript } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
 import { ATTR, context, SPAN, startStageSpan, trace, traceText, type Context } from '@va/telemetry';
 
@@ -132,16 +132,21 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
     }
     if (heldLive) void ctx.track(catchUp(heldLive));
 
+    /** The newest finals, for a turn-detector instance that takes the session over (`transcript.replay`). */
+    const recentFinals: Transcript[] = [];
+    ctx.serve(sessionRequests.transcriptReplay, ({ afterMs }) => ({
+      finals: recentFinals.filter((t) => t.endMs > afterMs),
+    }));
+
     const publish = ({ servedBy, ...ev }: TranscriptEvent) => {
       const text = ev.text.slice(0, LIMITS.textChars);
       // The context of the last frame of these words (frames are 20 ms; the end is exclusive).
       const turnContext = contextAt(Math.max(ev.startMs, ev.endMs - 20));
-      ctx.publish(
-        channels.transcript,
-        { ...ev, text, endMs: Math.max(ev.endMs, ev.startMs) },
-        { context: turnContext },
-      );
+      const transcript: Transcript = { ...ev, text, endMs: Math.max(ev.endMs, ev.startMs) };
+      ctx.publish(channels.transcript, transcript, { context: turnContext });
       if (!ev.final || text.trim() === '') return;
+      recentFinals.push(transcript);
+      if (recentFinals.length > TRANSCRIPT_REPLAY_MAX) recentFinals.shift();
       if (ev.endMs > finalUpToMs) {
         finalUpToMs = ev.endMs;
         const state: HeardState = { finalUpToMs };

@@ -128,5 +128,9 @@ describe('stt taken over mid-utterance', () => {
     expect(finals[1]).toMatchObject({ text: 'w800 w1100', startMs: 800 });
     await new Promise((r) => setTimeout(r, 200));
     expect(finals.map((f) => f.text)).toEqual(['w200', 'w800 w1100']); // utterance 1 not transcribed again
+
+    // The new owner also answers a turn-detector taking over: its finals after a point.
+    const replay = await client.requestSession(sessionRequests.transcriptReplay, sid, { afterMs: 500 });
+    expect(replay.finals.map((f) => f.text)).toEqual(['w800 w1100']);
   });
 });

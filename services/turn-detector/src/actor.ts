@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ActorContext, SessionActor } from '@va/actor';
 import { FrameClock } from '@va/audio';
-import { CANCEL_REASON, channels, LIMITS } from '@va/protocol';
+import { CANCEL_REASON, channels, LIMITS, sessionRequests, type Transcript } from '@va/protocol';
 import { SpeechSegmenter, type VAD } from '@va/providers';
 import {
   ATTR,
@@ -39,6 +39,8 @@ const HEARD_AHEAD_MS = 20;
 const INPUT_STALL_MS = 250;
 /** Extra wait past `maxDelayMs` while the recogniser has not yet heard the end of the speech. */
 const STT_LAG_GRACE_MS = 3_000;
+/** How long a new owner waits for stt's recent finals before going on without them. */
+const TRANSCRIPT_REPLAY_TIMEOUT_MS = 500;
 
 /** Where the turn in flight is kept (va_state), for the instance that takes the session over if this one dies. */
 const TURN_STATE = 'turn';
@@ -417,7 +419,11 @@ export function turnDetectorActor(
       followPause();
     });
 
-    ctx.subscribe(channels.transcript, (t) => {
+    /**
+     * Words from the recogniser. `beforeTakeover`: a final published while no instance held the session (read
+     * back from stt at takeover), spoken before this actor heard any audio.
+     */
+    function onTranscript(t: Transcript, beforeTakeover = false): void {
       sttHeardMs = Math.max(sttHeardMs, t.endMs);
       if (t.endMs <= emittedUpToMs && emittedUpToMs >= 0) return; // late words of a turn already sent
       if (t.final) {
@@ -429,9 +435,8 @@ export function turnDetectorActor(
         lastFinalEndMs = Math.max(lastFinalEndMs, t.endMs);
         // Words that began before this actor heard any audio were spoken before it took the session over: if the
         // speech also ended before (the VAD here never heard it), where the recogniser says it ended is the end.
-        if (!speaking && speechEndMs === undefined && firstHeardMs !== undefined && t.startMs < firstHeardMs) {
-          if (text() !== '') speechEndMs = t.endMs;
-        }
+        const spokenBefore = beforeTakeover || (firstHeardMs !== undefined && t.startMs < firstHeardMs);
+        if (!speaking && speechEndMs === undefined && spokenBefore && text() !== '') speechEndMs = t.endMs;
         persist();
       } else {
         partial = t.text;
@@ -439,7 +444,28 @@ export function turnDetectorActor(
       }
       if (paused && wordCount(text()) >= opts.minInterruptionWords) commitBargeIn();
       decide();
-    });
+    }
+    ctx.subscribe(channels.transcript, (t) => onTranscript(t));
+
+    // Taken over: finals published while no instance held the session went nowhere; stt still has them.
+    if (ctx.reclaimed) {
+      void ctx.track(
+        (async () => {
+          try {
+            const since = Math.max(emittedUpToMs, lastFinalEndMs);
+            const { finals: missed } = await ctx.request(
+              sessionRequests.transcriptReplay,
+              { afterMs: since },
+              { timeoutMs: TRANSCRIPT_REPLAY_TIMEOUT_MS },
+            );
+            // A final that came live meanwhile moved lastFinalEndMs past it: not taken twice.
+            for (const t of missed) if (t.endMs > lastFinalEndMs && !ctx.signal.aborted) onTranscript(t, true);
+          } catch (err) {
+            ctx.log.warn({ err: String(err) }, 'no finals from stt at takeover');
+          }
+        })(),
+      );
+    }
 
     ctx.subscribe(channels.playout, (p) => {
       if (!p.done) return;

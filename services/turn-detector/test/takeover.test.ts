@@ -2,7 +2,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openSession, stateKey } from '@va/actor';
 import { startActorInstance, type ActorInstance } from '@va/harness';
 import { Bus } from '@va/bus';
-import { BUCKETS, channels, sessionId, type Control, type SessionId, type Turn } from '@va/protocol';
+import {
+  BUCKETS,
+  channels,
+  sessionId,
+  sessionRequests,
+  type Control,
+  type SessionId,
+  type Transcript,
+  type Turn,
+} from '@va/protocol';
 import { FakeVAD } from '@va/providers';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
@@ -140,5 +149,39 @@ describe('turn-detector taken over by another instance', () => {
     final(sid, 'book a table for two', 200, 1200);
     await waitFor(() => w.of('end').length === 1, { message: 'the turn ended by the new owner' });
     expect(w.of('end')[0]).toMatchObject({ text: 'book a table for two', speechEndMs: 1200 });
+  });
+
+  it('reads back from stt a final published while no instance held the session, and ends the turn on it', async () => {
+    const { sid, first, second } = await openOwnedBy('td-takeover-3');
+    const w = await watch(sid);
+    const mic = microphone(sid);
+    // What stt would answer: its recent finals after the point asked for.
+    const finals: Transcript[] = [];
+    const asked: number[] = [];
+    client.serveSession(sessionRequests.transcriptReplay, sid, ({ afterMs }) => {
+      asked.push(afterMs);
+      return { finals: finals.filter((t) => t.endMs > afterMs) };
+    });
+    await client.nc.flush();
+    mic.send(200, false);
+    mic.send(600, true); // speech 200..800 ms, heard by the first instance
+    const claimed = second.claims(sid);
+    await crash(first);
+    mic.send(400, false);
+    const missed: Transcript = {
+      text: 'what time is it',
+      final: true,
+      stable: true,
+      confidence: 0.9,
+      startMs: 200,
+      endMs: 800,
+    };
+    finals.push(missed);
+    client.publish(channels.transcript, sid, missed); // to nobody: no turn-detector holds the session
+    await claimed;
+    mic.send(400, false);
+    await waitFor(() => w.of('end').length === 1, { message: 'the turn ended by the new owner' });
+    expect(w.of('end')[0]).toMatchObject({ text: 'what time is it', speechEndMs: 800 });
+    expect(asked).toEqual([-1]); // nothing answered yet in this session: every final
   });
 });
