@@ -73,44 +73,72 @@ export interface ActorInstance {
   stop(): Promise<void>;
 }
 
-/** For takeover tests: a short lease, so a crashed instance's sessions are re-claimed within half a second. */
-export async function startActorInstance(opts: {
-  stage: string;
-  servers: string;
-  createActor: ActorFactory;
-  heartbeatMs?: number;
-  leaseMs?: number;
-}): Promise<ActorInstance> {
-  const bus = await Bus.connect({ stage: opts.stage, servers: opts.servers });
-  const host = new ActorHost({
-    stage: opts.stage,
-    bus,
-    createActor: opts.createActor,
-    heartbeatMs: opts.heartbeatMs ?? 100,
-    leaseMs: opts.leaseMs ?? 400,
-  });
-  await host.start();
-  return {
-    bus,
-    host,
-    crash: async () => {
-      await bus.close();
-      // Only to clear the dead host's timers: its KV calls fail on the closed connection.
-      await host.drain();
-    },
-    claims: (sid) =>
-      new Promise<void>((resolve) => {
-        // Announced once the actor is built; then its subscriptions are flushed to the server.
-        const onClaim = (e: { sessionId: SessionId }) => {
-          if (e.sessionId !== sid) return;
-          host.off('claimed', onClaim);
-          resolve(bus.nc.flush());
-        };
-        host.on('claimed', onClaim);
-      }),
-    stop: async () => {
-      await host.drain();
-      await bus.drain();
-    },
-  };
+/**
+ * For takeover tests: a nats-server, a client, and instances of a stage with a short lease (a crashed instance's
+ * sessions are re-claimed within half a second). Call `stopInstances` after each test and `stop` after all.
+ */
+export class ActorInstances {
+  private readonly running = new Set<ActorInstance>();
+
+  private constructor(
+    readonly nats: NatsServerHandle,
+    readonly client: Bus,
+  ) {}
+
+  static async start(): Promise<ActorInstances> {
+    const nats = await startNatsServer();
+    return new ActorInstances(nats, await Bus.connect({ stage: 'test-client', servers: nats.url }));
+  }
+
+  /** One more instance of a stage, on its own connection. */
+  async add(stage: string, createActor: ActorFactory): Promise<ActorInstance> {
+    const bus = await Bus.connect({ stage, servers: this.nats.url });
+    const host = new ActorHost({ stage, bus, createActor, heartbeatMs: 100, leaseMs: 400 });
+    await host.start();
+    const instance: ActorInstance = {
+      bus,
+      host,
+      crash: async () => {
+        this.running.delete(instance);
+        await bus.close();
+        // Only to clear the dead host's timers: its KV calls fail on the closed connection.
+        await host.drain();
+      },
+      claims: (sid) =>
+        new Promise<void>((resolve) => {
+          // Announced once the actor is built; then its subscriptions are flushed to the server.
+          const onClaim = (e: { sessionId: SessionId }) => {
+            if (e.sessionId !== sid) return;
+            host.off('claimed', onClaim);
+            resolve(bus.nc.flush());
+          };
+          host.on('claimed', onClaim);
+        }),
+      stop: async () => {
+        this.running.delete(instance);
+        await host.drain();
+        await bus.drain();
+      },
+    };
+    this.running.add(instance);
+    return instance;
+  }
+
+  /** Opens a session on `stages` (flushed: the claims are made when this returns). */
+  async open(id: string, config: z.input<typeof SessionConfig>, stages: readonly string[]): Promise<SessionId> {
+    const sid = parseSessionId(id);
+    await openSession(this.client, sid, config, { stages });
+    await this.client.nc.flush();
+    return sid;
+  }
+
+  async stopInstances(): Promise<void> {
+    for (const i of [...this.running]) await i.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.stopInstances();
+    await this.client.drain();
+    await this.nats.stop();
+  }
 }

@@ -219,7 +219,11 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         span.end();
         ctx.endTurn(turn.turnId);
         // Answered or cancelled: nothing to retry. (The session going elsewhere is neither: the next owner retries.)
-        if (!ctx.signal.aborted) forgetAnswering(turn.turnId);
+        if (!ctx.signal.aborted) {
+          finished.add(turn.turnId);
+          if (finished.size > 64) finished.delete(finished.values().next().value!);
+          forgetAnswering(turn.turnId);
+        }
       }
 
       /** A fallback chain chose a provider: the span says which, and who was given up on. */
@@ -308,6 +312,8 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     const retriesOnTakeover = opts.source === 'deep';
     /** State writes in order: the newest committed turn is the one kept. */
     let answering: string | undefined;
+    /** Turns whose generation ended here (a preview can finish before its commit arrives: nothing to retry). */
+    const finished = new Set<string>();
     let writes: Promise<void> = Promise.resolve();
     function writeState(write: () => Promise<void>): void {
       writes = ctx.track(
@@ -344,7 +350,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         committed.add(turn.turnId);
         if (committed.size > 64) committed.delete(committed.values().next().value!);
         awaitingVerdict.get(turn.turnId)?.();
-        if (!ctx.isCancelled(turn.turnId)) rememberAnswering(turn, meta.context);
+        if (!ctx.isCancelled(turn.turnId) && !finished.has(turn.turnId)) rememberAnswering(turn, meta.context);
       }
       if (!started.has(turn.turnId)) start(turn, meta.context);
     });

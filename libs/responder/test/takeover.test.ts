@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openSession, stateKey } from '@va/actor';
+import { stateKey } from '@va/actor';
 import { Bus } from '@va/bus';
-import { startActorInstance, type ActorInstance } from '@va/harness';
-import { BUCKETS, channels, requests, sessionId, type Reply, type SessionId } from '@va/protocol';
+import { ActorInstances, type ActorInstance } from '@va/harness';
+import { BUCKETS, channels, requests, type Reply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor } from '@va/responder';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 
 // Two deep-responder instances; the one answering a turn is crashed mid-answer (connection gone, no handover),
 // and the one that takes the session over answers the turn again.
@@ -13,26 +13,17 @@ import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 const STAGE = 'deep-responder';
 const ANSWER = 'You asked about the trail. It is a long one, with a steep climb and a lake at the top of it.';
 
-let nats: NatsServerHandle;
+let instances: ActorInstances;
 let client: Bus;
-const running = new Set<ActorInstance>();
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  instances = await ActorInstances.start();
+  client = instances.client;
   client.serve(requests.ctxGet, () => ({ messages: [], summary: null }));
   await client.nc.flush();
 });
-
-afterEach(async () => {
-  for (const i of running) await i.stop();
-  running.clear();
-});
-
-afterAll(async () => {
-  await client?.drain();
-  await nats?.stop();
-});
+afterEach(() => instances.stopInstances());
+afterAll(() => instances?.stop());
 
 async function startInstance(): Promise<ActorInstance> {
   // Slow enough to be killed mid-answer (≈ 20 deltas at 20 a second); deterministic, as a local model at T=0.
@@ -46,16 +37,12 @@ async function startInstance(): Promise<ActorInstance> {
     historyTimeoutMs: 300,
     llmOptions: {},
   });
-  const instance = await startActorInstance({ stage: STAGE, servers: nats.url, createActor });
-  running.add(instance);
-  return instance;
+  return instances.add(STAGE, createActor);
 }
 
 async function openOwnedBy(id: string): Promise<{ sid: SessionId; first: ActorInstance; second: ActorInstance }> {
   const first = await startInstance();
-  const sid = sessionId(id);
-  await openSession(client, sid, {}, { stages: [STAGE] });
-  await client.nc.flush();
+  const sid = await instances.open(id, {}, [STAGE]);
   expect(first.host.sessionIds).toContain(sid);
   return { sid, first, second: await startInstance() };
 }
@@ -99,7 +86,6 @@ describe('deep-responder taken over mid-answer', () => {
     endTurn(sid, 't1');
     await waitFor(() => got.length >= 5 && answeringState(sid));
     const claimed = second.claims(sid);
-    running.delete(first);
     await first.crash();
     const cut = got.length;
     await claimed;
@@ -120,13 +106,31 @@ describe('deep-responder taken over mid-answer', () => {
     await waitFor(() => got.filter((r) => r.turnId === 't2').length >= 3);
     client.publish(channels.control, sid, { kind: 'cancel', turnId: 't2', reason: 'barge-in' });
     await waitFor(async () => (await answeringState(sid)) === undefined, { message: 'cancelled: nothing to retry' });
+    // A preview answered in full before its commit arrives: nothing to retry either.
+    client.publish(channels.turn, sid, {
+      turnId: 'p3',
+      kind: 'preview',
+      text: 'and the lake',
+      eouProb: 0.9,
+      speechEndMs: 2,
+    });
+    await waitFor(() => got.some((r) => r.turnId === 'p3' && r.done), { timeoutMs: 15_000 });
+    client.publish(channels.turn, sid, {
+      turnId: 'p3',
+      kind: 'end',
+      text: 'and the lake',
+      eouProb: 0.9,
+      speechEndMs: 2,
+    });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await answeringState(sid)).toBeUndefined();
 
     const claimed = second.claims(sid);
-    running.delete(first);
     await first.crash();
     await claimed;
     const before = got.length;
-    // A new turn on the new owner is answered as usual; nothing of t1 or t2 comes again.
+    // A new turn on the new owner is answered as usual; nothing of t1, t2 or p3 comes again.
     endTurn(sid, 't3');
     await waitFor(() => got.some((r) => r.turnId === 't3' && r.done));
     expect(got.slice(before).every((r) => r.turnId === 't3')).toBe(true);

@@ -1,34 +1,24 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openSession } from '@va/actor';
 import { Bus } from '@va/bus';
-import { startActorInstance, type ActorInstance } from '@va/harness';
+import { ActorInstances } from '@va/harness';
 import { channels, sessionId, sessionRequests, type SessionId, type Transcript } from '@va/protocol';
 import { FakeSTT, type AudioChunk, type TranscriptEvent } from '@va/providers';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 import { STAGE, sttActor } from '../src/actor.js';
 
 // Two stt instances on a real nats-server; the one hearing an utterance is crashed mid-utterance (connection
 // gone, no handover). The one that takes the session over asks the gateway for the audio its predecessor had
 // not finished (here the test's microphone serves it, as the gateway does) and transcribes the whole utterance.
 
-let nats: NatsServerHandle;
+let instances: ActorInstances;
 let client: Bus;
-const running = new Set<ActorInstance>();
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  instances = await ActorInstances.start();
+  client = instances.client;
 });
-
-afterEach(async () => {
-  for (const i of running) await i.stop();
-  running.clear();
-});
-
-afterAll(async () => {
-  await client?.drain();
-  await nats?.stop();
-});
+afterEach(() => instances.stopInstances());
+afterAll(() => instances?.stop());
 
 /**
  * A recogniser that hears each loud run as a word named by its start (`w1000`) and finalises the words when
@@ -69,12 +59,11 @@ function wordsRecogniser() {
   });
 }
 
-async function startInstance(): Promise<ActorInstance> {
-  const createActor = sttActor(async () => wordsRecogniser());
-  const instance = await startActorInstance({ stage: STAGE, servers: nats.url, createActor });
-  running.add(instance);
-  return instance;
-}
+const startInstance = () =>
+  instances.add(
+    STAGE,
+    sttActor(async () => wordsRecogniser()),
+  );
 
 /** The microphone, as the gateway sends it: every frame kept, and served back on `audio.replay`. */
 function microphone(sid: SessionId) {
@@ -103,7 +92,7 @@ describe('stt taken over mid-utterance', () => {
     client.subscribe(channels.transcript, sid, (t) => void (t.final && finals.push(t)));
     const send = microphone(sid);
     await client.nc.flush();
-    await openSession(client, sid, {}, { stages: [STAGE] });
+    await instances.open(sid, {}, [STAGE]);
     expect(first.host.sessionIds).toContain(sid);
     const second = await startInstance();
 
@@ -118,7 +107,6 @@ describe('stt taken over mid-utterance', () => {
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 100)); // …heard by the first instance, not yet final
     const claimed = second.claims(sid);
-    running.delete(first);
     await first.crash();
     send(200, true); // …another at 1100 ms while no instance holds the session
     send(300, false);

@@ -1,11 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openSession, stateKey } from '@va/actor';
-import { startActorInstance, type ActorInstance } from '@va/harness';
+import { stateKey } from '@va/actor';
+import { ActorInstances, type ActorInstance } from '@va/harness';
 import { Bus } from '@va/bus';
 import {
   BUCKETS,
   channels,
-  sessionId,
   sessionRequests,
   type Control,
   type SessionId,
@@ -13,47 +12,28 @@ import {
   type Turn,
 } from '@va/protocol';
 import { FakeVAD } from '@va/providers';
-import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+import { waitFor } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
 
 // Two turn-detector instances on a real nats-server; one is crashed (connection gone, no handover) mid-session
 // and the other takes the session over once the lease expires — with the turn in flight as the first left it.
 
-let nats: NatsServerHandle;
+let instances: ActorInstances;
 let client: Bus;
-const running = new Set<ActorInstance>();
 
 beforeAll(async () => {
-  nats = await startNatsServer();
-  client = await Bus.connect({ stage: 'test-client', servers: nats.url });
+  instances = await ActorInstances.start();
+  client = instances.client;
 });
+afterEach(() => instances.stopInstances());
+afterAll(() => instances?.stop());
 
-afterEach(async () => {
-  for (const i of running) await i.stop();
-  running.clear();
-});
-
-afterAll(async () => {
-  await client?.drain();
-  await nats?.stop();
-});
-
-async function startInstance(): Promise<ActorInstance> {
-  // Loud frames are speech: the VAD model is not what this test is about.
-  const makeVad = async () => new FakeVAD({ script: (f) => (f.dbfs > -40 ? 0.95 : 0.02) });
-  const instance = await startActorInstance({
-    stage: STAGE,
-    servers: nats.url,
-    createActor: turnDetectorActor(makeVad),
-  });
-  running.add(instance);
-  return instance;
-}
-
-async function crash(instance: ActorInstance): Promise<void> {
-  running.delete(instance);
-  await instance.crash();
-}
+// Loud frames are speech: the VAD model is not what this test is about.
+const startInstance = () =>
+  instances.add(
+    STAGE,
+    turnDetectorActor(async () => new FakeVAD({ script: (f) => (f.dbfs > -40 ? 0.95 : 0.02) })),
+  );
 
 async function watch(sid: SessionId) {
   const turns: Turn[] = [];
@@ -90,9 +70,7 @@ function final(sid: SessionId, text: string, startMs: number, endMs: number): vo
 /** Opens a session owned by `first` (started before `second`, so the claim is its), then starts `second`. */
 async function openOwnedBy(id: string): Promise<{ sid: SessionId; first: ActorInstance; second: ActorInstance }> {
   const first = await startInstance();
-  const sid = sessionId(id);
-  await openSession(client, sid, { turn: { preemptiveGeneration: false } }, { stages: [STAGE] });
-  await client.nc.flush();
+  const sid = await instances.open(id, { turn: { preemptiveGeneration: false } }, [STAGE]);
   expect(first.host.sessionIds).toContain(sid);
   const second = await startInstance();
   return { sid, first, second };
@@ -117,7 +95,7 @@ describe('turn-detector taken over by another instance', () => {
     await waitFor(async () => (await savedTurnState(sid))?.agentTurn === answered.turnId);
 
     const tookOver = second.claims(sid);
-    await crash(first);
+    await first.crash();
     await tookOver;
     mic.send(200, false);
     // A late repeat of the answered words: audio the first instance already turned into a turn.
@@ -141,7 +119,7 @@ describe('turn-detector taken over by another instance', () => {
     mic.send(200, false);
     mic.send(400, true); // speech from 200 ms; the VAD has heard its start…
     const tookOver = second.claims(sid);
-    await crash(first);
+    await first.crash();
     mic.send(600, true); // …the rest of it (to 1200 ms) and the quiet after reach no turn detector
     mic.send(400, false);
     await tookOver;
@@ -166,7 +144,7 @@ describe('turn-detector taken over by another instance', () => {
     mic.send(200, false);
     mic.send(600, true); // speech 200..800 ms, heard by the first instance
     const claimed = second.claims(sid);
-    await crash(first);
+    await first.crash();
     mic.send(400, false);
     const missed: Transcript = {
       text: 'what time is it',
