@@ -266,7 +266,22 @@ export class ActorContext {
     delete: async (name: string): Promise<void> => {
       await this.stateKv.delete(this.stateKey(name));
     },
+    /**
+     * Saves without waiting (a drain still waits for it). The connection sends in order, so the newest value is
+     * the one that stays; a failure is logged, not thrown — this state is the next owner's safety net.
+     */
+    keep: (name: string, value: unknown): void => {
+      void this.track(this.state.put(name, value).catch((err: unknown) => this.stateNotSaved(name, err)));
+    },
+    /** Deletes without waiting, in order with `keep`. */
+    drop: (name: string): void => {
+      void this.track(this.state.delete(name).catch((err: unknown) => this.stateNotSaved(name, err)));
+    },
   };
+
+  private stateNotSaved(name: string, err: unknown): void {
+    this.log.warn({ err: String(err), name }, 'state not saved');
+  }
 
   private stateKey(name: string): string {
     return stateKey(this.stage, this.sessionId, name);

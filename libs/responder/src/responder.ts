@@ -310,30 +310,22 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
 
     // Only the answer is worth answering again: an opener that comes late is no opener.
     const retriesOnTakeover = opts.source === 'deep';
-    /** State writes in order: the newest committed turn is the one kept. */
+    /** The committed turn kept for a retry (the newest). */
     let answering: string | undefined;
     /** Turns whose generation ended here (a preview can finish before its commit arrives: nothing to retry). */
     const finished = new Set<string>();
-    let writes: Promise<void> = Promise.resolve();
-    function writeState(write: () => Promise<void>): void {
-      writes = ctx.track(
-        writes.then(write).catch((err: unknown) => {
-          ctx.log.warn({ err: String(err) }, 'answering state not saved');
-        }),
-      );
-    }
     function rememberAnswering(turn: Turn, parent: Context): void {
       if (!retriesOnTakeover) return;
       answering = turn.turnId;
       const hdrs = newHeaders({}, parent);
       const trace = Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
       const state: AnsweringState = { turn: { ...turn, kind: 'end' }, trace };
-      writeState(() => ctx.state.put(ANSWERING_STATE, state));
+      ctx.state.keep(ANSWERING_STATE, state);
     }
     function forgetAnswering(turnId: string): void {
       if (answering !== turnId) return;
       answering = undefined;
-      writeState(() => ctx.state.delete(ANSWERING_STATE));
+      ctx.state.drop(ANSWERING_STATE);
     }
 
     /** Turns already being answered: a committed preview goes on, it is not started twice. */

@@ -150,9 +150,7 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
       if (ev.endMs > finalUpToMs) {
         finalUpToMs = ev.endMs;
         const state: HeardState = { finalUpToMs };
-        void ctx.state
-          .put(HEARD_STATE, state)
-          .catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'heard state not saved'));
+        ctx.state.keep(HEARD_STATE, state);
       }
       // One span per utterance, from its first word on the audio clock to the final transcript.
       const span = startStageSpan(SPAN.sttTranscribe, {

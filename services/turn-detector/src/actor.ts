@@ -138,28 +138,13 @@ export function turnDetectorActor(
       ctx.log.info({ agentTurn, emittedUpToMs, words: wordCount(finals.join(' ')) }, 'turn state taken over');
     }
 
-    /** Saves the turn state, newest snapshot last; a write in flight is followed by one more if it changed since. */
-    let saving = false;
-    let dirty = false;
+    /** Saves the turn state for a successor (see TurnState). */
     function persist(): void {
-      dirty = true;
-      if (saving) return;
-      saving = true;
-      void ctx.track(
-        (async () => {
-          while (dirty) {
-            dirty = false;
-            const state: TurnState = { emittedUpToMs, finals, lastFinalEndMs };
-            if (agentTurn) state.agentTurn = agentTurn;
-            if (lastEmitted) state.lastEmitted = lastEmitted;
-            if (preview) state.preview = preview;
-            await ctx.state.put(TURN_STATE, state).catch((err: unknown) => {
-              ctx.log.warn({ err: String(err) }, 'turn state not saved');
-            });
-          }
-          saving = false;
-        })(),
-      );
+      const state: TurnState = { emittedUpToMs, finals, lastFinalEndMs };
+      if (agentTurn) state.agentTurn = agentTurn;
+      if (lastEmitted) state.lastEmitted = lastEmitted;
+      if (preview) state.preview = preview;
+      ctx.state.keep(TURN_STATE, state);
     }
 
     // At most what one turn message may carry (the newest words).
