@@ -3,11 +3,15 @@ import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { measureBusHop } from './bus-hop.js';
+import { CAPACITY_STEPS, capacityRows, runCapacity } from './capacity.js';
+import { capacityMarkdown } from './capacity-report.js';
 import { measureCtxGet } from './ctx-get.js';
 import { rowsMarkdown } from './markdown.js';
 import { ensurePeerInstalled, runLivekitPeer } from './peer.js';
 import { distributionSvg, type Series } from './plot.js';
 import type { ProfileName, VariantName } from './profiles.js';
+import { capacitySvg } from './plot.js';
+import type { ProcessUsage } from './resources.js';
 import { runScenario, type TurnMeasure } from './scenario.js';
 import { distributionRows, percentile, round, type Row } from './stats.js';
 
@@ -18,16 +22,37 @@ const { values: args } = parseArgs({
     svg: { type: 'string' },
     markdown: { type: 'string' },
     peer: { type: 'boolean', default: false },
+    capacity: { type: 'boolean', default: false },
+    instances: { type: 'string', default: '1' },
+    steps: { type: 'string' },
+    'capacity-md': { type: 'string' },
+    'capacity-svg': { type: 'string' },
     out: { type: 'string', default: 'out/bench' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (args.help) {
-  console.log('usage: npm run bench -- [--quick] [--json FILE] [--svg FILE] [--markdown FILE] [--peer] [--out DIR]');
+  console.log(
+    'usage: npm run bench -- [--quick] [--capacity [--instances N] [--steps 1,25,50]] [--json FILE] [--svg FILE]\n' +
+      '                        [--markdown FILE] [--capacity-md FILE] [--capacity-svg FILE] [--peer] [--out DIR]\n' +
+      '  --capacity alone runs only the capacity ramp; a full run (no --quick) includes it.',
+  );
   process.exit(0);
 }
 
 const quick = args.quick;
+/** `--capacity` alone: only the ramp. */
+const capacityOnly = args.capacity && !quick;
+const instances = Number(args.instances);
+if (!Number.isInteger(instances) || instances < 1) {
+  console.error(`--instances: a whole number ≥ 1, not ${args.instances}`);
+  process.exit(2);
+}
+const capacitySteps = args.steps ? args.steps.split(',').map(Number) : [...CAPACITY_STEPS];
+if (capacitySteps.some((n) => !Number.isInteger(n) || n < 1)) {
+  console.error(`--steps: session counts ≥ 1 separated by commas, not ${args.steps}`);
+  process.exit(2);
+}
 // Latency runs: [profile, sessions, turns per session] — ≥ 50 turns each in a full run.
 const latencyRuns: [ProfileName, number, number][] = quick
   ? [
@@ -39,7 +64,8 @@ const latencyRuns: [ProfileName, number, number][] = quick
       ['typical-cloud', 10, 5],
       ['offline', 4, 13],
     ];
-const overheadSessions = quick ? [1, 20] : [1, 50, 100, 200];
+// A full run takes overhead from the capacity ramp; quick runs measure it on their own.
+const overheadSessions = quick ? [1, 20] : [];
 // Quick runs skip the offline baseline: the cloud profile already shows the ratio.
 const variantsFor = (profile: ProfileName): VariantName[] =>
   quick && profile === 'offline' ? ['ours'] : ['ours', 'baseline'];
@@ -54,6 +80,10 @@ log(
 );
 
 if (args.peer) await ensurePeerInstalled();
+if (!capacityOnly) await latencyAndOverhead();
+if (args.capacity || !quick) await capacity();
+
+async function latencyAndOverhead(): Promise<void> {
 const hop = await measureBusHop(quick ? 2000 : 10_000);
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
 rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
@@ -146,15 +176,23 @@ for (const sessions of overheadSessions) {
   log(
     `overhead at ${sessions} sessions: p50 ${round(percentile(overhead, 50))} ms, p99 ${round(percentile(overhead, 99))} ms over ${overhead.length} turns`,
   );
-  // Where it goes: each hop and the history fetch, so a regression points at its stage.
+  pushOverheadParts(sessions, result.turns);
+  if (sessions === overheadSessions[overheadSessions.length - 1]) pushUsage(sessions, result.usage);
+}
+}
+
+/** Where the overhead goes: each hop and the history fetch, so a regression points at its stage. */
+function pushOverheadParts(sessions: number, turns: readonly TurnMeasure[]): void {
   for (const part of ['turnHop', 'history', 'replyHop', 'audioHop'] as const) {
-    const values = result.turns.flatMap((t) => (t.overheadParts ? [t.overheadParts[part]] : []));
+    const values = turns.flatMap((t) => (t.overheadParts ? [t.overheadParts[part]] : []));
     const name = `overhead_${part.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}_ms`;
     const base = { name, profile: 'fast-cloud', sessions, variant: 'ours' as const, unit: 'ms' };
     rows.push(...distributionRows(base, values, ['p50', 'p99']).filter((r) => r.stat !== 'count'));
   }
-  if (sessions === overheadSessions[overheadSessions.length - 1]) {
-    for (const u of result.usage) {
+}
+
+function pushUsage(sessions: number, usage: readonly ProcessUsage[]): void {
+    for (const u of usage) {
       rows.push({
         name: 'cpu_percent',
         profile: `service:${u.name}`,
@@ -166,7 +204,32 @@ for (const sessions of overheadSessions) {
       rows.push({ name: 'rss_mb', profile: `service:${u.name}`, sessions, stat: 'max', value: u.maxRssMb, unit: 'MB' });
       log(`  ${u.name.padEnd(16)} cpu ${String(u.cpuPercent).padStart(5)} %  rss ${u.maxRssMb} MB`);
     }
-  }
+}
+
+/** The capacity ramp: fast-cloud sessions 1 → … → 300 through one instance per stage (or `--instances`). */
+async function capacity(): Promise<void> {
+  log(`capacity ramp: ${capacitySteps.join(' → ')} sessions, ${instances} instance(s) per stage, 3 turns each`);
+  const { steps, atSlo } = await runCapacity({
+    steps: capacitySteps,
+    turnsPerSession: 3,
+    instances,
+    outDir: args.out,
+    // Two steps in a row past the SLO: the machine is past capacity, the larger steps would only lose turns.
+    stopAfterMisses: 2,
+    log,
+    onStep: (step) => {
+      const overhead = step.result.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs]));
+      const base = { name: 'overhead_ms', profile: 'fast-cloud', sessions: step.sessions, variant: 'ours' as const };
+      rows.push(...distributionRows({ ...base, unit: 'ms' }, overhead, ['p50', 'p99']));
+      pushOverheadParts(step.sessions, step.result.turns);
+    },
+  });
+  rows.push(...capacityRows(steps, atSlo, instances));
+  const largest = steps[steps.length - 1];
+  if (largest) pushUsage(largest.sessions, largest.result.usage);
+  log(`sessions_at_slo: ${atSlo} (${instances} instance(s) per stage)`);
+  if (args['capacity-md']) await writeFile(args['capacity-md'], capacityMarkdown(steps, atSlo, instances));
+  if (args['capacity-svg']) await writeFile(args['capacity-svg'], capacitySvg(steps));
 }
 
 const machine = {

@@ -58,3 +58,65 @@ function niceStep(max: number): number {
   const mag = 10 ** Math.floor(Math.log10(raw));
   return [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
 }
+
+/**
+ * The capacity ramp as two line charts side by side: e2e p50/p99 (ms) and pipeline CPU (ms per session-second)
+ * against concurrent sessions.
+ */
+export function capacitySvg(
+  steps: readonly { sessions: number; e2eP50: number; e2eP99: number; cpuMsPerSessionSecond: number }[],
+): string {
+  const panelW = 380;
+  const h = 300;
+  const pad = { left: 56, right: 16, top: 36, bottom: 44 };
+  const xs = steps.map((s) => s.sessions);
+  const xMax = Math.max(1, ...xs);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${panelW * 2}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+  ];
+  const panel = (
+    offset: number,
+    title: string,
+    unit: string,
+    series: { label: string; color: string; values: number[] }[],
+  ) => {
+    const finite = series.flatMap((s) => s.values.filter(Number.isFinite));
+    const yMax = Math.max(1, ...finite) * 1.1;
+    const x = (v: number) => offset + pad.left + (v / xMax) * (panelW - pad.left - pad.right);
+    const y = (v: number) => pad.top + (1 - v / yMax) * (h - pad.top - pad.bottom);
+    parts.push(`<text x="${offset + panelW / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`);
+    const step = niceStep(yMax);
+    for (let v = 0; v <= yMax; v += step) {
+      parts.push(`<line x1="${x(0)}" y1="${y(v)}" x2="${x(xMax)}" y2="${y(v)}" stroke="#eee"/>`);
+      parts.push(`<text x="${x(0) - 6}" y="${y(v) + 4}" text-anchor="end" fill="#666">${v}</text>`);
+    }
+    for (const sx of xs) {
+      parts.push(`<text x="${x(sx)}" y="${h - pad.bottom + 16}" text-anchor="middle" fill="#666">${sx}</text>`);
+    }
+    parts.push(
+      `<text x="${offset + panelW / 2}" y="${h - 8}" text-anchor="middle" fill="#666">concurrent sessions · ${unit}</text>`,
+    );
+    series.forEach((s, i) => {
+      const pts = steps
+        .map((st, k) => [st.sessions, s.values[k]!] as const)
+        .filter(([, v]) => Number.isFinite(v))
+        .map(([sx, v]) => `${x(sx).toFixed(1)},${y(v).toFixed(1)}`);
+      parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+      for (const p of pts) {
+        const [cx, cy] = p.split(',');
+        parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${s.color}"/>`);
+      }
+      parts.push(`<text x="${x(0) + 8}" y="${pad.top + 14 + i * 14}" fill="${s.color}">${s.label}</text>`);
+    });
+  };
+  panel(0, 'voice-to-voice latency', 'ms', [
+    { label: 'e2e p50', color: '#4a7bd0', values: steps.map((s) => s.e2eP50) },
+    { label: 'e2e p99', color: '#d03a3a', values: steps.map((s) => s.e2eP99) },
+  ]);
+  panel(panelW, 'pipeline CPU', 'ms per session-second', [
+    { label: 'all stages', color: '#2a9d5c', values: steps.map((s) => s.cpuMsPerSessionSecond) },
+  ]);
+  parts.push('</svg>');
+  return parts.join('\n');
+}

@@ -24,7 +24,12 @@ async function sample(pid: number): Promise<Sample | undefined> {
 
 export interface ProcessUsage {
   name: string;
+  pid: number;
   cpuPercent: number;
+  /** CPU time (user + system) used over the window, in ms. */
+  cpuMs: number;
+  /** The window the CPU was measured over, in seconds. */
+  seconds: number;
   maxRssMb: number;
 }
 
@@ -53,7 +58,15 @@ export function watchProcesses(procs: readonly { name: string; pid: number }[], 
         const b = last.get(pid);
         const seconds = a && b ? (b.at - a.at) / 1000 : 0;
         const cpu = a && b && seconds > 0 ? ((b.cpuTicks - a.cpuTicks) / TICKS_PER_SECOND / seconds) * 100 : NaN;
-        return { name, cpuPercent: Math.round(cpu * 10) / 10, maxRssMb: Math.round((peak.get(pid) ?? 0) / 102.4) / 10 };
+        const cpuMs = a && b ? ((b.cpuTicks - a.cpuTicks) * 1000) / TICKS_PER_SECOND : NaN;
+        return {
+          name,
+          pid,
+          cpuPercent: Math.round(cpu * 10) / 10,
+          cpuMs,
+          seconds,
+          maxRssMb: Math.round((peak.get(pid) ?? 0) / 102.4) / 10,
+        };
       });
     },
   };

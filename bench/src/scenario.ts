@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { runConversation } from '@va/harness';
 import type { AudioSource } from '@va/protocol';
-import type { ReceivedSpan } from '@va/testkit';
+import type { ReceivedMetric, ReceivedSpan } from '@va/testkit';
 import { turnOverheadMs, turnOverheadParts, type OverheadParts } from './overhead.js';
 import { BENCH_SENTENCES, PROFILES, VARIANTS, type ProfileName, type VariantName } from './profiles.js';
 import { watchProcesses, type ProcessUsage } from './resources.js';
@@ -14,6 +14,8 @@ export interface ScenarioOptions {
   outDir: string;
   /** Extra environment (tests use it to slow one provider down). */
   env?: Record<string, string>;
+  /** Instances of each stage (default 1). */
+  instances?: number;
   onProgress?: (line: string) => void;
 }
 
@@ -32,6 +34,8 @@ export interface ScenarioResult {
   usage: ProcessUsage[];
   /** Turns the script asked for that produced no measured answer. */
   missing: number;
+  /** Every metric the processes exported over OTLP during the run. */
+  metrics: ReceivedMetric[];
 }
 
 /** Runs `sessions` concurrent sessions of `turnsPerSession` turns through the real services and measures each turn. */
@@ -45,12 +49,13 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     })),
   };
   let watcher: ReturnType<typeof watchProcesses> | undefined;
-  const { recordings, spans } = await runConversation({
+  const { recordings, spans, metrics } = await runConversation({
     script,
     outDir: join(opts.outDir, `${opts.profile}-${opts.variant}-${opts.sessions}`),
     sessionId: `b-${opts.variant}-${opts.sessions}`,
     sessions: opts.sessions,
     recordAudio: false,
+    ...(opts.instances ? { instances: opts.instances } : {}),
     fastLlm: profile.fastLlm,
     deepLlm: profile.deepLlm,
     ...(variant.stages ? { stages: variant.stages } : {}),
@@ -86,5 +91,5 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       });
     }
   }
-  return { turns, usage, missing: opts.sessions * opts.turnsPerSession - turns.length };
+  return { turns, usage, missing: opts.sessions * opts.turnsPerSession - turns.length, metrics };
 }

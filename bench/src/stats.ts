@@ -14,6 +14,8 @@ export interface Row {
   value: number;
   unit: string;
   variant?: 'ours' | 'baseline' | 'livekit';
+  /** Instances of each stage, where a row depends on it (capacity). */
+  instances?: number;
 }
 
 /** p50/p90/p99 and the count of a sample, as rows. */

@@ -17,6 +17,7 @@ import { ATTR, counter, METRIC, upDownCounter, type Logger } from '@va/telemetry
 import { z } from 'zod';
 import { ActorContext, type StopReason } from './context.js';
 import { safeJson } from './json.js';
+import type { LoadMonitor } from './load.js';
 
 /** Per-session behaviour of a stage. Everything it needs comes through its context. */
 export interface SessionActor {
@@ -41,6 +42,11 @@ export interface ActorHostOptions {
   instanceId?: string;
   version?: string;
   logger?: Logger;
+  /**
+   * This process's load: while it is over its limits the instance claims no new session (it leaves the
+   * session.open queue group), as at capacity. Sessions it holds, and those of dead peers, are still served.
+   */
+  load?: LoadMonitor;
 }
 
 /** Defaults: a killed instance's sessions are owned again within about leaseMs + heartbeatMs. */
@@ -80,7 +86,8 @@ export function newInstanceId(): string {
 export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [ReleaseEvent] }> {
   readonly instanceId: string;
   readonly stage: string;
-  private readonly opts: Required<Omit<ActorHostOptions, 'logger' | 'instanceId'>>;
+  private readonly opts: Required<Omit<ActorHostOptions, 'logger' | 'instanceId' | 'load'>>;
+  private readonly load: LoadMonitor | undefined;
   private readonly log: Logger;
   private readonly bus: Bus;
   private readonly actors = new Map<SessionId, { ctx: ActorContext; actor: SessionActor | undefined }>();
@@ -108,15 +115,26 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     this.bus = options.bus;
     this.instanceId = options.instanceId ?? newInstanceId();
     this.log = (options.logger ?? options.bus.log).child({ instanceId: this.instanceId });
+    this.load = options.load;
   }
 
   get sessionIds(): SessionId[] {
     return [...this.actors.keys()];
   }
 
-  /** What a readiness probe reports: sessions held, the capacity, and whether this instance is draining. */
-  get status(): { sessions: number; capacity: number; draining: boolean } {
-    return { sessions: this.actors.size, capacity: this.opts.capacity, draining: this.draining };
+  /** What a readiness probe reports: sessions held, the capacity, whether it is draining or overloaded. */
+  get status(): { sessions: number; capacity: number; draining: boolean; overloaded: boolean } {
+    return {
+      sessions: this.actors.size,
+      capacity: this.opts.capacity,
+      draining: this.draining,
+      overloaded: this.load?.overloaded ?? false,
+    };
+  }
+
+  /** Room for one more new session: not draining, under capacity, not overloaded. */
+  private get hasRoom(): boolean {
+    return !this.draining && this.actors.size < this.opts.capacity && !(this.load?.overloaded ?? false);
   }
 
   async start(): Promise<void> {
@@ -131,6 +149,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     await this.watch(this.leasesKv, (e) => this.onLeaseEntry(e));
     this.subs.push(this.bus.subscribeGlobal(channels.sessionClose, (m) => this.onClose(m.sessionId)));
     this.updateOpenSubscription();
+    this.load?.on('change', this.onLoadChange);
     this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatMs));
     this.timers.push(setInterval(() => void this.claimOrphans(), Math.max(50, this.opts.heartbeatMs / 2)));
     await this.registerService();
@@ -174,9 +193,17 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
 
   // ---- placement ----------------------------------------------------------------------------------------
 
-  /** At capacity (or draining) this instance leaves the queue group so the next open goes to a peer. */
+  private readonly onLoadChange = (overloaded: boolean): void => {
+    if (overloaded) this.log.warn({ load: this.load?.latest, sessions: this.actors.size }, 'overloaded: claiming no new session');
+    else this.log.info({ load: this.load?.latest, sessions: this.actors.size }, 'load back under its limit: claiming again');
+    this.updateOpenSubscription();
+    // Peers and gateways read this instance's room from its heartbeat: tell them now, not a heartbeat later.
+    void this.heartbeat();
+  };
+
+  /** At capacity, overloaded or draining, this instance leaves the queue group so the next open goes to a peer. */
   private updateOpenSubscription(): void {
-    const wanted = !this.draining && this.actors.size < this.opts.capacity;
+    const wanted = this.hasRoom;
     if (wanted && !this.openSub) {
       this.openSub = this.bus.subscribeGlobal(
         channels.sessionOpen,
@@ -193,7 +220,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
 
   private async onOpen(sessionId: SessionId, config: SessionConfig, reply?: string): Promise<void> {
     const key = this.leaseKey(sessionId);
-    const hasRoom = !this.draining && this.actors.size < this.opts.capacity;
+    const hasRoom = this.hasRoom;
     // Without room the lease is parked ownerless: any instance with room picks it up on its next scan.
     const lease: Lease = { owner: hasRoom ? this.instanceId : null, config };
     let revision: number;
@@ -340,7 +367,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     try {
       await this.instancesKv.put(
         `${this.stage}.${this.instanceId}`,
-        JSON.stringify({ sessions: this.actors.size, capacity: this.opts.capacity, draining: this.draining }),
+        JSON.stringify({ ...this.status, room: this.hasRoom }),
       );
     } catch (err) {
       this.log.warn({ err }, 'heartbeat failed');
@@ -354,6 +381,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    this.load?.off('change', this.onLoadChange);
     this.updateOpenSubscription();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];

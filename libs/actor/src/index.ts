@@ -4,3 +4,4 @@ export * from './session.js';
 export * from './service.js';
 export * from './queue.js';
 export * from './health.js';
+export * from './load.js';

@@ -3,6 +3,7 @@ import { createLogger, shutdownTelemetry, startTelemetry, type Logger } from '@v
 import { z } from 'zod';
 import { startHealthServer, type HealthServer, type Readiness } from './health.js';
 import { ACTOR_HOST_DEFAULTS, ActorHost, newInstanceId, type ActorFactory } from './host.js';
+import { LOAD_DEFAULTS, LoadMonitor } from './load.js';
 
 /** Environment every service reads (zod-parsed: a bad value stops start-up with a clear message). */
 export const ServiceEnv = z.object({
@@ -29,6 +30,13 @@ export const ServiceEnv = z.object({
   /** `/healthz` and `/readyz` for orchestrators; off unless set (the container images set 8090). */
   VA_HEALTH_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
   VA_HEALTH_HOST: z.string().default('0.0.0.0'),
+  /**
+   * Load-aware admission: over either limit (event-loop delay p99 in ms, CPU in cores; 0 = no CPU limit) for a
+   * window of VA_LOAD_WINDOW_MS, the instance claims no new session until it is calm again.
+   */
+  VA_LOAD_MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().positive().default(LOAD_DEFAULTS.maxEventLoopDelayMs),
+  VA_LOAD_MAX_CPU: z.coerce.number().nonnegative().default(LOAD_DEFAULTS.maxCpu),
+  VA_LOAD_WINDOW_MS: z.coerce.number().int().min(100).default(LOAD_DEFAULTS.windowMs),
 });
 export type ServiceEnv = z.infer<typeof ServiceEnv>;
 
@@ -78,7 +86,9 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
     logger: log,
     auth: natsAuth(env),
   });
+  const load = loadMonitor(env).start(opts.stage);
   const host = new ActorHost({
+    load,
     stage: opts.stage,
     bus,
     createActor: opts.createActor,
@@ -108,6 +118,7 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
       process.exit(1);
     }, env.VA_SHUTDOWN_TIMEOUT_MS);
     force.unref();
+    load.stop();
     try {
       await host.drain();
       await bus.drain();
@@ -122,6 +133,17 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
   return { host, bus };
+}
+
+/** This process's load monitor, with the limits of its environment. */
+export function loadMonitor(
+  env: Pick<ServiceEnv, 'VA_LOAD_MAX_EVENT_LOOP_DELAY_MS' | 'VA_LOAD_MAX_CPU' | 'VA_LOAD_WINDOW_MS'>,
+): LoadMonitor {
+  return new LoadMonitor({
+    maxEventLoopDelayMs: env.VA_LOAD_MAX_EVENT_LOOP_DELAY_MS,
+    maxCpu: env.VA_LOAD_MAX_CPU,
+    windowMs: env.VA_LOAD_WINDOW_MS,
+  });
 }
 
 /** The health endpoint when `VA_HEALTH_PORT` is set (services that wire themselves, like the gateway, use it too). */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { concat, dither, Framer } from '@va/audio';
 import { createProvider, providerNames } from '../src/registry.js';
-import { EnergyVAD, SileroVAD, defaultSileroModelPath } from '../src/vad/index.js';
-import { describeVadConformance } from './vad.conformance.js';
+import { EnergyVAD, SileroVAD, SpeechSegmenter, defaultSileroModelPath } from '../src/vad/index.js';
+import { describeVadConformance, speak } from './vad.conformance.js';
 
 describeVadConformance('silero', () => SileroVAD.create());
 describeVadConformance('energy', () => new EnergyVAD());
@@ -57,5 +58,90 @@ describe('SileroVAD', () => {
     expect(overlapped).toEqual(ordered);
     await vad.close();
     await expect(vad.speechProbability(frame)).rejects.toThrow(/closed/);
+  });
+});
+
+describe('SileroVAD batching and silence gate', () => {
+  /** Scores every whole frame of `samples`, one frame at a time (each awaited, as the segmenter does). */
+  async function scores(vad: SileroVAD, samples: Int16Array): Promise<number[]> {
+    const out: number[] = [];
+    for (const frame of new Framer(512).push(samples)) out.push(await vad.speechProbability(frame));
+    return out;
+  }
+
+  it('runs the frames of many streams together, each stream scored as if alone', async () => {
+    const speech = speak('the quick brown fox jumps over the lazy dog');
+    // Eight streams, each the same speech shifted by a different offset: different frames, different states.
+    const streams = Array.from({ length: 8 }, (_, i) => speech.samples.slice(i * 700));
+    const alone: number[][] = [];
+    for (const s of streams) {
+      const vad = await SileroVAD.create({ silenceGateDbfs: -Infinity });
+      alone.push(await scores(vad, s));
+      await vad.close();
+    }
+    const vads = await Promise.all(streams.map(() => SileroVAD.create({ silenceGateDbfs: -Infinity })));
+    const before = { ...vads[0]!.batchStats };
+    const together = await Promise.all(streams.map((s, i) => scores(vads[i]!, s)));
+    const runs = vads[0]!.batchStats.runs - before.runs;
+    const rows = vads[0]!.batchStats.rows - before.rows;
+    expect(rows).toBe(together.flat().length);
+    // Frame k of every stream went out in one run: about one run per frame position, not one per row.
+    expect(runs).toBeLessThan(rows / 4);
+    together.forEach((got, i) => {
+      expect(got).toHaveLength(alone[i]!.length);
+      got.forEach((p, k) => expect(p).toBeCloseTo(alone[i]![k]!, 4));
+    });
+    await Promise.all(vads.map((v) => v.close()));
+  });
+
+  it('skips the model in plain silence and still finds the same speech', async () => {
+    // Speech, two seconds of quiet (dithered, as a microphone's gateway sends it), speech, quiet.
+    const words = speak('turn the lights off in the kitchen please').samples;
+    const quiet = dither(new Int16Array(32000), 6, 7);
+    const audio = concat([
+      { samples: quiet.slice(0, 8000), sampleRate: 16000 },
+      { samples: words, sampleRate: 16000 },
+      { samples: quiet, sampleRate: 16000 },
+      { samples: words, sampleRate: 16000 },
+      { samples: quiet, sampleRate: 16000 },
+    ]).samples;
+    const ungated = await SileroVAD.create({ silenceGateDbfs: -Infinity });
+    const gated = await SileroVAD.create();
+    const [full, skipped] = [await scores(ungated, audio), await scores(gated, audio)];
+    expect(gated.gatedFrames).toBeGreaterThan(full.length / 3);
+    expect(ungated.gatedFrames).toBe(0);
+    // Gated frames score as silence, as the model does.
+    const silentFrames = full.flatMap((p, k) => (skipped[k] === full[k] ? [] : [k])).filter((k) => full[k]! < 0.1);
+    for (const k of silentFrames) expect(skipped[k]).toBeLessThan(0.1);
+    // Same speech found: as many segments, each edge within one 32 ms frame of the ungated model's.
+    const segments = async (vad: SileroVAD) => {
+      vad.reset();
+      const seg = new SpeechSegmenter(vad);
+      return [...(await seg.push(audio)), ...(await seg.finish())];
+    };
+    const [expected, got] = [await segments(ungated), await segments(gated)];
+    expect(expected.filter((e) => e.kind === 'start')).toHaveLength(2);
+    expect(got.map((e) => e.kind)).toEqual(expected.map((e) => e.kind));
+    got.forEach((e, i) => expect(Math.abs(e.atMs - expected[i]!.atMs)).toBeLessThanOrEqual(32));
+    await Promise.all([ungated.close(), gated.close()]);
+  });
+
+  it('keeps its ear after a long silence, where the model alone drifts', async () => {
+    // Silero's recurrent state keeps moving through silence: after 6 s of it the model scores clear speech far
+    // lower than after a short pause. The gate holds the state of a settled pause, so the onset is heard the same.
+    const words = speak('hello there').samples;
+    const long = dither(new Int16Array(16000 * 6), 6, 11);
+    const onset = async (vad: SileroVAD) => {
+      await scores(vad, words);
+      await scores(vad, long);
+      return Math.max(...(await scores(vad, words)).slice(0, 12));
+    };
+    const ungated = await SileroVAD.create({ silenceGateDbfs: -Infinity });
+    const gated = await SileroVAD.create();
+    const fresh = await SileroVAD.create({ silenceGateDbfs: -Infinity });
+    const afterShortPause = Math.max(...(await scores(fresh, words)).slice(0, 12));
+    expect(await onset(gated)).toBeCloseTo(afterShortPause, 1);
+    expect(await onset(ungated)).toBeLessThan(afterShortPause - 0.1);
+    await Promise.all([ungated.close(), gated.close(), fresh.close()]);
   });
 });

@@ -1,4 +1,4 @@
-import type { Counter, Histogram, UpDownCounter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, UpDownCounter } from '@opentelemetry/api';
 import type { METRIC_KIND, MetricName } from './names.js';
 import { meter } from './setup.js';
 
@@ -27,4 +27,11 @@ export function histogram(name: NamesOf<'histogram'>): Histogram {
   let h = histograms.get(name);
   if (!h) histograms.set(name, (h = meter().createHistogram(name, { unit: 'ms' })));
   return h;
+}
+
+/** A gauge read when metrics are exported (e.g. a load figure kept up to date elsewhere). */
+export function observableGauge(name: NamesOf<'gauge'>, read: () => number, attributes: Attributes = {}): void {
+  meter()
+    .createObservableGauge(name)
+    .addCallback((result) => result.observe(read(), attributes));
 }

@@ -148,6 +148,14 @@ export const METRIC = {
    * speak (attributes: stage, channel, va.drop_reason, va.queue).
    */
   messagesDropped: 'va.messages.dropped',
+  /** Event-loop delay p99 over the last load window (ms): how late this process runs its callbacks. */
+  loadEventLoopDelay: 'va.load.event_loop_delay',
+  /** CPU over the last load window, in cores (1 = one core busy). */
+  loadCpu: 'va.load.cpu',
+  /** 1 while this instance is over its load limit and claims no new session, else 0. */
+  loadOverloaded: 'va.load.overloaded',
+  /** Sessions the gateway refused because some stage had no instance with room (attribute va.stage: which). */
+  sessionsRefused: 'va.sessions.refused',
 } as const;
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
@@ -183,6 +191,10 @@ export const METRIC_KIND = {
   [METRIC.audioDropped]: 'counter',
   [METRIC.budgetBreaches]: 'counter',
   [METRIC.messagesDropped]: 'counter',
+  [METRIC.loadEventLoopDelay]: 'gauge',
+  [METRIC.loadCpu]: 'gauge',
+  [METRIC.loadOverloaded]: 'gauge',
+  [METRIC.sessionsRefused]: 'counter',
 } as const satisfies Record<MetricName, 'counter' | 'gauge' | 'histogram'>;
 
 /** Span event names. */

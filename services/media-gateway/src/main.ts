@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { newInstanceId, parseEnv, ServiceEnv, startServiceHealth } from '@va/actor';
+import { loadMonitor, newInstanceId, parseEnv, ServiceEnv, startServiceHealth } from '@va/actor';
 import { readWav, resample } from '@va/audio';
 import { Bus } from '@va/bus';
 import { sessionId as parseSessionId } from '@va/protocol';
@@ -87,6 +87,7 @@ const instanceId = newInstanceId();
 startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
+const load = loadMonitor(env).start(STAGE);
 const rate = env.GATEWAY_SAMPLE_RATE;
 /** Set when SIGTERM/SIGINT arrives: readiness fails first, so no new browser or room is sent here. */
 let stopping = false;

@@ -1,0 +1,139 @@
+import { EventEmitter } from 'node:events';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { ATTR, METRIC, observableGauge } from '@va/telemetry';
+
+/** When an instance counts as overloaded. */
+export interface LoadLimits {
+  /** Event-loop delay p99 over one window above this (ms): callbacks run late, every session feels it. */
+  maxEventLoopDelayMs: number;
+  /** CPU over one window above this, in cores (0 = no CPU limit). */
+  maxCpu: number;
+  /** Length of one measuring window (ms). */
+  windowMs: number;
+  /** Overloaded windows in a row before the instance stops claiming, and calm ones before it claims again. */
+  windowsToTrip: number;
+  windowsToClear: number;
+}
+
+/**
+ * Defaults: a 20 ms audio frame that waits 50 ms behind other work makes its stage late for the next two; one
+ * core is all a single-threaded stage can use. One bad second trips it; two good ones clear it.
+ */
+export const LOAD_DEFAULTS = {
+  maxEventLoopDelayMs: 50,
+  maxCpu: 0.9,
+  windowMs: 1000,
+  windowsToTrip: 1,
+  windowsToClear: 2,
+} as const satisfies LoadLimits;
+
+/** The event-loop delay sampler's period (ms): fine enough for 20 ms frames, cheap enough to leave on. */
+const RESOLUTION_MS = 10;
+
+/** One window's figures. */
+export interface LoadSample {
+  /** Event-loop delay p99 over the window (ms). */
+  eventLoopDelayP99Ms: number;
+  /** CPU over the window, in cores. */
+  cpu: number;
+}
+
+/**
+ * Measures this process's own load in short windows — event-loop delay (how late callbacks run) and CPU — and
+ * says when it is over its limits, so an actor host stops claiming new sessions before the ones it has degrade.
+ * Exported as gauges (`va.load.*`) for dashboards and autoscalers.
+ */
+export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; sample: [LoadSample] }> {
+  readonly limits: LoadLimits;
+  /** Event-loop delays of this window, in µs. */
+  private readonly delays: RecordableHistogram = createHistogram();
+  private ticker: NodeJS.Timeout | undefined;
+  private lastTick = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private cpuAt = process.cpuUsage();
+  private wallAt = performance.now();
+  private streak = 0;
+  private over = false;
+  private last: LoadSample = { eventLoopDelayP99Ms: 0, cpu: 0 };
+
+  constructor(limits: Partial<LoadLimits> = {}) {
+    super();
+    this.limits = { ...LOAD_DEFAULTS, ...limits };
+  }
+
+  /** The last window's figures. */
+  get latest(): LoadSample {
+    return this.last;
+  }
+
+  /** Over the limits (and not yet calm again). */
+  get overloaded(): boolean {
+    return this.over;
+  }
+
+  /** Starts measuring; `stage` labels the exported gauges. */
+  start(stage?: string): this {
+    if (this.timer) return this;
+    // A timer every RESOLUTION_MS: how late it fires is how long callbacks waited. (perf_hooks'
+    // monitorEventLoopDelay drops the sample spanning a reset, so a block right after a window starts is lost.)
+    this.lastTick = performance.now();
+    this.ticker = setInterval(() => {
+      const now = performance.now();
+      this.delays.record(Math.max(1, Math.round((now - this.lastTick - RESOLUTION_MS) * 1000)));
+      this.lastTick = now;
+    }, RESOLUTION_MS);
+    this.ticker.unref();
+    this.cpuAt = process.cpuUsage();
+    this.wallAt = performance.now();
+    this.timer = setInterval(() => this.sampleWindow(), this.limits.windowMs);
+    this.timer.unref();
+    const attrs = stage ? { [ATTR.stage]: stage } : {};
+    observableGauge(METRIC.loadEventLoopDelay, () => this.last.eventLoopDelayP99Ms, attrs);
+    observableGauge(METRIC.loadCpu, () => this.last.cpu, attrs);
+    observableGauge(METRIC.loadOverloaded, () => (this.over ? 1 : 0), attrs);
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    clearInterval(this.ticker);
+    this.timer = undefined;
+    this.ticker = undefined;
+  }
+
+  /** Closes the current window (called by the timer; tests call it directly). */
+  sampleWindow(): LoadSample {
+    const now = performance.now();
+    const cpu = process.cpuUsage(this.cpuAt);
+    const wallMs = Math.max(1, now - this.wallAt);
+    this.cpuAt = process.cpuUsage();
+    this.wallAt = now;
+    // A callback still blocked now has not been measured yet: count the wait so far as one sample.
+    const blockedMs = this.ticker ? now - this.lastTick - RESOLUTION_MS : 0;
+    const h = this.delays;
+    const p99 = Math.max(h.count > 0 ? h.percentile(99) / 1000 : 0, blockedMs);
+    h.reset();
+    this.record({ eventLoopDelayP99Ms: round(p99), cpu: round((cpu.user + cpu.system) / 1000 / wallMs, 3) });
+    return this.last;
+  }
+
+  /** Takes one window's figures and updates the overloaded state (exposed so the policy is testable alone). */
+  record(sample: LoadSample): void {
+    this.last = sample;
+    const { maxEventLoopDelayMs, maxCpu, windowsToTrip, windowsToClear } = this.limits;
+    const hot = sample.eventLoopDelayP99Ms > maxEventLoopDelayMs || (maxCpu > 0 && sample.cpu > maxCpu);
+    // Counts windows that disagree with the current state; enough of them in a row flip it.
+    this.streak = hot !== this.over ? this.streak + 1 : 0;
+    if (this.streak >= (this.over ? windowsToClear : windowsToTrip)) {
+      this.over = hot;
+      this.streak = 0;
+      this.emit('change', hot);
+    }
+    this.emit('sample', sample);
+  }
+}
+
+function round(v: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}

@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorHost, LoadMonitor, openSession } from '@va/actor';
+import { Bus, type KV } from '@va/bus';
+import { BUCKETS, sessionId } from '@va/protocol';
+import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
+
+describe('LoadMonitor', () => {
+  it('trips after its hot windows and clears only after enough calm ones', () => {
+    const load = new LoadMonitor({ maxEventLoopDelayMs: 50, maxCpu: 0.9, windowsToTrip: 2, windowsToClear: 2 });
+    const changes: boolean[] = [];
+    load.on('change', (over) => changes.push(over));
+    const calm = { eventLoopDelayP99Ms: 3, cpu: 0.2 };
+    load.record({ eventLoopDelayP99Ms: 80, cpu: 0.3 });
+    expect(load.overloaded).toBe(false); // one hot window is not enough here
+    load.record(calm);
+    load.record({ eventLoopDelayP99Ms: 80, cpu: 0.3 });
+    load.record({ eventLoopDelayP99Ms: 10, cpu: 0.95 }); // CPU alone counts too
+    expect(load.overloaded).toBe(true);
+    load.record(calm);
+    expect(load.overloaded).toBe(true);
+    load.record(calm);
+    expect(load.overloaded).toBe(false);
+    expect(changes).toEqual([true, false]);
+    expect(load.latest).toEqual(calm);
+  });
+
+  it('measures a blocked event loop and busy CPU', async () => {
+    const load = new LoadMonitor({ windowMs: 60_000 }).start();
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      load.sampleWindow(); // a calm window first
+      const until = performance.now() + 200;
+      while (performance.now() < until) {
+        // busy: nothing else runs for 200 ms
+      }
+      await new Promise((r) => setTimeout(r, 30));
+      const hot = load.sampleWindow();
+      expect(hot.eventLoopDelayP99Ms).toBeGreaterThan(120);
+      expect(hot.cpu).toBeGreaterThan(0.5);
+      expect(load.overloaded).toBe(true);
+    } finally {
+      load.stop();
+    }
+  });
+});
+
+describe('ActorHost with a load monitor', () => {
+  let nats: NatsServerHandle;
+  let bus: Bus;
+  let instances: KV;
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    bus = await Bus.connect({ stage: 'load-test', servers: nats.url });
+    instances = await bus.kv(BUCKETS.instances);
+  });
+  afterAll(async () => {
+    await bus?.drain();
+    await nats?.stop();
+  });
+
+  it('claims no new session while overloaded, says so in its heartbeat, and claims again once calm', async () => {
+    const load = new LoadMonitor({ windowsToTrip: 1, windowsToClear: 1 });
+    const host = new ActorHost({ stage: 'loaded', bus, createActor: () => ({}), load, heartbeatMs: 100 });
+    await host.start();
+    const beat = async () => (await instances.get(`loaded.${host.instanceId}`))?.json<{ room: boolean }>();
+    try {
+      expect((await openSession(bus, sessionId('calm-1'), {}, { stages: ['loaded'], timeoutMs: 2000 })).length).toBe(1);
+      load.record({ eventLoopDelayP99Ms: 500, cpu: 1 });
+      expect(host.status.overloaded).toBe(true);
+      await waitFor(async () => (await beat())?.room === false);
+      const refused = await openSession(bus, sessionId('hot-1'), {}, { stages: ['loaded'], timeoutMs: 500 });
+      expect(refused).toEqual([]);
+      expect(host.sessionIds).toEqual(['calm-1']);
+      load.record({ eventLoopDelayP99Ms: 2, cpu: 0.1 });
+      await waitFor(async () => (await beat())?.room === true);
+      expect((await openSession(bus, sessionId('calm-2'), {}, { stages: ['loaded'], timeoutMs: 2000 })).length).toBe(1);
+      // The session opened while hot was parked ownerless: the calm instance picks it up too.
+      await waitFor(() => host.sessionIds.includes(sessionId('hot-1')));
+    } finally {
+      await host.drain();
+    }
+  });
+});
