@@ -55,6 +55,9 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
   private streak = 0;
   private over = false;
   private last: LoadSample = { eventLoopDelayP99Ms: 0, cpu: 0 };
+  /** The worst window since each gauge was last read: an export every 10 s still sees a bad second. */
+  private worstDelay = 0;
+  private worstCpu = 0;
 
   constructor(limits: Partial<LoadLimits> = {}) {
     super();
@@ -88,8 +91,8 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
     this.timer = setInterval(() => this.sampleWindow(), this.limits.windowMs);
     this.timer.unref();
     const attrs = stage ? { [ATTR.stage]: stage } : {};
-    observableGauge(METRIC.loadEventLoopDelay, () => this.last.eventLoopDelayP99Ms, attrs);
-    observableGauge(METRIC.loadCpu, () => this.last.cpu, attrs);
+    observableGauge(METRIC.loadEventLoopDelay, () => this.readWorst('delay'), attrs);
+    observableGauge(METRIC.loadCpu, () => this.readWorst('cpu'), attrs);
     observableGauge(METRIC.loadOverloaded, () => (this.over ? 1 : 0), attrs);
     return this;
   }
@@ -117,9 +120,23 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
     return this.last;
   }
 
+  /** The worst window's figure since the last read; the next read starts from the current window. */
+  private readWorst(which: 'delay' | 'cpu'): number {
+    if (which === 'delay') {
+      const worst = this.worstDelay;
+      this.worstDelay = this.last.eventLoopDelayP99Ms;
+      return worst;
+    }
+    const worst = this.worstCpu;
+    this.worstCpu = this.last.cpu;
+    return worst;
+  }
+
   /** Takes one window's figures and updates the overloaded state (exposed so the policy is testable alone). */
   record(sample: LoadSample): void {
     this.last = sample;
+    this.worstDelay = Math.max(this.worstDelay, sample.eventLoopDelayP99Ms);
+    this.worstCpu = Math.max(this.worstCpu, sample.cpu);
     const { maxEventLoopDelayMs, maxCpu, windowsToTrip, windowsToClear } = this.limits;
     const hot = sample.eventLoopDelayP99Ms > maxEventLoopDelayMs || (maxCpu > 0 && sample.cpu > maxCpu);
     // Counts windows that disagree with the current state; enough of them in a row flip it.

@@ -9,9 +9,8 @@ import {
   type NatsConnection,
 } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
-import type { Context } from '@opentelemetry/api';
+import { context as otelContext, type Context } from '@opentelemetry/api';
 import {
-  AUDIO_HEADERS,
   anySessionSubject,
   inboxPrefix,
   channels,
@@ -27,10 +26,11 @@ import {
   type SessionRequestChannel,
   type SessionChannel,
   type SessionId,
+  TURN_HEADER as PROTOCOL_TURN_HEADER,
 } from '@va/protocol';
-import { ATTR, counter, createLogger, METRIC, type Logger } from '@va/telemetry';
+import { ATTR, counter, createLogger, METRIC, observableCounter, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
-import { extractTrace, injectTrace } from './trace-headers.js';
+import { extractTrace, injectTrace, TraceHeaderCache, TraceReader } from './trace-headers.js';
 
 export interface BusOptions {
   /** NATS server URL(s); default NATS_URL or nats://127.0.0.1:4222. */
@@ -183,7 +183,7 @@ export class BusRequestError extends Error {
   }
 }
 
-export const TURN_HEADER = AUDIO_HEADERS.turn;
+export const TURN_HEADER = PROTOCOL_TURN_HEADER;
 const ERROR_HEADER = 'va-error';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -206,6 +206,14 @@ const REJECT_LOG_EVERY_MS = 5000;
 
 export class Bus {
   readonly stats: BusStats = { published: 0, received: 0, rejected: 0 };
+  /**
+   * Messages per channel, exported as `va.messages.published|received` when metrics are read: a plain map
+   * increment per message instead of an OTel counter call (attribute hashing) on every audio frame.
+   */
+  private readonly publishedBy = new Map<string, number>();
+  private readonly receivedBy = new Map<string, number>();
+  /** Encoded trace headers of recent contexts: audio frames of one turn share one encoding. */
+  private readonly traceHeaders = new TraceHeaderCache();
   private readonly kvs = new Map<string, Promise<KV>>();
   private readonly loops = new Set<Promise<void>>();
   private disconnected = false;
@@ -216,7 +224,12 @@ export class Bus {
     readonly nc: NatsConnection,
     readonly stage: string,
     readonly log: Logger,
-  ) {}
+  ) {
+    const per = (counts: Map<string, number>) => () =>
+      [...counts].map(([channel, n]) => ({ value: n, attributes: { [ATTR.stage]: stage, channel } }));
+    observableCounter(METRIC.messagesPublished, per(this.publishedBy));
+    observableCounter(METRIC.messagesReceived, per(this.receivedBy));
+  }
 
   static async connect(opts: BusOptions): Promise<Bus> {
     const log = opts.logger ?? createLogger(opts.stage);
@@ -229,6 +242,8 @@ export class Bus {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       waitOnFirstConnect: true,
+      // No stack captured per request (KV writes are requests): the errors say enough without it.
+      noAsyncTraces: true,
       ...auth.options,
     });
     log.info({ server: nc.getServer(), ...auth.describe }, 'nats connected');
@@ -305,14 +320,24 @@ export class Bus {
 
   private countPublished(channel: string): void {
     this.stats.published++;
-    counter(METRIC.messagesPublished).add(1, { [ATTR.stage]: this.stage, channel });
+    this.publishedBy.set(channel, (this.publishedBy.get(channel) ?? 0) + 1);
   }
 
-  publishAudio(direction: AudioDirection, sessionId: SessionId, frame: AudioFrame, opts: PublishOptions = {}): void {
-    const { data, headers } = encodeAudioFrame(frame);
-    const hdrs = this.headersFor({ ...opts, headers: { ...opts.headers, ...headers } });
-    this.nc.publish(audioSubject(direction, sessionId), data, { headers: hdrs });
-    this.countPublished(`audio.${direction}`);
+  /**
+   * Publishes one audio frame: its metadata travels in the binary payload (see `encodeAudioFrame`), the trace
+   * context in NATS headers encoded once per context (a turn's frames share it). `opts.headers` is not allowed:
+   * audio has no per-frame headers.
+   */
+  publishAudio(
+    direction: AudioDirection,
+    sessionId: SessionId,
+    frame: AudioFrame,
+    opts: Pick<PublishOptions, 'context'> = {},
+  ): void {
+    const data = encodeAudioFrame(frame);
+    const headers = this.traceHeaders.get(opts.context ?? otelContext.active());
+    this.nc.publish(audioSubject(direction, sessionId), data, headers ? { headers } : undefined);
+    this.countPublished(direction === 'in' ? 'audio.in' : 'audio.out');
   }
 
   // ---- subscribe ----------------------------------------------------------------------------------------
@@ -348,17 +373,30 @@ export class Bus {
     handler: Handler<AudioFrame>,
     opts: SubscribeOptions = {},
   ): BusSubscription {
-    const subject = sessionId === '*' ? anySessionSubject(`audio.${direction}`) : audioSubject(direction, sessionId);
+    const channel = direction === 'in' ? 'audio.in' : 'audio.out';
+    const subject = sessionId === '*' ? anySessionSubject(channel) : audioSubject(direction, sessionId);
+    // Frames of one turn carry the same trace headers: read once, reused while the bytes are the same.
+    const trace = new TraceReader();
+    const fixed = sessionId === '*' ? undefined : { subject, sessionId };
     return this.consume(subject, opts, (m) => {
       let frame: AudioFrame;
       try {
-        frame = decodeAudioFrame(m.data, (name) => (m.headers?.has(name) ? m.headers.get(name) : undefined));
+        frame = decodeAudioFrame(m.data);
       } catch (err) {
-        this.reject(m.subject, `audio.${direction}`, 'bad-audio', err instanceof Error ? err.message : String(err));
+        this.reject(m.subject, channel, 'bad-audio', err instanceof Error ? err.message : String(err));
         return;
       }
-      this.countReceived(`audio.${direction}`);
-      return handler(frame, this.meta(m));
+      this.countReceived(channel);
+      // The subject of a one-session subscription is known: not decoded and parsed again per frame.
+      const subj = fixed?.subject ?? m.subject;
+      const sid = fixed?.sessionId ?? parseSessionSubject(subj)?.sessionId;
+      const meta: MessageMeta = {
+        subject: subj,
+        ...(sid ? { sessionId: sid } : {}),
+        ...(frame.turnId !== undefined ? { turnId: frame.turnId } : {}),
+        context: trace.read(m),
+      };
+      return handler(frame, meta);
     });
   }
 
@@ -428,7 +466,7 @@ export class Bus {
 
   private countReceived(channel: string): void {
     this.stats.received++;
-    counter(METRIC.messagesReceived).add(1, { [ATTR.stage]: this.stage, channel });
+    this.receivedBy.set(channel, (this.receivedBy.get(channel) ?? 0) + 1);
   }
 
   private reject(subject: string, channel: string, code: ErrorEvent['code'], message: string, reply?: string): void {

@@ -5,7 +5,10 @@ import { dither, frames, type Pcm } from '@va/audio';
 import { Bus } from '@va/bus';
 import { startPipeline, type Pipeline } from '@va/harness';
 import {
-  AUDIO_HEADERS,
+  AUDIO_FORMAT_V1,
+  AUDIO_SOURCES,
+  encodeAudioFrame,
+  type AudioFrame,
   channels,
   decodeAudioFrame,
   ErrorEvent,
@@ -248,65 +251,86 @@ function badJson(rng: Rng, leaf: string, maxBytes: number): { body: Uint8Array; 
 
 /** An audio frame its consumers must refuse: undecodable, or (audio.in) at a rate the session does not use. */
 function badAudio(rng: Rng, leaf: 'audio.in' | 'audio.out', maxBytes: number) {
-  const headers: Record<string, string> = {
-    [AUDIO_HEADERS.seq]: String(rng.int(0, 1000)),
-    [AUDIO_HEADERS.ts]: String(rng.int(0, 100_000)),
-    [AUDIO_HEADERS.rate]: '16000',
+  const frame = (over: Partial<AudioFrame> = {}) =>
+    encodeAudioFrame({
+      samples: Int16Array.from(rng.bytes(640)),
+      sampleRate: 16000,
+      seq: rng.int(0, 1000),
+      tsMs: rng.int(0, 100_000),
+      ...(leaf === 'audio.out' ? { turnId: 'tfuzz', source: 'deep' as const, textOffset: rng.int(0, 99) } : {}),
+      ...over,
+    });
+  const headerLength = (d: Uint8Array) => d[2]! | (d[3]! << 8);
+  const patch = (d: Uint8Array, at: number, bytes: number[]) => {
+    d.set(bytes, at);
+    return d;
   };
-  let bytes = 640;
+  const f64 = (v: number) => Array.from(new Uint8Array(Float64Array.of(v).buffer));
+  const u32 = (v: number) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+  let data: Uint8Array;
   let kind: string;
   const roll = rng.int(0, leaf === 'audio.in' ? 10 : 9);
   switch (roll) {
     case 0:
-      delete headers[rng.pick(Object.keys(headers))];
-      kind = 'missing-header';
+      data = patch(rng.bytes(rng.int(1, 25)), 0, [AUDIO_FORMAT_V1]);
+      kind = 'truncated-header';
       break;
     case 1:
-      headers[AUDIO_HEADERS.rate] = rng.pick(['16001', '0', '-16000', 'abc', '', '1e4', '44100', '16 000']);
+      data = patch(frame(), 4, u32(rng.pick([16001, 0, 44100, 0xffffffff, 1])));
       kind = 'bad-rate';
       break;
-    case 2:
-      bytes = rng.int(0, 320) * 2 + 1;
+    case 2: {
+      const d = frame();
+      data = new Uint8Array(d.byteLength + 1);
+      data.set(d);
       kind = 'odd-bytes';
       break;
+    }
     case 3:
-      bytes = 0;
+      data = rng.pick([new Uint8Array(0), frame().subarray(0, headerLength(frame()))]);
       kind = 'empty';
       break;
-    case 4:
+    case 4: {
       // Longer than 200 ms, up to the server's max payload.
-      bytes = Math.max(6_402, hugeSize(rng, 6_402, maxBytes - 1024) & ~1);
+      const head = frame().subarray(0, 26);
+      data = padded(rng, Math.max(6_402, hugeSize(rng, 6_402, maxBytes - 1024) & ~1));
+      data.set(head);
       kind = 'oversized';
       break;
+    }
     case 5:
-      headers[AUDIO_HEADERS.seq] = rng.pick(['-1', '1.5', 'x', '', '9007199254740993', '1e3x']);
-      kind = 'bad-seq';
+      data = patch(frame(), 0, [rng.pick([0, 0xa0, 0xa2, 0x7b, 0xff])]);
+      kind = 'bad-format';
       break;
     case 6:
-      headers[AUDIO_HEADERS.ts] = rng.pick(['-1', 'NaN', 'x', 'Infinity', '-0.5']);
+      data = patch(frame(), 12, f64(rng.pick([-1, NaN, Infinity, -0.5])));
       kind = 'bad-ts';
       break;
-    case 7:
-      headers[AUDIO_HEADERS.turn] = rng.pick(['a.b', '*', '>', 'x y', 'é', 'x'.repeat(65)]);
+    case 7: {
+      const d = frame({ turnId: 'abc' });
+      data = patch(d, 26, [rng.pick([0x2e, 0x2a, 0x3e, 0x20, 0xe9])]);
       kind = 'bad-turn';
       break;
+    }
     case 8:
-      headers[AUDIO_HEADERS.source] = rng.pick(['loud', 'FAST', '', 'deep ']);
+      data = patch(frame(), 24, [rng.int(AUDIO_SOURCES.length, 254)]);
       kind = 'bad-source';
       break;
-    case 9:
-      headers[AUDIO_HEADERS.textOffset] = rng.pick(['-3', 'x', '1.25', '']);
-      kind = 'bad-text-offset';
+    case 9: {
+      const d = frame();
+      data = patch(d, 2, [rng.pick([1, 24, 27, 0xff]), rng.pick([0, 0xff])]);
+      kind = 'bad-header-length';
       break;
+    }
     default: {
       // Decodable, at a rate the session (16 kHz) and the VAD cannot use: refused by the stages themselves.
-      const rate = rng.pick([8000, 24000, 48000]);
-      headers[AUDIO_HEADERS.rate] = String(rate);
-      bytes = Math.round((rate / 1000) * rng.pick([10, 20, 40])) * 2;
+      const rate = rng.pick([8000, 24000, 48000] as const);
+      const n = Math.round((rate / 1000) * rng.pick([10, 20, 40]));
+      data = frame({ sampleRate: rate, samples: new Int16Array(n) });
       kind = 'wrong-rate';
     }
   }
-  return { data: bytes <= 4096 ? rng.bytes(bytes) : padded(rng, bytes), headers, kind };
+  return { data, kind };
 }
 
 /** Big payloads: a random head, zeros after it (generating a megabyte byte by byte is slow). */
@@ -326,10 +350,9 @@ function refusedJson(leaf: string, body: Uint8Array): boolean {
   return !SCHEMAS[leaf]!.safeParse(raw).success;
 }
 
-function refusedAudio(leaf: string, data: Uint8Array, headers: Record<string, string>): boolean {
+function refusedAudio(leaf: string, data: Uint8Array): boolean {
   try {
-    // NATS trims header values on the wire ('deep ' arrives as 'deep'): judge what the consumer will see.
-    const frame = decodeAudioFrame(data, (name) => headers[name]?.trim());
+    const frame = decodeAudioFrame(data);
     return leaf === 'audio.in' && frame.sampleRate !== 16000;
   } catch {
     return true;
@@ -375,8 +398,8 @@ function* generate(rng: Rng, total: number, maxBytes: number, ctxInbox: string):
       if (attempt > 50) throw new Error(`fuzz: no invalid ${leaf} message after 50 draws (seed ${seed})`);
       if (leaf === 'audio.in' || leaf === 'audio.out') {
         const a = badAudio(rng, leaf, maxBytes);
-        if (!refusedAudio(leaf, a.data, a.headers)) continue;
-        yield { leaf, subject, data: a.data, headers: a.headers, kind: a.kind };
+        if (!refusedAudio(leaf, a.data)) continue;
+        yield { leaf, subject, data: a.data, kind: a.kind };
       } else {
         const j = badJson(rng, leaf, maxBytes);
         if (j.body.byteLength > maxBytes - 256 || !refusedJson(leaf, j.body)) continue;

@@ -1,17 +1,32 @@
-import { TurnId, SUBJECT_TOKEN } from './ids.js';
+import { SUBJECT_TOKEN } from './ids.js';
+
 
 /**
- * Audio frames travel as raw PCM16 little-endian mono bytes (no JSON, no base64); their metadata rides in
- * NATS headers so a relay can route them without touching the payload.
+ * Audio frames travel as one binary payload: a small little-endian header (sample rate, seq, audio clock, and on
+ * agent audio the turn, source and text offset) followed by raw PCM16 little-endian mono samples — no JSON, no
+ * base64, and no per-frame NATS headers to build and parse. Only the W3C trace context rides in NATS headers, as
+ * on every message; it changes once a turn, so its encoded form is cached on both ends.
+ *
+ * Layout (version 1):
+ *   0  u8   AUDIO_FORMAT_V1
+ *   1  u8   flags (1: textOffset set)
+ *   2  u16  header length H in bytes (even; samples start there; a longer header from a newer sender is skipped)
+ *   4  u32  sample rate
+ *   8  u32  seq
+ *   12 f64  tsMs
+ *   20 u32  textOffset (0 unless flagged)
+ *   24 u8   source (index into AUDIO_SOURCES, 255 = none)
+ *   25 u8   turn id length L (0 = none)
+ *   26 L    turn id (ASCII, SUBJECT_TOKEN), then one zero byte of padding if 26 + L is odd
  */
-export const AUDIO_HEADERS = {
-  seq: 'va-seq',
-  ts: 'va-ts',
-  rate: 'va-rate',
-  turn: 'va-turn',
-  source: 'va-source',
-  textOffset: 'va-text-offset',
-} as const;
+export const AUDIO_FORMAT_V1 = 0xa1;
+const FIXED_HEADER = 26;
+const FLAG_TEXT_OFFSET = 1;
+const NO_SOURCE = 255;
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/** The header that says which turn a JSON message belongs to, so stale data can be dropped unparsed. */
+export const TURN_HEADER = 'va-turn';
 
 export const SAMPLE_RATES = [8000, 16000, 24000, 48000] as const;
 export type SampleRate = (typeof SAMPLE_RATES)[number];
@@ -39,11 +54,6 @@ export interface AudioFrame {
   textOffset?: number;
 }
 
-export interface EncodedFrame {
-  data: Uint8Array;
-  headers: Record<string, string>;
-}
-
 export class AudioFrameError extends Error {
   override readonly name = 'AudioFrameError';
 }
@@ -52,61 +62,83 @@ export function frameDurationMs(frame: Pick<AudioFrame, 'samples' | 'sampleRate'
   return (frame.samples.length * 1000) / frame.sampleRate;
 }
 
-export function encodeAudioFrame(frame: AudioFrame): EncodedFrame {
-  checkFrame(frame.sampleRate, frame.samples.length * 2);
-  const headers: Record<string, string> = {
-    [AUDIO_HEADERS.seq]: String(frame.seq),
-    [AUDIO_HEADERS.ts]: String(frame.tsMs),
-    [AUDIO_HEADERS.rate]: String(frame.sampleRate),
-  };
-  if (frame.turnId !== undefined) headers[AUDIO_HEADERS.turn] = TurnId.parse(frame.turnId);
-  if (frame.source !== undefined) headers[AUDIO_HEADERS.source] = frame.source;
-  if (frame.textOffset !== undefined) headers[AUDIO_HEADERS.textOffset] = String(frame.textOffset);
-  // Copy into a fresh little-endian buffer: an Int16Array view may be offset into a larger buffer
-  // and is host-endian.
-  const data = new Uint8Array(frame.samples.length * 2);
-  const view = new DataView(data.buffer);
-  for (let i = 0; i < frame.samples.length; i++) view.setInt16(i * 2, frame.samples[i]!, true);
-  return { data, headers };
+/** One frame as its wire payload (header + PCM16 LE). */
+export function encodeAudioFrame(frame: AudioFrame): Uint8Array {
+  const pcmBytes = frame.samples.length * 2;
+  checkFrame(frame.sampleRate, pcmBytes);
+  if (!SAMPLE_RATES.includes(frame.sampleRate)) throw new AudioFrameError(`bad sample rate ${frame.sampleRate}`);
+  if (!Number.isSafeInteger(frame.seq) || frame.seq < 0 || frame.seq > 0xffffffff) {
+    throw new AudioFrameError(`bad seq ${frame.seq}`);
+  }
+  if (!Number.isFinite(frame.tsMs) || frame.tsMs < 0) throw new AudioFrameError(`bad tsMs ${frame.tsMs}`);
+  const turn = frame.turnId;
+  if (turn !== undefined && !SUBJECT_TOKEN.test(turn)) throw new AudioFrameError(`bad turn id ${JSON.stringify(turn)}`);
+  const turnLen = turn?.length ?? 0;
+  const headerLen = (FIXED_HEADER + turnLen + 1) & ~1;
+  const out = new Uint8Array(headerLen + pcmBytes);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, AUDIO_FORMAT_V1);
+  view.setUint8(1, frame.textOffset !== undefined ? FLAG_TEXT_OFFSET : 0);
+  view.setUint16(2, headerLen, true);
+  view.setUint32(4, frame.sampleRate, true);
+  view.setUint32(8, frame.seq, true);
+  view.setFloat64(12, frame.tsMs, true);
+  if (frame.textOffset !== undefined) {
+    if (!Number.isSafeInteger(frame.textOffset) || frame.textOffset < 0 || frame.textOffset > 0xffffffff) {
+      throw new AudioFrameError(`bad textOffset ${frame.textOffset}`);
+    }
+    view.setUint32(20, frame.textOffset, true);
+  }
+  view.setUint8(24, frame.source !== undefined ? AUDIO_SOURCES.indexOf(frame.source) : NO_SOURCE);
+  view.setUint8(25, turnLen);
+  for (let i = 0; i < turnLen; i++) out[FIXED_HEADER + i] = turn!.charCodeAt(i);
+  if (LITTLE_ENDIAN_HOST) {
+    out.set(new Uint8Array(frame.samples.buffer, frame.samples.byteOffset, pcmBytes), headerLen);
+  } else {
+    for (let i = 0; i < frame.samples.length; i++) view.setInt16(headerLen + i * 2, frame.samples[i]!, true);
+  }
+  return out;
 }
 
-/** Decodes a frame from its payload and a header lookup; throws AudioFrameError on anything malformed. */
-export function decodeAudioFrame(data: Uint8Array, header: (name: string) => string | undefined): AudioFrame {
-  const rate = Number(header(AUDIO_HEADERS.rate));
-  if (!SAMPLE_RATES.includes(rate as SampleRate)) {
-    throw new AudioFrameError(`bad ${AUDIO_HEADERS.rate} header: ${String(header(AUDIO_HEADERS.rate))}`);
-  }
-  const sampleRate = rate as SampleRate;
-  checkFrame(sampleRate, data.byteLength);
-  const seq = intHeader(header, AUDIO_HEADERS.seq);
-  const tsMs = Number(header(AUDIO_HEADERS.ts));
-  if (!Number.isFinite(tsMs) || tsMs < 0) throw new AudioFrameError(`bad ${AUDIO_HEADERS.ts} header`);
-  const samples = new Int16Array(data.byteLength / 2);
+/** Decodes a frame's payload; throws AudioFrameError on anything malformed. The samples are a fresh copy. */
+export function decodeAudioFrame(data: Uint8Array): AudioFrame {
+  if (data.byteLength === 0) throw new AudioFrameError('empty audio frame');
+  if (data.byteLength < FIXED_HEADER) throw new AudioFrameError(`audio frame of ${data.byteLength} bytes has no header`);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(i * 2, true);
-  const frame: AudioFrame = { samples, sampleRate, seq, tsMs };
-  const turn = header(AUDIO_HEADERS.turn);
-  if (turn !== undefined) {
-    if (!SUBJECT_TOKEN.test(turn)) throw new AudioFrameError(`bad ${AUDIO_HEADERS.turn} header`);
+  if (view.getUint8(0) !== AUDIO_FORMAT_V1) {
+    throw new AudioFrameError(`unknown audio format 0x${view.getUint8(0).toString(16)}`);
+  }
+  const headerLen = view.getUint16(2, true);
+  const turnLen = view.getUint8(25);
+  if (headerLen < FIXED_HEADER + turnLen || headerLen > data.byteLength || headerLen % 2 !== 0) {
+    throw new AudioFrameError(`bad audio header length ${headerLen}`);
+  }
+  const rate = view.getUint32(4, true);
+  if (!SAMPLE_RATES.includes(rate as SampleRate)) throw new AudioFrameError(`bad sample rate ${rate}`);
+  const sampleRate = rate as SampleRate;
+  const pcmBytes = data.byteLength - headerLen;
+  checkFrame(sampleRate, pcmBytes);
+  const tsMs = view.getFloat64(12, true);
+  if (!Number.isFinite(tsMs) || tsMs < 0) throw new AudioFrameError(`bad tsMs ${tsMs}`);
+  const samples = new Int16Array(pcmBytes / 2);
+  if (LITTLE_ENDIAN_HOST) {
+    new Uint8Array(samples.buffer).set(data.subarray(headerLen));
+  } else {
+    for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(headerLen + i * 2, true);
+  }
+  const frame: AudioFrame = { samples, sampleRate, seq: view.getUint32(8, true), tsMs };
+  if (turnLen > 0) {
+    const turn = String.fromCharCode(...data.subarray(FIXED_HEADER, FIXED_HEADER + turnLen));
+    if (!SUBJECT_TOKEN.test(turn)) throw new AudioFrameError(`bad turn id ${JSON.stringify(turn)}`);
     frame.turnId = turn;
   }
-  const source = header(AUDIO_HEADERS.source);
-  if (source !== undefined) {
-    if (!(AUDIO_SOURCES as readonly string[]).includes(source))
-      throw new AudioFrameError(`bad ${AUDIO_HEADERS.source} header`);
-    frame.source = source as AudioSource;
+  const source = view.getUint8(24);
+  if (source !== NO_SOURCE) {
+    if (source >= AUDIO_SOURCES.length) throw new AudioFrameError(`bad source ${source}`);
+    frame.source = AUDIO_SOURCES[source]!;
   }
-  if (header(AUDIO_HEADERS.textOffset) !== undefined) frame.textOffset = intHeader(header, AUDIO_HEADERS.textOffset);
+  if (view.getUint8(1) & FLAG_TEXT_OFFSET) frame.textOffset = view.getUint32(20, true);
   return frame;
-}
-
-function intHeader(header: (name: string) => string | undefined, name: string): number {
-  const raw = header(name);
-  const n = Number(raw);
-  if (raw === undefined || raw === '' || !Number.isSafeInteger(n) || n < 0) {
-    throw new AudioFrameError(`bad ${name} header: ${String(raw)}`);
-  }
-  return n;
 }
 
 function checkFrame(sampleRate: number, bytes: number): void {

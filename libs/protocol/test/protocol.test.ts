@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  AUDIO_HEADERS,
+  AUDIO_FORMAT_V1,
   AudioFrameError,
   channels,
   decodeAudioFrame,
@@ -118,48 +118,78 @@ describe('schemas', () => {
 
 describe('audio frame codec', () => {
   const samples = Int16Array.from({ length: 320 }, (_, i) => ((i * 97) % 65536) - 32768);
+  /** Where the samples start: the header length field. */
+  const headerLength = (data: Uint8Array) => data[2]! | (data[3]! << 8);
 
   it('round-trips samples and metadata', () => {
-    const enc = encodeAudioFrame({
+    const data = encodeAudioFrame({
       samples,
       sampleRate: 16000,
       seq: 7,
-      tsMs: 140,
+      tsMs: 140.5,
       turnId: 't1',
       source: 'deep',
       textOffset: 12,
     });
-    expect(enc.data.byteLength).toBe(640);
-    expect(enc.headers[AUDIO_HEADERS.rate]).toBe('16000');
-    const dec = decodeAudioFrame(enc.data, (n) => enc.headers[n]);
+    expect(data[0]).toBe(AUDIO_FORMAT_V1);
+    expect(data.byteLength).toBe(headerLength(data) + 640);
+    const dec = decodeAudioFrame(data);
     expect(Array.from(dec.samples)).toEqual(Array.from(samples));
-    expect(dec).toMatchObject({ sampleRate: 16000, seq: 7, tsMs: 140, turnId: 't1', source: 'deep', textOffset: 12 });
+    expect(dec).toMatchObject({ sampleRate: 16000, seq: 7, tsMs: 140.5, turnId: 't1', source: 'deep', textOffset: 12 });
+    const bare = decodeAudioFrame(encodeAudioFrame({ samples, sampleRate: 48000, seq: 0, tsMs: 0 }));
+    expect(bare).toEqual({ samples, sampleRate: 48000, seq: 0, tsMs: 0 });
   });
 
-  it('is little-endian on the wire', () => {
-    const enc = encodeAudioFrame({ samples: Int16Array.of(0x0102), sampleRate: 16000, seq: 0, tsMs: 0 });
-    expect(Array.from(enc.data)).toEqual([0x02, 0x01]);
+  it('is little-endian on the wire, samples at an even offset', () => {
+    for (const turnId of [undefined, 'a', 'ab']) {
+      const data = encodeAudioFrame({ samples: Int16Array.of(0x0102), sampleRate: 16000, seq: 0, tsMs: 0, turnId });
+      expect(headerLength(data) % 2).toBe(0);
+      expect(Array.from(data.subarray(headerLength(data)))).toEqual([0x02, 0x01]);
+    }
   });
 
-  it('decodes from a view into a larger buffer', () => {
-    const enc = encodeAudioFrame({ samples, sampleRate: 16000, seq: 1, tsMs: 0 });
-    const big = new Uint8Array(enc.data.byteLength + 3);
-    big.set(enc.data, 3);
-    const dec = decodeAudioFrame(big.subarray(3), (n) => enc.headers[n]);
+  it('decodes from a view into a larger buffer, and copies the samples', () => {
+    const data = encodeAudioFrame({ samples, sampleRate: 16000, seq: 1, tsMs: 0 });
+    const big = new Uint8Array(data.byteLength + 3);
+    big.set(data, 3);
+    const dec = decodeAudioFrame(big.subarray(3));
     expect(Array.from(dec.samples)).toEqual(Array.from(samples));
+    big.fill(0);
+    expect(Array.from(dec.samples)).toEqual(Array.from(samples));
+  });
+
+  it('skips a longer header from a newer sender', () => {
+    const data = encodeAudioFrame({ samples, sampleRate: 16000, seq: 3, tsMs: 60 });
+    const longer = new Uint8Array(data.byteLength + 4);
+    const h = headerLength(data);
+    longer.set(data.subarray(0, h));
+    longer.set(data.subarray(h), h + 4);
+    longer[2] = h + 4;
+    expect(decodeAudioFrame(longer)).toMatchObject({ seq: 3, tsMs: 60, samples });
   });
 
   it('rejects malformed frames', () => {
-    const ok = { [AUDIO_HEADERS.rate]: '16000', [AUDIO_HEADERS.seq]: '1', [AUDIO_HEADERS.ts]: '0' };
-    const h = (over: Record<string, string | undefined>) => (n: string) => ({ ...ok, ...over })[n];
-    expect(() => decodeAudioFrame(new Uint8Array(3), h({}))).toThrow(AudioFrameError);
-    expect(() => decodeAudioFrame(new Uint8Array(0), h({}))).toThrow(/empty/);
-    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.rate]: '44100' }))).toThrow(/va-rate/);
-    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.rate]: undefined }))).toThrow(/va-rate/);
-    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.seq]: '-1' }))).toThrow(/va-seq/);
-    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.turn]: 'a.b' }))).toThrow(/va-turn/);
-    expect(() => decodeAudioFrame(new Uint8Array(640), h({ [AUDIO_HEADERS.source]: 'slow' }))).toThrow(/va-source/);
+    const good = encodeAudioFrame({ samples, sampleRate: 16000, seq: 1, tsMs: 0, turnId: 'abc' });
+    const patched = (at: number, ...bytes: number[]) => {
+      const copy = good.slice();
+      copy.set(bytes, at);
+      return copy;
+    };
+    expect(() => decodeAudioFrame(new Uint8Array(0))).toThrow(/empty/);
+    expect(() => decodeAudioFrame(new Uint8Array(3))).toThrow(AudioFrameError);
+    expect(() => decodeAudioFrame(patched(0, 0x7b))).toThrow(/unknown audio format/);
+    expect(() => decodeAudioFrame(patched(4, 0x44, 0xac, 0, 0))).toThrow(/sample rate 44100/);
+    expect(() => decodeAudioFrame(patched(2, 0xff, 0xff))).toThrow(/header length/);
+    expect(() => decodeAudioFrame(patched(2, 27, 0))).toThrow(/header length/);
+    expect(() => decodeAudioFrame(patched(24, 9))).toThrow(/source/);
+    expect(() => decodeAudioFrame(patched(26, 0x2e))).toThrow(/turn id/);
+    expect(() => decodeAudioFrame(patched(12, 0, 0, 0, 0, 0, 0, 0xf8, 0x7f))).toThrow(/tsMs/);
+    expect(() => decodeAudioFrame(good.subarray(0, good.byteLength - 1))).toThrow(/odd byte count/);
     // 300 ms at 16 kHz: larger than any frame the pipeline should carry.
-    expect(() => decodeAudioFrame(new Uint8Array(9600), h({}))).toThrow(/exceeds/);
+    expect(() => encodeAudioFrame({ samples: new Int16Array(4800), sampleRate: 16000, seq: 0, tsMs: 0 })).toThrow(
+      /exceeds/,
+    );
+    expect(() => encodeAudioFrame({ samples, sampleRate: 16000, seq: -1, tsMs: 0 })).toThrow(/seq/);
+    expect(() => encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, turnId: 'a.b' })).toThrow(/turn/);
   });
 });

@@ -35,3 +35,18 @@ export function observableGauge(name: NamesOf<'gauge'>, read: () => number, attr
     .createObservableGauge(name)
     .addCallback((result) => result.observe(read(), attributes));
 }
+
+/**
+ * A counter whose totals are kept elsewhere (e.g. a plain map incremented per message) and read when metrics are
+ * exported: no OTel call on the hot path.
+ */
+export function observableCounter(
+  name: NamesOf<'counter'>,
+  read: () => readonly { value: number; attributes: Attributes }[],
+): void {
+  meter()
+    .createObservableCounter(name)
+    .addCallback((result) => {
+      for (const { value, attributes } of read()) result.observe(value, attributes);
+    });
+}

@@ -411,7 +411,16 @@ export class GatewaySession {
   }
 }
 
+/** Distinct frames of comfort noise made once per frame size, handed out in turn (a copy each). */
+const SILENCE_BANK = 64;
+const silenceBanks = new Map<number, Int16Array[]>();
+
 /** Comfort noise for the microphone when the transport has nothing: digital zero upsets recognisers. */
 export function micSilence(samples: number, seed: number): Int16Array {
-  return dither(new Int16Array(samples), 6, seed);
+  let bank = silenceBanks.get(samples);
+  if (!bank) {
+    bank = Array.from({ length: SILENCE_BANK }, (_, i) => dither(new Int16Array(samples), 6, i + 1));
+    silenceBanks.set(samples, bank);
+  }
+  return bank[Math.abs(seed) % SILENCE_BANK]!.slice();
 }

@@ -1,6 +1,7 @@
 import { concat, dither, resample, type Pcm } from '@va/audio';
 import type { TTS } from '@va/providers';
 import { z } from 'zod';
+import { micSilence } from './actor.js';
 
 /**
  * `{"turns":[{"say":"text","pauseMs":1200}]}`: user turns in order. After each, the user waits until the
@@ -110,7 +111,7 @@ export class ScriptMic implements MicSource {
 
   next(frameSamples: number, state: ConversationState): Int16Array | null {
     if (this.waitingSince !== undefined) {
-      if (!this.pauseOver(state)) return dither(new Int16Array(frameSamples), 6, this.noise++);
+      if (!this.pauseOver(state)) return micSilence(frameSamples, this.noise++);
       if (this.turn >= this.script.turns.length) return null;
       this.waitingSince = undefined;
       this.at = 0;
@@ -160,7 +161,7 @@ function cough(ms: number, sampleRate: number, seed: number): Int16Array {
 
 function padTo(frame: Int16Array, frameSamples: number, seed = 3): Int16Array {
   if (frame.length === frameSamples) return frame;
-  const out = dither(new Int16Array(frameSamples), 6, seed);
+  const out = micSilence(frameSamples, seed);
   out.set(frame);
   return out;
 }

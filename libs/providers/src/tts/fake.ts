@@ -46,16 +46,29 @@ export class FakeTTS implements TTS {
   }
 }
 
+/** One syllable per shape: the same burst for every letter (cheap enough for hundreds of sessions at once). */
+const syllables = new Map<string, Int16Array>();
+
+function syllable(per: number, hz: number, rate: number): Int16Array {
+  const key = `${per}:${hz}:${rate}`;
+  let s = syllables.get(key);
+  if (!s) {
+    s = new Int16Array(per);
+    for (let k = 0; k < per; k++) {
+      const envelope = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / per);
+      s[k] = Math.round(0.3 * 32767 * envelope * Math.sin((2 * Math.PI * hz * k) / rate));
+    }
+    syllables.set(key, s);
+  }
+  return s;
+}
+
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+
 function tone(text: string, msPerChar: number, hz: number, rate: number): Int16Array {
   const per = samplesForMs(msPerChar, rate);
+  const burst = syllable(per, hz, rate);
   const out = new Int16Array(per * text.length);
-  for (let c = 0; c < text.length; c++) {
-    if (!/[\p{L}\p{N}]/u.test(text[c]!)) continue;
-    for (let k = 0; k < per; k++) {
-      const n = c * per + k;
-      const envelope = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / per);
-      out[n] = Math.round(0.3 * 32767 * envelope * Math.sin((2 * Math.PI * hz * n) / rate));
-    }
-  }
+  for (let c = 0; c < text.length; c++) if (LETTER_OR_DIGIT.test(text[c]!)) out.set(burst, c * per);
   return out;
 }
