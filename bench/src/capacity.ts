@@ -1,6 +1,6 @@
 import { METRIC } from '@va/telemetry';
 import type { ReceivedMetric } from '@va/testkit';
-import { runScenario, type ScenarioResult } from './scenario.js';
+import { HARNESS, NATS_SERVER, runScenario, type ScenarioResult } from './scenario.js';
 import { percentile, round, type Row } from './stats.js';
 
 /** The ramp of concurrent sessions a full capacity run steps through. */
@@ -41,6 +41,8 @@ export interface CapacityStep {
   stages: StageLoad[];
   /** Whole pipeline (every stage and the gateway). */
   cpuMsPerSessionSecond: number;
+  /** The rest of the machine's load: nats-server, and the harness (fake LLM servers, span collector, observer). */
+  others: { name: string; cpuMsPerSessionSecond: number; cpuPercent: number }[];
   /** The run itself, for the rows other parts of the bench take from it. */
   result: ScenarioResult;
 }
@@ -88,7 +90,16 @@ export async function runCapacityStep(sessions: number, opts: CapacityOptions): 
   const loopDelay = maxGaugePerService(result.metrics, METRIC.loadEventLoopDelay);
   // Instances of one stage add up: the figure is the stage's, not one process's.
   const byStage = new Map<string, { cpuMs: number; seconds: number }>();
+  const others: CapacityStep['others'] = [];
   for (const u of result.usage) {
+    if (u.name === NATS_SERVER || u.name === HARNESS) {
+      others.push({
+        name: u.name,
+        cpuMsPerSessionSecond: round(u.cpuMs / (sessions * u.seconds), 3),
+        cpuPercent: round((u.cpuMs / (u.seconds * 1000)) * 100),
+      });
+      continue;
+    }
     const s = byStage.get(u.name) ?? { cpuMs: 0, seconds: 0 };
     s.cpuMs += u.cpuMs;
     s.seconds = Math.max(s.seconds, u.seconds);
@@ -116,6 +127,7 @@ export async function runCapacityStep(sessions: number, opts: CapacityOptions): 
       stages.reduce((a, s) => a + s.cpuMsPerSessionSecond, 0),
       3,
     ),
+    others,
     result,
   };
 }
@@ -163,7 +175,10 @@ export function formatStep(s: CapacityStep): string {
       `    ${st.stage.padEnd(16)} ${String(st.cpuMsPerSessionSecond).padStart(7)} ms/session-s  ` +
       `${String(st.cpuPercent).padStart(5)} % cpu  loop p99 ${st.eventLoopDelayP99Ms ?? '–'} ms  dropped ${st.framesDropped}`,
   );
-  return [head, ...lines].join('\n');
+  const rest = s.others.map(
+    (o) => `    (${o.name}) ${String(o.cpuMsPerSessionSecond).padStart(7)} ms/session-s  ${String(o.cpuPercent).padStart(5)} % cpu`,
+  );
+  return [head, ...lines, ...rest].join('\n');
 }
 
 /** The bench's JSON rows for a capacity run. */
@@ -197,6 +212,19 @@ export function capacityRows(steps: readonly CapacityStep[], atSlo: number, inst
       if (st.eventLoopDelayP99Ms !== undefined) {
         rows.push({ ...of, name: 'event_loop_delay_ms', stat: 'p99', value: st.eventLoopDelayP99Ms, unit: 'ms' });
       }
+    }
+  }
+  for (const s of steps) {
+    for (const o of s.others) {
+      rows.push({
+        ...base,
+        sessions: s.sessions,
+        profile: `process:${o.name}`,
+        name: 'cpu_ms_per_session_second',
+        stat: 'mean',
+        value: o.cpuMsPerSessionSecond,
+        unit: 'ms/session-s',
+      });
     }
   }
   rows.push({ ...base, name: 'sessions_at_slo', sessions: atSlo, instances, stat: 'max', value: atSlo, unit: 'sessions' });

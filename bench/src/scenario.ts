@@ -19,6 +19,10 @@ export interface ScenarioOptions {
   onProgress?: (line: string) => void;
 }
 
+/** Names of the processes measured besides the stages. */
+export const NATS_SERVER = 'nats-server';
+export const HARNESS = 'harness';
+
 /** What one agent turn measured, from the gateway's recording and the turn's spans. */
 export interface TurnMeasure {
   e2eMs: number;
@@ -66,7 +70,13 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       ...variant.env,
       ...opts.env,
     },
-    onRunning: (stages) => (watcher = watchProcesses(stages.map((s) => ({ name: s.stage, pid: s.pid })))),
+    onRunning: (stages, pipeline) =>
+      (watcher = watchProcesses([
+        ...stages.map((s) => ({ name: s.stage, pid: s.pid })),
+        // Not stages, but on the same cores: the bus, and this process (the fake LLM servers, the span collector).
+        { name: NATS_SERVER, pid: pipeline.nats.pid },
+        { name: HARNESS, pid: process.pid },
+      ])),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });
   const usage = (await watcher?.stop()) ?? [];

@@ -415,12 +415,15 @@ export class GatewaySession {
 const SILENCE_BANK = 64;
 const silenceBanks = new Map<number, Int16Array[]>();
 
-/** Comfort noise for the microphone when the transport has nothing: digital zero upsets recognisers. */
+/**
+ * Comfort noise for the microphone when the transport has nothing: digital zero upsets recognisers. The frame is
+ * shared (one of a bank made once): read it, never write to it.
+ */
 export function micSilence(samples: number, seed: number): Int16Array {
   let bank = silenceBanks.get(samples);
   if (!bank) {
     bank = Array.from({ length: SILENCE_BANK }, (_, i) => dither(new Int16Array(samples), 6, i + 1));
     silenceBanks.set(samples, bank);
   }
-  return bank[Math.abs(seed) % SILENCE_BANK]!.slice();
+  return bank[Math.abs(seed) % SILENCE_BANK]!;
 }

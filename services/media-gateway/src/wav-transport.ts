@@ -161,7 +161,7 @@ function cough(ms: number, sampleRate: number, seed: number): Int16Array {
 
 function padTo(frame: Int16Array, frameSamples: number, seed = 3): Int16Array {
   if (frame.length === frameSamples) return frame;
-  const out = micSilence(frameSamples, seed);
+  const out = micSilence(frameSamples, seed).slice();
   out.set(frame);
   return out;
 }
@@ -195,20 +195,82 @@ export class TrackRecorder {
   }
 }
 
+/** One session's place on a shared clock. */
+interface Stepper {
+  step: (i: number) => boolean;
+  /** Monotonic time of its step 0, and the next step's index. */
+  start: number;
+  next: number;
+  signal: AbortSignal;
+  done: (steps: number) => void;
+}
+
 /**
- * A real-time clock: calls `step(i)` every `frameMs`, correcting drift against the monotonic clock, until
- * `step` returns false or the signal fires.
+ * One timer for every session of the process: each tick steps every session whose next frame is due, in one
+ * event-loop turn — so the frames of hundreds of sessions go out in one socket write, not one write and one
+ * timer each. A session's step `i` never runs before `i × frameMs` after its step 0; a late tick catches up.
  */
-export async function runClock(frameMs: number, step: (i: number) => boolean, signal: AbortSignal): Promise<number> {
-  const start = performance.now();
-  let i = 0;
-  while (!signal.aborted && step(i)) {
-    i++;
-    // A timer can fire a little early (the event loop's cached clock is stale after a busy turn): wait out the rest,
-    // so a frame is never stepped before its time.
-    for (let wait = start + i * frameMs - performance.now(); wait > 0; wait = start + i * frameMs - performance.now()) {
-      await new Promise((r) => setTimeout(r, Math.ceil(wait)));
-    }
+export class FrameTicker {
+  private readonly steppers = new Set<Stepper>();
+  private timer: NodeJS.Timeout | undefined;
+  /** Every session's steps fall on this grid, so one timer firing serves them all. */
+  private origin: number | undefined;
+
+  constructor(readonly frameMs: number) {}
+
+  /** Steps `step(0)` now, then `step(1)`, … on the clock until it returns false or the signal fires. */
+  run(step: (i: number) => boolean, signal: AbortSignal): Promise<number> {
+    return new Promise((resolve) => {
+      if (signal.aborted || !step(0)) return resolve(0);
+      // Step 0 now; the later ones on the grid, counted from when step 0 returned (never sooner than frameMs
+      // after anything it saw).
+      const now = performance.now();
+      this.origin ??= now;
+      const grid = this.origin + Math.ceil((now - this.origin) / this.frameMs) * this.frameMs;
+      const s: Stepper = { step, start: grid, next: 1, signal, done: resolve };
+      this.steppers.add(s);
+      this.schedule();
+    });
   }
-  return i;
+
+  /** Runs the steps of `s` that are due; false (and `s` resolved) when it has finished. */
+  private advance(s: Stepper, now: number): boolean {
+    while (s.start + s.next * this.frameMs <= now) {
+      if (s.signal.aborted || !s.step(s.next)) break;
+      s.next++;
+    }
+    if (s.signal.aborted || s.start + s.next * this.frameMs <= now) {
+      s.done(s.next);
+      return false;
+    }
+    return true;
+  }
+
+  private schedule(): void {
+    if (this.timer || this.steppers.size === 0) return;
+    let due = Infinity;
+    for (const s of this.steppers) due = Math.min(due, s.start + s.next * this.frameMs);
+    // A timer can fire a little early (the event loop's cached clock is stale after a busy turn): it is
+    // re-armed for the rest, so a frame is never stepped before its time.
+    this.timer = setTimeout(() => this.tick(), Math.max(0, Math.ceil(due - performance.now())));
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    for (const s of this.steppers) if (!this.advance(s, now)) this.steppers.delete(s);
+    this.schedule();
+  }
+}
+
+const tickers = new Map<number, FrameTicker>();
+
+/**
+ * A real-time clock: calls `step(i)` every `frameMs` (step 0 at once), never early, until `step` returns false
+ * or the signal fires; resolves with the number of steps taken. Sessions of one process share one timer.
+ */
+export function runClock(frameMs: number, step: (i: number) => boolean, signal: AbortSignal): Promise<number> {
+  let ticker = tickers.get(frameMs);
+  if (!ticker) tickers.set(frameMs, (ticker = new FrameTicker(frameMs)));
+  return ticker.run(step, signal);
 }
