@@ -367,6 +367,12 @@ export class Bus {
     });
   }
 
+  /**
+   * Subscribes to one session's audio (or every session's with `'*'`). Frames are handed over synchronously, in
+   * order, straight from the client's read loop (no async iterator and no promise per frame); a handler that
+   * returns a promise is not awaited — its failure is reported like a thrown error. ActorContext.subscribeAudio
+   * puts a bounded serial backlog in front of asynchronous handlers.
+   */
   subscribeAudio(
     direction: AudioDirection,
     sessionId: SessionId | '*',
@@ -378,7 +384,11 @@ export class Bus {
     // Frames of one turn carry the same trace headers: read once, reused while the bytes are the same.
     const trace = new TraceReader();
     const fixed = sessionId === '*' ? undefined : { subject, sessionId };
-    return this.consume(subject, opts, (m) => {
+    const failed = (m: Msg, err: unknown) => {
+      this.log.error({ err, subject: m.subject }, 'message handler failed');
+      this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
+    };
+    const onFrame = (m: Msg): void => {
       let frame: AudioFrame;
       try {
         frame = decodeAudioFrame(m.data);
@@ -396,8 +406,22 @@ export class Bus {
         ...(frame.turnId !== undefined ? { turnId: frame.turnId } : {}),
         context: trace.read(m),
       };
-      return handler(frame, meta);
+      try {
+        const done = handler(frame, meta);
+        if (done instanceof Promise) done.catch((err: unknown) => failed(m, err));
+      } catch (err) {
+        failed(m, err);
+      }
+    };
+    const sub = this.nc.subscribe(subject, {
+      ...(opts.queue ? { queue: opts.queue } : {}),
+      callback: (err, m) => {
+        // The server ended the subscription (a permissions violation: this user may not read the subject).
+        if (err) this.log.error({ err, subject }, 'subscription refused');
+        else onFrame(m);
+      },
     });
+    return { unsubscribe: () => sub.unsubscribe(), closed: this.track(sub.closed.then(() => undefined)) };
   }
 
   /** Raw subscription for tools (recorders, tests): no schema, no error replies. */
