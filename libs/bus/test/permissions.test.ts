@@ -165,6 +165,28 @@ describe('the generated NATS users (deploy/nats/auth.conf) on a real server', ()
     expect(keys).toEqual([`stt.${sid} PUT`, `stt.${sid} DEL`]);
   });
 
+  it('lets the responders read and watch session-context’s history, never write it', async () => {
+    const context = await connect('session-context');
+    const written = await context.kv(BUCKETS.state);
+    await written.put(`session-context.${sid}.history`, '{"summary":null,"summarized":0,"entries":[]}');
+    for (const user of ['fast-responder', 'deep-responder']) {
+      const responder = await connect(user);
+      const state = await responder.kv(BUCKETS.state);
+      expect((await state.get(`session-context.${sid}.history`))?.string()).toContain('"entries":[]');
+      const watch = await state.watch({ key: 'session-context.>' });
+      const seen: string[] = [];
+      void (async () => {
+        for await (const e of watch) seen.push(e.key);
+      })();
+      await waitFor(() => seen.includes(`session-context.${sid}.history`), { timeoutMs: 3000 });
+      watch.stop();
+      await expect(state.put(`session-context.${sid}.history`, '{}')).rejects.toThrow(/Permissions Violation/);
+      // Its own keys as before; tts's state stays out of reach.
+      expect(await state.put(`${user}.${sid}.answering`, '{}')).toBeGreaterThan(0);
+      await expect(state.get(`tts.${sid}.x`)).rejects.toThrow(/Permissions Violation/);
+    }
+  });
+
   it('lets only the gateway open sessions and ask for context, and only session-context answer', async () => {
     const stt = await connect('stt');
     const errors = violations(stt);

@@ -97,7 +97,8 @@ describe('a voice conversation through seven processes', () => {
         SPAN.deepGenerate,
         SPAN.ttsSynthesize,
         SPAN.gatewayPlayout,
-        SPAN.contextGet,
+        // session-context recording the turn: responders read history from their replica, nothing is fetched.
+        SPAN.contextUpdate,
       ]) {
         expect(
           mine.some((s) => s.name === name),

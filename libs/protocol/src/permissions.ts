@@ -43,6 +43,8 @@ export interface StageAccess {
   opensSessions: boolean;
   /** KV buckets it uses besides the actor host's own keys, and which keys. */
   kv: Partial<Record<BucketName, KeyScope>>;
+  /** Stages whose keys of the state bucket it reads (get and watch, never writes). */
+  readsStateOf?: readonly KnownStage[];
 }
 
 /**
@@ -85,19 +87,22 @@ export const STAGE_ACCESS = {
     publishes: ['reply.fast'],
     subscribes: ['turn'],
     serves: [],
-    requests: ['ctx.get'],
+    requests: [],
     actorHost: true,
     opensSessions: false,
     kv: {},
+    // History from a replica kept by a watch on session-context's keys: nothing asked when a turn ends.
+    readsStateOf: ['session-context'],
   },
   'deep-responder': {
     publishes: ['reply.deep', 'tool'],
     subscribes: ['turn'],
     serves: [],
-    requests: ['ctx.get'],
+    requests: [],
     actorHost: true,
     opensSessions: false,
     kv: {},
+    readsStateOf: ['session-context'],
   },
   tts: {
     publishes: ['audio.out', 'speech'],
@@ -176,6 +181,13 @@ function kvPublish(bucket: string, keys: string): string[] {
   ];
 }
 
+/** Reading one key scope of a bucket whose own keys the user already opens (get and watch only). */
+function kvRead(bucket: string, keys: string): string[] {
+  const stream = `KV_${bucket}`;
+  const keySubject = `$KV.${bucket}.${keys}`;
+  return [`${JS_API}.DIRECT.GET.${stream}.${keySubject}`, `${JS_API}.CONSUMER.CREATE.${stream}.*.${keySubject}`];
+}
+
 function sessionSubjects(leaves: readonly SessionLeaf[]): string[] {
   return leaves.map((leaf) => anySessionSubject(leaf));
 }
@@ -209,6 +221,7 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   for (const [bucket, scope] of Object.entries(kv) as [BucketName, KeyScope][]) {
     add(pub, kvPublish(BUCKETS[bucket], scope === 'own' ? `${stage}.>` : '>'));
   }
+  for (const other of access.readsStateOf ?? []) add(pub, kvRead(BUCKETS.state, `${other}.>`));
   return {
     publish: { allow: [...pub] },
     subscribe: { allow: [...sub] },

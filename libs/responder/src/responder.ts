@@ -1,6 +1,7 @@
 import type { ActorContext, SessionActor } from '@va/actor';
-import { BusRequestError, extractTrace, newHeaders } from '@va/bus';
-import { CANCEL_REASON, channels, requests, type ChatMessage, type ToolCall, type Turn } from '@va/protocol';
+import { buildContext, HistoryReplica } from '@va/context';
+import { extractTrace, newHeaders } from '@va/bus';
+import { CANCEL_REASON, channels, type ChatMessage, type ToolCall, type Turn } from '@va/protocol';
 import type { LLM, LLMOptions, LLMUsage, ServedBy } from '@va/providers';
 import {
   ATTR,
@@ -19,6 +20,41 @@ import { TOOL_APOLOGY, TOOLS_PROMPT, withPersona } from './prompts.js';
 import type { ToolRegistry, ToolResult } from './tools.js';
 
 const round1 = (ms: number) => Math.round(ms * 10) / 10;
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/**
+ * One history replica per bus connection (per process), shared by the responder's session actors: it keeps the
+ * sessions this process holds, loaded when the session is claimed and kept current by a KV watch.
+ */
+class HistoryReplicas {
+  private readonly byBus = new WeakMap<ActorContext['bus'], { replica: Promise<HistoryReplica>; held: Set<string> }>();
+
+  hold(ctx: ActorContext): Promise<HistoryReplica> {
+    let entry = this.byBus.get(ctx.bus);
+    if (!entry) {
+      const held = new Set<string>();
+      const replica = HistoryReplica.open(ctx.bus, { log: ctx.bus.log, keep: (sid) => held.has(sid) });
+      // A failed open is retried by the next session rather than remembered.
+      replica.catch(() => this.byBus.delete(ctx.bus));
+      entry = { replica, held };
+      this.byBus.set(ctx.bus, entry);
+    }
+    const { held, replica } = entry;
+    held.add(ctx.sessionId);
+    // Loaded now, at the claim, not when the first turn ends.
+    void replica.then((r) => r.read(ctx.sessionId)).catch(() => undefined);
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        held.delete(ctx.sessionId);
+        void replica.then((r) => r.forget(ctx.sessionId)).catch(() => undefined);
+      },
+      { once: true },
+    );
+    return replica;
+  }
+}
+const histories = new HistoryReplicas();
 
 /** Rough token count (≈ 4 characters a token, plus per-message overhead) until providers report usage. */
 function estimateTokens(messages: readonly ChatMessage[]): number {
@@ -46,10 +82,8 @@ export interface ResponderOptions {
   source: 'fast' | 'deep';
   llm: LLM;
   systemPrompt: string;
-  /** History budget asked of session-context (the fast opener needs only the last few messages). */
+  /** History budget (the fast opener needs only the last few messages). */
   historyTokens: number;
-  /** How long to wait for history before answering without it: latency beats context. */
-  historyTimeoutMs: number;
   llmOptions: LLMOptions;
   /** Tools the model may call (deep responder); their results go into the turn's context. */
   tools?: ToolRegistry;
@@ -78,26 +112,22 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     // Stable across the session's turns (no time, no turn data): the prompt cache reuses it.
     const system = withPersona(tools ? `${opts.systemPrompt} ${TOOLS_PROMPT}` : opts.systemPrompt, ctx.config.persona);
 
-    async function history(turn: Turn, parent: Context): Promise<ChatMessage[]> {
+    // This session's history, kept current in memory by the process's replica: nothing to fetch when a turn ends.
+    const replica = histories.hold(ctx);
+
+    async function history(turn: Turn): Promise<{ messages: ChatMessage[]; hit: boolean }> {
       try {
-        const reply = await ctx.bus.request(
-          requests.ctxGet,
-          {
-            sessionId: ctx.sessionId,
-            maxTokens: opts.historyTokens,
-            beforeTurnId: turn.turnId,
-            ...(tools ? { tools: true } : {}),
-          },
-          { context: parent, timeoutMs: opts.historyTimeoutMs },
-        );
+        const { doc, hit } = await (await replica).read(ctx.sessionId);
+        const reply = buildContext(doc, {
+          maxTokens: opts.historyTokens,
+          beforeTurnId: turn.turnId,
+          ...(tools ? { tools: true } : {}),
+        });
         const summary: ChatMessage[] = reply.summary ? [{ role: 'system', content: `Earlier: ${reply.summary}` }] : [];
-        return [...summary, ...reply.messages];
+        return { messages: [...summary, ...reply.messages], hit };
       } catch (err) {
-        ctx.log.warn(
-          { err: err instanceof BusRequestError ? err.message : String(err) },
-          'no history, answering without',
-        );
-        return [];
+        ctx.log.warn({ err: String(err) }, 'no history, answering without');
+        return { messages: [], hit: false };
       }
     }
 
@@ -132,13 +162,17 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       let started = performance.now();
       try {
         const fetching = performance.now();
+        const past = await history(turn);
         const messages: ChatMessage[] = [
           { role: 'system', content: system },
-          ...(await history(turn, parent)),
+          ...past.messages,
           { role: 'user', content: turn.text },
         ];
         // History is our overhead, time to first token is the provider's: benchmarks tell them apart.
-        span.setAttribute(ATTR.historyMs, round1(performance.now() - fetching));
+        span.setAttributes({
+          [ATTR.historyMs]: round3(performance.now() - fetching),
+          [ATTR.cacheHit]: past.hit,
+        });
         started = performance.now();
         const llmOptions: LLMOptions = {
           ...opts.llmOptions,

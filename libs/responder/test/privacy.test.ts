@@ -44,7 +44,6 @@ beforeAll(async () => {
         llm,
         systemPrompt: ANSWER_PROMPT,
         historyTokens: 100,
-        historyTimeoutMs: 500,
         llmOptions: {},
         tools: new ToolRegistry([reminder]),
       }),

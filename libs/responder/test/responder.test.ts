@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
 import { startStagesInProcess, type InProcessStages } from '@va/harness';
-import { channels, requests, type Reply } from '@va/protocol';
+import { BUCKETS, channels, type Reply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor, OPENER_PROMPT } from '@va/responder';
 import { waitFor } from '@va/testkit';
@@ -15,10 +15,15 @@ const deep = new FakeLLM({
   ttftMs: 30,
   tokensPerSecond: 20,
 });
-const historyAsked: { beforeTurnId?: string; maxTokens: number }[] = [];
+
+/** Writes a session's history as session-context does (its key in the state bucket), for the replica to find. */
+async function storeHistory(sid: string, entries: { turnId: string; role: 'user' | 'assistant'; content: string }[]) {
+  const kv = await client.kv(BUCKETS.state);
+  await kv.put(`session-context.${sid}.history`, JSON.stringify({ summary: null, summarized: 0, entries }));
+}
 
 beforeAll(async () => {
-  const common = { historyTokens: 100, historyTimeoutMs: 500, llmOptions: {} };
+  const common = { historyTokens: 100, llmOptions: {} };
   stages = await startStagesInProcess([
     {
       stage: 'fast-responder',
@@ -42,18 +47,6 @@ beforeAll(async () => {
     },
   ]);
   client = stages.client;
-  // Stands in for session-context: one earlier exchange.
-  client.serve(requests.ctxGet, (req) => {
-    historyAsked.push(req);
-    return {
-      messages: [
-        { role: 'user' as const, content: 'earlier question' },
-        { role: 'assistant' as const, content: 'earlier answer' },
-      ],
-      summary: null,
-    };
-  });
-  await client.nc.flush();
 });
 
 afterAll(async () => {
@@ -62,6 +55,13 @@ afterAll(async () => {
 
 describe('fast and deep responders', () => {
   it('both start at turn end, stream their replies with history, and close each stream', async () => {
+    // Stands in for session-context: one earlier exchange, stored before the session opens here.
+    await storeHistory('resp-1', [
+      { turnId: 'q0', role: 'user', content: 'earlier question' },
+      { turnId: 'q0', role: 'assistant', content: 'earlier answer' },
+      // Already recorded by session-context when the turn ends: not given twice.
+      { turnId: 'q1', role: 'user', content: 'what time is it' },
+    ]);
     const sid = await stages.open('resp-1');
     const got = { fast: [] as Reply[], deep: [] as Reply[] };
     client.subscribe(channels.replyFast, sid, (r) => void got.fast.push(r));
@@ -87,7 +87,35 @@ describe('fast and deep responders', () => {
     expect(fastCall!.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
     expect(fastCall![0]!.content).toBe(OPENER_PROMPT);
     expect(fastCall![3]!.content).toBe('what time is it');
-    expect(historyAsked.every((h) => h.beforeTurnId === 'q1')).toBe(true);
+  });
+
+  it('reads history from its replica, which follows what session-context writes', async () => {
+    const sid: SessionId = await stages.open('resp-3');
+    const done = { fast: 0 };
+    client.subscribe(channels.replyFast, sid, (r) => void (r.done && done.fast++));
+    await client.nc.flush();
+    const turn = (turnId: string, text: string) =>
+      client.publish(channels.turn, sid, { turnId, kind: 'end', text, eouProb: 0.9, speechEndMs: 10 });
+    turn('r1', 'first question');
+    await waitFor(() => done.fast === 1);
+    expect(fast.calls.at(-1)!.map((m) => m.role)).toEqual(['system', 'user']);
+    // session-context records the exchange after the answer played; the next turn's prompt has it, unasked.
+    await storeHistory('resp-3', [
+      { turnId: 'r1', role: 'user', content: 'first question' },
+      { turnId: 'r1', role: 'assistant', content: 'Sure, one moment.' },
+    ]);
+    await waitFor(async () => {
+      const before = done.fast;
+      turn(`r${before + 1}`, 'second question');
+      await waitFor(() => done.fast === before + 1);
+      return fast.calls.at(-1)!.length === 4;
+    });
+    expect(fast.calls.at(-1)!.map((m) => m.content)).toEqual([
+      OPENER_PROMPT,
+      'first question',
+      'Sure, one moment.',
+      'second question',
+    ]);
   });
 
   it('stops generating when the turn is cancelled', async () => {

@@ -34,7 +34,6 @@ async function startInstance(): Promise<ActorInstance> {
     llm,
     systemPrompt: ANSWER_PROMPT,
     historyTokens: 100,
-    historyTimeoutMs: 300,
     llmOptions: {},
   });
   return instances.add(STAGE, createActor);

@@ -12,6 +12,11 @@ export const SPAN = {
   ttsSynthesize: 'tts.synthesize',
   gatewayPlayout: 'gateway.playout',
   contextGet: 'context.get',
+  /**
+   * session-context recording a turn into the session's history (the user's words at turn end, what was played
+   * at playout end): its span in every turn now that responders read history from their replica.
+   */
+  contextUpdate: 'context.update',
   /** Folding older messages into the session's summary: its own trace (linked to the turn that triggered it). */
   contextSummarize: 'context.summarize',
   /** One tool call of the deep responder (child of deep.generate). */
@@ -48,6 +53,8 @@ export const ATTR = {
   eouScore: 'va.eou_score',
   eouModel: 'va.eou_model',
   endpointing: 'va.endpointing',
+  /** session-context: which message of a turn a history update recorded (user, assistant, tool). */
+  role: 'va.role',
   /** session-context: messages returned by ctx.get. */
   messages: 'va.messages',
   /** Only when VA_TRACE_TEXT=1: transcripts are personal data. */

@@ -24,22 +24,35 @@ export interface StageSpanOptions {
   links?: Link[];
 }
 
+/**
+ * Now, in epoch milliseconds with microseconds: the process's monotonic clock from its time origin. (Date.now()
+ * has whole milliseconds, and the SDK anchors a span whose parent is in another process on it — a hop between
+ * two stages would read up to 1 ms off.)
+ */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** Starts a stage span as a child of the message's context. The caller ends it. */
 export function startStageSpan(name: SpanName, opts: StageSpanOptions = {}): Span {
   const attributes: Attributes = { ...opts.attributes };
   if (opts.sessionId !== undefined) attributes[ATTR.sessionId] = opts.sessionId;
   if (opts.turnId !== undefined) attributes[ATTR.turnId] = opts.turnId;
   if (opts.stage !== undefined) attributes[ATTR.stage] = opts.stage;
-  return tracer().startSpan(
+  const span = tracer().startSpan(
     name,
     {
       attributes,
-      startTime: opts.startTime,
+      startTime: opts.startTime ?? preciseNow(),
       ...(opts.root ? { root: true } : {}),
       ...(opts.links ? { links: opts.links } : {}),
     },
     opts.parent ?? otelContext.active(),
   );
+  // A span given its start time would end on Date.now() (whole ms): end it on the same precise clock.
+  const end = span.end.bind(span);
+  span.end = (endTime?: TimeInput) => end(endTime ?? preciseNow());
+  return span;
 }
 
 /** Runs `fn` inside a stage span: the span is active within, records a thrown error, and always ends. */

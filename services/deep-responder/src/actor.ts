@@ -12,7 +12,6 @@ export const STAGE = 'deep-responder';
 /** The real answer: the full history budget, told an opener is already playing. */
 export const DEEP_DEFAULTS = {
   historyTokens: 3000,
-  historyTimeoutMs: 400,
   llmOptions: { temperature: 0.7, maxTokens: 300 },
   maxToolRounds: 3,
   apologyOnFailure: PROVIDER_APOLOGY,

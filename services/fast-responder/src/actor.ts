@@ -6,7 +6,6 @@ export const STAGE = 'fast-responder';
 /** A brief opener: little history, low temperature, a handful of tokens, and no waiting for history. */
 export const FAST_DEFAULTS = {
   historyTokens: 200,
-  historyTimeoutMs: 150,
   llmOptions: { temperature: 0.3, maxTokens: 24 },
 } satisfies Partial<ResponderOptions>;
 

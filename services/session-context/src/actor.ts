@@ -12,17 +12,17 @@ import {
   type Context,
   type Link,
 } from '@va/telemetry';
-import { HISTORY_STATE } from './cache.js';
 import {
   addToolExchange,
   applyFold,
   EMPTY_DOC,
+  HISTORY_STATE,
   parseDoc,
   planFold,
   upsert,
   type HistoryDoc,
   type HistoryEntry,
-} from './history.js';
+} from '@va/context';
 import { STAGE, type ContextOptions } from './options.js';
 import type { Summarizer } from './summarizer.js';
 
@@ -138,13 +138,32 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
       }
     }
 
+    /** Records one change of the turn `turnId` under a span of that turn's trace (this stage's span in it). */
+    const record = (turnId: string, role: HistoryEntry['role'], parent: Context, change: () => HistoryEntry[]) => {
+      const span = startStageSpan(SPAN.contextUpdate, {
+        parent,
+        sessionId: ctx.sessionId,
+        turnId,
+        stage,
+        attributes: { [ATTR.role]: role },
+      });
+      const entries = change();
+      span.setAttribute(ATTR.messages, entries.length);
+      save(entries, parent);
+      span.end();
+    };
+
     ctx.subscribe(channels.turn, (turn, meta) => {
       if (turn.kind !== 'end' || turn.text.trim() === '') return;
-      save(upsert(doc.entries, { turnId: turn.turnId, role: 'user', content: turn.text }), meta.context);
+      record(turn.turnId, 'user', meta.context, () =>
+        upsert(doc.entries, { turnId: turn.turnId, role: 'user', content: turn.text }),
+      );
     });
 
     ctx.subscribe(channels.tool, (exchange, meta) => {
-      save(addToolExchange(doc.entries, exchange, opts.toolResultChars), meta.context);
+      record(exchange.turnId, 'tool', meta.context, () =>
+        addToolExchange(doc.entries, exchange, opts.toolResultChars),
+      );
     });
 
     ctx.subscribe(channels.playout, (p, meta) => {
@@ -155,7 +174,7 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
         content: p.spokenText,
         ...(p.interrupted ? { interrupted: true } : {}),
       };
-      save(upsert(doc.entries, entry), meta.context);
+      record(p.turnId, 'assistant', meta.context, () => upsert(doc.entries, entry));
     });
 
     // A reclaimed session may have been left over the threshold by an owner that died mid-summary.

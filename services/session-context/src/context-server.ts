@@ -1,12 +1,11 @@
 import type { Bus, BusSubscription } from '@va/bus';
 import { requests } from '@va/protocol';
 import { ATTR, METRIC, recordLatency, SPAN, withStageSpan, type Logger } from '@va/telemetry';
-import { ContextCache } from './cache.js';
-import { buildContext, replyTokens } from './history.js';
+import { buildContext, HistoryReplica, replyTokens } from '@va/context';
 import { STAGE } from './options.js';
 
 export interface ContextServer {
-  cache: ContextCache;
+  cache: HistoryReplica;
   stop(): Promise<void>;
 }
 
@@ -24,7 +23,7 @@ export async function serveContext(
   } = {},
 ): Promise<ContextServer> {
   const stage = opts.stage ?? STAGE;
-  const cache = await ContextCache.open(bus, { stage, ...(opts.log ? { log: opts.log } : {}) });
+  const cache = await HistoryReplica.open(bus, { stage, ...(opts.log ? { log: opts.log } : {}) });
   const sub: BusSubscription = bus.serve(
     requests.ctxGet,
     (req, meta) =>

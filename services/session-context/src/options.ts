@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { WindowOptions } from './history.js';
+import type { WindowOptions } from '@va/context';
 
 export const STAGE = 'session-context';
 

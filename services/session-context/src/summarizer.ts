@@ -1,7 +1,7 @@
 import type { ChatMessage } from '@va/protocol';
 import { llmFromEnv, textOf, type LLM } from '@va/providers';
 import type { Logger } from '@va/telemetry';
-import { clip, type HistoryEntry } from './history.js';
+import { clip, type HistoryEntry } from '@va/context';
 import type { ContextOptions } from './options.js';
 
 /** What one summarize run folds: the summary so far and the messages leaving the window. */

@@ -7,7 +7,7 @@ import { ATTR, contextOf, shutdownTelemetry, SPAN, startStageSpan, startTelemetr
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { contextActor } from '../src/actor.js';
 import { serveContext, type ContextServer } from '../src/context-server.js';
-import { replyTokens } from '../src/history.js';
+import { replyTokens } from '@va/context';
 import { CONTEXT_DEFAULTS, STAGE, type ContextOptions } from '../src/options.js';
 import { llmSummarizer, type Summarizer } from '../src/summarizer.js';
 

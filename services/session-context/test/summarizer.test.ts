@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_MODEL_ID, startLocalLlmServer, type LocalLlmServer } from '@va/local-llm';
 import { FakeLLM } from '@va/providers';
 import { createLogger } from '@va/telemetry';
-import type { HistoryEntry } from '../src/history.js';
+import type { HistoryEntry } from '@va/context';
 import { CONTEXT_DEFAULTS, ContextEnv } from '../src/options.js';
 import {
   extractiveSummarizer,

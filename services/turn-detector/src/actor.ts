@@ -9,6 +9,7 @@ import {
   counter,
   EVENT,
   METRIC,
+  preciseNow,
   recordLatency,
   SPAN,
   startStageSpan,
@@ -183,7 +184,7 @@ export function turnDetectorActor(
         sessionId: ctx.sessionId,
         turnId,
         stage: STAGE,
-        startTime: new Date(Date.now() - delay),
+        startTime: preciseNow() - delay,
         attributes: {
           [ATTR.eouDelayMs]: Math.round(delay),
           [ATTR.eouScore]: score,
@@ -194,7 +195,7 @@ export function turnDetectorActor(
         },
       });
       if (traceText()) span.setAttribute(ATTR.text, said);
-      if (previewedAt !== undefined) span.addEvent(EVENT.preview, new Date(previewedAt));
+      if (previewedAt !== undefined) span.addEvent(EVENT.preview, previewedAt);
       recordLatency(METRIC.eouDelay, delay, { span, attributes: { [ATTR.stage]: STAGE } });
       span.end();
       ctx.publish(
@@ -213,7 +214,7 @@ export function turnDetectorActor(
     /** Preemptive generation: the words are settled and the user is quiet; the turn is not committed yet. */
     function emitPreview(endMs: number, said: string, score: number): void {
       const turnId = newTurnId();
-      preview = { turnId, text: said, atWall: Date.now() };
+      preview = { turnId, text: said, atWall: preciseNow() };
       persist();
       ctx.publish(
         channels.turn,

@@ -34,7 +34,6 @@ beforeAll(async () => {
         llm,
         systemPrompt: OPENER_PROMPT,
         historyTokens: 100,
-        historyTimeoutMs: 500,
         llmOptions: {},
       }),
     },
