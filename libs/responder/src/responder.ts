@@ -372,13 +372,14 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     }
     ctx.subscribe(channels.turn, (turn, meta) => {
       if ((turn.kind !== 'end' && turn.kind !== 'preview') || turn.text.trim() === '') return;
+      if (!started.has(turn.turnId)) start(turn, meta.context);
       if (turn.kind === 'end') {
         committed.add(turn.turnId);
         if (committed.size > 64) committed.delete(committed.values().next().value!);
         awaitingVerdict.get(turn.turnId)?.();
+        // Saved once the answer is under way: the KV write is the retry's safety net, not on the turn's path.
         if (!ctx.isCancelled(turn.turnId) && !finished.has(turn.turnId)) rememberAnswering(turn, meta.context);
       }
-      if (!started.has(turn.turnId)) start(turn, meta.context);
     });
 
     // Taken over from an instance that died answering a committed turn: answer it again.

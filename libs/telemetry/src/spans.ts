@@ -25,12 +25,33 @@ export interface StageSpanOptions {
 }
 
 /**
- * Now, in epoch milliseconds with microseconds: the process's monotonic clock from its time origin. (Date.now()
- * has whole milliseconds, and the SDK anchors a span whose parent is in another process on it — a hop between
- * two stages would read up to 1 ms off.)
+ * The offset from this process's monotonic clock to the system clock, to a few microseconds. Date.now() has
+ * whole milliseconds, performance.timeOrigin is off by up to a few ms between processes, and the SDK anchors a
+ * span whose parent is in another process on Date.now(): a hop between two stages measured with either reads
+ * milliseconds off. Calibrated once on a tick of Date.now(), then kept within the bounds each reading gives.
  */
+let clockOffset = calibrate();
+
+function calibrate(): number {
+  const start = Date.now();
+  let d = start;
+  let p = performance.now();
+  // Wait for the next millisecond to begin (at most 1 ms, once per process): that instant is known exactly.
+  while (d === start) {
+    p = performance.now();
+    d = Date.now();
+  }
+  return d - p;
+}
+
+/** Now, in epoch milliseconds with microseconds, comparable across processes on one machine. */
 export function preciseNow(): number {
-  return performance.timeOrigin + performance.now();
+  const p = performance.now();
+  const lower = Date.now() - p;
+  // The true offset lies in [lower, lower + 1): follow the system clock if it moved (NTP), never jump otherwise.
+  if (clockOffset < lower) clockOffset = lower;
+  else if (clockOffset > lower + 1) clockOffset = lower + 1;
+  return p + clockOffset;
 }
 
 /** Starts a stage span as a child of the message's context. The caller ends it. */

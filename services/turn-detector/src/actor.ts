@@ -215,12 +215,13 @@ export function turnDetectorActor(
     function emitPreview(endMs: number, said: string, score: number): void {
       const turnId = newTurnId();
       preview = { turnId, text: said, atWall: preciseNow() };
-      persist();
       ctx.publish(
         channels.turn,
         { turnId, kind: 'preview', text: said, eouProb: score, speechEndMs: endMs },
         { context: frameContext },
       );
+      // Saved after it is sent: the server stores a KV write inline, and the responders should not wait on it.
+      persist();
     }
 
     function cancelPreview(reason: string): void {
