@@ -194,16 +194,17 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   // ---- placement ----------------------------------------------------------------------------------------
 
   private readonly onLoadChange = (overloaded: boolean): void => {
-    if (overloaded) this.log.warn({ load: this.load?.latest, sessions: this.actors.size }, 'overloaded: claiming no new session');
-    else this.log.info({ load: this.load?.latest, sessions: this.actors.size }, 'load back under its limit: claiming again');
+    const about = { load: this.load?.latest, sessions: this.actors.size };
+    if (overloaded) this.log.warn(about, 'overloaded: claiming no new session');
+    else this.log.info(about, 'load back under its limit: claiming again');
     this.updateOpenSubscription();
-    // Peers and gateways read this instance's room from its heartbeat: tell them now, not a heartbeat later.
-    void this.heartbeat();
   };
 
   /** At capacity, overloaded or draining, this instance leaves the queue group so the next open goes to a peer. */
   private updateOpenSubscription(): void {
     const wanted = this.hasRoom;
+    // Gateways read this instance's room from its heartbeat: a change is told now, not a heartbeat later.
+    if (wanted !== (this.openSub !== undefined) && this.startedAt > 0) void this.heartbeat();
     if (wanted && !this.openSub) {
       this.openSub = this.bus.subscribeGlobal(
         channels.sessionOpen,

@@ -5,3 +5,4 @@ export * from './service.js';
 export * from './queue.js';
 export * from './health.js';
 export * from './load.js';
+export * from './capacity.js';

@@ -2,12 +2,15 @@ import { createInbox } from '@nats-io/transport-node';
 import { BUCKETS, channels, SessionConfig, SessionOpenAck, type SessionId } from '@va/protocol';
 import type { Bus } from '@va/bus';
 import type { z } from 'zod';
+import type { StageCapacity } from './capacity.js';
 import { safeJson } from './json.js';
 
 export interface OpenSessionOptions {
   /** Stages whose claim to wait for; resolves early when all have acknowledged. */
   stages: readonly string[];
   timeoutMs?: number;
+  /** Park an ownerless lease for a stage that did not claim in time (default true). */
+  park?: boolean;
 }
 
 /**
@@ -41,7 +44,7 @@ export async function openSession(
   clearTimeout(timer);
   sub.unsubscribe();
   const missing = opts.stages.filter((s) => !acks.has(s));
-  if (missing.length > 0) {
+  if (missing.length > 0 && opts.park !== false) {
     const leases = await bus.kv(BUCKETS.leases);
     const parked = JSON.stringify({ owner: null, config: SessionConfig.parse(config) });
     // create() fails when the key exists: a stage that claimed late keeps its claim.
@@ -52,4 +55,47 @@ export async function openSession(
 
 export function closeSession(bus: Bus, sessionId: SessionId, reason = 'closed'): void {
   bus.publishGlobal(channels.sessionClose, { sessionId, reason });
+}
+
+/** A session the pipeline cannot take now: which stage is full, and why (for the caller's answer and logs). */
+export class SessionRefusedError extends Error {
+  override readonly name = 'SessionRefusedError';
+  constructor(
+    readonly stage: string,
+    readonly reason: string,
+  ) {
+    super(`session refused: ${reason}`);
+  }
+}
+
+export interface AdmitSessionOptions extends OpenSessionOptions {
+  /** Every stage's room from its heartbeats: a session some stage has no room for is refused at once. */
+  capacity?: StageCapacity;
+}
+
+/**
+ * Opens a session only if the pipeline can serve it: refused at once (SessionRefusedError) when every live
+ * instance of some stage is full or overloaded, and refused — closed again on every stage — when some stage
+ * does not claim it within the timeout. The sessions already running are never touched.
+ */
+export async function admitSession(
+  bus: Bus,
+  sessionId: SessionId,
+  config: z.input<typeof SessionConfig>,
+  opts: AdmitSessionOptions,
+): Promise<SessionOpenAck[]> {
+  const full = opts.capacity?.full(opts.stages);
+  if (full) throw new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`);
+  const acks = await openSession(bus, sessionId, config, { ...opts, park: false });
+  const missing = opts.stages.filter((s) => !acks.some((a) => a.stage === s));
+  if (missing.length > 0) {
+    // The stages that did claim it let it go.
+    closeSession(bus, sessionId, 'refused');
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    throw new SessionRefusedError(
+      missing[0]!,
+      `${missing.join(', ')} did not claim the session within ${timeoutMs} ms (full, or not running)`,
+    );
+  }
+  return acks;
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorHost, LoadMonitor, openSession } from '@va/actor';
+import { ActorHost, LoadMonitor, openSession, StageCapacity } from '@va/actor';
 import { Bus, type KV } from '@va/bus';
 import { BUCKETS, sessionId } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
@@ -79,5 +79,37 @@ describe('ActorHost with a load monitor', () => {
     } finally {
       await host.drain();
     }
+  });
+});
+
+describe('StageCapacity', () => {
+  it('calls a stage full only when every live instance of it has no room', async () => {
+    const capacity = StageCapacity.watch({ kvOpen: () => new Promise(() => undefined), log: undefined } as never, {
+      staleMs: 200,
+      log: { info: () => undefined } as never,
+    });
+    const beat = (key: string, room: boolean) =>
+      capacity.apply({
+        key,
+        operation: 'PUT',
+        value: new TextEncoder().encode(
+          JSON.stringify({ sessions: 3, capacity: 3, draining: false, overloaded: !room, room }),
+        ),
+      });
+    beat('stt.a', false);
+    beat('stt.b', true);
+    beat('tts.a', false);
+    expect(capacity.room('stt')).toEqual({ live: 2, withRoom: 1 });
+    // A stage never heard from is not known to be full (it may be starting): the open's timeout decides.
+    expect(capacity.full(['stt', 'tts', 'turn-detector'])).toBe('tts');
+    capacity.apply({ key: 'tts.a', operation: 'DEL', value: new Uint8Array() });
+    expect(capacity.full(['stt', 'tts'])).toBeUndefined();
+    beat('tts.b', false);
+    expect(capacity.full(['tts'])).toBe('tts');
+    // A heartbeat that stopped (a killed instance) no longer counts.
+    await new Promise((r) => setTimeout(r, 250));
+    expect(capacity.room('tts')).toEqual({ live: 0, withRoom: 0 });
+    expect(capacity.full(['tts'])).toBeUndefined();
+    capacity.stop();
   });
 });

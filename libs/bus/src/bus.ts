@@ -637,6 +637,11 @@ export class Bus {
     return kv;
   }
 
+  /** Opens a bucket that exists (for readers that may not create it); rejects when it does not exist yet. */
+  kvOpen(bucket: string): Promise<KV> {
+    return new Kvm(this.nc).open(bucket);
+  }
+
   /**
    * Finishes in-flight handlers, flushes what was published, and closes. Waits for every handler to return,
    * so a handler must not await it (schedule it instead).

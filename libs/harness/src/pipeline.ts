@@ -40,6 +40,18 @@ export interface PipelineOptions extends StartPipelineOptions {
   recordAudio?: boolean;
   /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
   onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
+  /**
+   * Sessions the pipeline refuses (some stage full) are reported in `refused` instead of failing the run. The
+   * report and `summary` then cover the first session that was admitted.
+   */
+  allowRefused?: boolean;
+}
+
+/** A session the gateway refused: which stage had no room, and its words. */
+export interface RefusedSession {
+  sessionId: string;
+  stage: string;
+  reason: string;
 }
 
 export interface RunningStage {
@@ -51,8 +63,10 @@ export interface RunningStage {
 export interface ConversationResult {
   report: ConversationReport;
   summary: SessionRecording;
-  /** Every session's recording (one per session). */
+  /** Every admitted session's recording (one per session). */
   recordings: SessionRecording[];
+  /** Sessions the gateway refused because the pipeline was full (only with `allowRefused`). */
+  refused: RefusedSession[];
   spans: ReceivedSpan[];
   /** `<outDir>/<session>.spans.json`: every span collected (ReceivedSpan[]), for `npm run trace -- --file`. */
   spansFile: string;
@@ -88,6 +102,8 @@ export interface StartPipelineOptions {
   stages?: readonly string[];
   /** Extra environment for every service (provider choices, a real LLM…). */
   env?: Record<string, string>;
+  /** Extra environment for one stage's instances (e.g. a smaller VA_SESSION_CAPACITY), over `env`. */
+  stageEnv?: Partial<Record<string, Record<string, string>>>;
   /** Options of the nats-server started (e.g. `config` = deploy/nats/auth.conf and `env` with its passwords). */
   nats?: NatsServerOptions;
   /**
@@ -171,7 +187,7 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     };
     const spawnStage = (stage: string): RunningStage => {
       const child = spawnNode(serviceEntry(stage), {
-        env: { ...env, ...opts.credentials?.(stage) },
+        env: { ...env, ...opts.stageEnv?.[stage], ...opts.credentials?.(stage) },
         name: stage,
         maxLifetimeSec: opts.maxLifetimeSec ?? 900,
       });
@@ -272,24 +288,41 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         GATEWAY_SESSION_ID: sid,
         GATEWAY_SESSIONS: String(sessions),
         GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',
+        // The agent's stages: a session is admitted only when each of them has room.
+        ...(opts.stages ? { GATEWAY_STAGES: opts.stages.join(',') } : {}),
+        ...opts.stageEnv?.['media-gateway'],
       },
       name: 'media-gateway',
       maxLifetimeSec: 900,
     });
     const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
-    await gateway.waitForJson((l) => l.msg === 'session opened', 60_000);
+    await gateway.waitForJson(
+      (l) => l.msg === 'session opened' || (opts.allowRefused === true && l.msg === 'all sessions finished'),
+      60_000,
+    );
     opts.onRunning?.(all, pipeline);
     progress(
       `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
     );
     const gatewayExit = await gateway.exited;
-    if (gatewayExit.code !== 0) {
+    // Exit 3: some sessions were refused (the pipeline was full); each has a <id>.refused.json.
+    const refused: RefusedSession[] = [];
+    if (gatewayExit.code === 3) {
+      for (const id of ids) {
+        const r = await readFile(join(outDir, `${id}.refused.json`), 'utf8').catch(() => undefined);
+        if (r !== undefined) refused.push(JSON.parse(r) as RefusedSession);
+      }
+    }
+    if (gatewayExit.code !== 0 && !(gatewayExit.code === 3 && opts.allowRefused)) {
+      const why = refused.length > 0 ? `; refused: ${refused.map((r) => r.reason).join('; ')}` : '';
       throw new Error(
-        `media-gateway exited with ${JSON.stringify(gatewayExit)}:\n${gateway.stderr.slice(-20).join('\n')}`,
+        `media-gateway exited with ${JSON.stringify(gatewayExit)}${why}:\n${gateway.stderr.slice(-20).join('\n')}`,
       );
     }
+    const admitted = ids.filter((id) => !refused.some((r) => r.sessionId === id));
+    if (admitted.length === 0) throw new Error(`every session was refused: ${refused[0]?.reason ?? 'unknown'}`);
     const recordings = await Promise.all(
-      ids.map(async (id) =>
+      admitted.map(async (id) =>
         SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${id}.session.json`), 'utf8'))),
       ),
     );
@@ -312,6 +345,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       report,
       summary,
       recordings,
+      refused,
       spans,
       spansFile,
       metrics: otlp.metrics(),

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** JetStream KV buckets of the product. Keys are `<stage>.<sessionId>[.<name>]`. */
 export const BUCKETS = {
   /** Who owns each stage's actor of each session: `{owner, config}`; owner null = waiting to be claimed. */
@@ -10,3 +12,15 @@ export const BUCKETS = {
 
 /** Heartbeat keys outlive their instance by at most this long (bucket TTL; nats-server 2.9 has no per-key TTL). */
 export const INSTANCE_KEY_TTL_MS = 60_000;
+
+/** What an instance says of itself in its heartbeat (`va_instances`, key `<stage>.<instanceId>`). */
+export const InstanceHeartbeat = z.object({
+  sessions: z.number().int().nonnegative(),
+  capacity: z.number().int().nonnegative(),
+  draining: z.boolean(),
+  /** Over its load limit (event-loop delay or CPU): it claims no new session until calm again. */
+  overloaded: z.boolean().default(false),
+  /** Claims a new session now: not draining, under capacity, not overloaded. */
+  room: z.boolean().default(true),
+});
+export type InstanceHeartbeat = z.infer<typeof InstanceHeartbeat>;

@@ -43,8 +43,8 @@ export interface StageAccess {
   opensSessions: boolean;
   /** KV buckets it uses besides the actor host's own keys, and which keys. */
   kv: Partial<Record<BucketName, KeyScope>>;
-  /** Stages whose keys of the state bucket it reads (get and watch, never writes). */
-  readsStateOf?: readonly KnownStage[];
+  /** Keys of other stages it reads (get and watch, never writes): a bucket, and whose keys (`all`: everyone's). */
+  reads?: readonly { bucket: BucketName; of: KnownStage | 'all' }[];
 }
 
 /**
@@ -63,6 +63,8 @@ export const STAGE_ACCESS = {
     opensSessions: true,
     // A stage that did not claim a session in time gets an ownerless lease parked under its name.
     kv: { leases: 'all', state: 'own' },
+    // Every stage's heartbeats: a session some stage has no room for is refused before it is opened.
+    reads: [{ bucket: 'instances', of: 'all' }],
   },
   stt: {
     publishes: ['transcript'],
@@ -92,7 +94,7 @@ export const STAGE_ACCESS = {
     opensSessions: false,
     kv: {},
     // History from a replica kept by a watch on session-context's keys: nothing asked when a turn ends.
-    readsStateOf: ['session-context'],
+    reads: [{ bucket: 'state', of: 'session-context' }],
   },
   'deep-responder': {
     publishes: ['reply.deep', 'tool'],
@@ -102,7 +104,7 @@ export const STAGE_ACCESS = {
     actorHost: true,
     opensSessions: false,
     kv: {},
-    readsStateOf: ['session-context'],
+    reads: [{ bucket: 'state', of: 'session-context' }],
   },
   tts: {
     publishes: ['audio.out', 'speech'],
@@ -181,11 +183,18 @@ function kvPublish(bucket: string, keys: string): string[] {
   ];
 }
 
-/** Reading one key scope of a bucket whose own keys the user already opens (get and watch only). */
+/** Reading one key scope of an existing bucket: open it, get and watch keys; never write or create. */
 function kvRead(bucket: string, keys: string): string[] {
   const stream = `KV_${bucket}`;
   const keySubject = `$KV.${bucket}.${keys}`;
-  return [`${JS_API}.DIRECT.GET.${stream}.${keySubject}`, `${JS_API}.CONSUMER.CREATE.${stream}.*.${keySubject}`];
+  return [
+    `${JS_API}.STREAM.INFO.${stream}`,
+    `${JS_API}.DIRECT.GET.${stream}.${keySubject}`,
+    `${JS_API}.CONSUMER.CREATE.${stream}.*.${keySubject}`,
+    `${JS_API}.CONSUMER.INFO.${stream}.*`,
+    `${JS_API}.CONSUMER.DELETE.${stream}.*`,
+    `$JS.FC.${stream}.>`,
+  ];
 }
 
 function sessionSubjects(leaves: readonly SessionLeaf[]): string[] {
@@ -221,7 +230,8 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   for (const [bucket, scope] of Object.entries(kv) as [BucketName, KeyScope][]) {
     add(pub, kvPublish(BUCKETS[bucket], scope === 'own' ? `${stage}.>` : '>'));
   }
-  for (const other of access.readsStateOf ?? []) add(pub, kvRead(BUCKETS.state, `${other}.>`));
+  for (const r of access.reads ?? []) add(pub, kvRead(BUCKETS[r.bucket], r.of === 'all' ? '>' : `${r.of}.>`));
+  if ((access.reads ?? []).length > 0) pub.add(`${JS_API}.INFO`);
   return {
     publish: { allow: [...pub] },
     subscribe: { allow: [...sub] },

@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { loadMonitor, newInstanceId, parseEnv, ServiceEnv, startServiceHealth } from '@va/actor';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  loadMonitor,
+  newInstanceId,
+  parseEnv,
+  ServiceEnv,
+  SessionRefusedError,
+  StageCapacity,
+  startServiceHealth,
+} from '@va/actor';
 import { readWav, resample } from '@va/audio';
 import { Bus } from '@va/bus';
-import { sessionId as parseSessionId } from '@va/protocol';
+import { sessionId as parseSessionId, STAGES } from '@va/protocol';
 import { createProvider } from '@va/providers';
 import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
 import { z } from 'zod';
 import { STAGE } from './actor.js';
+import { Admission } from './admission.js';
 import { parseLiveKitEnv, type LiveKitConfig } from './livekit/token.js';
 import { runRecordedSession } from './recorded-session.js';
 import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
@@ -53,7 +63,16 @@ const env = parseEnv(
     GATEWAY_RECORD_AUDIO: z.enum(['0', '1']).default('1'),
     GATEWAY_TAIL_MS: z.coerce.number().int().positive().default(1000),
     GATEWAY_MAX_TAIL_MS: z.coerce.number().int().positive().default(30_000),
-    GATEWAY_OPEN_TIMEOUT_MS: z.coerce.number().int().positive().default(20_000),
+    /** Every stage must claim a new session within this, or the session is refused ("busy, try again"). */
+    GATEWAY_OPEN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+    /** The stages of this agent, comma-separated: each must have room for a session to be admitted. */
+    GATEWAY_STAGES: z
+      .string()
+      .default(STAGES.filter((s) => s !== 'media-gateway').join(','))
+      .transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+      .pipe(z.array(z.enum(STAGES.filter((s) => s !== 'media-gateway') as [string, ...string[]])).min(1)),
+    /** A stage instance not heard from for this long counts neither as room nor as full. */
+    GATEWAY_INSTANCE_STALE_MS: z.coerce.number().int().positive().default(2_000),
   }),
 );
 if (env.GATEWAY_TRANSPORT === 'wav' && !env.GATEWAY_WAV === !env.GATEWAY_SCRIPT) {
@@ -88,6 +107,15 @@ startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
 const load = loadMonitor(env).start(STAGE);
+// Every stage's room from its heartbeats: a session is admitted only when each can take it.
+const capacity = StageCapacity.watch(bus, { staleMs: env.GATEWAY_INSTANCE_STALE_MS, log });
+const admission = new Admission(bus, {
+  stages: env.GATEWAY_STAGES,
+  openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS,
+  capacity,
+  load,
+  log,
+});
 const rate = env.GATEWAY_SAMPLE_RATE;
 /** Set when SIGTERM/SIGINT arrives: readiness fails first, so no new browser or room is sent here. */
 let stopping = false;
@@ -108,7 +136,7 @@ const onStop = (f: () => void) => {
 if (env.GATEWAY_TRANSPORT === 'web') {
   // One session per browser tab, for as long as its socket is open.
   const web = await startWebServer({
-    factory: busSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS, traceUrl: env.GATEWAY_TRACE_URL }),
+    factory: busSessionFactory(bus, { admission, traceUrl: env.GATEWAY_TRACE_URL }),
     host: env.GATEWAY_WEB_HOST,
     port: env.GATEWAY_WEB_PORT,
     log,
@@ -130,7 +158,7 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
   const stopped = new Promise<void>((resolve) => onStop(resolve));
   const dispatcher = new LiveKitDispatcher({
     config: liveKit!,
-    openSession: liveKitSessionFactory(bus, { openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS }),
+    openSession: liveKitSessionFactory(bus, { admission }),
     log,
   });
   const server = await startDispatchServer({
@@ -138,6 +166,7 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
     host: env.GATEWAY_HTTP_HOST,
     port: env.GATEWAY_HTTP_PORT,
     tokenEndpoint: env.GATEWAY_TOKEN_ENDPOINT === '1',
+    busy: () => admission.precheck(),
     ...(env.GATEWAY_DISPATCH_SECRET ? { secret: env.GATEWAY_DISPATCH_SECRET } : {}),
     log,
   });
@@ -183,15 +212,27 @@ const results = await Promise.allSettled(
       recordAudio: env.GATEWAY_RECORD_AUDIO === '1',
       tailMs: env.GATEWAY_TAIL_MS,
       maxTailMs: env.GATEWAY_MAX_TAIL_MS,
-      openTimeoutMs: env.GATEWAY_OPEN_TIMEOUT_MS,
+      admission,
       signal: stop.signal,
     });
   }),
 );
-const failed = results.filter((r) => r.status === 'rejected');
+// A refused session (the pipeline was full) is an answer, not a failure: written down for the caller, exit 3.
+const refused = results.flatMap((r, i) =>
+  r.status === 'rejected' && r.reason instanceof SessionRefusedError
+    ? [{ sessionId: ids[i]!, stage: r.reason.stage, reason: r.reason.reason }]
+    : [],
+);
+if (refused.length > 0) await mkdir(env.GATEWAY_OUT_DIR, { recursive: true });
+for (const r of refused) {
+  await writeFile(join(env.GATEWAY_OUT_DIR, `${r.sessionId}.refused.json`), JSON.stringify(r));
+}
+const failed = results.filter((r) => r.status === 'rejected' && !(r.reason instanceof SessionRefusedError));
 for (const f of failed) log.error({ err: (f as PromiseRejectedResult).reason }, 'session failed');
-log.info({ sessions: ids.length, failed: failed.length }, 'all sessions finished');
+log.info({ sessions: ids.length, failed: failed.length, refused: refused.length }, 'all sessions finished');
+capacity.stop();
+load.stop();
 await health?.close();
 await bus.drain();
 await shutdownTelemetry();
-process.exit(failed.length === 0 ? 0 : 1);
+process.exit(failed.length > 0 ? 1 : refused.length > 0 ? 3 : 0);

@@ -1,9 +1,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ActorContext, closeSession, openSession } from '@va/actor';
+import { ActorContext, closeSession } from '@va/actor';
 import { samplesForMs, writeWavChannels } from '@va/audio';
 import type { Bus } from '@va/bus';
-import { BUCKETS, requests, STAGES, type SessionId, type SessionRecording } from '@va/protocol';
+import { BUCKETS, requests, type SessionId, type SessionRecording } from '@va/protocol';
+import type { Admission } from './admission.js';
 import { FRAME_MS, GatewaySession, micSilence, STAGE } from './actor.js';
 import { runClock, TrackRecorder, type MicSource } from './wav-transport.js';
 
@@ -15,7 +16,8 @@ export interface RecordedSessionOptions {
   /** After the microphone ends, how long the session must be quiet before it closes. */
   tailMs: number;
   maxTailMs: number;
-  openTimeoutMs: number;
+  /** Opens the session on every stage, or refuses it (SessionRefusedError) when the pipeline is full. */
+  admission: Admission;
   signal: AbortSignal;
 }
 
@@ -31,16 +33,8 @@ export async function runRecordedSession(
 ): Promise<SessionRecording> {
   const log = bus.log.child({ sessionId });
   const rate = opts.sampleRate;
-  const others = STAGES.filter((s) => s !== STAGE);
-  const acks = await openSession(
-    bus,
-    sessionId,
-    { sampleRate: rate },
-    { stages: others, timeoutMs: opts.openTimeoutMs },
-  );
+  const acks = await opts.admission.open(sessionId, { sampleRate: rate });
   log.info({ stages: acks.map((a) => `${a.stage}@${a.instanceId}`) }, 'session opened');
-  const missing = others.filter((s) => !acks.some((a) => a.stage === s));
-  if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
 
   const config = { sampleRate: rate, language: 'en-US' };
   const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);

@@ -278,6 +278,25 @@ describe('livekit dispatch endpoint', () => {
     expect(((await res.json()) as { error: string }).error).toMatch(/limit of 1 rooms/);
   });
 
+  it('while the pipeline is full a POST is 503 naming the full stage, and joins nothing; once it has room it joins', async () => {
+    let busy: { stage: string; reason: string } | undefined = {
+      stage: 'turn-detector',
+      reason: 'turn-detector is full (every instance at capacity or overloaded)',
+    };
+    const h = await DispatchHarness.start({ busy: () => busy });
+    const res = await h.dispatch('room-a');
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(await res.json()).toEqual({
+      error: 'busy, try again: turn-detector is full (every instance at capacity or overloaded)',
+      stage: 'turn-detector',
+    });
+    expect(h.created).toBe(0);
+    busy = undefined;
+    expect((await h.dispatch('room-a')).status).toBe(200);
+    expect(h.created).toBe(1);
+  });
+
   it('with a dispatch secret every route but /healthz needs the bearer token', async () => {
     const secret = 'let-me-in-0123456789';
     const h = await DispatchHarness.start({ secret, tokenEndpoint: true });

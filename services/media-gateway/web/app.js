@@ -21,6 +21,8 @@ let running = false;
 let ready = false;
 let retryMs = 500;
 let retryTimer;
+/** Why the gateway last said it was busy (its error event comes just before the 1013 close). */
+let busyReason = "";
 let playAt = 0;
 const playing = new Set();
 /** Agent audio this page has played to the end (read by the browser test; handy in the console too). */
@@ -92,7 +94,14 @@ function connect() {
     ready = false;
     stopPlayback();
     if (!running) return;
-    // The gateway went away or refused us (1013: too many sessions): try again, backing off.
+    if (e.code === 1013) {
+      // Try Again Later: the agent is full (the error event before the close said which part). The sessions it
+      // serves are fine; the user decides when to try again.
+      stop();
+      status(`The agent is busy right now — please try again in a moment. (${busyReason || e.reason})`, true);
+      return;
+    }
+    // The gateway went away: try again, backing off.
     status(`Disconnected (${e.code}${e.reason ? `: ${e.reason}` : ''}); reconnecting in ${retryMs / 1000} s…`, true);
     retryTimer = setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, RECONNECT_MAX_MS);
@@ -257,6 +266,7 @@ function onEvent(e) {
       stopPlayback();
       break;
     case 'error':
+      if (e.code === 'busy') busyReason = e.message;
       status(`Gateway: ${e.message}`, true);
       break;
     default:

@@ -341,6 +341,11 @@ export interface DispatchServerOptions {
   /** Larger request bodies are refused with 413. */
   maxBodyBytes?: number;
   log?: TransportLog;
+  /**
+   * Why the pipeline would refuse a new session now (some stage full), or undefined: while it says so,
+   * `POST /dispatch` answers 503 naming the stage instead of sending the agent into a room it cannot serve.
+   */
+  busy?: () => { stage: string; reason: string } | undefined;
 }
 
 export interface DispatchServer {
@@ -416,6 +421,11 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
     const request = DispatchRequest.safeParse(parsed);
     if (!request.success) return json(res, 400, { error: issues(request.error) });
     const { room } = request.data;
+    const busy = opts.busy?.();
+    if (busy) {
+      res.setHeader('retry-after', '5');
+      return json(res, 503, { error: `busy, try again: ${busy.reason}`, stage: busy.stage });
+    }
     try {
       await dispatcher.join(room);
     } catch (err) {

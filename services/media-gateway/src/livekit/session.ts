@@ -1,13 +1,14 @@
-import { ActorContext, closeSession, openSession } from '@va/actor';
+import { ActorContext, closeSession } from '@va/actor';
+import type { Admission } from '../admission.js';
 import type { Bus } from '@va/bus';
-import { BUCKETS, STAGES } from '@va/protocol';
+import { BUCKETS } from '@va/protocol';
 import { GatewaySession, STAGE } from '../actor.js';
 import { PIPELINE_RATE } from './audio.js';
 import type { SessionFactory } from './room.js';
 
 export interface BusSessionOptions {
-  /** How long to wait for the other stages to claim a new session. */
-  openTimeoutMs: number;
+  /** Opens each session on every stage, or refuses it when some stage is full. */
+  admission: Admission;
   language?: string;
 }
 
@@ -18,15 +19,9 @@ export interface BusSessionOptions {
 export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
   return async (sessionId, identity) => {
     const log = bus.log.child({ sessionId, identity });
-    const others = STAGES.filter((s) => s !== STAGE);
-    const acks = await openSession(
-      bus,
-      sessionId,
-      { sampleRate: PIPELINE_RATE },
-      { stages: others, timeoutMs: opts.openTimeoutMs },
-    );
-    const missing = others.filter((s) => !acks.some((a) => a.stage === s));
-    if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
+    // Refused (SessionRefusedError) when the pipeline is full: the participant is not served, the room goes on.
+    await opts.admission.open(sessionId, { sampleRate: PIPELINE_RATE });
+    log.info('session opened');
     const config = { sampleRate: PIPELINE_RATE, language: opts.language ?? 'en-US' };
     const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
     ctx.followControl();

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { SessionRefusedError } from '@va/actor';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { FRAME_MS, micSilence, STAGE } from '../actor.js';
@@ -22,6 +23,7 @@ const STATIC_FILES: Record<string, { file: string; type: string }> = {
 };
 
 /** WebSocket close codes the page acts on. */
+/** WebSocket close codes the page acts on; 1013 (Try Again Later): the gateway or the pipeline is full. */
 export const CLOSE = { normal: 1000, badMessage: 1008, internal: 1011, overloaded: 1013 } as const;
 
 export interface WebServerOptions {
@@ -162,6 +164,12 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
       try {
         session = await opts.factory((e) => send(e));
       } catch (err) {
+        if (err instanceof SessionRefusedError) {
+          // The pipeline is full: the page says so and the caller tries again later (the refusal is logged).
+          fail('busy', `The agent is busy (${err.reason}). Try again in a moment.`);
+          ws.close(CLOSE.overloaded, 'busy, try again');
+          return;
+        }
         log?.error({ err: String(err) }, 'web session failed to open');
         fail('internal', 'the session could not be opened');
         ws.close(CLOSE.internal, 'session failed');

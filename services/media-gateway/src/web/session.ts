@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { ActorContext, closeSession, openSession } from '@va/actor';
+import { ActorContext, closeSession } from '@va/actor';
+import type { Admission } from '../admission.js';
 import type { Bus } from '@va/bus';
-import { BUCKETS, channels, sessionId as parseSessionId, STAGES, type TurnTimeline } from '@va/protocol';
+import { BUCKETS, channels, sessionId as parseSessionId, type TurnTimeline } from '@va/protocol';
 import { GatewaySession, STAGE } from '../actor.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
@@ -42,8 +43,8 @@ export interface WebSession {
 export type SessionFactory = (emit: (event: PageEvent) => void) => Promise<WebSession>;
 
 export interface BusSessionOptions {
-  /** How long to wait for every stage to claim the session (they still can later). */
-  openTimeoutMs: number;
+  /** Opens each session on every stage, or refuses it when some stage is full. */
+  admission: Admission;
   /** Session ids are `<prefix>-<time>-<random>`. */
   idPrefix?: string;
   /** A link to a turn's trace, `{traceId}` replaced (e.g. Grafana's Tempo explore URL). */
@@ -60,16 +61,9 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
       `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
     );
     const log = bus.log.child({ sessionId: sid, transport: 'web' });
-    const others = STAGES.filter((s) => s !== STAGE);
-    const acks = await openSession(
-      bus,
-      sid,
-      { sampleRate: WEB_SAMPLE_RATE },
-      { stages: others, timeoutMs: opts.openTimeoutMs },
-    );
-    const missing = others.filter((s) => !acks.some((a) => a.stage === s));
-    if (missing.length > 0) log.warn({ missing }, 'stages did not claim the session in time; they will when they can');
-    else log.info('session opened');
+    // Refused (SessionRefusedError) when the pipeline is full: the server tells the page to try again.
+    await opts.admission.open(sid, { sampleRate: WEB_SAMPLE_RATE });
+    log.info('session opened');
 
     const config = { sampleRate: WEB_SAMPLE_RATE, language: 'en-US' };
     const ctx = new ActorContext(sid, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
