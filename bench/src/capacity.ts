@@ -176,7 +176,8 @@ export function formatStep(s: CapacityStep): string {
       `${String(st.cpuPercent).padStart(5)} % cpu  loop p99 ${st.eventLoopDelayP99Ms ?? '–'} ms  dropped ${st.framesDropped}`,
   );
   const rest = s.others.map(
-    (o) => `    (${o.name}) ${String(o.cpuMsPerSessionSecond).padStart(7)} ms/session-s  ${String(o.cpuPercent).padStart(5)} % cpu`,
+    (o) =>
+      `    (${o.name}) ${String(o.cpuMsPerSessionSecond).padStart(7)} ms/session-s  ${String(o.cpuPercent).padStart(5)} % cpu`,
   );
   return [head, ...lines, ...rest].join('\n');
 }
@@ -206,7 +207,13 @@ export function capacityRows(steps: readonly CapacityStep[], atSlo: number, inst
     for (const st of s.stages) {
       const of = { ...at, profile: `service:${st.stage}` };
       rows.push(
-        { ...of, name: 'cpu_ms_per_session_second', stat: 'mean', value: st.cpuMsPerSessionSecond, unit: 'ms/session-s' },
+        {
+          ...of,
+          name: 'cpu_ms_per_session_second',
+          stat: 'mean',
+          value: st.cpuMsPerSessionSecond,
+          unit: 'ms/session-s',
+        },
         { ...of, name: 'frames_dropped', stat: 'count', value: st.framesDropped, unit: 'n' },
       );
       if (st.eventLoopDelayP99Ms !== undefined) {
@@ -227,6 +234,14 @@ export function capacityRows(steps: readonly CapacityStep[], atSlo: number, inst
       });
     }
   }
-  rows.push({ ...base, name: 'sessions_at_slo', sessions: atSlo, instances, stat: 'max', value: atSlo, unit: 'sessions' });
+  rows.push({
+    ...base,
+    name: 'sessions_at_slo',
+    sessions: atSlo,
+    instances,
+    stat: 'max',
+    value: atSlo,
+    unit: 'sessions',
+  });
   return rows;
 }

@@ -84,101 +84,101 @@ if (!capacityOnly) await latencyAndOverhead();
 if (args.capacity || !quick) await capacity();
 
 async function latencyAndOverhead(): Promise<void> {
-const hop = await measureBusHop(quick ? 2000 : 10_000);
-rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
-rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
-log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(hop.p99)} µs over ${hop.count}`);
+  const hop = await measureBusHop(quick ? 2000 : 10_000);
+  rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
+  rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
+  log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(hop.p99)} µs over ${hop.count}`);
 
-const ctxGet = await measureCtxGet(quick ? 20 : 50, quick ? 20 : 40);
-for (const [name, p50, p99] of [
-  ['ctx_get_service_ms', ctxGet.serviceP50, ctxGet.serviceP99],
-  ['ctx_get_ms', ctxGet.p50, ctxGet.p99],
-  ['nats_request_floor_ms', ctxGet.floorP50, ctxGet.floorP99],
-] as const) {
-  for (const [stat, value] of [
-    ['p50', p50],
-    ['p99', p99],
+  const ctxGet = await measureCtxGet(quick ? 20 : 50, quick ? 20 : 40);
+  for (const [name, p50, p99] of [
+    ['ctx_get_service_ms', ctxGet.serviceP50, ctxGet.serviceP99],
+    ['ctx_get_ms', ctxGet.p50, ctxGet.p99],
+    ['nats_request_floor_ms', ctxGet.floorP50, ctxGet.floorP99],
   ] as const) {
-    rows.push({ name, profile: 'none', sessions: ctxGet.sessions, stat, value: round(value, 3), unit: 'ms' });
+    for (const [stat, value] of [
+      ['p50', p50],
+      ['p99', p99],
+    ] as const) {
+      rows.push({ name, profile: 'none', sessions: ctxGet.sessions, stat, value: round(value, 3), unit: 'ms' });
+    }
   }
-}
-log(
-  `ctx.get (${ctxGet.sessions} sessions × ${ctxGet.turns} turns): in session-context p50 ${round(ctxGet.serviceP50, 3)} ms, ` +
-    `p99 ${round(ctxGet.serviceP99, 3)} ms; round trip p50 ${round(ctxGet.p50, 2)} ms, p99 ${round(ctxGet.p99, 2)} ms ` +
-    `(bare NATS request p50 ${round(ctxGet.floorP50, 2)}, p99 ${round(ctxGet.floorP99, 2)}) over ${ctxGet.count}`,
-);
-
-const e2eOf = (turns: TurnMeasure[]) => turns.map((t) => t.e2eMs);
-for (const [profile, sessions, turns] of latencyRuns) {
-  const p50: Partial<Record<VariantName, number>> = {};
-  for (const variant of variantsFor(profile)) {
-    const result = await runScenario({ profile, variant, sessions, turnsPerSession: turns, outDir: args.out });
-    const base = { profile, sessions, variant } as const;
-    rows.push(...distributionRows({ ...base, name: 'e2e_ms', unit: 'ms' }, e2eOf(result.turns)));
-    const openers = result.turns.filter((t) => t.firstSource === 'fast').map((t) => t.e2eMs);
-    if (openers.length > 0)
-      rows.push(...distributionRows({ ...base, name: 'first_audio_ms', unit: 'ms' }, openers, ['p50', 'p90']));
-    const gaps = result.turns.flatMap((t) => (t.gapMs === undefined ? [] : [t.gapMs]));
-    if (gaps.length > 0)
-      rows.push(...distributionRows({ ...base, name: 'answer_gap_ms', unit: 'ms' }, gaps, ['p50', 'p90']));
-    if (result.missing > 0)
-      rows.push({ ...base, name: 'turns_missing', stat: 'count', value: result.missing, unit: 'n' });
-    p50[variant] = percentile(e2eOf(result.turns), 50);
-    plotted.push({ label: `${profile} · ${variant}`, values: e2eOf(result.turns) });
-    log(
-      `${profile} ${variant}: e2e p50 ${round(p50[variant]!)} ms, p90 ${round(percentile(e2eOf(result.turns), 90))} ms over ${result.turns.length} turns (${sessions} sessions)`,
-    );
-  }
-  if (args.peer && profile !== 'offline') {
-    // The real LiveKit Agents, same profile, same run (one session, turns in sequence).
-    const e2e = await runLivekitPeer(profile, quick ? 8 : 50);
-    rows.push(...distributionRows({ name: 'e2e_ms', profile, sessions: 1, variant: 'livekit', unit: 'ms' }, e2e));
-    plotted.push({ label: `${profile} · livekit`, values: e2e });
-    const lk = percentile(e2e, 50);
-    rows.push({
-      name: 'e2e_ratio_livekit',
-      profile,
-      sessions,
-      stat: 'p50',
-      value: round((p50.ours ?? NaN) / lk, 3),
-      unit: 'ours/livekit',
-    });
-    log(`${profile} livekit: e2e p50 ${round(lk)} ms, p90 ${round(percentile(e2e, 90))} ms over ${e2e.length} turns`);
-  }
-  if (p50.ours !== undefined && p50.baseline !== undefined) {
-    rows.push({
-      name: 'e2e_ratio',
-      profile,
-      sessions,
-      stat: 'p50',
-      value: round(p50.ours / p50.baseline, 3),
-      unit: 'ours/baseline',
-    });
-  }
-}
-
-for (const sessions of overheadSessions) {
-  const result = await runScenario({
-    profile: 'fast-cloud',
-    variant: 'ours',
-    sessions,
-    turnsPerSession: 3,
-    outDir: args.out,
-  });
-  const overhead = result.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs]));
-  rows.push(
-    ...distributionRows(
-      { name: 'overhead_ms', profile: 'fast-cloud', sessions, variant: 'ours', unit: 'ms' },
-      overhead,
-      ['p50', 'p99'],
-    ),
-  );
   log(
-    `overhead at ${sessions} sessions: p50 ${round(percentile(overhead, 50))} ms, p99 ${round(percentile(overhead, 99))} ms over ${overhead.length} turns`,
+    `ctx.get (${ctxGet.sessions} sessions × ${ctxGet.turns} turns): in session-context p50 ${round(ctxGet.serviceP50, 3)} ms, ` +
+      `p99 ${round(ctxGet.serviceP99, 3)} ms; round trip p50 ${round(ctxGet.p50, 2)} ms, p99 ${round(ctxGet.p99, 2)} ms ` +
+      `(bare NATS request p50 ${round(ctxGet.floorP50, 2)}, p99 ${round(ctxGet.floorP99, 2)}) over ${ctxGet.count}`,
   );
-  pushOverheadParts(sessions, result.turns);
-  if (sessions === overheadSessions[overheadSessions.length - 1]) pushUsage(sessions, result.usage);
-}
+
+  const e2eOf = (turns: TurnMeasure[]) => turns.map((t) => t.e2eMs);
+  for (const [profile, sessions, turns] of latencyRuns) {
+    const p50: Partial<Record<VariantName, number>> = {};
+    for (const variant of variantsFor(profile)) {
+      const result = await runScenario({ profile, variant, sessions, turnsPerSession: turns, outDir: args.out });
+      const base = { profile, sessions, variant } as const;
+      rows.push(...distributionRows({ ...base, name: 'e2e_ms', unit: 'ms' }, e2eOf(result.turns)));
+      const openers = result.turns.filter((t) => t.firstSource === 'fast').map((t) => t.e2eMs);
+      if (openers.length > 0)
+        rows.push(...distributionRows({ ...base, name: 'first_audio_ms', unit: 'ms' }, openers, ['p50', 'p90']));
+      const gaps = result.turns.flatMap((t) => (t.gapMs === undefined ? [] : [t.gapMs]));
+      if (gaps.length > 0)
+        rows.push(...distributionRows({ ...base, name: 'answer_gap_ms', unit: 'ms' }, gaps, ['p50', 'p90']));
+      if (result.missing > 0)
+        rows.push({ ...base, name: 'turns_missing', stat: 'count', value: result.missing, unit: 'n' });
+      p50[variant] = percentile(e2eOf(result.turns), 50);
+      plotted.push({ label: `${profile} · ${variant}`, values: e2eOf(result.turns) });
+      log(
+        `${profile} ${variant}: e2e p50 ${round(p50[variant]!)} ms, p90 ${round(percentile(e2eOf(result.turns), 90))} ms over ${result.turns.length} turns (${sessions} sessions)`,
+      );
+    }
+    if (args.peer && profile !== 'offline') {
+      // The real LiveKit Agents, same profile, same run (one session, turns in sequence).
+      const e2e = await runLivekitPeer(profile, quick ? 8 : 50);
+      rows.push(...distributionRows({ name: 'e2e_ms', profile, sessions: 1, variant: 'livekit', unit: 'ms' }, e2e));
+      plotted.push({ label: `${profile} · livekit`, values: e2e });
+      const lk = percentile(e2e, 50);
+      rows.push({
+        name: 'e2e_ratio_livekit',
+        profile,
+        sessions,
+        stat: 'p50',
+        value: round((p50.ours ?? NaN) / lk, 3),
+        unit: 'ours/livekit',
+      });
+      log(`${profile} livekit: e2e p50 ${round(lk)} ms, p90 ${round(percentile(e2e, 90))} ms over ${e2e.length} turns`);
+    }
+    if (p50.ours !== undefined && p50.baseline !== undefined) {
+      rows.push({
+        name: 'e2e_ratio',
+        profile,
+        sessions,
+        stat: 'p50',
+        value: round(p50.ours / p50.baseline, 3),
+        unit: 'ours/baseline',
+      });
+    }
+  }
+
+  for (const sessions of overheadSessions) {
+    const result = await runScenario({
+      profile: 'fast-cloud',
+      variant: 'ours',
+      sessions,
+      turnsPerSession: 3,
+      outDir: args.out,
+    });
+    const overhead = result.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs]));
+    rows.push(
+      ...distributionRows(
+        { name: 'overhead_ms', profile: 'fast-cloud', sessions, variant: 'ours', unit: 'ms' },
+        overhead,
+        ['p50', 'p99'],
+      ),
+    );
+    log(
+      `overhead at ${sessions} sessions: p50 ${round(percentile(overhead, 50))} ms, p99 ${round(percentile(overhead, 99))} ms over ${overhead.length} turns`,
+    );
+    pushOverheadParts(sessions, result.turns);
+    if (sessions === overheadSessions[overheadSessions.length - 1]) pushUsage(sessions, result.usage);
+  }
 }
 
 /** Where the overhead goes: each hop and the history fetch, so a regression points at its stage. */
@@ -192,18 +192,18 @@ function pushOverheadParts(sessions: number, turns: readonly TurnMeasure[]): voi
 }
 
 function pushUsage(sessions: number, usage: readonly ProcessUsage[]): void {
-    for (const u of usage) {
-      rows.push({
-        name: 'cpu_percent',
-        profile: `service:${u.name}`,
-        sessions,
-        stat: 'mean',
-        value: u.cpuPercent,
-        unit: '%',
-      });
-      rows.push({ name: 'rss_mb', profile: `service:${u.name}`, sessions, stat: 'max', value: u.maxRssMb, unit: 'MB' });
-      log(`  ${u.name.padEnd(16)} cpu ${String(u.cpuPercent).padStart(5)} %  rss ${u.maxRssMb} MB`);
-    }
+  for (const u of usage) {
+    rows.push({
+      name: 'cpu_percent',
+      profile: `service:${u.name}`,
+      sessions,
+      stat: 'mean',
+      value: u.cpuPercent,
+      unit: '%',
+    });
+    rows.push({ name: 'rss_mb', profile: `service:${u.name}`, sessions, stat: 'max', value: u.maxRssMb, unit: 'MB' });
+    log(`  ${u.name.padEnd(16)} cpu ${String(u.cpuPercent).padStart(5)} %  rss ${u.maxRssMb} MB`);
+  }
 }
 
 /** The capacity ramp: fast-cloud sessions 1 → … → 300 through one instance per stage (or `--instances`). */

@@ -11,9 +11,14 @@ for (const k of [16, 32, 64, 96, 200]) {
   const vad = await SileroVAD.create({ silenceGateDbfs: -Infinity });
   for (const f of frames(words)) await vad.speechProbability(f);
   const q = frames(dither(new Int16Array(512 * k), 6, 3));
-  let prev: Float32Array | undefined; let d: Float32Array | undefined;
+  let prev: Float32Array | undefined;
+  let d: Float32Array | undefined;
   for (const [i, f] of q.entries()) {
-    if (i < K) { prev = Float32Array.from((vad as any).state); await vad.speechProbability(f); d = ((vad as any).state as Float32Array).map((v, j) => v - prev![j]!); }
+    if (i < K) {
+      prev = Float32Array.from((vad as any).state);
+      await vad.speechProbability(f);
+      d = ((vad as any).state as Float32Array).map((v, j) => v - prev![j]!);
+    }
   }
   const st = (vad as any).state as Float32Array;
   (vad as any).state = st.map((v, j) => v + (k - K) * d![j]!);
@@ -27,5 +32,6 @@ for (const k of [16, 32, 64, 96, 200]) {
   const ts: number[] = [];
   for (const f of frames(words).slice(6, 12)) ts.push(await t.speechProbability(f));
   console.log(k, 'extrap', ps.map((p) => p.toFixed(2)).join(' '), ' truth', ts.map((p) => p.toFixed(2)).join(' '));
-  await vad.close(); await t.close();
+  await vad.close();
+  await t.close();
 }

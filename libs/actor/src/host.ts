@@ -204,7 +204,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   private updateOpenSubscription(): void {
     const wanted = this.hasRoom;
     // Gateways read this instance's room from its heartbeat: a change is told now, not a heartbeat later.
-    if (wanted !== (this.openSub !== undefined) && this.startedAt > 0) void this.heartbeat();
+    if (wanted !== (this.openSub !== undefined) && this.startedAt > 0 && !this.draining) void this.heartbeat();
     if (wanted && !this.openSub) {
       this.openSub = this.bus.subscribeGlobal(
         channels.sessionOpen,

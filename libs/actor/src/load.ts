@@ -16,14 +16,15 @@ export interface LoadLimits {
 }
 
 /**
- * Defaults: a 20 ms audio frame that waits 50 ms behind other work makes its stage late for the next two; one
- * core is all a single-threaded stage can use. One bad second trips it; two good ones clear it.
+ * Defaults: callbacks 100 ms late (p99) mean a 20 ms audio stage is five frames behind; one core is all a
+ * single-threaded stage can use. Three such seconds in a row trip it (a GC pause or a burst of session opens is
+ * not overload), two calm ones clear it.
  */
 export const LOAD_DEFAULTS = {
-  maxEventLoopDelayMs: 50,
-  maxCpu: 0.9,
+  maxEventLoopDelayMs: 100,
+  maxCpu: 0.95,
   windowMs: 1000,
-  windowsToTrip: 1,
+  windowsToTrip: 3,
   windowsToClear: 2,
 } as const satisfies LoadLimits;
 

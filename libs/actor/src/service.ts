@@ -64,6 +64,8 @@ export function natsAuth(env: ServiceEnv): NatsAuth {
 export interface RunServiceOptions {
   stage: string;
   createActor: ActorFactory;
+  /** Runs once the bus is connected, before any session is claimed (e.g. to open what every session shares). */
+  prepare?: (bus: Bus) => Promise<void> | void;
   version?: string;
   env?: ServiceEnv;
 }
@@ -86,6 +88,7 @@ export async function runService(opts: RunServiceOptions): Promise<{ host: Actor
     logger: log,
     auth: natsAuth(env),
   });
+  await opts.prepare?.(bus);
   const load = loadMonitor(env).start(opts.stage);
   const host = new ActorHost({
     load,

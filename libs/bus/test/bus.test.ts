@@ -139,7 +139,12 @@ describe('in-process bus', () => {
       });
     });
     await b.nc.flush();
-    const frame = (seq: number): AudioFrame => ({ samples: new Int16Array(320), sampleRate: 16000, seq, tsMs: seq * 20 });
+    const frame = (seq: number): AudioFrame => ({
+      samples: new Int16Array(320),
+      sampleRate: 16000,
+      seq,
+      tsMs: seq * 20,
+    });
     for (let i = 0; i < 30; i++) a.publishAudio('out', sid, frame(i), { context: ctxOf('b7ad6b7169203331') });
     for (let i = 30; i < 60; i++) a.publishAudio('out', sid, frame(i), { context: ctxOf('c7ad6b7169203332') });
     a.publishAudio('out', sid, frame(60), { context: extractTrace(undefined) });

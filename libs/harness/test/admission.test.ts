@@ -133,12 +133,16 @@ describe('admission when a stage is full', () => {
               attributes?: { key: string; value: { stringValue?: string } }[];
             }[],
         );
-      const last = points.filter((p) => p.attributes?.some((a) => a.key === ATTR.stage && a.value.stringValue === 'turn-detector'));
+      const last = points.filter((p) =>
+        p.attributes?.some((a) => a.key === ATTR.stage && a.value.stringValue === 'turn-detector'),
+      );
       const point = last[last.length - 1];
       return point ? Number(point.asInt ?? point.asDouble) : undefined;
     });
     expect(refusals).toBeGreaterThanOrEqual(2);
-    const logged = gateway.child.jsonLines().filter((l) => (l as { msg?: string }).msg === 'session refused: the pipeline is full');
+    const logged = gateway.child
+      .jsonLines()
+      .filter((l) => (l as { msg?: string }).msg === 'session refused: the pipeline is full');
     expect(logged[0]).toMatchObject({ stage: 'turn-detector' });
   }, 180_000);
 });

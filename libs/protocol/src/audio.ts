@@ -1,6 +1,5 @@
 import { SUBJECT_TOKEN } from './ids.js';
 
-
 /**
  * Audio frames travel as one binary payload: a small little-endian header (sample rate, seq, audio clock, and on
  * agent audio the turn, source and text offset) followed by raw PCM16 little-endian mono samples — no JSON, no
@@ -103,7 +102,8 @@ export function encodeAudioFrame(frame: AudioFrame): Uint8Array {
 /** Decodes a frame's payload; throws AudioFrameError on anything malformed. The samples are a fresh copy. */
 export function decodeAudioFrame(data: Uint8Array): AudioFrame {
   if (data.byteLength === 0) throw new AudioFrameError('empty audio frame');
-  if (data.byteLength < FIXED_HEADER) throw new AudioFrameError(`audio frame of ${data.byteLength} bytes has no header`);
+  if (data.byteLength < FIXED_HEADER)
+    throw new AudioFrameError(`audio frame of ${data.byteLength} bytes has no header`);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (view.getUint8(0) !== AUDIO_FORMAT_V1) {
     throw new AudioFrameError(`unknown audio format 0x${view.getUint8(0).toString(16)}`);

@@ -29,17 +29,22 @@ const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 class HistoryReplicas {
   private readonly byBus = new WeakMap<ActorContext['bus'], { replica: Promise<HistoryReplica>; held: Set<string> }>();
 
-  hold(ctx: ActorContext): Promise<HistoryReplica> {
-    let entry = this.byBus.get(ctx.bus);
+  /** The process's replica on this connection, opened on first use. */
+  open(bus: ActorContext['bus']): { replica: Promise<HistoryReplica>; held: Set<string> } {
+    let entry = this.byBus.get(bus);
     if (!entry) {
       const held = new Set<string>();
-      const replica = HistoryReplica.open(ctx.bus, { log: ctx.bus.log, keep: (sid) => held.has(sid) });
+      const replica = HistoryReplica.open(bus, { log: bus.log, keep: (sid) => held.has(sid) });
       // A failed open is retried by the next session rather than remembered.
-      replica.catch(() => this.byBus.delete(ctx.bus));
+      replica.catch(() => this.byBus.delete(bus));
       entry = { replica, held };
-      this.byBus.set(ctx.bus, entry);
+      this.byBus.set(bus, entry);
     }
-    const { held, replica } = entry;
+    return entry;
+  }
+
+  hold(ctx: ActorContext): Promise<HistoryReplica> {
+    const { held, replica } = this.open(ctx.bus);
     held.add(ctx.sessionId);
     // Loaded now, at the claim, not when the first turn ends.
     void replica.then((r) => r.read(ctx.sessionId)).catch(() => undefined);
@@ -55,6 +60,14 @@ class HistoryReplicas {
   }
 }
 const histories = new HistoryReplicas();
+
+/**
+ * Opens the responder's history replica on a service's connection before it claims sessions (runService's
+ * `prepare`): its watch is part of the idle process, and the first turn does not wait for it.
+ */
+export async function prepareResponder(bus: ActorContext['bus']): Promise<void> {
+  await histories.open(bus).replica;
+}
 
 /** Rough token count (≈ 4 characters a token, plus per-message overhead) until providers report usage. */
 function estimateTokens(messages: readonly ChatMessage[]): number {

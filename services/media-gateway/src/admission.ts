@@ -38,7 +38,9 @@ export class Admission {
   precheck(): SessionRefusedError | undefined {
     if (this.opts.load?.overloaded) return new SessionRefusedError(STAGE, `${STAGE} is overloaded`);
     const full = this.opts.capacity?.full(this.opts.stages);
-    return full ? new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`) : undefined;
+    return full
+      ? new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`)
+      : undefined;
   }
 
   /** Opens the session on every stage, or throws SessionRefusedError (already counted and logged). */
@@ -62,7 +64,12 @@ export class Admission {
     const now = performance.now();
     if (now - this.lastLog >= REFUSAL_LOG_EVERY_MS) {
       this.opts.log.warn(
-        { sessionId, stage: err.stage, reason: err.reason, ...(this.unlogged > 0 ? { alsoRefused: this.unlogged } : {}) },
+        {
+          sessionId,
+          stage: err.stage,
+          reason: err.reason,
+          ...(this.unlogged > 0 ? { alsoRefused: this.unlogged } : {}),
+        },
         'session refused: the pipeline is full',
       );
       this.lastLog = now;

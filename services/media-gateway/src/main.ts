@@ -69,7 +69,12 @@ const env = parseEnv(
     GATEWAY_STAGES: z
       .string()
       .default(STAGES.filter((s) => s !== 'media-gateway').join(','))
-      .transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      )
       .pipe(z.array(z.enum(STAGES.filter((s) => s !== 'media-gateway') as [string, ...string[]])).min(1)),
     /** A stage instance not heard from for this long counts neither as room nor as full. */
     GATEWAY_INSTANCE_STALE_MS: z.coerce.number().int().positive().default(2_000),

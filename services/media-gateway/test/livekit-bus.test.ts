@@ -5,6 +5,7 @@ import { channels, type AudioFrame as BusFrame } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { agentTrack, newAgentSource } from '../src/livekit/audio.js';
 import { LiveKitTransport, sessionIdFor } from '../src/livekit/room.js';
+import { Admission } from '../src/admission.js';
 import { busSessionFactory } from '../src/livekit/session.js';
 import { FakeRoom } from './fake-room.js';
 
@@ -54,7 +55,8 @@ describe('livekit transport on the bus', () => {
     const sources: AudioSource[] = [];
     const transport = new LiveKitTransport({
       room,
-      openSession: busSessionFactory(bus, { openTimeoutMs: 100 }),
+      // No stage required: this test is about the transport (admission has its own test).
+      openSession: busSessionFactory(bus, { admission: new Admission(bus, { stages: [], openTimeoutMs: 100, log: bus.log }) }),
       newSource: () => {
         const s = newAgentSource();
         sources.push(s);

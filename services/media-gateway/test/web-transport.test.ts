@@ -4,6 +4,7 @@ import { Bus } from '@va/bus';
 import { channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
+import { Admission } from '../src/admission.js';
 import { busSessionFactory, type PageEvent, type SessionFactory, type WebSession } from '../src/web/session.js';
 
 /** A session that records every mic tick (with its time) and answers each marked frame with its negation. */
@@ -241,7 +242,11 @@ describe('web transport on the bus', () => {
     client.subscribeGlobal(channels.sessionClose, (m) => void closed.push(m.sessionId));
     await client.nc.flush();
     server = await startWebServer({
-      factory: busSessionFactory(bus, { openTimeoutMs: 200, traceUrl: 'http://grafana.test/trace/{traceId}' }),
+      // No stage required: this test is about the transport (admission has its own test).
+      factory: busSessionFactory(bus, {
+        admission: new Admission(bus, { stages: [], openTimeoutMs: 200, log: bus.log }),
+        traceUrl: 'http://grafana.test/trace/{traceId}',
+      }),
     });
     const c = await connect(server);
     const ready = await waitFor(() => c.events.find((e) => e.type === 'ready'), { message: 'ready' });

@@ -22,7 +22,7 @@ let ready = false;
 let retryMs = 500;
 let retryTimer;
 /** Why the gateway last said it was busy (its error event comes just before the 1013 close). */
-let busyReason = "";
+let busyReason = '';
 let playAt = 0;
 const playing = new Set();
 /** Agent audio this page has played to the end (read by the browser test; handy in the console too). */

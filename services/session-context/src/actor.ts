@@ -161,9 +161,7 @@ export function contextActor(opts: ContextActorOptions): ActorFactory {
     });
 
     ctx.subscribe(channels.tool, (exchange, meta) => {
-      record(exchange.turnId, 'tool', meta.context, () =>
-        addToolExchange(doc.entries, exchange, opts.toolResultChars),
-      );
+      record(exchange.turnId, 'tool', meta.context, () => addToolExchange(doc.entries, exchange, opts.toolResultChars));
     });
 
     ctx.subscribe(channels.playout, (p, meta) => {
