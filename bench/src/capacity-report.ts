@@ -8,11 +8,12 @@ export function capacityMarkdown(steps: readonly CapacityStep[], atSlo: number, 
       `SLO: no turn lost and e2e p99 ≤ ${first ? first.e2eP50 + SLO_MARGIN_MS : '–'} ms ` +
       `(the 1-session p50 + ${SLO_MARGIN_MS} ms). **sessions_at_slo: ${atSlo}**`,
     '',
-    '| sessions | turns answered / asked | lost | e2e p50 / p99 | overhead p50 / p99 | CPU ms per session-second |',
-    '|---:|---:|---:|---:|---:|---:|',
+    '| sessions | refused | turns answered / asked | lost | e2e p50 / p99 | overhead p50 / p99 | CPU ms per session-second |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
     ...steps.map(
       (s) =>
-        `| ${s.sessions} | ${s.answered} / ${s.asked} | ${s.lost} | ${s.e2eP50} / ${s.e2eP99} ms | ` +
+        `| ${s.sessions} | ${s.refused}${s.refused > 0 ? ` (${Object.keys(s.refusedBy).join(', ')})` : ''} | ` +
+        `${s.answered} / ${s.asked} | ${s.lost} | ${s.e2eP50} / ${s.e2eP99} ms | ` +
         `${s.overheadP50} / ${s.overheadP99} ms | ${s.cpuMsPerSessionSecond} |`,
     ),
     '',

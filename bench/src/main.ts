@@ -214,8 +214,8 @@ async function capacity(): Promise<void> {
     turnsPerSession: 3,
     instances,
     outDir: args.out,
-    // Two steps in a row past the SLO: the machine is past capacity, the larger steps would only lose turns.
-    stopAfterMisses: 2,
+    // A quarter of the turns lost: the machine is past capacity, the larger steps would only lose more.
+    stopAfterLostShare: 0.25,
     log,
     onStep: (step) => {
       const overhead = step.result.turns.flatMap((t) => (t.overheadMs === undefined ? [] : [t.overheadMs]));

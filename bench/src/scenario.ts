@@ -16,6 +16,8 @@ export interface ScenarioOptions {
   env?: Record<string, string>;
   /** Instances of each stage (default 1). */
   instances?: number;
+  /** Sessions the pipeline refuses (full) are counted in `refused` instead of failing the run. */
+  allowRefused?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -40,6 +42,8 @@ export interface ScenarioResult {
   missing: number;
   /** Every metric the processes exported over OTLP during the run. */
   metrics: ReceivedMetric[];
+  /** Sessions the gateway refused because some stage was full (only with `allowRefused`), and which stage. */
+  refused: { sessionId: string; stage: string }[];
 }
 
 /** Runs `sessions` concurrent sessions of `turnsPerSession` turns through the real services and measures each turn. */
@@ -53,7 +57,8 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
     })),
   };
   let watcher: ReturnType<typeof watchProcesses> | undefined;
-  const { recordings, spans, metrics } = await runConversation({
+  const { recordings, spans, metrics, refused } = await runConversation({
+    ...(opts.allowRefused ? { allowRefused: true } : {}),
     script,
     outDir: join(opts.outDir, `${opts.profile}-${opts.variant}-${opts.sessions}`),
     sessionId: `b-${opts.variant}-${opts.sessions}`,
@@ -101,5 +106,12 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       });
     }
   }
-  return { turns, usage, missing: opts.sessions * opts.turnsPerSession - turns.length, metrics };
+  const admitted = opts.sessions - refused.length;
+  return {
+    turns,
+    usage,
+    missing: admitted * opts.turnsPerSession - turns.length,
+    metrics,
+    refused: refused.map((r) => ({ sessionId: r.sessionId, stage: r.stage })),
+  };
 }
