@@ -203,6 +203,7 @@ interface Stepper {
   next: number;
   signal: AbortSignal;
   done: (steps: number) => void;
+  fail: (err: unknown) => void;
 }
 
 /**
@@ -220,14 +221,14 @@ export class FrameTicker {
 
   /** Steps `step(0)` now, then `step(1)`, … on the clock until it returns false or the signal fires. */
   run(step: (i: number) => boolean, signal: AbortSignal): Promise<number> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       if (signal.aborted || !step(0)) return resolve(0);
       // Step 0 now; the later ones on the grid, counted from when step 0 returned (never sooner than frameMs
       // after anything it saw).
       const now = performance.now();
       this.origin ??= now;
       const grid = this.origin + Math.ceil((now - this.origin) / this.frameMs) * this.frameMs;
-      const s: Stepper = { step, start: grid, next: 1, signal, done: resolve };
+      const s: Stepper = { step, start: grid, next: 1, signal, done: resolve, fail: reject };
       this.steppers.add(s);
       this.schedule();
     });
@@ -235,9 +236,15 @@ export class FrameTicker {
 
   /** Runs the steps of `s` that are due; false (and `s` resolved) when it has finished. */
   private advance(s: Stepper, now: number): boolean {
-    while (s.start + s.next * this.frameMs <= now) {
-      if (s.signal.aborted || !s.step(s.next)) break;
-      s.next++;
+    try {
+      while (s.start + s.next * this.frameMs <= now) {
+        if (s.signal.aborted || !s.step(s.next)) break;
+        s.next++;
+      }
+    } catch (err) {
+      // One session's failure is its own: it leaves the clock, the others keep their pace.
+      s.fail(err);
+      return false;
     }
     if (s.signal.aborted || s.start + s.next * this.frameMs <= now) {
       s.done(s.next);

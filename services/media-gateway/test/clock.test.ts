@@ -31,3 +31,25 @@ describe('runClock (one timer for every session)', () => {
     expect(shared.length).toBeGreaterThanOrEqual(later(2).length - 1);
   });
 });
+
+describe('runClock when a session fails', () => {
+  it('rejects that session’s clock and keeps the others ticking', async () => {
+    const stop = new AbortController();
+    let ticks = 0;
+    const healthy = runClock(20, () => (ticks++, true), stop.signal);
+    const failing = runClock(
+      20,
+      (i) => {
+        if (i === 2) throw new Error('session bug');
+        return true;
+      },
+      new AbortController().signal,
+    );
+    await expect(failing).rejects.toThrow('session bug');
+    const at = ticks;
+    await new Promise((r) => setTimeout(r, 120));
+    expect(ticks).toBeGreaterThan(at + 3);
+    stop.abort();
+    await healthy;
+  });
+});

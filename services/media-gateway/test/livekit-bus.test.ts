@@ -56,7 +56,9 @@ describe('livekit transport on the bus', () => {
     const transport = new LiveKitTransport({
       room,
       // No stage required: this test is about the transport (admission has its own test).
-      openSession: busSessionFactory(bus, { admission: new Admission(bus, { stages: [], openTimeoutMs: 100, log: bus.log }) }),
+      openSession: busSessionFactory(bus, {
+        admission: new Admission(bus, { stages: [], openTimeoutMs: 100, log: bus.log }),
+      }),
       newSource: () => {
         const s = newAgentSource();
         sources.push(s);

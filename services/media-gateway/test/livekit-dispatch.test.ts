@@ -403,7 +403,7 @@ describe('livekit dispatch endpoint', () => {
   });
 
   it('a POST while the lost room closes its sessions waits for them, then joins afresh', async () => {
-    let release: () => void = () => {};
+    let release: (() => void) | undefined;
     const h = await DispatchHarness.start(
       {},
       {
@@ -419,9 +419,11 @@ describe('livekit dispatch endpoint', () => {
     h.rooms.get('room-a')!.lose('SIGNAL_CLOSE');
     expect(h.dispatcher.list().map((r) => r.state)).toEqual(['leaving']);
     const again = h.dispatch('room-a');
+    // The session is closing (its clock stops at its next frame) and holds the close: the POST waits for it.
+    await until(() => release !== undefined);
     await new Promise((r) => setTimeout(r, 20));
     expect(h.created).toBe(1);
-    release();
+    release!();
     expect((await again).status).toBe(200);
     expect(h.sessions.closed).toEqual(['room-a-alice']);
     expect(h.created).toBe(2);
