@@ -103,7 +103,7 @@ export async function runCapacityStep(sessions: number, opts: CapacityOptions): 
     if (u.name === NATS_SERVER || u.name === HARNESS) {
       others.push({
         name: u.name,
-        cpuMsPerSessionSecond: round(u.cpuMs / (sessions * u.seconds), 3),
+        cpuMsPerSessionSecond: round(u.cpuMs / (Math.max(1, sessions - result.refused.length) * u.seconds), 3),
         cpuPercent: round((u.cpuMs / (u.seconds * 1000)) * 100),
       });
       continue;
@@ -113,9 +113,11 @@ export async function runCapacityStep(sessions: number, opts: CapacityOptions): 
     s.seconds = Math.max(s.seconds, u.seconds);
     byStage.set(u.name, s);
   }
+  // Per session served: refused sessions cost next to nothing and must not flatter the figure.
+  const served = Math.max(1, sessions - result.refused.length);
   const stages: StageLoad[] = [...byStage].map(([stage, { cpuMs, seconds }]) => ({
     stage,
-    cpuMsPerSessionSecond: round(cpuMs / (sessions * seconds), 3),
+    cpuMsPerSessionSecond: round(cpuMs / (served * seconds), 3),
     cpuPercent: round((cpuMs / (seconds * 1000)) * 100),
     ...(loopDelay.has(stage) ? { eventLoopDelayP99Ms: round(loopDelay.get(stage)!) } : {}),
     framesDropped: dropped.get(stage) ?? 0,
