@@ -134,11 +134,8 @@ export class ActorContext {
       capacity: opts.maxBacklogMs ?? AUDIO_BACKLOG_MS,
       weight: ([frame]) => frameDurationMs(frame),
       onDrop: () => this.dropped(name, 'behind'),
-      onError: (err, [, meta]) => {
-        // What the bus does for a handler that throws: log it, report it, keep serving.
-        this.log.error({ err, subject: meta.subject }, 'message handler failed');
-        this.bus.publishError(meta.subject, 'internal', err instanceof Error ? err.message : String(err));
-      },
+      // What the bus does for a handler that throws: log it (with the session), report it, keep serving.
+      onError: (err, [, meta]) => this.bus.handlerFailed(meta.subject, err, this.log),
     });
     this.queues.set(name, { stats: () => backlog.stats, close: () => backlog.close() });
     this.subs.push(

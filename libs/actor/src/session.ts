@@ -68,6 +68,12 @@ export class SessionRefusedError extends Error {
   }
 }
 
+/** The refusal for the first of `stages` that has no instance with room, or undefined when each has one. */
+export function fullStage(capacity: StageCapacity, stages: readonly string[]): SessionRefusedError | undefined {
+  const full = capacity.full(stages);
+  return full ? new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`) : undefined;
+}
+
 export interface AdmitSessionOptions extends OpenSessionOptions {
   /** Every stage's room from its heartbeats: a session some stage has no room for is refused at once. */
   capacity?: StageCapacity;
@@ -84,8 +90,8 @@ export async function admitSession(
   config: z.input<typeof SessionConfig>,
   opts: AdmitSessionOptions,
 ): Promise<SessionOpenAck[]> {
-  const full = opts.capacity?.full(opts.stages);
-  if (full) throw new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`);
+  const full = opts.capacity ? fullStage(opts.capacity, opts.stages) : undefined;
+  if (full) throw full;
   const acks = await openSession(bus, sessionId, config, { ...opts, park: false });
   const missing = opts.stages.filter((s) => !acks.some((a) => a.stage === s));
   if (missing.length > 0) {

@@ -384,10 +384,6 @@ export class Bus {
     // Frames of one turn carry the same trace headers: read once, reused while the bytes are the same.
     const trace = new TraceReader();
     const fixed = sessionId === '*' ? undefined : { subject, sessionId };
-    const failed = (m: Msg, err: unknown) => {
-      this.log.error({ err, subject: m.subject }, 'message handler failed');
-      this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
-    };
     const onFrame = (m: Msg): void => {
       let frame: AudioFrame;
       try {
@@ -408,9 +404,9 @@ export class Bus {
       };
       try {
         const done = handler(frame, meta);
-        if (done instanceof Promise) done.catch((err: unknown) => failed(m, err));
+        if (done instanceof Promise) done.catch((err: unknown) => this.handlerFailed(m.subject, err));
       } catch (err) {
-        failed(m, err);
+        this.handlerFailed(m.subject, err);
       }
     };
     const sub = this.nc.subscribe(subject, {
@@ -443,8 +439,7 @@ export class Bus {
               await onMsg(m);
             } catch (err) {
               // A handler bug must not end the subscription: log it, report it, keep serving.
-              this.log.error({ err, subject: m.subject }, 'message handler failed');
-              this.publishError(m.subject, 'internal', err instanceof Error ? err.message : String(err));
+              this.handlerFailed(m.subject, err);
             }
           }
         } catch (err) {
@@ -512,6 +507,12 @@ export class Bus {
     if (channel === channels.error.name) return;
     const event = this.publishError(subject, code, message);
     if (reply) this.nc.publish(reply, encoder.encode(JSON.stringify(event)), { headers: errorHeaders() });
+  }
+
+  /** A handler failed on a message of `subject`: logged (on `log`, default the bus's) and reported on `error`. */
+  handlerFailed(subject: string, err: unknown, log: Logger = this.log): void {
+    log.error({ err, subject }, 'message handler failed');
+    this.publishError(subject, 'internal', err instanceof Error ? err.message : String(err));
   }
 
   /** Publishes an error event on the session's error subject (or the global one). */

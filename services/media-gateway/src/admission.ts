@@ -1,4 +1,4 @@
-import { admitSession, SessionRefusedError, type LoadMonitor, type StageCapacity } from '@va/actor';
+import { admitSession, fullStage, SessionRefusedError, type LoadMonitor, type StageCapacity } from '@va/actor';
 import type { Bus } from '@va/bus';
 import type { SessionConfig, SessionId, SessionOpenAck } from '@va/protocol';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
@@ -37,10 +37,7 @@ export class Admission {
   /** Why a new session would be refused right now (without opening one), or undefined. */
   precheck(): SessionRefusedError | undefined {
     if (this.opts.load?.overloaded) return new SessionRefusedError(STAGE, `${STAGE} is overloaded`);
-    const full = this.opts.capacity?.full(this.opts.stages);
-    return full
-      ? new SessionRefusedError(full, `${full} is full (every instance at capacity or overloaded)`)
-      : undefined;
+    return this.opts.capacity ? fullStage(this.opts.capacity, this.opts.stages) : undefined;
   }
 
   /** Opens the session on every stage, or throws SessionRefusedError (already counted and logged). */
@@ -48,10 +45,10 @@ export class Admission {
     const early = this.precheck();
     if (early) throw this.refused(early, sessionId);
     try {
+      // The stages' room was just checked (precheck): here only the claims are waited for.
       return await admitSession(this.bus, sessionId, config, {
         stages: this.opts.stages,
         timeoutMs: this.opts.openTimeoutMs,
-        ...(this.opts.capacity ? { capacity: this.opts.capacity } : {}),
       });
     } catch (err) {
       if (err instanceof SessionRefusedError) throw this.refused(err, sessionId);
