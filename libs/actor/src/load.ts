@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { ATTR, METRIC, observableGauge } from '@va/telemetry';
 
@@ -6,7 +7,7 @@ import { ATTR, METRIC, observableGauge } from '@va/telemetry';
 export interface LoadLimits {
   /** Event-loop delay p99 over one window above this (ms): callbacks run late, every session feels it. */
   maxEventLoopDelayMs: number;
-  /** CPU over one window above this, in cores (0 = no CPU limit). */
+  /** CPU of the event-loop thread over one window above this, in cores (0 = no CPU limit). */
   maxCpu: number;
   /** Length of one measuring window (ms). */
   windowMs: number;
@@ -28,6 +29,25 @@ export const LOAD_DEFAULTS = {
   windowsToClear: 2,
 } as const satisfies LoadLimits;
 
+/**
+ * CPU time of the calling (event-loop) thread, ms. A stage's worker threads (pocketsphinx decoders) run on other
+ * cores and do not make its event loop late, so they must not count towards its limit. Linux: the thread's
+ * utime + stime from /proc (clock ticks of 10 ms); elsewhere the whole process's.
+ */
+function loopThreadCpuMs(): number {
+  try {
+    // The command name (2nd field) may hold spaces: count fields after its closing parenthesis.
+    const stat = readFileSync('/proc/thread-self/stat', 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+  } catch {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000;
+  }
+}
+/** USER_HZ is 100 on every Linux Node supports. */
+const TICK_MS = 10;
+
 /** The event-loop delay sampler's period (ms): fine enough for 20 ms frames, cheap enough to leave on. */
 const RESOLUTION_MS = 10;
 
@@ -35,7 +55,7 @@ const RESOLUTION_MS = 10;
 export interface LoadSample {
   /** Event-loop delay p99 over the window (ms). */
   eventLoopDelayP99Ms: number;
-  /** CPU over the window, in cores. */
+  /** CPU of the event-loop thread over the window, in cores. */
   cpu: number;
 }
 
@@ -51,7 +71,7 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
   private ticker: NodeJS.Timeout | undefined;
   private lastTick = 0;
   private timer: NodeJS.Timeout | undefined;
-  private cpuAt = process.cpuUsage();
+  private cpuAtMs = loopThreadCpuMs();
   private wallAt = performance.now();
   private streak = 0;
   private over = false;
@@ -87,7 +107,7 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
       this.lastTick = now;
     }, RESOLUTION_MS);
     this.ticker.unref();
-    this.cpuAt = process.cpuUsage();
+    this.cpuAtMs = loopThreadCpuMs();
     this.wallAt = performance.now();
     this.timer = setInterval(() => this.sampleWindow(), this.limits.windowMs);
     this.timer.unref();
@@ -108,16 +128,17 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
   /** Closes the current window (called by the timer; tests call it directly). */
   sampleWindow(): LoadSample {
     const now = performance.now();
-    const cpu = process.cpuUsage(this.cpuAt);
+    const cpuMs = loopThreadCpuMs();
     const wallMs = Math.max(1, now - this.wallAt);
-    this.cpuAt = process.cpuUsage();
+    const usedMs = cpuMs - this.cpuAtMs;
+    this.cpuAtMs = cpuMs;
     this.wallAt = now;
     // A callback still blocked now has not been measured yet: count the wait so far as one sample.
     const blockedMs = this.ticker ? now - this.lastTick - RESOLUTION_MS : 0;
     const h = this.delays;
     const p99 = Math.max(h.count > 0 ? h.percentile(99) / 1000 : 0, blockedMs);
     h.reset();
-    this.record({ eventLoopDelayP99Ms: round(p99), cpu: round((cpu.user + cpu.system) / 1000 / wallMs, 3) });
+    this.record({ eventLoopDelayP99Ms: round(p99), cpu: round(usedMs / wallMs, 3) });
     return this.last;
   }
 

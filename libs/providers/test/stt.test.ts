@@ -1,11 +1,21 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { durationMs, rmsDbfs } from '@va/audio';
 import { utterances, waitFor, wordAccuracy } from '@va/testkit';
 import { createProvider, providerNames } from '../src/registry.js';
-import { FakeSTT, keepSpareDecoder, LocalSTT, preloadDecoder, TimedSTT, type FakeResponder } from '../src/stt/index.js';
+import {
+  closeDecoderPools,
+  configureDecoderPool,
+  decoderPoolStats,
+  FakeSTT,
+  LocalSTT,
+  preloadDecoder,
+  SpeechGate,
+  TimedSTT,
+  type FakeResponder,
+} from '../src/stt/index.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
 import { collect, describeSttConformance, STT_PHRASES, within } from './stt.conformance.js';
 
@@ -154,6 +164,36 @@ describe('FakeSTT with a timed script', () => {
   });
 });
 
+describe('SpeechGate', () => {
+  it('stays shut on quiet, opens on speech with the pre-roll before it, and closes after the hold', async () => {
+    const clip = await utterances([
+      { say: '', pauseMs: 1000 },
+      { say: STT_PHRASES[0], pauseMs: 2000 },
+    ]);
+    const gate = new SpeechGate({ preRollMs: 300, holdMs: 1000 });
+    const passed: { atMs: number; closed: boolean }[] = [];
+    let firstPassMs: number | undefined;
+    for await (const chunk of chunksOf(clip)) {
+      const { pass, closed } = gate.push(chunk);
+      if (pass.length > 0) firstPassMs ??= pass[0]!.tsMs;
+      for (const piece of pass) passed.push({ atMs: piece.tsMs!, closed: false });
+      if (closed) passed.at(-1)!.closed = true;
+    }
+    const speechStartMs = 1000;
+    const speechEndMs = durationMs(clip) - 2000;
+    // Opens at the speech, handing over ≈ 300 ms from before it.
+    expect(firstPassMs).toBeGreaterThanOrEqual(speechStartMs - 400);
+    expect(firstPassMs).toBeLessThanOrEqual(speechStartMs + 300); // flite starts with a little silence
+    // Closes once, ≈ holdMs after the speech, and passes nothing after.
+    const closes = passed.filter((p) => p.closed);
+    expect(closes).toHaveLength(1);
+    expect(closes[0]!.atMs).toBeGreaterThan(speechEndMs + 500); // and ends with some
+    expect(closes[0]!.atMs).toBeLessThan(speechEndMs + 1300);
+    expect(passed.at(-1)!.closed).toBe(true);
+    expect(gate.open).toBe(false);
+  });
+});
+
 describe('LocalSTT', () => {
   const open: LocalSTT[] = [];
   afterEach(async () => {
@@ -165,29 +205,57 @@ describe('LocalSTT', () => {
     return stt;
   };
 
-  it('with a spare decoder kept, each new instance takes the preloaded one and transcribes with it', async () => {
-    keepSpareDecoder(true);
+  afterAll(() => closeDecoderPools());
+
+  it('shares at most `max` decoders among more sessions: one is leased only while a session has sound', async () => {
+    await closeDecoderPools();
+    configureDecoderPool({ spare: 1, max: 2 });
+    await preloadDecoder();
+    expect(decoderPoolStats()).toMatchObject({ loaded: 1, leased: 0 });
+    const sessions = await Promise.all(Array.from({ length: 4 }, () => local()));
+    const quiet = await utterances([{ say: '', pauseMs: 2000 }]);
+    // Four sessions listening to quiet hold no decoder.
+    const listening = sessions.map((stt) => transcribeAll(stt, chunksOf(quiet)));
+    expect(await Promise.all(listening)).toEqual([[], [], [], []]);
+    expect(decoderPoolStats().leased).toBe(0);
+    // The pool loads a decoder per open session up to `max`, and no more.
+    await waitFor(() => decoderPoolStats().loaded === 2, { timeoutMs: 10_000, message: 'two decoders loaded' });
+    expect(decoderPoolStats().loading).toBe(0);
+
+    // Four sessions speaking at once through at most two decoders: two wait their turn, and every one is heard.
+    const speech = await utterances([
+      { say: '', pauseMs: 300 },
+      { say: STT_PHRASES[1], pauseMs: 1500 },
+    ]);
+    let mostLeased = 0;
+    const watch = setInterval(() => (mostLeased = Math.max(mostLeased, decoderPoolStats().leased)), 5);
     try {
-      await preloadDecoder();
-      const first = await local();
-      expect(first.fromSpare).toBe(true);
-      // Taking the spare started the next one loading; the next instance takes that one.
-      await preloadDecoder();
-      const second = await local();
-      expect(second.fromSpare).toBe(true);
-      const speech = await utterances([
-        { say: '', pauseMs: 300 },
-        { say: STT_PHRASES[0], pauseMs: 800 },
-      ]);
-      const finals = (await collect(second.transcribe(chunksOf(speech), new AbortController().signal))).filter(
-        (e) => e.final,
-      );
-      expect(wordAccuracy(STT_PHRASES[0], finals.map((e) => e.text).join(' '))).toBeGreaterThanOrEqual(0.6);
+      const heard = await Promise.all(sessions.map((stt) => transcribeAll(stt, chunksOf(speech))));
+      for (const events of heard) {
+        const said = events
+          .filter((e) => e.final)
+          .map((e) => e.text)
+          .join(' ');
+        expect(wordAccuracy(STT_PHRASES[1], said), `heard "${said}"`).toBeGreaterThanOrEqual(0.8);
+      }
     } finally {
-      keepSpareDecoder(false);
+      clearInterval(watch);
     }
-    // Spares off: a new instance loads its own.
-    expect((await local()).fromSpare).toBe(false);
+    expect(mostLeased).toBe(2);
+    expect(decoderPoolStats()).toMatchObject({ loaded: 2, leased: 0, waiting: 0 });
+    await closeDecoderPools();
+  });
+
+  it('with a spare kept, the next decoder loads while one is in use, so a new speaker never waits for a load', async () => {
+    await closeDecoderPools();
+    configureDecoderPool({ spare: 1, max: 4 });
+    await preloadDecoder();
+    expect(decoderPoolStats()).toMatchObject({ loaded: 1, loading: 0 });
+    const stt = await local(); // leases the spare and gives it back
+    expect(stt.modelLoadMs).toBeGreaterThan(0);
+    await waitFor(() => decoderPoolStats().loaded === 2, { timeoutMs: 10_000, message: 'a new spare loaded' });
+    await closeDecoderPools();
+    expect(decoderPoolStats().loaded).toBe(0);
   });
 
   it('fails to create with a clear error when the model is missing', async () => {
@@ -216,10 +284,10 @@ describe('LocalSTT', () => {
       { say: STT_PHRASES[0], pauseMs: 500 },
     ]);
     // Reaching into the instance is the only way to kill its thread the way a native crash would.
-    const worker = (stt as unknown as { worker: { worker: { terminate(): Promise<number> } } }).worker.worker;
+    const leased = () => (stt as unknown as { leased?: { worker: { terminate(): Promise<number> } } }).leased?.worker;
     const run = async () => {
       for await (const e of stt.transcribe(chunksOf(speech), new AbortController().signal)) {
-        if (!e.final) void worker.terminate();
+        if (!e.final) void leased()?.terminate();
       }
     };
     await expect(within(run(), 20_000, 'transcription with a dying worker')).rejects.toThrow(/decoder worker exited/);

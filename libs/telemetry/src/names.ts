@@ -98,6 +98,8 @@ export const ATTR = {
   cacheHit: 'va.context.cache_hit',
   /** Why audio was dropped (e.g. queue-full, stale-turn, late). */
   dropReason: 'va.drop_reason',
+  /** Of a pooled decoder count: loaded, leased (serving a speaker) or waiting (speakers waiting for one). */
+  decoderState: 'va.decoder_state',
   /** Which bounded queue dropped (e.g. `audio.in` backlog, `stt.frames`, `tts.text`). */
   queue: 'va.queue',
   /** A message channel (`audio.in`, `reply.deep`…), as the bus labels its message counters. */
@@ -157,12 +159,14 @@ export const METRIC = {
   messagesDropped: 'va.messages.dropped',
   /** Event-loop delay p99 over the last load window (ms): how late this process runs its callbacks. */
   loadEventLoopDelay: 'va.load.event_loop_delay',
-  /** CPU over the last load window, in cores (1 = one core busy). */
+  /** CPU of the event-loop thread over the last load window, in cores (1 = one core busy; worker threads not counted). */
   loadCpu: 'va.load.cpu',
   /** 1 while this instance is over its load limit and claims no new session, else 0. */
   loadOverloaded: 'va.load.overloaded',
   /** Sessions the gateway refused because some stage had no instance with room (attribute va.stage: which). */
   sessionsRefused: 'va.sessions.refused',
+  /** pocketsphinx decoders of an stt instance (attribute va.decoder_state: loaded, leased, waiting). */
+  sttDecoders: 'va.stt.decoders',
 } as const;
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
@@ -202,6 +206,7 @@ export const METRIC_KIND = {
   [METRIC.loadCpu]: 'gauge',
   [METRIC.loadOverloaded]: 'gauge',
   [METRIC.sessionsRefused]: 'counter',
+  [METRIC.sttDecoders]: 'gauge',
 } as const satisfies Record<MetricName, 'counter' | 'gauge' | 'histogram'>;
 
 /** Span event names. */

@@ -4,7 +4,17 @@ import { fakeSttFromEnv } from './fake.js';
 import { LocalSTT } from './local.js';
 import { timedSttFromEnv } from './timed.js';
 
-export { LocalSTT, keepSpareDecoder, preloadDecoder, type LocalSTTOptions } from './local.js';
+export {
+  LocalSTT,
+  configureDecoderPool,
+  preloadDecoder,
+  decoderPoolStats,
+  closeDecoderPools,
+  type LocalSTTOptions,
+  type DecoderPoolOptions,
+  type DecoderPoolStats,
+} from './local.js';
+export { SpeechGate, SPEECH_GATE_DEFAULTS, type SpeechGateOptions } from './speech-gate.js';
 export { FakeSTT, fakeSttFromEnv, type FakeResponder, type FakeSttScript, type ScriptedTranscript } from './fake.js';
 export { TimedSTT, TIMED_STT_DEFAULTS, timedSttFromEnv, type TimedSttOptions } from './timed.js';
 export { DeepgramSTT, DEEPGRAM_STT_DEFAULTS, deepgramSttFromEnv, type DeepgramSttOptions } from './deepgram.js';
