@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { measureBusHop } from './bus-hop.js';
+import { measureBusHop, measureIdleHop } from './bus-hop.js';
 import { CAPACITY_STEPS, capacityRows, runCapacity } from './capacity.js';
 import { capacityMarkdown } from './capacity-report.js';
 import { measureCtxGet } from './ctx-get.js';
@@ -81,13 +81,28 @@ log(
 
 if (args.peer) await ensurePeerInstalled();
 if (!capacityOnly) await latencyAndOverhead();
+// The capacity ramp judges the overhead goal: measure the hop floor beside it.
+else await idleHop();
 if (args.capacity || !quick) await capacity();
+
+/** The floor under a turn's hops: one bare message between two idle processes (see measureIdleHop). */
+async function idleHop(): Promise<void> {
+  const idle = await measureIdleHop(quick ? 30 : 60);
+  for (const [stat, value] of [
+    ['p50', idle.p50],
+    ['p99', idle.p99],
+  ] as const) {
+    rows.push({ name: 'bus_hop_idle_us', profile: 'none', sessions: 1, stat, value: round(value), unit: 'us' });
+  }
+  log(`bus hop between idle processes (the floor of each turn hop): p50 ${round(idle.p50)} µs, p99 ${round(idle.p99)} µs`);
+}
 
 async function latencyAndOverhead(): Promise<void> {
   const hop = await measureBusHop(quick ? 2000 : 10_000);
   rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p50', value: round(hop.p50), unit: 'us' });
   rows.push({ name: 'bus_hop_us', profile: 'none', sessions: 1, stat: 'p99', value: round(hop.p99), unit: 'us' });
   log(`bus hop (640-byte frame + headers): p50 ${round(hop.p50)} µs, p99 ${round(hop.p99)} µs over ${hop.count}`);
+  await idleHop();
 
   const ctxGet = await measureCtxGet(quick ? 20 : 50, quick ? 20 : 40);
   for (const [name, p50, p99] of [
