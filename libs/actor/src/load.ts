@@ -13,20 +13,27 @@ export interface LoadLimits {
   windowMs: number;
   /** Overloaded windows in a row before the instance stops claiming, and calm ones before it claims again. */
   windowsToTrip: number;
+  /**
+   * One window with its event-loop delay this many times over the limit trips at once: a burst of new sessions
+   * drives the delay up within a second, and three windows of it admit a crowd the stage cannot serve.
+   */
+  burstFactor: number;
   windowsToClear: number;
 }
 
 /**
- * Defaults: callbacks 100 ms late (p99) mean a 20 ms audio stage is five frames behind; one core is all a
- * single-threaded stage can use. Three such seconds in a row trip it (a GC pause or a burst of session opens is
- * not overload), two calm ones clear it.
+ * Defaults: callbacks 50 ms late (p99) mean a 20 ms audio stage is frames behind — measured on the capacity bench,
+ * it is where turns start to miss the latency SLO (BENCHMARKS.md: 25 sessions 10–20 ms, 50 sessions 23–56 ms,
+ * 100 sessions 107–292 ms); one core is all a single-threaded stage can use. Three such seconds in a row trip it
+ * (a GC pause is not overload), one at four times the limit trips at once, two calm ones clear it.
  */
 export const LOAD_DEFAULTS = {
-  maxEventLoopDelayMs: 100,
+  maxEventLoopDelayMs: 50,
   maxCpu: 0.95,
   windowMs: 1000,
   windowsToTrip: 3,
   windowsToClear: 2,
+  burstFactor: 4,
 } as const satisfies LoadLimits;
 
 /**
@@ -159,11 +166,12 @@ export class LoadMonitor extends EventEmitter<{ change: [overloaded: boolean]; s
     this.last = sample;
     this.worstDelay = Math.max(this.worstDelay, sample.eventLoopDelayP99Ms);
     this.worstCpu = Math.max(this.worstCpu, sample.cpu);
-    const { maxEventLoopDelayMs, maxCpu, windowsToTrip, windowsToClear } = this.limits;
+    const { maxEventLoopDelayMs, maxCpu, windowsToTrip, windowsToClear, burstFactor } = this.limits;
     const hot = sample.eventLoopDelayP99Ms > maxEventLoopDelayMs || (maxCpu > 0 && sample.cpu > maxCpu);
+    const burst = sample.eventLoopDelayP99Ms > maxEventLoopDelayMs * burstFactor;
     // Counts windows that disagree with the current state; enough of them in a row flip it.
     this.streak = hot !== this.over ? this.streak + 1 : 0;
-    if (this.streak >= (this.over ? windowsToClear : windowsToTrip)) {
+    if (this.streak >= (this.over ? windowsToClear : burst ? 1 : windowsToTrip)) {
       this.over = hot;
       this.streak = 0;
       this.emit('change', hot);

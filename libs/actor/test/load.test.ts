@@ -24,6 +24,15 @@ describe('LoadMonitor', () => {
     expect(load.latest).toEqual(calm);
   });
 
+  it('trips at once on one window far over the delay limit (a burst of sessions), not on one just over it', () => {
+    const load = new LoadMonitor({ maxEventLoopDelayMs: 50, maxCpu: 0, windowsToTrip: 3, windowsToClear: 2 });
+    load.record({ eventLoopDelayP99Ms: 180, cpu: 0.5 }); // over, but under 4 × 50
+    expect(load.overloaded).toBe(false);
+    load.record({ eventLoopDelayP99Ms: 3, cpu: 0.5 });
+    load.record({ eventLoopDelayP99Ms: 250, cpu: 0.5 });
+    expect(load.overloaded).toBe(true);
+  });
+
   it('measures a blocked event loop and busy CPU', async () => {
     const load = new LoadMonitor({ windowMs: 60_000, windowsToTrip: 1 }).start();
     try {

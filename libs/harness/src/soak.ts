@@ -211,6 +211,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       VA_HEALTH_PORT: '0',
       VA_HEALTH_HOST: '127.0.0.1',
       VA_SESSION_CAPACITY: String(opts.sessions + 10),
+      // A leak test holds its sessions whatever the latency: the load limits (admission) are not what it measures.
+      VA_LOAD_MAX_EVENT_LOOP_DELAY_MS: '60000',
+      VA_LOAD_MAX_CPU: '0',
       // Lets each sample collect first (`/readyz?gc=1`) and read the live heap.
       NODE_OPTIONS: [process.env.NODE_OPTIONS, '--expose-gc'].filter(Boolean).join(' '),
       ...(profile === 'cloud' ? CLOUD_ENV : { STT_PROVIDER: 'local', TTS_PROVIDER: 'local' }),
