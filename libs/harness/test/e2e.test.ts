@@ -138,6 +138,10 @@ describe('a voice conversation through seven processes', () => {
     for (const stage of ['stt', 'turn-detector', 'fast-responder', 'deep-responder', 'tts', 'session-context']) {
       expect(total(METRIC.sessionsClaimed, stage), stage).toBe(1);
     }
+    // pocketsphinx's decoder pool reports itself: for one session, its decoder and the spare (loaded), ≤ 1 in use.
+    const decoders = total(METRIC.sttDecoders, 'stt');
+    expect(decoders).toBeGreaterThanOrEqual(2);
+    expect(decoders).toBeLessThanOrEqual(3);
 
     // Privacy: what the user and the agent said is in no stage's log and no span (VA_TRACE_TEXT is not set).
     if (process.env.VA_TRACE_TEXT !== '1') {

@@ -6,7 +6,7 @@ import {
   preloadDecoder,
   providerChain,
 } from '@va/providers';
-import { ATTR, counter, meter, METRIC } from '@va/telemetry';
+import { ATTR, counter, METRIC, observableGauge } from '@va/telemetry';
 import { z } from 'zod';
 import { STAGE, sttActor } from './actor.js';
 
@@ -17,25 +17,17 @@ const env = parseEnv(
     /** Keep one pocketsphinx decoder loaded ahead, so a speaker never waits for a model load. */
     STT_SPARE_DECODER: z.enum(['0', '1']).default('1'),
     /**
-     * Most pocketsphinx decoders this instance loads (≈ 110 MB each). Sessions share them: one is leased while a
-     * session's audio has sound in it, so this bounds the sessions *speaking* at once; beyond it a speaker waits.
+     * Most pocketsphinx decoders this instance loads (≈ 100 MB each; 6 fit the 1 Gi of the Kubernetes manifest).
+     * Up to it every session has one ready; beyond it sessions share them, and a speaker finding all busy waits.
      */
-    STT_DECODERS_MAX: z.coerce.number().int().min(1).default(8),
+    STT_DECODERS_MAX: z.coerce.number().int().min(1).default(6),
   }),
 );
-if (env.STT_PROVIDER.split(',').includes('local')) {
+const localStt = env.STT_PROVIDER.split(',').includes('local');
+const modelDir = env.STT_MODEL_DIR || POCKETSPHINX_MODEL_DIR;
+if (localStt) {
   configureDecoderPool({ spare: env.STT_SPARE_DECODER === '1' ? 1 : 0, max: env.STT_DECODERS_MAX });
-  const modelDir = env.STT_MODEL_DIR || POCKETSPHINX_MODEL_DIR;
   await preloadDecoder(modelDir);
-  const pool = meter().createObservableGauge(METRIC.sttDecoders, {
-    description: 'pocketsphinx decoders of this instance, by state (loaded, leased, waiting for one)',
-  });
-  pool.addCallback((gauge) => {
-    const stats = decoderPoolStats(modelDir);
-    gauge.observe(stats.loaded, { [ATTR.decoderState]: 'loaded' });
-    gauge.observe(stats.leased, { [ATTR.decoderState]: 'leased' });
-    gauge.observe(stats.waiting, { [ATTR.decoderState]: 'waiting' });
-  });
 }
 // STT_PROVIDER is one provider or a fallback chain, e.g. `deepgram,local`.
 const onFailover = (e: { provider: string; reason: string }) =>
@@ -47,5 +39,12 @@ const onFailover = (e: { provider: string; reason: string }) =>
 await runService({
   stage: STAGE,
   env,
+  // After telemetry has started (an instrument made before it is a no-op for good).
+  prepare: () => {
+    if (!localStt) return;
+    for (const state of ['loaded', 'leased', 'waiting'] as const) {
+      observableGauge(METRIC.sttDecoders, () => decoderPoolStats(modelDir)[state], { [ATTR.decoderState]: state });
+    }
+  },
   createActor: sttActor(() => providerChain('stt', env.STT_PROVIDER, process.env, onFailover)),
 });
