@@ -100,6 +100,7 @@ describe('the talk page in headless Chromium', () => {
     await you.waitFor({ timeout: 30_000 });
     expect(wordAccuracy(SAID, await you.innerText())).toBeGreaterThanOrEqual(0.6);
     expect(await p.locator('#log > .turn').first().getAttribute('class')).toContain('you');
+    // The agent's turn that played (a preview dropped before it was committed leaves no line).
     const agent = p.locator('.turn.agent').first();
     // The turn's line is complete once its whole answer has played (up to ~20 s of speech; slower on a busy CI box).
     await agent.locator('.trace').waitFor({ timeout: 75_000 });

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Bus } from '@va/bus';
-import { channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { CANCEL_REASON, channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
 import { Admission } from '../src/admission.js';
@@ -301,6 +301,18 @@ describe('web transport on the bus', () => {
         traceUrl: `http://grafana.test/trace/${traceIdOf(c.events)}`,
       },
     ]);
+
+    // A preview whose words the page showed, then abandoned (the user went on): the page is told to drop it.
+    const preview = { turnId: 't2', text: 'and then', eouProb: 0.6, speechEndMs: 900 };
+    client.publish(channels.turn, sid, { ...preview, kind: 'preview' });
+    client.publish(channels.replyFast, sid, { turnId: 't2', seq: 0, delta: 'Sure.', done: true });
+    await client.nc.flush();
+    await waitFor(() => c.events.some((e) => e.type === 'reply' && (e as { turnId?: string }).turnId === 't2'), {
+      message: 'the preview reply on the page',
+    });
+    client.publish(channels.control, sid, { kind: 'cancel', turnId: 't2', reason: CANCEL_REASON.preemptAbandoned });
+    await waitFor(() => c.events.some((e) => e.type === 'dropped'), { message: 'dropped preview' });
+    expect(c.events.filter((e) => e.type === 'dropped')).toEqual([{ type: 'dropped', turnId: 't2' }]);
 
     c.ws.close();
     await waitFor(() => closed.includes(sid) && server!.sessions === 0, { message: 'session closed on the bus' });

@@ -34,6 +34,7 @@ window.talkPage = { stats };
  */
 const PROCESSING = new URLSearchParams(location.search).get('processing') !== 'off';
 const turns = new Map(); // turnId → { el, opener, answer, latency }
+const dropped = new Set(); // previews taken away (the newest few): their late words are ignored
 let speaking; // the user's line being recognised (partial transcripts), until its final
 
 function status(text, isError = false) {
@@ -251,6 +252,7 @@ function onEvent(e) {
       }
       break;
     case 'reply': {
+      if (dropped.has(e.turnId)) break; // a late word of a preview already taken away
       const t = turnOf(e.turnId);
       (e.source === 'fast' ? t.opener : t.answer).textContent += e.delta;
       break;
@@ -259,6 +261,14 @@ function onEvent(e) {
       const t = turnOf(e.turnId);
       if (e.interrupted) t.el.classList.add('interrupted');
       showLatency(t, e);
+      break;
+    }
+    case 'dropped': {
+      // A preview that will never be spoken: its text was shown as it came; take the line away.
+      dropped.add(e.turnId);
+      if (dropped.size > 64) dropped.delete(dropped.values().next().value);
+      turns.get(e.turnId)?.el.remove();
+      turns.delete(e.turnId);
       break;
     }
     case 'flush':

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ActorContext, closeSession } from '@va/actor';
 import type { Admission } from '../admission.js';
 import type { Bus } from '@va/bus';
-import { BUCKETS, channels, sessionId as parseSessionId, type TurnTimeline } from '@va/protocol';
+import { BUCKETS, CANCEL_REASON, channels, sessionId as parseSessionId, type TurnTimeline } from '@va/protocol';
 import { GatewaySession, STAGE } from '../actor.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
@@ -29,6 +29,11 @@ export type PageEvent =
     }
   /** The user talks over the agent: stop what is scheduled now (the gateway has stopped sending). */
   | { type: 'flush'; turnId: string }
+  /**
+   * A preview (preemptive generation) that will never be spoken: the user went on, or said something else. Its
+   * reply text was shown as it came; the page takes that line away.
+   */
+  | { type: 'dropped'; turnId: string }
   | { type: 'error'; code: string; message: string };
 
 /** One conversation behind one socket: what the transport's clock drives. */
@@ -80,6 +85,11 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     }
     ctx.subscribe(channels.turn, (t) => {
       if (t.kind === 'barge-in') emit({ type: 'flush', turnId: t.turnId });
+    });
+    ctx.subscribe(channels.control, (c) => {
+      if (c.reason === CANCEL_REASON.preemptMismatch || c.reason === CANCEL_REASON.preemptAbandoned) {
+        emit({ type: 'dropped', turnId: c.turnId });
+      }
     });
     ctx.subscribe(channels.playout, (p) => {
       // The gateway records the turn as it publishes its playout: the record is there by the time this arrives.
