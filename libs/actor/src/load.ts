@@ -13,12 +13,12 @@ export interface LoadLimits {
   windowMs: number;
   /** Overloaded windows in a row before the instance stops claiming, and calm ones before it claims again. */
   windowsToTrip: number;
+  windowsToClear: number;
   /**
    * One window with its event-loop delay this many times over the limit trips at once: a burst of new sessions
    * drives the delay up within a second, and three windows of it admit a crowd the stage cannot serve.
    */
   burstFactor: number;
-  windowsToClear: number;
 }
 
 /**

@@ -2,3 +2,4 @@ export * from './pcm.js';
 export * from './wav.js';
 export * from './resample.js';
 export * from './clock.js';
+export * from './noise-floor.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FrameClock, Framer, frames, readWav, resample, writeWav, writeWavChannels } from '@va/audio';
+import { FrameClock, Framer, frames, NoiseFloor, readWav, resample, writeWav, writeWavChannels } from '@va/audio';
 
 describe('FrameClock', () => {
   afterEach(() => vi.useRealTimers());
@@ -59,5 +59,20 @@ describe('PCM helpers', () => {
     const up = await resample({ samples: tone, sampleRate: 16000 }, 48000);
     expect(up.sampleRate).toBe(48000);
     expect(up.samples.length).toBe(48000);
+  });
+});
+
+describe('NoiseFloor', () => {
+  it('is the quietest level of the last window, never below its minimum, and forgets older levels', () => {
+    const floor = new NoiseFloor({ windowMs: 100, minDbfs: -65 });
+    expect(floor.dbfs).toBe(Infinity); // nothing heard yet
+    expect(floor.levelOf(new Int16Array(320))).toBe(-105); // digital zero stays a number
+    floor.observe(-50, 20);
+    floor.observe(-70, 20); // below the minimum: the floor stops there
+    expect(floor.dbfs).toBe(-65);
+    for (let i = 0; i < 5; i++) floor.observe(-30, 20); // 100 ms of louder audio: the quiet moments are gone
+    expect(floor.dbfs).toBe(-30);
+    floor.reset();
+    expect(floor.dbfs).toBe(Infinity);
   });
 });

@@ -99,19 +99,7 @@ class DecoderPool {
   /** Back from a segment: to the next waiter, or idle; a failed decoder is dropped (the next lease loads anew). */
   release(worker: DecoderWorker): void {
     this.leased--;
-    if (worker.failure) {
-      void worker.close();
-      this.serveWaiter();
-      return;
-    }
-    const waiter = this.waiting.shift();
-    if (waiter) {
-      this.leased++;
-      waiter.resolve(worker);
-      return;
-    }
-    this.idle.push(worker);
-    this.scheduleFree();
+    this.offer(worker);
   }
 
   /**
@@ -141,8 +129,7 @@ class DecoderPool {
     if (this.lastLoadMs !== undefined && this.idle.length + this.leased > 0) return Promise.resolve(this.lastLoadMs);
     this.warming ??= this.load()
       .then((worker) => {
-        this.leased++;
-        this.release(worker);
+        this.offer(worker);
         return worker.ready;
       })
       .finally(() => (this.warming = undefined));
@@ -159,12 +146,7 @@ class DecoderPool {
     const loads: Promise<unknown>[] = [];
     const healthy = () => this.idle.filter((w) => !w.failure).length + this.leased;
     while (healthy() + this.loading < this.target) {
-      loads.push(
-        this.load().then((worker) => {
-          this.leased++; // release() hands it to a waiter or makes it idle
-          this.release(worker);
-        }),
-      );
+      loads.push(this.load().then((worker) => this.offer(worker)));
     }
     await Promise.allSettled(loads);
   }
@@ -174,6 +156,23 @@ class DecoderPool {
     for (const waiter of this.waiting.splice(0))
       waiter.reject(new ProviderError('local', 'connection', 'local STT: closed'));
     await Promise.allSettled(this.idle.splice(0).map((w) => w.close()));
+  }
+
+  /** A decoder nobody holds (released, or just loaded): to the next waiter, or idle; a failed one is dropped. */
+  private offer(worker: DecoderWorker): void {
+    if (worker.failure) {
+      void worker.close();
+      this.serveWaiter();
+      return;
+    }
+    const waiter = this.waiting.shift();
+    if (waiter) {
+      this.leased++;
+      waiter.resolve(worker);
+      return;
+    }
+    this.idle.push(worker);
+    this.scheduleFree();
   }
 
   private take(worker: DecoderWorker): DecoderWorker {
@@ -294,7 +293,7 @@ export class LocalSTT implements STT {
       await previous;
       if (signal.aborted) return;
       if (this.closed) throw new ProviderError('local', 'connection', 'local STT: closed');
-      yield* this.gated(audio, AbortSignal.any([signal, this.stopping.signal]));
+      yield* this.gated(audio, signal);
     } finally {
       release();
     }
@@ -322,9 +321,9 @@ export class LocalSTT implements STT {
     const pool = poolFor(this.modelDir);
     const gate = new SpeechGate(this.gateOptions);
     const events = new Channel<TranscriptEvent>();
-    // Ends this transcription's segments however it ends (abort, input error, consumer gone).
+    // Ends this transcription's segments however it ends (abort, close(), input error, consumer gone).
     const done = new AbortController();
-    const stop = AbortSignal.any([signal, done.signal]);
+    const stop = AbortSignal.any([signal, this.stopping.signal, done.signal]);
     let previous: Promise<void> = Promise.resolve();
     let segment: { input: Channel<AudioChunk>; backlog: number; drained?: () => void } | undefined;
 

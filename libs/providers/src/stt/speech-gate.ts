@@ -1,4 +1,4 @@
-import { rmsDbfs } from '@va/audio';
+import { NoiseFloor } from '@va/audio';
 import type { AudioChunk } from '../types.js';
 
 export interface SpeechGateOptions {
@@ -32,14 +32,13 @@ export class SpeechGate {
   private readonly opts: Required<SpeechGateOptions>;
   private readonly preRoll: AudioChunk[] = [];
   private preRollMs = 0;
-  /** Recent chunk levels (dBFS) with their durations, for the floor's minimum. */
-  private readonly levels: { db: number; ms: number }[] = [];
-  private levelsMs = 0;
+  private readonly floor: NoiseFloor;
   private quietMs = 0;
   private isOpen = false;
 
   constructor(opts: SpeechGateOptions = {}) {
     this.opts = { ...SPEECH_GATE_DEFAULTS, ...opts };
+    this.floor = new NoiseFloor({ windowMs: this.opts.floorWindowMs, minDbfs: this.opts.minFloorDbfs });
   }
 
   get open(): boolean {
@@ -53,10 +52,9 @@ export class SpeechGate {
    */
   push(chunk: AudioChunk): { pass: AudioChunk[]; closed: boolean } {
     const ms = (chunk.samples.length * 1000) / chunk.sampleRate;
-    const { minFloorDbfs, marginDb } = this.opts;
-    const db = Math.max(rmsDbfs(chunk.samples), minFloorDbfs - 40);
-    const loud = db >= Math.max(this.floor(), minFloorDbfs) + marginDb;
-    this.remember(db, ms);
+    const db = this.floor.levelOf(chunk.samples);
+    const loud = db >= this.floor.dbfs + this.opts.marginDb;
+    this.floor.observe(db, ms);
     if (!this.isOpen) {
       if (!loud) {
         this.keep(chunk, ms);
@@ -73,20 +71,6 @@ export class SpeechGate {
     if (this.quietMs < this.opts.holdMs) return { pass: [chunk], closed: false };
     this.isOpen = false;
     return { pass: [chunk], closed: true };
-  }
-
-  private floor(): number {
-    let floor = Infinity;
-    for (const level of this.levels) floor = Math.min(floor, level.db);
-    return floor;
-  }
-
-  private remember(db: number, ms: number): void {
-    this.levels.push({ db, ms });
-    this.levelsMs += ms;
-    while (this.levels.length > 1 && this.levelsMs - this.levels[0]!.ms >= this.opts.floorWindowMs) {
-      this.levelsMs -= this.levels.shift()!.ms;
-    }
   }
 
   private keep(chunk: AudioChunk, ms: number): void {

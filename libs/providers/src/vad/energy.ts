@@ -1,4 +1,4 @@
-import { rmsDbfs } from '@va/audio';
+import { NoiseFloor } from '@va/audio';
 import type { VAD } from '../types.js';
 import { checkFrame } from './frame.js';
 
@@ -35,16 +35,15 @@ export class EnergyVAD implements VAD {
   readonly sampleRate: number;
   readonly frameSamples: number;
   private readonly opts: Required<EnergyOptions>;
-  /** Ring of recent frame levels (dBFS) for the minimum. */
-  private readonly levels: Float64Array;
-  private count = 0;
+  private readonly floor: NoiseFloor;
+  private readonly frameMs: number;
 
   constructor(opts: EnergyOptions = {}) {
     this.opts = { ...DEFAULTS, ...opts };
     this.sampleRate = this.opts.sampleRate;
     this.frameSamples = this.opts.frameSamples;
-    const frameMs = (this.frameSamples * 1000) / this.sampleRate;
-    this.levels = new Float64Array(Math.max(1, Math.round(this.opts.floorWindowMs / frameMs)));
+    this.frameMs = (this.frameSamples * 1000) / this.sampleRate;
+    this.floor = new NoiseFloor({ windowMs: this.opts.floorWindowMs, minDbfs: this.opts.minFloorDbfs });
   }
 
   speechProbability(frame: Int16Array): Promise<number> {
@@ -53,18 +52,15 @@ export class EnergyVAD implements VAD {
     } catch (err) {
       return Promise.reject(err);
     }
-    const { snrMidDb, snrSlopeDb, minFloorDbfs } = this.opts;
-    // Clamp so digital zero (−Infinity) stays a number in the ring.
-    const level = Math.max(rmsDbfs(frame), minFloorDbfs - 40);
-    this.levels[this.count++ % this.levels.length] = level;
-    let floor = Infinity;
-    for (let i = 0; i < Math.min(this.count, this.levels.length); i++) floor = Math.min(floor, this.levels[i]!);
-    const snr = level - Math.max(floor, minFloorDbfs);
+    const { snrMidDb, snrSlopeDb } = this.opts;
+    const level = this.floor.levelOf(frame);
+    this.floor.observe(level, this.frameMs);
+    const snr = level - this.floor.dbfs;
     return Promise.resolve(1 / (1 + Math.exp(-(snr - snrMidDb) / snrSlopeDb)));
   }
 
   reset(): void {
-    this.count = 0;
+    this.floor.reset();
   }
 
   close(): Promise<void> {
