@@ -168,7 +168,7 @@ async function talkLive(mode) {
     console.log(`    ${meet}`);
     console.log(`  or with your own client: server ${url}, token (15 min):\n    ${token}`);
     console.log(
-      `  More rooms: curl -X POST ${gateway.url}/dispatch -d '{"room":"another"}'. Ctrl-C stops everything.\n`,
+      `  More rooms: curl -X POST ${gateway.url}/dispatch -H 'content-type: application/json' -d '{"room":"another"}'. Ctrl-C stops everything.\n`,
     );
   }
   await new Promise((resolve) => {

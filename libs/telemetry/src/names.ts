@@ -111,6 +111,8 @@ export const ATTR = {
   budgetValueMs: 'va.budget.value_ms',
   subject: 'messaging.destination.name',
   errorCode: 'va.error_code',
+  /** Why the web transport refused or cut off a client (origin, connect-rate, sessions-per-client, idle, …). */
+  refusal: 'va.refusal',
 } as const;
 
 export const METRIC = {
@@ -167,6 +169,8 @@ export const METRIC = {
   sessionsRefused: 'va.sessions.refused',
   /** pocketsphinx decoders of an stt instance (attribute va.decoder_state: loaded, leased, waiting). */
   sttDecoders: 'va.stt.decoders',
+  /** Web clients the gateway refused or cut off to protect the others (attribute va.refusal: why). */
+  webRefused: 'va.web.refused',
 } as const;
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 
@@ -207,6 +211,7 @@ export const METRIC_KIND = {
   [METRIC.loadOverloaded]: 'gauge',
   [METRIC.sessionsRefused]: 'counter',
   [METRIC.sttDecoders]: 'gauge',
+  [METRIC.webRefused]: 'counter',
 } as const satisfies Record<MetricName, 'counter' | 'gauge' | 'histogram'>;
 
 /** Span event names. */

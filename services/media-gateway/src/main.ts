@@ -21,7 +21,8 @@ import { Admission } from './admission.js';
 import { parseLiveKitEnv, type LiveKitConfig } from './livekit/token.js';
 import { runRecordedSession } from './recorded-session.js';
 import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
-import { startWebServer } from './web/server.js';
+import { HTTP_LIMITS_DEFAULTS } from './http-limits.js';
+import { startWebServer, WEB_LIMITS_DEFAULTS } from './web/server.js';
 import { busSessionFactory } from './web/session.js';
 
 const env = parseEnv(
@@ -33,6 +34,46 @@ const env = parseEnv(
     GATEWAY_TRANSPORT: z.enum(['wav', 'web', 'livekit']).default('wav'),
     GATEWAY_WEB_HOST: z.string().default('127.0.0.1'),
     GATEWAY_WEB_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+    /** Talk-page limits (README "Security"): sessions at once, and per client (IP address). */
+    GATEWAY_WEB_MAX_SESSIONS: z.coerce.number().int().positive().default(WEB_LIMITS_DEFAULTS.maxSessions),
+    GATEWAY_WEB_MAX_SESSIONS_PER_CLIENT: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(WEB_LIMITS_DEFAULTS.maxSessionsPerClient),
+    /** New connections one client may open per minute. */
+    GATEWAY_WEB_CONNECTS_PER_MINUTE: z.coerce.number().int().positive().default(WEB_LIMITS_DEFAULTS.connectsPerMinute),
+    /** A socket that sends no microphone audio for this long is closed. */
+    GATEWAY_WEB_IDLE_MS: z.coerce.number().int().positive().default(WEB_LIMITS_DEFAULTS.idleTimeoutMs),
+    GATEWAY_WEB_PING_MS: z.coerce.number().int().positive().default(WEB_LIMITS_DEFAULTS.pingIntervalMs),
+    /** Messages one socket may send per second (the page sends 50). */
+    GATEWAY_WEB_MAX_MESSAGES_PER_S: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(WEB_LIMITS_DEFAULTS.maxMessagesPerSecond),
+    /** A client that leaves this much unread is cut off. */
+    GATEWAY_WEB_MAX_SEND_BUFFER_BYTES: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(WEB_LIMITS_DEFAULTS.maxSendBufferBytes),
+    /** Host names the talk page is served under besides IP addresses and localhost, comma-separated. */
+    GATEWAY_WEB_ALLOWED_HOSTS: z
+      .string()
+      .default('')
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      ),
+    /** `1` behind a reverse proxy: a client is the last address in X-Forwarded-For. */
+    GATEWAY_WEB_TRUST_PROXY: z.enum(['0', '1']).default('0'),
+    /** Every HTTP listener (talk page, dispatch): slow requests are cut off, connections are capped. */
+    GATEWAY_HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.headersTimeoutMs),
+    GATEWAY_HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.requestTimeoutMs),
+    GATEWAY_HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.maxConnections),
     /** The talk page links each turn to its trace: `{traceId}` is replaced, e.g. Grafana's Explore on Tempo. */
     GATEWAY_TRACE_URL: z.string().url().optional(),
     /** The LiveKit transport's dispatch endpoint. */
@@ -138,12 +179,28 @@ const onStop = (f: () => void) => {
   process.once('SIGINT', stop);
 };
 
+const httpLimits = {
+  headersTimeoutMs: env.GATEWAY_HTTP_HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: env.GATEWAY_HTTP_REQUEST_TIMEOUT_MS,
+  maxConnections: env.GATEWAY_HTTP_MAX_CONNECTIONS,
+};
+
 if (env.GATEWAY_TRANSPORT === 'web') {
   // One session per browser tab, for as long as its socket is open.
   const web = await startWebServer({
     factory: busSessionFactory(bus, { admission, traceUrl: env.GATEWAY_TRACE_URL }),
     host: env.GATEWAY_WEB_HOST,
     port: env.GATEWAY_WEB_PORT,
+    ...httpLimits,
+    maxSessions: env.GATEWAY_WEB_MAX_SESSIONS,
+    maxSessionsPerClient: env.GATEWAY_WEB_MAX_SESSIONS_PER_CLIENT,
+    connectsPerMinute: env.GATEWAY_WEB_CONNECTS_PER_MINUTE,
+    idleTimeoutMs: env.GATEWAY_WEB_IDLE_MS,
+    pingIntervalMs: env.GATEWAY_WEB_PING_MS,
+    maxMessagesPerSecond: env.GATEWAY_WEB_MAX_MESSAGES_PER_S,
+    maxSendBufferBytes: env.GATEWAY_WEB_MAX_SEND_BUFFER_BYTES,
+    allowedHosts: env.GATEWAY_WEB_ALLOWED_HOSTS,
+    trustProxy: env.GATEWAY_WEB_TRUST_PROXY === '1',
     log,
   });
   log.info({ url: web.url }, 'talk page ready');
@@ -173,7 +230,12 @@ if (env.GATEWAY_TRANSPORT === 'livekit') {
     tokenEndpoint: env.GATEWAY_TOKEN_ENDPOINT === '1',
     busy: () => admission.precheck(),
     ...(env.GATEWAY_DISPATCH_SECRET ? { secret: env.GATEWAY_DISPATCH_SECRET } : {}),
+    httpLimits,
     log,
+  }).catch((err: unknown) => {
+    // Listening beyond loopback without a secret: refuse to start rather than open the door.
+    log.error({ err: String(err) }, 'dispatch endpoint not started');
+    process.exit(2);
   });
   if (env.GATEWAY_TOKEN_ENDPOINT === '1' && !env.GATEWAY_DISPATCH_SECRET) {
     log.warn({}, 'GET /token is open without GATEWAY_DISPATCH_SECRET: anyone who reaches the port can join rooms');

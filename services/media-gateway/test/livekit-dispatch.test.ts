@@ -156,32 +156,43 @@ describe('livekit dispatch endpoint', () => {
 
   it('DELETE /dispatch/<room> leaves the room and closes its sessions; 404 when not in it', async () => {
     const h = await DispatchHarness.start();
-    await h.dispatch('room-a/1');
-    h.events('room-a/1').participantConnected('alice');
+    await h.dispatch('room-a.1');
+    h.events('room-a.1').participantConnected('alice');
     await until(() => h.sessions.opened.length === 1);
-    const res = await h.fetch(`/dispatch/${encodeURIComponent('room-a/1')}`, { method: 'DELETE' });
+    const res = await h.fetch(`/dispatch/${encodeURIComponent('room-a.1')}`, { method: 'DELETE' });
     expect(res.status).toBe(204);
     expect(h.sessions.closed).toEqual(h.sessions.opened);
-    expect(h.rooms.get('room-a/1')!.connected).toBe(false);
+    expect(h.rooms.get('room-a.1')!.connected).toBe(false);
     expect(await (await h.fetch('/dispatch')).json()).toEqual({ rooms: [] });
-    const again = await h.fetch('/dispatch/room-a%2F1', { method: 'DELETE' });
+    const again = await h.fetch('/dispatch/room-a.1', { method: 'DELETE' });
     expect(again.status).toBe(404);
     expect(((await again.json()) as { error: string }).error).toContain('not in room');
   });
 
   it('bad JSON and bad room names are 400 with a message', async () => {
     const h = await DispatchHarness.start();
-    const notJson = await h.fetch('/dispatch', { method: 'POST', body: '{room: x' });
+    const notJson = await h.fetch('/dispatch', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{room: x',
+    });
     expect(notJson.status).toBe(400);
     expect(((await notJson.json()) as { error: string }).error).toMatch(/JSON/);
     const cases: [unknown, RegExp][] = [
       [undefined, /room is required/],
       [42, /room is required/],
       ['', /empty/],
-      ['has space', /white space/],
-      ['tab\there', /white space/],
-      ['bell\u0007', /control/],
+      ['has space', /only contain/],
+      ['tab\there', /only contain/],
+      ['bell\u0007', /only contain/],
       ['x'.repeat(129), /128/],
+      // NATS wildcards and separators, a right-to-left override, a zero-width space, a look-alike letter.
+      ['room.*', /only contain/],
+      ['room>', /only contain/],
+      ['abc\u202Egnp.exe', /only contain/],
+      ['ro\u200Bom', /only contain/],
+      ['r\u043Eom', /only contain/],
+      ['-leading-dash', /start with/],
     ];
     for (const [room, message] of cases) {
       const res = await h.dispatch(room);
@@ -191,6 +202,41 @@ describe('livekit dispatch endpoint', () => {
     const badPath = await h.fetch('/dispatch/%E0%A4%A', { method: 'DELETE' });
     expect(badPath.status).toBe(400);
     expect(h.created).toBe(0);
+  });
+
+  it('refuses cross-site requests and bodies other than JSON (CSRF), and joins nothing for them', async () => {
+    const h = await DispatchHarness.start();
+    // What a form or fetch on another site can send without a preflight: text/plain, urlencoded, multipart.
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+      const res = await h.fetch('/dispatch', {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: '{"room":"r1"}',
+      });
+      expect(res.status, type).toBe(415);
+    }
+    const noType = await h.fetch('/dispatch', { method: 'POST', body: '{"room":"r1"}' });
+    expect(noType.status).toBe(415);
+    // A page on another site, even with the right content type (its preflight gets no CORS answer; a script
+    // that skips the browser has no victim's network position to use).
+    const crossSite = await h.dispatch('r1', { origin: 'https://evil.example' });
+    expect(crossSite.status).toBe(403);
+    const crossDelete = await h.fetch('/dispatch/r1', {
+      method: 'DELETE',
+      headers: { origin: 'https://evil.example' },
+    });
+    expect(crossDelete.status).toBe(403);
+    expect(h.created).toBe(0);
+    // The same origin is served.
+    const url = new URL(h.server.url);
+    expect((await h.dispatch('r1', { origin: url.origin })).status).toBe(200);
+  });
+
+  it('refuses to start beyond loopback without a secret', async () => {
+    const dispatcher = new LiveKitDispatcher({ config: cfg, openSession: new StubSessions().factory });
+    await expect(startDispatchServer({ dispatcher, host: '0.0.0.0' })).rejects.toThrow(/GATEWAY_DISPATCH_SECRET/);
+    await expect(startDispatchServer({ dispatcher, host: '::' })).rejects.toThrow(/beyond loopback/);
+    await dispatcher.stop();
   });
 
   it('a failed join is 502, never shows the secret or the token, and leaves nothing behind', async () => {
@@ -355,6 +401,7 @@ describe('livekit dispatch endpoint', () => {
 
     const big = await h.fetch('/dispatch', {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ room: 'r', pad: 'x'.repeat(2048) }),
     });
     expect(big.status).toBe(413);
@@ -368,6 +415,7 @@ describe('livekit dispatch endpoint', () => {
     });
     const chunked = await h.fetch('/dispatch', {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: chunks,
       duplex: 'half',
     } as RequestInit & { duplex: 'half' });
@@ -673,7 +721,11 @@ describe('media-gateway with GATEWAY_TRANSPORT=livekit', () => {
       expect(await (await fetch(`${ready.url}/dispatch`)).json()).toEqual({ rooms: [] });
 
       // The real rtc-node room: the connection is refused, and the answer says so without credentials.
-      const res = await fetch(`${ready.url}/dispatch`, { method: 'POST', body: JSON.stringify({ room: 'r1' }) });
+      const res = await fetch(`${ready.url}/dispatch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ room: 'r1' }),
+      });
       expect(res.status).toBe(502);
       const text = await res.text();
       expect(text).toContain('r1');

@@ -1,70 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { connect, errors, fakeFactory, marker, pcm, sleep } from './web-client.js';
 import { Bus } from '@va/bus';
 import { CANCEL_REASON, channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
 import { Admission } from '../src/admission.js';
-import { busSessionFactory, type PageEvent, type SessionFactory, type WebSession } from '../src/web/session.js';
-
-/** A session that records every mic tick (with its time) and answers each marked frame with its negation. */
-class FakeSession implements WebSession {
-  readonly sessionId = 'fake-1';
-  readonly ticks: { at: number; frame: Int16Array }[] = [];
-  closed = false;
-  constructor(readonly emit: (e: PageEvent) => void) {}
-  tick(mic: Int16Array): Int16Array | undefined {
-    this.ticks.push({ at: performance.now(), frame: mic });
-    const m = marker(mic);
-    return m === undefined ? undefined : new Int16Array(320).fill(-m);
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-}
-
-/** Test frames are constant and ≥ 100; the transport's comfort noise is a few units. */
-function marker(frame: Int16Array): number | undefined {
-  const v = frame[0]!;
-  return v >= 100 && frame.every((s) => s === v) ? v : undefined;
-}
-
-function fakeFactory(): { factory: SessionFactory; sessions: FakeSession[] } {
-  const sessions: FakeSession[] = [];
-  return {
-    sessions,
-    factory: async (emit) => {
-      const s = new FakeSession(emit);
-      sessions.push(s);
-      return s;
-    },
-  };
-}
-
-interface Client {
-  ws: WebSocket;
-  events: PageEvent[];
-  audio: Int16Array[];
-  closed: Promise<number>;
-}
-
-async function connect(server: WebServer, headers: Record<string, string> = {}): Promise<Client> {
-  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws`, { headers });
-  const c: Client = { ws, events: [], audio: [], closed: new Promise((r) => ws.once('close', (code) => r(code))) };
-  ws.on('message', (data: Buffer, isBinary) => {
-    if (isBinary) c.audio.push(new Int16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));
-    else c.events.push(JSON.parse(data.toString()) as PageEvent);
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  return c;
-}
-
-const pcm = (samples: Int16Array) => Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const errors = (c: Client) => c.events.filter((e) => e.type === 'error');
+import { busSessionFactory } from '../src/web/session.js';
 
 let server: WebServer | undefined;
 afterEach(async () => {
@@ -169,11 +111,16 @@ describe('web transport', () => {
     const c = await connect(server);
     await waitFor(() => c.events.some((e) => e.type === 'ready'));
     c.ws.send(Buffer.alloc(8192));
-    c.ws.send('{"hello":');
     c.ws.send(Buffer.alloc(641));
+    await waitFor(() => errors(c).length === 2, { message: 'two errors' });
+    // The same kind of error is told at most once a second: a flood of bad frames is not answered frame by frame.
+    c.ws.send('{"hello":');
+    await sleep(1100);
+    c.ws.send('{"hello":');
     await waitFor(() => errors(c).length === 3, { message: 'three errors' });
-    expect(errors(c).map((e) => (e as { code: string }).code)).toEqual(['bad-message', 'bad-message', 'bad-audio']);
+    expect(errors(c).map((e) => (e as { code: string }).code)).toEqual(['bad-message', 'bad-audio', 'bad-message']);
     expect(errors(c)[0]).toMatchObject({ message: expect.stringContaining('4096') });
+    expect(errors(c)[2]).toMatchObject({ message: expect.stringContaining('text messages') });
     // Still alive: the next good frame is played.
     c.ws.send(pcm(new Int16Array(320).fill(777)));
     await waitFor(() => sessions[0]!.ticks.some((t) => marker(t.frame) === 777), { message: 'good frame after bad' });

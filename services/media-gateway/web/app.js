@@ -102,6 +102,13 @@ function connect() {
       status(`The agent is busy right now — please try again in a moment. (${busyReason || e.reason})`, true);
       return;
     }
+    if (e.code === 4000 || e.code === 1008) {
+      // Closed for this page's own doing (no microphone audio for a while, or too many messages): reconnecting
+      // would only repeat it.
+      stop();
+      status(`Closed by the agent: ${e.reason || e.code}. Press Start to talk again.`, true);
+      return;
+    }
     // The gateway went away: try again, backing off.
     status(`Disconnected (${e.code}${e.reason ? `: ${e.reason}` : ''}); reconnecting in ${retryMs / 1000} s…`, true);
     retryTimer = setTimeout(connect, retryMs);

@@ -2,6 +2,13 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import {
+  applyHttpLimits,
+  connectionsCheckingInterval,
+  isLoopback,
+  sameOrigin,
+  type HttpLimits,
+} from '../http-limits.js';
 import { z } from 'zod';
 import {
   LiveKitRoom,
@@ -13,19 +20,26 @@ import {
 } from './room.js';
 import { agentIdentity, agentToken, clientToken, type LiveKitConfig } from './token.js';
 
-/** A LiveKit room name as the dispatcher accepts it: 1–128 characters, no white space or control characters. */
+/**
+ * A LiveKit room name as the dispatcher accepts it: 1–128 of A–Z a–z 0–9 `_` `-` `.`, starting with a letter or
+ * digit. Nothing else: no NATS wildcards, no white space or control characters, no bidi overrides or zero-width
+ * characters that make a name look like another when it is echoed back.
+ */
 export const RoomName = z
   .string({ error: 'room is required (a string)' })
   .min(1, 'room may not be empty')
   .max(128, 'room may be at most 128 characters long')
-  .regex(/^[^\s\p{Cc}]+$/u, 'room may not contain white space or control characters');
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'room may only contain A-Z a-z 0-9 _ - . and start with a letter or digit');
 
-/** A user's identity for a client token: a room name's rules, and not the agents' `agent-` prefix. */
+/** A user's identity for a client token: as a room name, plus `@` and `:`, and not the agents' `agent-` prefix. */
 export const ClientIdentity = z
   .string({ error: 'identity is required (a string)' })
   .min(1, 'identity may not be empty')
   .max(128, 'identity may be at most 128 characters long')
-  .regex(/^[^\s\p{Cc}]+$/u, 'identity may not contain white space or control characters')
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.@:-]*$/,
+    'identity may only contain A-Z a-z 0-9 _ - . @ : and start with a letter or digit',
+  )
   .refine((s) => !s.startsWith('agent-'), 'identity may not start with "agent-" (reserved for agents)');
 
 const DispatchRequest = z.object({ room: RoomName });
@@ -336,8 +350,13 @@ export interface DispatchServerOptions {
    * join rooms (and talk to the agent), so enable it only behind `secret` or on a trusted network.
    */
   tokenEndpoint?: boolean;
-  /** When set, every route but `/healthz` needs `Authorization: Bearer <secret>`. */
+  /**
+   * When set, every route but `/healthz` needs `Authorization: Bearer <secret>`. Required when `host` is not a
+   * loopback address: the server refuses to start without it.
+   */
   secret?: string;
+  /** Timeouts and the connection cap (defaults: HTTP_LIMITS_DEFAULTS). */
+  httpLimits?: Partial<HttpLimits>;
   /** Larger request bodies are refused with 413. */
   maxBodyBytes?: number;
   log?: TransportLog;
@@ -365,17 +384,26 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
   const maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024;
   const secretDigest = opts.secret ? digest(opts.secret) : undefined;
   const log = opts.log;
+  const host = opts.host ?? '127.0.0.1';
+  if (!opts.secret && !isLoopback(host)) {
+    throw new Error(
+      `the dispatch endpoint listens on ${host}, beyond loopback: it needs a secret (GATEWAY_DISPATCH_SECRET), ` +
+        'or anyone who reaches the port can send the agent into rooms',
+    );
+  }
 
-  const http = createServer((req, res) => {
-    route(req, res).catch((err: unknown) => {
-      log?.error({ err: String(err) }, 'dispatch request failed');
-      if (!res.headersSent) json(res, 500, { error: 'internal error' });
-      else res.destroy();
-    });
-  });
+  const http = createServer(
+    { connectionsCheckingInterval: connectionsCheckingInterval(opts.httpLimits) },
+    (req, res) => {
+      route(req, res).catch((err: unknown) => {
+        log?.error({ err: String(err) }, 'dispatch request failed');
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+        else res.destroy();
+      });
+    },
+  );
   // A client that sends its request slowly is cut off (the time to answer, e.g. a join, is not counted).
-  http.headersTimeout = 10_000;
-  http.requestTimeout = 10_000;
+  applyHttpLimits(http, opts.httpLimits);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -385,6 +413,11 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
       if (method !== 'GET' && method !== 'HEAD') return notAllowed(res, 'GET, HEAD');
       res.writeHead(200, { 'content-type': 'text/plain' });
       return void res.end(method === 'HEAD' ? undefined : 'ok\n');
+    }
+    // A page on another site must not drive the endpoint through a visitor's browser (CSRF): a browser always
+    // sends Origin on a cross-site POST or DELETE, and only a same-origin one may go on.
+    if (method !== 'GET' && method !== 'HEAD' && !sameOrigin(req)) {
+      return json(res, 403, { error: 'cross-site requests are refused' });
     }
     if (secretDigest && !authorized(req.headers.authorization, secretDigest)) {
       res.setHeader('www-authenticate', 'Bearer');
@@ -407,6 +440,12 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
   }
 
   async function serveDispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // JSON only: a form or `text/plain` body is what a cross-site page can send without a preflight.
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') {
+      res.setHeader('accept-post', 'application/json');
+      return json(res, 415, { error: 'the body must be application/json: {"room": "<room name>"}' });
+    }
     const body = await readBody(req, maxBodyBytes);
     if (body === undefined) {
       res.setHeader('connection', 'close'); // the rest of the body is not worth reading
@@ -461,14 +500,14 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
 
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
-    http.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
+    http.listen(opts.port ?? 0, host, () => resolve());
   });
   const addr = http.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const listening = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${addr.port}`,
+    url: `http://${listening}:${addr.port}`,
     port: addr.port,
     close() {
       closing ??= (async () => {
