@@ -10,7 +10,7 @@ import {
   type DispatchServerOptions,
   type LiveKitDispatcherOptions,
 } from '../src/livekit/dispatch.js';
-import type { RoomEvents, SessionHandle, TransportLog } from '../src/livekit/room.js';
+import { sessionIdFor, type RoomEvents, type SessionHandle, type TransportLog } from '../src/livekit/room.js';
 import type { LiveKitConfig } from '../src/livekit/token.js';
 import { FakeRoom, FakeSource } from './fake-room.js';
 
@@ -433,7 +433,7 @@ describe('livekit dispatch endpoint', () => {
     first.lose('ROOM_DELETED');
     await until(() => h.sessions.closed.length === 1);
     await until(() => h.dispatcher.list().length === 0);
-    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(h.sessions.closed).toEqual([sessionIdFor('room-a', 'alice')]);
     expect(await (await h.fetch('/dispatch')).json()).toEqual({ rooms: [] });
     expect(h.log.matching(/lost LiveKit room/)).toEqual([
       { room: 'room-a', identity: 'agent-test1', reason: 'ROOM_DELETED' },
@@ -473,7 +473,7 @@ describe('livekit dispatch endpoint', () => {
     expect(h.created).toBe(1);
     release!();
     expect((await again).status).toBe(200);
-    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(h.sessions.closed).toEqual([sessionIdFor('room-a', 'alice')]);
     expect(h.created).toBe(2);
     expect(h.rooms.get('room-a')!.connected).toBe(true);
   });
@@ -606,7 +606,7 @@ describe('livekit dispatch endpoint', () => {
 
     h.rooms.get('room-a')!.lose('SIGNAL_CLOSE');
     await until(() => h.created === 2 && h.rooms.get('room-a')!.connected);
-    expect(h.sessions.closed).toEqual(['room-a-alice']);
+    expect(h.sessions.closed).toEqual([sessionIdFor('room-a', 'alice')]);
     expect(h.dispatcher.list()).toEqual([
       { room: 'room-a', identity: 'agent-test1', state: 'joined', participants: [] },
     ]);
@@ -659,7 +659,9 @@ describe('livekit dispatch endpoint', () => {
     h.events('room-b').participantConnected('bob');
     await until(() => h.sessions.opened.length === 2);
     await h.server.close();
-    expect([...h.sessions.closed].sort()).toEqual(['room-a-alice', 'room-b-bob']);
+    expect([...h.sessions.closed].sort()).toEqual(
+      [sessionIdFor('room-a', 'alice'), sessionIdFor('room-b', 'bob')].sort(),
+    );
     expect([...h.rooms.values()].every((r) => !r.connected)).toBe(true);
     expect(h.dispatcher.list()).toEqual([]);
     await expect(h.fetch('/healthz')).rejects.toThrow();

@@ -287,7 +287,7 @@ describe('livekit room transport', () => {
     room.events!.participantConnected('alice');
     room.events!.participantConnected('agent-other'); // another agent: not served
     await until(() => (sources[0]?.frames.length ?? 0) >= 6);
-    expect(stubs.opened).toEqual(['room1-alice']);
+    expect(stubs.opened).toEqual([sessionIdFor('room1', 'alice')]);
     expect(t.identities).toEqual(['alice']);
     expect(room.published.map((p) => p.name)).toEqual(['agent-voice-alice']);
     const values = sources[0]!.frames.slice(0, 4).map((f) => [f.sampleRate, f.samplesPerChannel, f.data[0]]);
@@ -311,7 +311,7 @@ describe('livekit room transport', () => {
     room.events!.participantDisconnected('alice');
     await until(() => stubs.closed.length === 1);
     await until(() => sources[0]!.closed);
-    expect(stubs.closed).toEqual(['room1-alice']);
+    expect(stubs.closed).toEqual([sessionIdFor('room1', 'alice')]);
     expect(room.published[0]!.unpublished).toBe(true);
     expect(closedAudio).toBe(true);
     expect(t.identities).toEqual([]);
@@ -334,9 +334,9 @@ describe('livekit room transport', () => {
     room.events!.participantConnected('bob');
     room.events!.participantConnected('carol');
     await until(() => stubs.opened.length === 2 && room.published.length === 2);
-    expect([...stubs.opened].sort()).toEqual(['room2-bob', 'room2-carol']);
+    expect([...stubs.opened].sort()).toEqual([sessionIdFor('room2', 'bob'), sessionIdFor('room2', 'carol')].sort());
     await t.stop();
-    expect([...stubs.closed].sort()).toEqual(['room2-bob', 'room2-carol']);
+    expect([...stubs.closed].sort()).toEqual([sessionIdFor('room2', 'bob'), sessionIdFor('room2', 'carol')].sort());
     expect(room.published.every((p) => p.unpublished)).toBe(true);
     room.events!.participantConnected('dave'); // after stop: ignored
     expect(t.identities).toEqual([]);
@@ -360,7 +360,7 @@ describe('livekit room transport', () => {
     const leaving = t.leave('erin');
     release();
     await leaving;
-    expect(closed).toEqual(['room3-erin']);
+    expect(closed).toEqual([sessionIdFor('room3', 'erin')]);
     expect(room.published).toEqual([]);
   });
 
@@ -390,7 +390,7 @@ describe('livekit room transport', () => {
     expect(lost).toEqual(['PARTICIPANT_REMOVED']);
     room.events!.disconnected('SIGNAL_CLOSE'); // a second report changes nothing
     await until(() => stubs.closed.length === 2);
-    expect([...stubs.closed].sort()).toEqual(['room4-alice', 'room4-bob']);
+    expect([...stubs.closed].sort()).toEqual([sessionIdFor('room4', 'alice'), sessionIdFor('room4', 'bob')].sort());
     expect(room.published.every((p) => p.unpublished)).toBe(true);
     room.events!.participantConnected('carol'); // after the loss: ignored
     await t.stop();
@@ -416,7 +416,7 @@ describe('livekit room transport', () => {
     await t.stop();
     room.events!.disconnected('CLIENT_INITIATED'); // as a room might report the disconnect we asked for
     expect(lost).toEqual([]);
-    expect(stubs.closed).toEqual(['room5-alice']);
+    expect(stubs.closed).toEqual([sessionIdFor('room5', 'alice')]);
     expect(room.connected).toBe(false);
   });
 
@@ -456,11 +456,39 @@ describe('livekit room transport', () => {
     expect(reported).toEqual(['ROOM_DELETED']);
   });
 
-  it('session ids come from room and identity, and are always valid subject tokens', () => {
-    expect(sessionIdFor('room1', 'alice')).toBe('room1-alice');
-    const odd = sessionIdFor('my.room', 'alice@example.com');
-    expect(odd).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
-    expect(odd).not.toBe(sessionIdFor('my_room', 'alice_example_com'));
-    expect(sessionIdFor('r', 'x'.repeat(200))).toHaveLength(64);
+  it('session ids come from room and identity, are valid subject tokens, and never collide', () => {
+    const id = sessionIdFor('room1', 'alice');
+    expect(id).toMatch(/^room1-alice-[A-Za-z0-9_-]{22}$/);
+    expect(sessionIdFor('room1', 'alice')).toBe(id); // the same participant comes back to its session
+    // Pairs the old joined-and-cleaned ids mapped to one session (an attacker could mint the second identity).
+    const colliding: [string, string][][] = [
+      [
+        ['a', 'b-c'],
+        ['a-b', 'c'],
+      ],
+      [
+        ['my.room', 'alice@example.com'],
+        ['my_room', 'alice_example_com'],
+      ],
+      [
+        ['r', '\u00e9ve'],
+        ['r', '_ve'],
+      ],
+      [
+        ['r', 'x'.repeat(200)],
+        ['r', 'x'.repeat(201)],
+      ],
+      [
+        ['r', 'bob\u200B'],
+        ['r', 'bob'],
+      ],
+    ];
+    for (const [[r1, i1], [r2, i2]] of colliding) {
+      const a = sessionIdFor(r1, i1);
+      const b = sessionIdFor(r2, i2);
+      expect(a, `${r1}/${i1} vs ${r2}/${i2}`).not.toBe(b);
+      expect(a).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
+    }
+    expect(sessionIdFor('r'.repeat(128), 'x'.repeat(200)).length).toBeLessThanOrEqual(64);
   });
 });

@@ -10,7 +10,7 @@ import {
   TrackSource,
   type AudioFrame,
 } from '@livekit/rtc-node';
-import { SUBJECT_TOKEN, sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { ATTR, counter, METRIC } from '@va/telemetry';
 import { FRAME_MS, micSilence, STAGE } from '../actor.js';
 import { runClock } from '../wav-transport.js';
@@ -91,15 +91,19 @@ export interface LiveKitTransportOptions {
 const AGENT_PREFIX = 'agent-';
 
 /**
- * The session id of one participant in a room: `<room>-<identity>` when that is a valid subject token; else
- * a cleaned, cut version with a hash of the original, so two participants never share a session.
+ * The session id of one participant in a room: readable prefixes of both names, then a hash of the exact
+ * (room, identity) pair — length-prefixed, so `a` + `b-c` and `a-b` + `c` differ, and every byte counts, so
+ * names that clean up to the same prefix differ too. 132 bits of SHA-256: no two participants share a session.
+ * The identity is the one LiveKit verified from the participant's token.
  */
 export function sessionIdFor(room: string, identity: string): SessionId {
-  const raw = `${room}-${identity}`;
-  if (SUBJECT_TOKEN.test(raw)) return parseSessionId(raw);
-  const hash = createHash('sha256').update(raw).digest('hex').slice(0, 10);
-  const clean = raw.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64 - hash.length - 1);
-  return parseSessionId(`${clean}-${hash}`);
+  const r = Buffer.from(room, 'utf8');
+  const i = Buffer.from(identity, 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(r.length);
+  const hash = createHash('sha256').update(len).update(r).update(i).digest('base64url').slice(0, 22);
+  const readable = (s: string) => s.replace(/[^A-Za-z0-9]/g, '').slice(0, 16) || 'x';
+  return parseSessionId(`${readable(room)}-${readable(identity)}-${hash}`);
 }
 
 interface Participant {
