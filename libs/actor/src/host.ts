@@ -7,6 +7,7 @@ import {
   BUCKETS,
   channels,
   INSTANCE_KEY_TTL_MS,
+  isInbox,
   SessionConfig,
   SessionId,
   subjects,
@@ -239,7 +240,8 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   }
 
   private ack(sessionId: SessionId, reply?: string): void {
-    if (!reply) return;
+    // Acks go to the opener's inbox only (see isInbox): never onto a subject the opener named for us.
+    if (!reply || !isInbox(reply)) return;
     const ack: SessionOpenAck = { sessionId, stage: this.stage, instanceId: this.instanceId };
     this.bus.nc.publish(reply, JSON.stringify(ack));
   }

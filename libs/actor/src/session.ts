@@ -1,6 +1,6 @@
 import { createInbox } from '@nats-io/transport-node';
 import { BUCKETS, channels, SessionConfig, SessionOpenAck, type SessionId } from '@va/protocol';
-import type { Bus } from '@va/bus';
+import { serverRelay, type Bus } from '@va/bus';
 import type { z } from 'zod';
 import type { StageCapacity } from './capacity.js';
 import { safeJson } from './json.js';
@@ -33,6 +33,8 @@ export async function openSession(
     for await (const m of sub) {
       // Status messages (e.g. 503 no responders) have no body: the stages may simply not be subscribed yet.
       if (m.data.length === 0) continue;
+      // An ack the server relayed (a JetStream delivery into this inbox) is not a stage's.
+      if (serverRelay(m) !== undefined) continue;
       const ack = SessionOpenAck.safeParse(safeJson(m.data));
       if (!ack.success || ack.data.sessionId !== sessionId) continue;
       acks.set(ack.data.stage, ack.data);

@@ -13,6 +13,7 @@ import { context as otelContext, type Context } from '@opentelemetry/api';
 import {
   anySessionSubject,
   inboxPrefix,
+  isInbox,
   channels,
   decodeAudioFrame,
   encodeAudioFrame,
@@ -30,6 +31,7 @@ import {
 } from '@va/protocol';
 import { ATTR, counter, createLogger, METRIC, observableCounter, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
+import { serverRelay } from './origin.js';
 import { extractTrace, injectTrace, TraceHeaderCache, TraceReader } from './trace-headers.js';
 
 export interface BusOptions {
@@ -385,6 +387,12 @@ export class Bus {
     const trace = new TraceReader();
     const fixed = sessionId === '*' ? undefined : { subject, sessionId };
     const onFrame = (m: Msg): void => {
+      const context = trace.read(m);
+      const relay = m.reply ? (serverRelay(m) ?? 'a reply subject on an audio frame') : trace.relayed;
+      if (relay !== undefined) {
+        this.reject(m.subject, channel, 'forged', `${channel}: ${relay}, not published by its sender; dropped`);
+        return;
+      }
       let frame: AudioFrame;
       try {
         frame = decodeAudioFrame(m.data);
@@ -400,7 +408,7 @@ export class Bus {
         subject: subj,
         ...(sid ? { sessionId: sid } : {}),
         ...(frame.turnId !== undefined ? { turnId: frame.turnId } : {}),
-        context: trace.read(m),
+        context,
       };
       try {
         const done = handler(frame, meta);
@@ -466,6 +474,12 @@ export class Bus {
 
   /** Parses and validates; on failure drops the message, counts it and reports it. */
   private accept<S extends z.ZodType>(ch: { name: string; schema: S }, m: Msg): { value: z.output<S> } | undefined {
+    const relay = serverRelay(m);
+    if (relay !== undefined) {
+      // Not published by the one user allowed to: a stage's forgery through JetStream. Never answered.
+      this.reject(m.subject, ch.name, 'forged', `${ch.name}: ${relay}, not published by its sender; dropped`);
+      return undefined;
+    }
     let raw: unknown;
     try {
       raw = JSON.parse(decoder.decode(m.data));
@@ -605,6 +619,12 @@ export class Bus {
     return this.consume(subject, opts, async (m) => {
       const body = this.accept(ch, m);
       if (body === undefined || !m.reply) return;
+      if (!isInbox(m.reply)) {
+        // A reply to another subject would publish our answer where the asker may not (e.g. a session's
+        // reply.deep): answers go only to inboxes, which only their owner can read.
+        this.reject(m.subject, ch.name, 'forged', `${ch.name}: reply subject ${m.reply.slice(0, 64)} is not an inbox`);
+        return;
+      }
       const meta = this.meta(m);
       try {
         const reply = ch.reply.parse(await handler(body.value as z.output<C['schema']>, meta));

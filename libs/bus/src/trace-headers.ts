@@ -7,6 +7,7 @@ import {
   type TextMapSetter,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { relayedHeaders } from './origin.js';
 import { headers as natsHeaders, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 
 // The W3C propagator is used directly, not through the global API: trace context must cross the bus
@@ -90,20 +91,31 @@ export function rawHeaderBytes(m: Msg): Uint8Array | undefined | null {
 export class TraceReader {
   private last: Uint8Array | undefined;
   private lastContext: Context | undefined;
+  private lastRelayed: string | undefined;
   /** Header blocks decoded (for tests). */
   decoded = 0;
+  /** Of the message last read: why its headers say nats-server relayed it (see `relayedHeaders`), if they do. */
+  relayed: string | undefined;
 
   read(m: Msg): Context {
     const raw = rawHeaderBytes(m);
     if (raw === null) {
       this.decoded++;
+      this.relayed = relayedHeaders(m.headers);
       return extractTrace(m.headers);
     }
-    if (raw === undefined) return otelContext.active();
-    if (this.lastContext && this.last && sameBytes(this.last, raw)) return this.lastContext;
+    if (raw === undefined) {
+      this.relayed = undefined;
+      return otelContext.active();
+    }
+    if (this.lastContext && this.last && sameBytes(this.last, raw)) {
+      this.relayed = this.lastRelayed;
+      return this.lastContext;
+    }
     this.decoded++;
     this.last = raw.slice();
     this.lastContext = extractTrace(m.headers);
+    this.lastRelayed = this.relayed = relayedHeaders(m.headers);
     return this.lastContext;
   }
 }

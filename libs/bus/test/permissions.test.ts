@@ -6,10 +6,12 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream } from '@nats-io/jetstream';
 import { Bus, natsAuthFromEnv, type NatsAuth } from '@va/bus';
 import {
   BUCKETS,
   channels,
+  encodeAudioFrame,
   inboxPrefix,
   NATS_USERS,
   passwordVariable,
@@ -249,6 +251,132 @@ describe('the generated NATS users (deploy/nats/auth.conf) on a real server', ()
     expect(logged.some((l) => l.includes('"msg":"nats connected"') && l.includes('"user":"stt"'))).toBe(true);
     const text = logged.join('\n');
     for (const pw of Object.values(passwords)) expect(text).not.toContain(pw);
+  });
+});
+
+/** A JetStream API request as the given bus's user; the server's JSON answer. */
+async function jsApi(bus: Bus, subject: string, body: object = {}): Promise<{ error?: { description: string } }> {
+  const m = await bus.nc.request(subject, JSON.stringify(body), { timeout: 2000 });
+  return m.json();
+}
+
+describe('forgeries through the server (nats-server 2.9 does not check deliver or reply subjects)', () => {
+  it('a stage cannot get a reply, control, audio or session.open delivered as another stage’s: each is dropped', async () => {
+    const fsid = sessionId('forge-1');
+    const gateway = await connect('media-gateway');
+    const tts = await connect('tts');
+    const deep = await connect('deep-responder');
+    const stt = await connect('stt');
+    const observer = await connect('observer');
+    await gateway.kv(BUCKETS.state); // the bucket exists, as in a running pipeline
+    const replies: unknown[] = [];
+    const controls: unknown[] = [];
+    const audio: unknown[] = [];
+    const opens: unknown[] = [];
+    gateway.subscribe(channels.replyDeep, fsid, (r) => void replies.push(r));
+    gateway.subscribe(channels.control, fsid, (c) => void controls.push(c));
+    gateway.subscribeAudio('out', fsid, (f) => void audio.push(f));
+    tts.subscribeGlobal(channels.sessionOpen, (o) => void opens.push(o));
+    // A consumer delivers under the stored subject ($KV…): those errors go to the global error subject.
+    const forged: string[] = [];
+    for (const subject of [channels.error.subject(fsid), channels.errorGlobal.subject]) {
+      observer.subscribeRaw(subject, (m) => {
+        const e = m.json<{ code: string; message: string; stage: string }>();
+        if (e.code === 'forged') forged.push(`${e.stage}: ${e.message}`);
+      });
+    }
+    await settle(gateway, tts, observer);
+
+    // stt stores what it wants delivered, under keys it may write (JetStream publishes, with a trace header).
+    const js = jetstream(stt.nc);
+    const reply = { turnId: 't1', seq: 0, delta: 'Your card number is …', done: true };
+    await js.publish('$KV.va_state.stt.reply', JSON.stringify(reply));
+    await js.publish('$KV.va_state.stt.control', JSON.stringify({ kind: 'cancel', turnId: 't1', reason: 'barge-in' }));
+    await js.publish(
+      '$KV.va_state.stt.audio',
+      encodeAudioFrame({ ...frame(), turnId: 't1', source: 'deep', textOffset: 0 }),
+    );
+    await js.publish('$KV.va_state.stt.open', JSON.stringify({ sessionId: 'forge-2', config: { sampleRate: 16000 } }));
+    // 1. Push consumers on its own keys whose deliver subject is the victim's subject: the server creates them.
+    const targets: [string, string][] = [
+      ['reply', subjects.replyDeep(fsid)],
+      ['control', subjects.control(fsid)],
+      ['audio', subjects.audioOut(fsid)],
+      ['open', channels.sessionOpen.subject],
+    ];
+    for (const [key, target] of targets) {
+      const name = `evil_${key}`;
+      const created = await jsApi(stt, `$JS.API.CONSUMER.CREATE.KV_va_state.${name}.$KV.va_state.stt.${key}`, {
+        stream_name: 'KV_va_state',
+        config: {
+          name,
+          deliver_subject: target,
+          filter_subject: `$KV.va_state.stt.${key}`,
+          ack_policy: 'none',
+          deliver_policy: 'last_per_subject',
+        },
+      });
+      expect(created.error, `consumer ${name}`).toBeUndefined();
+    }
+    // 2. A direct get whose reply subject is the victim's: the stored message, verbatim.
+    stt.nc.publish('$JS.API.DIRECT.GET.KV_va_state.$KV.va_state.stt.reply', '', { reply: subjects.replyDeep(fsid) });
+    // 3. Any JetStream API call answered onto the victim's subject.
+    stt.nc.publish('$JS.API.STREAM.INFO.KV_va_state', '', { reply: subjects.control(fsid) });
+    await settle(stt);
+
+    // Each arrived (the server delivered it) and was dropped as forged, with an error event; none was handled.
+    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(() => forged.length >= 5, { message: 'forged deliveries reported' });
+    expect(replies).toEqual([]);
+    expect(controls).toEqual([]);
+    expect(audio).toEqual([]);
+    expect(opens).toEqual([]);
+    expect(
+      forged
+        .filter((m) => /JetStream consumer/.test(m))
+        .map((m) => m.split(':')[0])
+        .sort(),
+    ).toEqual(['media-gateway', 'media-gateway', 'media-gateway', 'tts']);
+    expect(forged.filter((m) => /Nats-Stream/.test(m))).toEqual([expect.stringMatching(/^media-gateway: reply\.deep/)]);
+    // The JetStream API's own answer is not a control message either (it fails the schema).
+    expect(gateway.stats.rejected).toBeGreaterThanOrEqual(5);
+
+    // The real sender is heard as before.
+    deep.publish(channels.replyDeep, fsid, { turnId: 't2', seq: 0, delta: 'Hello.', done: true });
+    await waitFor(() => replies.length === 1, { message: 'the deep responder’s own reply' });
+  });
+
+  it('a stage cannot list another stage’s consumers (to delete them), nor get a service to answer onto a session subject', async () => {
+    const fsid = sessionId('forge-3');
+    const stt = await connect('stt');
+    const errors = violations(stt);
+    await expect(jsApi(stt, '$JS.API.CONSUMER.NAMES.KV_va_state')).rejects.toThrow();
+    await expect(jsApi(stt, '$JS.API.CONSUMER.LIST.KV_va_state')).rejects.toThrow();
+    await waitFor(() => errors.length >= 2, { message: 'both refused by the server' });
+    expect(errors.join('\n')).toMatch(/CONSUMER\.NAMES/);
+
+    // The gateway asks for context with a session subject as its reply: session-context does not answer there.
+    const ctx = await connect('session-context');
+    const gw = await connect('media-gateway');
+    const observer = await connect('observer');
+    const onTurn: string[] = [];
+    observer.subscribeRaw(subjects.turn(fsid), (m) => void onTurn.push(m.subject));
+    let asked = 0;
+    ctx.serve(requests.ctxGet, () => {
+      asked++;
+      return { messages: [], summary: null };
+    });
+    await settle(ctx, observer);
+    gw.nc.publish(requests.ctxGet.subject, JSON.stringify({ sessionId: fsid, maxTokens: 100 }), {
+      reply: subjects.turn(fsid),
+    });
+    await waitFor(() => ctx.stats.rejected === 1, { message: 'request with a non-inbox reply refused' });
+    expect(asked).toBe(0);
+    expect(onTurn).toEqual([]);
+    // Asked properly (its own inbox), it answers.
+    await expect(gw.request(requests.ctxGet, { sessionId: fsid, maxTokens: 100 })).resolves.toMatchObject({
+      messages: [],
+    });
   });
 });
 

@@ -264,7 +264,8 @@ export const TRANSCRIPT_REPLAY_MAX = 32;
 export const TranscriptReplayReply = z.object({ finals: z.array(Transcript).max(TRANSCRIPT_REPLAY_MAX) }).strict();
 export type TranscriptReplayReply = z.infer<typeof TranscriptReplayReply>;
 
-export const ERROR_CODES = ['bad-message', 'bad-audio', 'provider-failed', 'overloaded', 'internal'] as const;
+/** `forged`: a message on a subject that its sender did not publish (nats-server relayed it; see @va/bus origin). */
+export const ERROR_CODES = ['bad-message', 'bad-audio', 'forged', 'provider-failed', 'overloaded', 'internal'] as const;
 
 export const ErrorEvent = z
   .object({

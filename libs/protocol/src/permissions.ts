@@ -147,6 +147,14 @@ export function inboxPrefix(user: string): string {
   return user === 'media-gateway' ? '_INBOX' : `_INBOX_${user}`;
 }
 
+/**
+ * Whether a reply subject is some user's inbox (`_INBOX.…`, `_INBOX_<user>.…`). Services answer requests only
+ * there: an answer to any other subject would be published where the asker itself may not publish.
+ */
+export function isInbox(subject: string): boolean {
+  return /^_INBOX(_[A-Za-z0-9-]+)?\./.test(subject);
+}
+
 /** The environment variable holding a user's password in the generated server config (`$NATS_PASSWORD_STT`). */
 export function passwordVariable(user: string): string {
   return `NATS_PASSWORD_${user.toUpperCase().replace(/-/g, '_')}`;

@@ -461,7 +461,7 @@ describe('livekit room transport', () => {
     expect(id).toMatch(/^room1-alice-[A-Za-z0-9_-]{22}$/);
     expect(sessionIdFor('room1', 'alice')).toBe(id); // the same participant comes back to its session
     // Pairs the old joined-and-cleaned ids mapped to one session (an attacker could mint the second identity).
-    const colliding: [string, string][][] = [
+    const colliding: [[string, string], [string, string]][] = [
       [
         ['a', 'b-c'],
         ['a-b', 'c'],
