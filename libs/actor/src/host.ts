@@ -8,6 +8,7 @@ import {
   channels,
   INSTANCE_KEY_TTL_MS,
   isInbox,
+  leaseKey,
   SessionConfig,
   SessionId,
   subjects,
@@ -419,7 +420,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   }
 
   private leaseKey(sessionId: SessionId): string {
-    return `${this.stage}.${sessionId}`;
+    return leaseKey(this.stage, sessionId);
   }
 
   private sessionFromKey(key: string): SessionId | undefined {

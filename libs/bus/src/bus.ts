@@ -46,6 +46,11 @@ export interface BusOptions {
   auth?: NatsAuth;
 }
 
+/** Thrown by a request handler that will not answer this asker: the asker gets a `forbidden` error. */
+export class RequestRefusedError extends Error {
+  override readonly name = 'RequestRefusedError';
+}
+
 /**
  * Credentials for the NATS server: a user and password (deploy/nats/auth.conf has one user per stage), a
  * token, or a creds file (JWT + nkey seed, for operator-mode servers). Never logged.
@@ -633,10 +638,12 @@ export class Bus {
         });
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        this.log.error({ err, subject: m.subject }, 'request handler failed');
+        const refused = err instanceof RequestRefusedError;
+        if (refused) this.log.warn({ subject: m.subject, reason: message }, 'request refused');
+        else this.log.error({ err, subject: m.subject }, 'request handler failed');
         const event: ErrorEvent = {
           stage: this.stage,
-          code: 'internal',
+          code: refused ? 'forbidden' : 'internal',
           message: message.slice(0, 1000),
           subject: m.subject,
         };

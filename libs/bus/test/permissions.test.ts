@@ -217,6 +217,40 @@ describe('the generated NATS users (deploy/nats/auth.conf) on a real server', ()
     });
   });
 
+  it('lets admin run JetStream but read none of it; only debug reads session payloads', async () => {
+    const ctx = await connect('session-context');
+    const state = await ctx.kv(BUCKETS.state);
+    await state.put('session-context.perm-1.history', JSON.stringify({ messages: ['my card is 4111…'] }));
+    const admin = await connect('admin');
+    const errors = violations(admin);
+    // Reports work.
+    const info = await jsApi(admin, '$JS.API.STREAM.INFO.KV_va_state');
+    expect(info.error).toBeUndefined();
+    // Each way to a stored payload or to session traffic is refused by the server.
+    const attempts: [string, object][] = [
+      ['$JS.API.DIRECT.GET.KV_va_state.$KV.va_state.session-context.perm-1.history', {}],
+      ['$JS.API.STREAM.MSG.GET.KV_va_state', { last_by_subj: '$KV.va_state.session-context.perm-1.history' }],
+      [
+        '$JS.API.CONSUMER.CREATE.KV_va_state.peek.$KV.va_state.session-context.>',
+        { stream_name: 'KV_va_state', config: { name: 'peek', deliver_subject: `${inboxPrefix('admin')}.peek` } },
+      ],
+      [
+        '$JS.API.STREAM.UPDATE.KV_va_state',
+        { name: 'KV_va_state', republish: { src: '>', dest: `${inboxPrefix('admin')}.copy.>` } },
+      ],
+      ['$JS.API.STREAM.CREATE.CAPTURE', { name: 'CAPTURE', subjects: ['va.v1.sess.>'] }],
+    ];
+    for (const [subject, body] of attempts) {
+      await expect(jsApi(admin, subject, body), subject).rejects.toThrow();
+    }
+    await waitFor(() => errors.length >= attempts.length, { message: 'every attempt refused' });
+    expect(errors.every((e) => /Permissions Violation/.test(e))).toBe(true);
+    // The explicit debug role reads it.
+    const debug = await connect('debug');
+    const got = await debug.nc.request('$JS.API.DIRECT.GET.KV_va_state.$KV.va_state.session-context.perm-1.history');
+    expect(got.string()).toContain('4111');
+  });
+
   it('lets stt ask the gateway to replay the microphone, and no other stage', async () => {
     const gateway = await connect('media-gateway');
     gateway.serveSession(sessionRequests.audioReplay, sid, ({ fromMs }) => ({

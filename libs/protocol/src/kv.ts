@@ -10,6 +10,11 @@ export const BUCKETS = {
   state: 'va_state',
 } as const;
 
+/** A stage's lease on a session (`va_leases`): present while an instance of the stage holds the session. */
+export function leaseKey(stage: string, sessionId: string): string {
+  return `${stage}.${sessionId}`;
+}
+
 /** Heartbeat keys outlive their instance by at most this long (bucket TTL; nats-server 2.9 has no per-key TTL). */
 export const INSTANCE_KEY_TTL_MS = 60_000;
 

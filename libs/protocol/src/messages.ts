@@ -264,8 +264,19 @@ export const TRANSCRIPT_REPLAY_MAX = 32;
 export const TranscriptReplayReply = z.object({ finals: z.array(Transcript).max(TRANSCRIPT_REPLAY_MAX) }).strict();
 export type TranscriptReplayReply = z.infer<typeof TranscriptReplayReply>;
 
-/** `forged`: a message on a subject that its sender did not publish (nats-server relayed it; see @va/bus origin). */
-export const ERROR_CODES = ['bad-message', 'bad-audio', 'forged', 'provider-failed', 'overloaded', 'internal'] as const;
+/**
+ * `forged`: a message on a subject that its sender did not publish (nats-server relayed it; see @va/bus origin).
+ * `forbidden`: a request the asker may not make (e.g. ctx.get for a session its stage holds no lease on).
+ */
+export const ERROR_CODES = [
+  'bad-message',
+  'bad-audio',
+  'forged',
+  'forbidden',
+  'provider-failed',
+  'overloaded',
+  'internal',
+] as const;
 
 export const ErrorEvent = z
   .object({

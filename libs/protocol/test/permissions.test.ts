@@ -36,8 +36,8 @@ describe('NATS permissions (one table in @va/protocol)', () => {
     expect(readFileSync(`${natsDir}auth.conf`, 'utf8')).toBe(natsAuthConfig());
   });
 
-  it('has one user per stage plus observer and admin, passwords only as $NATS_PASSWORD_<USER> references', () => {
-    expect(NATS_USERS).toEqual([...STAGES, 'observer', 'admin']);
+  it('has one user per stage plus observer, admin and debug, passwords only as $NATS_PASSWORD_<USER> references', () => {
+    expect(NATS_USERS).toEqual([...STAGES, 'observer', 'admin', 'debug']);
     const conf = natsAuthConfig();
     for (const user of NATS_USERS) expect(conf).toContain(`password: $${passwordVariable(user)}\n`);
     expect(passwordVariable('media-gateway')).toBe('NATS_PASSWORD_MEDIA_GATEWAY');
@@ -140,9 +140,24 @@ describe('NATS permissions (one table in @va/protocol)', () => {
     }
   });
 
-  it('keeps session traffic away from admin, and observer read-only', () => {
+  it('keeps session traffic and stored payloads away from admin, and observer read-only', () => {
     const admin = natsPermissions('admin');
     expect(allowed(admin.subscribe.allow, subjects.transcript(sessionId('s-1')))).toBe(false);
+    // No message of a stream can reach admin: no gets, no consumers, no KV reads or writes, no stream updates.
+    for (const subject of [
+      '$JS.API.DIRECT.GET.KV_va_state.$KV.va_state.session-context.s-1.history',
+      '$JS.API.STREAM.MSG.GET.KV_va_state',
+      '$JS.API.CONSUMER.CREATE.KV_va_state.x.$KV.va_state.>',
+      '$JS.API.CONSUMER.CREATE.KV_va_state',
+      '$JS.API.STREAM.UPDATE.KV_va_state',
+      '$JS.API.STREAM.CREATE.CAPTURE',
+      '$KV.va_state.session-context.s-1.history',
+    ]) {
+      expect(allowed(admin.publish.allow, subject), subject).toBe(false);
+    }
+    expect(allowed(admin.publish.allow, '$JS.API.STREAM.INFO.KV_va_state')).toBe(true);
+    const debug = natsPermissions('debug');
+    expect(allowed(debug.subscribe.allow, subjects.transcript(sessionId('s-1')))).toBe(true);
     const observer = natsPermissions('observer');
     expect(allowed(observer.subscribe.allow, subjects.transcript(sessionId('s-1')))).toBe(true);
     expect(observer.publish.allow.some((s) => s.startsWith('va.v1.sess') || s.startsWith('$KV'))).toBe(false);

@@ -1,4 +1,5 @@
 import { parseEnv, runService } from '@va/actor';
+import { BUCKETS } from '@va/protocol';
 import { createLogger } from '@va/telemetry';
 import { contextActor } from './actor.js';
 import { serveContext } from './context-server.js';
@@ -11,4 +12,4 @@ const summarizer = summarizerFromEnv(process.env, options, createLogger(STAGE));
 const { bus } = await runService({ stage: STAGE, createActor: contextActor({ ...options, summarizer }) });
 
 // ctx.get is answered by any instance (queue group), from its in-memory copy of every session's history.
-await serveContext(bus, { stage: STAGE });
+await serveContext(bus, { stage: STAGE, leases: await bus.kv(BUCKETS.leases) });

@@ -1,7 +1,16 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ActorHost, closeSession, openSession } from '@va/actor';
 import { Bus } from '@va/bus';
-import { BUCKETS, channels, requests, sessionId, type CtxGetReply, type SessionId } from '@va/protocol';
+import {
+  BUCKETS,
+  channels,
+  inboxPrefix,
+  leaseKey,
+  requests,
+  sessionId,
+  type CtxGetReply,
+  type SessionId,
+} from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ATTR, contextOf, shutdownTelemetry, SPAN, startStageSpan, startTelemetry, type Context } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
@@ -367,6 +376,38 @@ describe('session-context', () => {
     expect((await get(sid)).messages).toEqual([]);
     await a.stop();
     await b.stop();
+  });
+
+  it('answers ctx.get only to the gateway or to a stage holding a lease on the session', async () => {
+    const a = await startInstance(llmSummarizer(numberingLlm(0), CONTEXT_DEFAULTS));
+    await a.server.stop(); // only the lease-checking server below answers
+    const checked = await serveContext(a.bus, { leases: await a.bus.kv(BUCKETS.leases) });
+    // A responder's connection: its answers come to its own inbox (`_INBOX_deep-responder…`), as with auth.
+    const deep = await Bus.connect({
+      stage: 'deep-responder',
+      servers: nats.url,
+      auth: { kind: 'none', inboxPrefix: inboxPrefix('deep-responder') },
+    });
+    try {
+      const sid = await open('ctx-leased');
+      publishTurn(sid, 1);
+      await waitFor(() => checked.cache.peek(sid)?.entries.length === 2, { message: 'turn stored' });
+      const ask = () => deep.request(requests.ctxGet, { sessionId: sid, maxTokens: 1000 }, { timeoutMs: 2000 });
+      await expect(ask()).rejects.toThrow(/deep-responder holds no lease/);
+      const leases = await client.kv(BUCKETS.leases);
+      await leases.put(leaseKey('deep-responder', sid), JSON.stringify({ owner: 'deep-1', config: {} }));
+      expect((await ask()).messages).toHaveLength(2);
+      await leases.delete(leaseKey('deep-responder', sid));
+      await expect(ask()).rejects.toThrow(/holds no lease/);
+      // The gateway, which opened the session, is answered.
+      expect((await get(sid)).messages).toHaveLength(2);
+      closeSession(client, sid);
+      await waitFor(() => !a.host.sessionIds.includes(sid), { message: 'closed' });
+    } finally {
+      await deep.close();
+      await checked.stop();
+    }
+    await a.stop();
   });
 
   it('a failed summary is counted, leaves the history as it was, and is retried at the next turn', async () => {
