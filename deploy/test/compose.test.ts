@@ -4,12 +4,25 @@
  * check; the collector sends traces to Tempo and metrics to the Prometheus exporter Prometheus scrapes; every file
  * a container mounts exists.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { STAGES } from '@va/protocol';
+import { findNatsServerBinary } from '@va/testkit';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -151,12 +164,12 @@ describe('the seven stages', () => {
     expect(uses.length).toBeGreaterThanOrEqual(STAGES.length);
   });
 
-  it('media-gateway serves the talk page on 0.0.0.0:8080, published, with turns linked to the dashboard', () => {
+  it('media-gateway serves the talk page on 0.0.0.0:8080, published on loopback, with turns linked to the dashboard', () => {
     const e = env('media-gateway');
     expect(e.GATEWAY_TRANSPORT).toBe('web');
     expect(e.GATEWAY_WEB_HOST).toBe('0.0.0.0');
     const ports = list(service('media-gateway').ports, 'media-gateway.ports').map(String);
-    expect(ports).toContain(`${e.GATEWAY_WEB_PORT}:${e.GATEWAY_WEB_PORT}`);
+    expect(ports).toContain(`127.0.0.1:${e.GATEWAY_WEB_PORT}:${e.GATEWAY_WEB_PORT}`);
     const dashboard = JSON.parse(read('grafana/dashboards/voice-turns.json')) as {
       uid: string;
       templating: { list: { name: string }[] };
@@ -202,10 +215,74 @@ describe('infrastructure', () => {
     } else {
       const conf = /-c\s+(\S+)/.exec(cmd);
       expect(conf, 'nats: -js or a config file').not.toBeNull();
-      const text = read(mountedFile('nats', conf![1]!));
+      // The config and the files it includes (mounted beside it).
+      const dir = conf![1]!.slice(0, conf![1]!.lastIndexOf('/'));
+      const main = read(mountedFile('nats', conf![1]!));
+      const included = [...main.matchAll(/^include \.\/(\S+)$/gm)]
+        .map((m) => `${dir}/${m[1]}`)
+        .filter((target) => mounts('nats').some((x) => x.target === target && x.source.startsWith('./')))
+        .map((target) => read(mountedFile('nats', target)));
+      const text = [main, ...included].join('\n');
       const storeDir = /jetstream\s*\{[^}]*store_dir:\s*"?([^\s"]+)"?/.exec(text);
       expect(storeDir, 'nats.conf enables JetStream with a store_dir').not.toBeNull();
       expect(volumeTargets).toContain(storeDir![1]);
+    }
+  });
+
+  it('publishes nothing beyond loopback, and not NATS’ client port at all', () => {
+    for (const name of Object.keys(services)) {
+      for (const port of list(service(name).ports ?? [], `${name}.ports`).map(String)) {
+        expect(port, name).toMatch(/^127\.0\.0\.1:\d+:\d+(\/udp)?$/);
+        expect(port, name).not.toMatch(/:4222$/);
+      }
+    }
+  });
+
+  it('runs NATS with one user per stage: each stage holds only its own password, and the server accepts them', () => {
+    for (const stage of STAGES) {
+      const e = env(stage);
+      expect(e.NATS_USER, stage).toBe(stage);
+      expect(e.NATS_PASSWORD).toBeUndefined();
+      const dir = e.NATS_PASSWORD_FILE!.slice(0, e.NATS_PASSWORD_FILE!.lastIndexOf('/'));
+      const mount = mounts(stage).find((m) => m.target === dir);
+      expect(mount?.source, stage).toBe(`nats-password-${stage}`);
+      // No other service but the generator mounts a stage's password volume.
+      const holders = Object.keys(services).filter((n) => mounts(n).some((m) => m.source === mount!.source));
+      expect(holders.sort(), stage).toEqual(['nats-passwords', stage].sort());
+    }
+    expect(obj(obj(service('nats').depends_on, 'nats.depends_on')['nats-passwords'], 'dep').condition).toBe(
+      'service_completed_successfully',
+    );
+    // The generator, run for real on the checked-in auth.conf, and nats-server on the result.
+    const tmp = mkdtempSync(join(tmpdir(), 'va-compose-nats-'));
+    try {
+      for (const d of ['out/nats', 'out/stt', 'etc']) mkdirSync(join(tmp, d), { recursive: true });
+      const gen = spawnSync('sh', [join(ROOT, 'deploy/nats/compose-passwords.sh')], {
+        env: { ...process.env, OUT: join(tmp, 'out'), TEMPLATE: join(ROOT, 'deploy/nats/auth.conf') },
+        encoding: 'utf8',
+      });
+      expect(gen.status, gen.stderr).toBe(0);
+      const password = readFileSync(join(tmp, 'out/stt/password'), 'utf8');
+      expect(password).toMatch(/^[A-Za-z0-9]{32}$/);
+      const auth = readFileSync(join(tmp, 'out/nats/auth.conf'), 'utf8');
+      expect(auth).toContain(`password: "${password}"`);
+      expect(auth).not.toMatch(/password: \$/);
+      for (const f of ['nats-compose.conf', 'nats.conf']) {
+        const text = readFileSync(join(ROOT, 'deploy/nats', f), 'utf8');
+        writeFileSync(join(tmp, 'etc', f), text.replace('store_dir: /data', `store_dir: ${join(tmp, 'js')}`));
+      }
+      symlinkSync(join(tmp, 'out/nats'), join(tmp, 'etc/generated'));
+      const check = spawnSync(findNatsServerBinary(), ['-t', '-c', join(tmp, 'etc/nats-compose.conf')], {
+        encoding: 'utf8',
+      });
+      expect(check.status, check.stderr).toBe(0);
+      // Run again: the passwords stay.
+      spawnSync('sh', [join(ROOT, 'deploy/nats/compose-passwords.sh')], {
+        env: { ...process.env, OUT: join(tmp, 'out'), TEMPLATE: join(ROOT, 'deploy/nats/auth.conf') },
+      });
+      expect(readFileSync(join(tmp, 'out/stt/password'), 'utf8')).toBe(password);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
     }
   });
 
@@ -220,7 +297,7 @@ describe('infrastructure', () => {
     // Dev mode binds 127.0.0.1 unless told otherwise: unreachable from the host and the other containers.
     expect(commandText(livekit.command)).toContain('--bind 0.0.0.0');
     expect(list(livekit.ports, 'livekit.ports').map(String)).toEqual(
-      expect.arrayContaining(['7880:7880', '7881:7881', '7882:7882/udp']),
+      expect.arrayContaining(['127.0.0.1:7880:7880', '127.0.0.1:7881:7881', '127.0.0.1:7882:7882/udp']),
     );
   });
 
@@ -323,7 +400,9 @@ describe('infrastructure', () => {
     expect(Number(tempoUrl.port)).toBe(obj(tempo.server, 'server').http_listen_port);
     const promUrl = new URL(str(byType('prometheus').url, 'prometheus url'));
     expect(promUrl.hostname).toBe('prometheus');
-    expect(list(service('prometheus').ports, 'ports').map(String)).toContain(`${promUrl.port}:${promUrl.port}`);
+    expect(list(service('prometheus').ports, 'ports').map(String)).toContain(
+      `127.0.0.1:${promUrl.port}:${promUrl.port}`,
+    );
   });
 });
 

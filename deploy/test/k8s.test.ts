@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { STAGES } from '@va/protocol';
+import { NATS_PASSWORDS_SECRET, NATS_USERS, natsAuthHelmValues, passwordVariable, STAGES } from '@va/protocol';
 import { METRIC } from '@va/telemetry';
 import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import {
@@ -23,7 +23,7 @@ const K8S = join(ROOT, 'deploy/k8s');
 const BASE = join(K8S, 'base');
 const OVERLAY = join(K8S, 'overlays/example');
 /** Helm values, not manifests. */
-const VALUES_FILES = ['nats-values.yaml', 'prometheus-adapter-values.yaml'];
+const VALUES_FILES = ['nats-values.yaml', 'nats-auth-values.yaml', 'prometheus-adapter-values.yaml'];
 const HEALTH_PORT = 8090;
 /** The gateway opens sessions rather than claiming them: it is not an actor host and has no va.sessions.owned. */
 const ACTOR_HOSTS: readonly string[] = STAGES.filter((s) => s !== 'media-gateway');
@@ -496,6 +496,25 @@ describe('deploy/k8s manifests', () => {
     }
   });
 
+  it('every stage connects as its own NATS user, its password a file from the Secret (its own key only)', () => {
+    for (const o of as<IDeployment[]>(baseObjs.filter((o) => o.kind === 'Deployment'))) {
+      const stage = o.metadata!.name!;
+      const pod = o.spec!.template.spec!;
+      const container = pod.containers[0]!;
+      const env = new Map((container.env ?? []).map((e) => [e.name, e]));
+      expect(env.get('NATS_USER')?.value, stage).toBe(stage);
+      expect(env.has('NATS_PASSWORD'), stage).toBe(false); // never a plain value in a manifest
+      const file = env.get('NATS_PASSWORD_FILE')?.value ?? '';
+      const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      expect(mount?.readOnly, stage).toBe(true);
+      const volume = pod.volumes?.find((v) => v.name === mount?.name);
+      expect(volume?.secret, stage).toMatchObject({
+        secretName: NATS_PASSWORDS_SECRET,
+        items: [{ key: stage, path: file.slice(mount!.mountPath.length + 1) }],
+      });
+    }
+  });
+
   describe.each(STAGES)('%s', (stage) => {
     it('has one Deployment, Service, HPA and PDB, selecting its own pods, image voice-agent/<stage>', () => {
       expect(checkWiring(baseObjs, stage)).toEqual([]);
@@ -587,6 +606,25 @@ describe('helm values', () => {
     // Release `nats` makes the client Service `nats`, the host in NATS_URL.
     expect(text).toMatch(/helm upgrade --install nats nats\/nats /);
     expect(new URL(baseEnv.get('voice-agent-env')!.get('NATS_URL')!).host).toBe('nats:4222');
+  });
+
+  it('NATS: the generated least-privilege users, each password from the Secret', () => {
+    const text = readFileSync(join(K8S, 'nats-auth-values.yaml'), 'utf8');
+    expect(text).toBe(natsAuthHelmValues()); // node scripts/nats-auth.mjs writes it
+    const values = parse(text) as {
+      config: { merge: { authorization: { users: { user: string; password: string }[] } } };
+      container: { env: Record<string, { valueFrom: { secretKeyRef: { name: string; key: string } } }> };
+    };
+    const users = values.config.merge.authorization.users;
+    expect(users.map((u) => u.user)).toEqual([...NATS_USERS]);
+    for (const u of users) {
+      const variable = passwordVariable(u.user);
+      expect(u.password).toBe(`<< $${variable} >>`);
+      expect(values.container.env[variable]?.valueFrom.secretKeyRef).toEqual({
+        name: NATS_PASSWORDS_SECRET,
+        key: u.user,
+      });
+    }
   });
 
   it('prometheus-adapter serves the sessions metric the HPAs scale on, per pod', () => {
