@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Bus, natsAuthFromEnv } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
 import { channels, sessionId as parseSessionId, SessionRecording, STAGES } from '@va/protocol';
+import { LOCAL_STT_PROCESS_ENV } from '@va/providers';
 import { createLogger } from '@va/telemetry';
 import {
   spawnNode,
@@ -187,7 +188,12 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     };
     const spawnStage = (stage: string): RunningStage => {
       const child = spawnNode(serviceEntry(stage), {
-        env: { ...env, ...opts.stageEnv?.[stage], ...opts.credentials?.(stage) },
+        env: {
+          ...(stage === 'stt' ? LOCAL_STT_PROCESS_ENV : {}),
+          ...env,
+          ...opts.stageEnv?.[stage],
+          ...opts.credentials?.(stage),
+        },
         name: stage,
         maxLifetimeSec: opts.maxLifetimeSec ?? 900,
       });
@@ -285,6 +291,8 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         ...opts.credentials?.('media-gateway'),
         GATEWAY_SCRIPT: scriptPath,
         GATEWAY_OUT_DIR: outDir,
+        // The report prints what was said and heard: the session file must hold the words (off by default).
+        GATEWAY_RECORD_TEXT: '1',
         GATEWAY_SESSION_ID: sid,
         GATEWAY_SESSIONS: String(sessions),
         GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',

@@ -329,6 +329,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
           LOG_LEVEL: 'warn',
           GATEWAY_SCRIPT: scriptPath,
           GATEWAY_OUT_DIR: outDir,
+          // The soak checks what was heard: the session file must hold the words (off by default).
+          GATEWAY_RECORD_TEXT: '1',
           GATEWAY_SESSION_ID: `soak-r${rounds}`,
           GATEWAY_SESSIONS: String(opts.sessions),
           GATEWAY_STAGGER_MS: String(Math.max(5, Math.round(2000 / opts.sessions))),

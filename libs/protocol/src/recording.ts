@@ -65,5 +65,11 @@ export const SessionRecording = z.object({
   mixWav: z.string(),
   /** The session's history as session-context stored it, read just before the session closed. */
   history: z.array(z.object({ role: z.string(), content: z.string() })).default([]),
+  /**
+   * Whether the conversation's words are in this file (`GATEWAY_RECORD_TEXT=1`). Without it every text field is
+   * empty and the history is left out: timings and audio only, as spans and logs keep words out without
+   * `VA_TRACE_TEXT`.
+   */
+  text: z.boolean().default(true),
 });
 export type SessionRecording = z.infer<typeof SessionRecording>;

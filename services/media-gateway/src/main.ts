@@ -102,6 +102,8 @@ const env = parseEnv(
     /** Sessions start this far apart, so their turns do not all land on the same instant. */
     GATEWAY_STAGGER_MS: z.coerce.number().int().nonnegative().default(37),
     GATEWAY_RECORD_AUDIO: z.enum(['0', '1']).default('1'),
+    /** `1`: the session file holds the conversation's words (the demo and the tests set it); off by default. */
+    GATEWAY_RECORD_TEXT: z.enum(['0', '1']).default('0'),
     GATEWAY_TAIL_MS: z.coerce.number().int().positive().default(1000),
     GATEWAY_MAX_TAIL_MS: z.coerce.number().int().positive().default(30_000),
     /** Every stage must claim a new session within this, or the session is refused ("busy, try again"). */
@@ -277,6 +279,7 @@ const results = await Promise.allSettled(
       sampleRate: rate,
       outDir: env.GATEWAY_OUT_DIR,
       recordAudio: env.GATEWAY_RECORD_AUDIO === '1',
+      recordText: env.GATEWAY_RECORD_TEXT === '1',
       tailMs: env.GATEWAY_TAIL_MS,
       maxTailMs: env.GATEWAY_MAX_TAIL_MS,
       admission,

@@ -13,6 +13,8 @@ export interface RecordedSessionOptions {
   outDir: string;
   /** Write the agent and mix WAVs (off for load runs of many sessions). */
   recordAudio: boolean;
+  /** Put the conversation's words in the session file (user's script, transcripts, replies, history). */
+  recordText: boolean;
   /** After the microphone ends, how long the session must be quiet before it closes. */
   tailMs: number;
   maxTailMs: number;
@@ -72,13 +74,15 @@ export async function runRecordedSession(
 
   session.close();
   // What context kept of the conversation (cut where the user barged in), before closing clears it.
-  const history = await bus
-    .request(requests.ctxGet, { sessionId, maxTokens: 1_000_000 }, { timeoutMs: 2000 })
-    .then((r) => r.messages)
-    .catch((err: unknown) => {
-      log.warn({ err: String(err) }, 'no history for the recording');
-      return [];
-    });
+  const history = !opts.recordText
+    ? []
+    : await bus
+        .request(requests.ctxGet, { sessionId, maxTokens: 1_000_000 }, { timeoutMs: 2000 })
+        .then((r) => r.messages)
+        .catch((err: unknown) => {
+          log.warn({ err: String(err) }, 'no history for the recording');
+          return [];
+        });
   closeSession(bus, sessionId, 'transport ended');
   const outDir = resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
@@ -89,16 +93,19 @@ export async function runRecordedSession(
     // Stereo: the user on the left, the agent on the right — listen to the conversation as it happened.
     await writeFile(mixWav, writeWavChannels([userTrack.samples(), agentTrack.samples()], rate));
   }
+  const text = opts.recordText;
+  // Without recordText the file holds timings and audio paths only: no word anyone said.
   const recording: SessionRecording = {
     sessionId,
     sampleRate: rate,
     durationMs: frames * FRAME_MS,
-    utterances: mic.utterances,
-    turns: session.records,
+    utterances: text ? mic.utterances : mic.utterances.map((u) => ({ ...u, say: '' })),
+    turns: text ? session.records : session.records.map((t) => ({ ...t, userText: '', spokenText: '' })),
     segments: session.segments,
     agentWav: opts.recordAudio ? agentWav : '',
     mixWav: opts.recordAudio ? mixWav : '',
-    history,
+    history: text ? history : [],
+    text,
   };
   await writeFile(join(outDir, `${sessionId}.session.json`), JSON.stringify(recording, null, 2));
   log.info({ turns: session.records.length, out: outDir }, 'session finished');

@@ -10,6 +10,7 @@ export {
   preloadDecoder,
   decoderPoolStats,
   closeDecoderPools,
+  LOCAL_STT_PROCESS_ENV,
   type LocalSTTOptions,
   type DecoderPoolOptions,
   type DecoderPoolStats,
