@@ -94,7 +94,9 @@ async function idleHop(): Promise<void> {
   ] as const) {
     rows.push({ name: 'bus_hop_idle_us', profile: 'none', sessions: 1, stat, value: round(value), unit: 'us' });
   }
-  log(`bus hop between idle processes (the floor of each turn hop): p50 ${round(idle.p50)} µs, p99 ${round(idle.p99)} µs`);
+  log(
+    `bus hop between idle processes (the floor of each turn hop): p50 ${round(idle.p50)} µs, p99 ${round(idle.p99)} µs`,
+  );
 }
 
 async function latencyAndOverhead(): Promise<void> {
