@@ -46,6 +46,30 @@ export interface BusOptions {
   auth?: NatsAuth;
 }
 
+/**
+ * The bucket, if its stream is what a KV bucket needs and no more. Whoever creates a bucket first sets its stream's
+ * config, and in nats-server 2.9 that config can copy every value elsewhere (a republish to any subject, the
+ * creator's inbox included; a mirror; sources) or capture other subjects. A stage that could create a bucket
+ * before the others could thus read what they store: every user of a bucket checks it and refuses such a one, so
+ * nothing is ever written into it.
+ */
+async function plainBucket(kv: KV, bucket: string): Promise<KV> {
+  const { config } = (await kv.status()).streamInfo;
+  const problems: string[] = [];
+  if (config.republish) problems.push(`republishes to ${config.republish.dest}`);
+  if (config.mirror) problems.push(`mirrors ${config.mirror.name}`);
+  if ((config.sources ?? []).length > 0) problems.push('has sources');
+  const subjects = config.subjects ?? [];
+  if (subjects.length !== 1 || subjects[0] !== `$KV.${bucket}.>`) problems.push(`stores ${subjects.join(', ')}`);
+  if (problems.length > 0) {
+    throw new Error(
+      `KV bucket ${bucket} ${problems.join('; ')}: not what this product creates, refusing to use it ` +
+        '(delete the bucket as debug and restart; deploy/nats/README.md)',
+    );
+  }
+  return kv;
+}
+
 /** Thrown by a request handler that will not answer this asker: the asker gets a `forbidden` error. */
 export class RequestRefusedError extends Error {
   override readonly name = 'RequestRefusedError';
@@ -658,7 +682,7 @@ export class Bus {
   kv(bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
     let kv = this.kvs.get(bucket);
     if (!kv) {
-      kv = new Kvm(this.nc).create(bucket, { history: 1, ...opts });
+      kv = new Kvm(this.nc).create(bucket, { history: 1, ...opts }).then((b) => plainBucket(b, bucket));
       kv.catch(() => this.kvs.delete(bucket));
       this.kvs.set(bucket, kv);
     }
@@ -667,7 +691,7 @@ export class Bus {
 
   /** Opens a bucket that exists (for readers that may not create it); rejects when it does not exist yet. */
   kvOpen(bucket: string): Promise<KV> {
-    return new Kvm(this.nc).open(bucket);
+    return new Kvm(this.nc).open(bucket).then((b) => plainBucket(b, bucket));
   }
 
   /**

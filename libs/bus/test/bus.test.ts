@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Bus, BusRequestError, extractTrace, injectTrace, rawHeaderBytes, TraceReader } from '@va/bus';
 import { channels, encodeAudioFrame, ErrorEvent, requests, sessionId, subjects, type AudioFrame } from '@va/protocol';
@@ -243,5 +244,25 @@ describe('in-process bus', () => {
     await kv.update('k', 'v3', rev);
     await expect(kv.update('k', 'v4', rev)).rejects.toThrow();
     expect((await (await b.kv('va_test')).get('k'))?.string()).toBe('v3');
+  });
+
+  it('refuses a bucket someone created to copy or capture messages (republish, mirror, other subjects)', async () => {
+    const jsm = await jetstreamManager(a.nc);
+    const plain = { max_msgs_per_subject: 1, allow_rollup_hdrs: true, allow_direct: true };
+    await jsm.streams.add({
+      name: 'KV_va_leak1',
+      subjects: ['$KV.va_leak1.>'],
+      republish: { src: '>', dest: '_INBOX_stt.copy.>' },
+      ...plain,
+    });
+    await jsm.streams.add({ name: 'KV_va_leak2', subjects: ['$KV.va_leak2.>', 'va.v1.sess.>'], ...plain });
+    await expect(b.kv('va_leak1')).rejects.toThrow(/va_leak1 republishes to _INBOX_stt\.copy/);
+    await expect(b.kvOpen('va_leak1')).rejects.toThrow(/refusing to use it/);
+    await expect(b.kv('va_leak2')).rejects.toThrow(/stores \$KV\.va_leak2\.>, va\.v1\.sess\.>/);
+    // Refused before anything was written into them.
+    expect((await jsm.streams.info('KV_va_leak1')).state.messages).toBe(0);
+    // A bucket as the product creates it (or `nats kv add`) is used.
+    await jsm.streams.add({ name: 'KV_va_fine', subjects: ['$KV.va_fine.>'], ...plain });
+    await expect(b.kv('va_fine')).resolves.toBeDefined();
   });
 });

@@ -41,6 +41,10 @@ export function startWebGateway(pipeline: Pipeline, opts: WebGatewayOptions = {}
       GATEWAY_TRANSPORT: 'web',
       GATEWAY_WEB_HOST: opts.host ?? '127.0.0.1',
       GATEWAY_WEB_PORT: String(opts.port ?? 0),
+      // Every client of a harness gateway is this machine (one address): the per-client limits would be the
+      // page's. The session cap and every other limit stay as shipped.
+      GATEWAY_WEB_MAX_SESSIONS_PER_CLIENT: '1000',
+      GATEWAY_WEB_CONNECTS_PER_MINUTE: '60000',
       ...opts.env,
     },
     'talk page ready',
