@@ -11,6 +11,7 @@ import { ensurePeerInstalled, runLivekitPeer } from './peer.js';
 import { distributionSvg, type Series } from './plot.js';
 import type { ProfileName, VariantName } from './profiles.js';
 import { capacitySvg } from './plot.js';
+import { measureSttMemory } from './stt-memory.js';
 import type { ProcessUsage } from './resources.js';
 import { runScenario, type TurnMeasure } from './scenario.js';
 import { distributionRows, percentile, round, type Row } from './stats.js';
@@ -23,6 +24,7 @@ const { values: args } = parseArgs({
     markdown: { type: 'string' },
     peer: { type: 'boolean', default: false },
     capacity: { type: 'boolean', default: false },
+    'stt-memory': { type: 'boolean', default: false },
     instances: { type: 'string', default: '1' },
     steps: { type: 'string' },
     'capacity-md': { type: 'string' },
@@ -35,7 +37,9 @@ if (args.help) {
   console.log(
     'usage: npm run bench -- [--quick] [--capacity [--instances N] [--steps 1,25,50]] [--json FILE] [--svg FILE]\n' +
       '                        [--markdown FILE] [--capacity-md FILE] [--capacity-svg FILE] [--peer] [--out DIR]\n' +
-      '  --capacity alone runs only the capacity ramp; a full run (no --quick) includes it.',
+      '                        [--stt-memory]\n' +
+      '  --capacity alone runs only the capacity ramp; a full run (no --quick) includes it.\n' +
+      '  --stt-memory alone runs only the memory of stt before, during and after 6 offline sessions; a full run includes it.',
   );
   process.exit(0);
 }
@@ -79,11 +83,31 @@ log(
   `voice-agent bench (${quick ? 'quick' : 'full'}) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
 );
 
+const sttMemoryOnly = args['stt-memory'] && !quick && !args.capacity;
 if (args.peer) await ensurePeerInstalled();
-if (!capacityOnly) await latencyAndOverhead();
-// The capacity ramp judges the overhead goal: measure the hop floor beside it.
-else await idleHop();
-if (args.capacity || !quick) await capacity();
+if (!sttMemoryOnly) {
+  if (!capacityOnly) await latencyAndOverhead();
+  // The capacity ramp judges the overhead goal: measure the hop floor beside it.
+  else await idleHop();
+  if (args.capacity || !quick) await capacity();
+}
+if (args['stt-memory'] || (!quick && !capacityOnly)) await sttMemory();
+
+/** Does stt go back to its idle memory when its sessions close (pooled decoders freed)? */
+async function sttMemory(): Promise<void> {
+  const m = await measureSttMemory(6, args.out);
+  for (const [stat, value] of [
+    ['idle', m.idleMb],
+    ['max', m.peakMb],
+    ['after_close', m.afterCloseMb],
+  ] as const) {
+    rows.push({ name: 'rss_mb', profile: 'service:stt', sessions: m.sessions, stat, value, unit: 'MB' });
+  }
+  log(
+    `stt memory, ${m.sessions} offline sessions: idle ${m.idleMb} MB, peak ${m.peakMb} MB, ` +
+      `${m.afterCloseMb} MB 13 s after the last closed`,
+  );
+}
 
 /** The floor under a turn's hops: one bare message between two idle processes (see measureIdleHop). */
 async function idleHop(): Promise<void> {

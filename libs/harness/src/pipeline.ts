@@ -41,6 +41,10 @@ export interface PipelineOptions extends StartPipelineOptions {
   recordAudio?: boolean;
   /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
   onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
+  /** Called with the stages up and ready, before any session opens (e.g. to read their idle memory). */
+  beforeSessions?: (stages: readonly RunningStage[]) => Promise<void>;
+  /** Called once every session has ended, before the stages are stopped (e.g. to read what they keep). */
+  afterSessions?: (stages: readonly RunningStage[]) => Promise<void>;
   /**
    * Sessions the pipeline refuses (some stage full) are reported in `refused` instead of failing the run. The
    * report and `summary` then cover the first session that was admitted.
@@ -285,6 +289,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
 
     const scriptPath = join(outDir, `${sid}.script.json`);
     await writeFile(scriptPath, JSON.stringify(opts.script));
+    await opts.beforeSessions?.(stages);
     gateway = spawnNode(serviceEntry('media-gateway'), {
       env: {
         ...env,
@@ -335,6 +340,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       ),
     );
     const summary = recordings[0]!;
+    await opts.afterSessions?.(stages);
 
     // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
     const exits = { 'media-gateway': gatewayExit, ...(await pipeline.stopStages()) };

@@ -259,6 +259,9 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   };
 }
 
+/** Every session's traffic, opens and closes, and errors: what `observer` and `debug` read. */
+const SESSION_TRAFFIC = [`${PREFIX}.sess.>`, subjects.sessionOpen, subjects.sessionClose, subjects.errorGlobal];
+
 /**
  * Permissions of any user: a stage, `observer` (watches sessions, asks services), `admin` (runs JetStream, reads
  * none of it) or `debug` (reads everything, for a person debugging).
@@ -268,15 +271,7 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
     return {
       // Micro service discovery (`nats micro ls`) and each instance's sessions.
       publish: { allow: ['$SRV.>', `${PREFIX}.svc.*.*.sessions`] },
-      subscribe: {
-        allow: [
-          `${PREFIX}.sess.>`,
-          subjects.sessionOpen,
-          subjects.sessionClose,
-          subjects.errorGlobal,
-          '_INBOX_observer.>',
-        ],
-      },
+      subscribe: { allow: [...SESSION_TRAFFIC, `${inboxPrefix('observer')}.>`] },
       allow_responses: false,
     };
   }
@@ -313,15 +308,7 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
     // debugging, never for a service; its password is the data's.
     return {
       publish: { allow: [`${JS_API}.>`, '$KV.>', '$JS.FC.>', '$JS.ACK.>', '$SRV.>'] },
-      subscribe: {
-        allow: [
-          `${PREFIX}.sess.>`,
-          subjects.sessionOpen,
-          subjects.sessionClose,
-          subjects.errorGlobal,
-          `${inboxPrefix('debug')}.>`,
-        ],
-      },
+      subscribe: { allow: [...SESSION_TRAFFIC, `${inboxPrefix('debug')}.>`] },
       allow_responses: false,
     };
   }
