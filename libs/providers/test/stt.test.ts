@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -256,6 +256,29 @@ describe('LocalSTT', () => {
     await waitFor(() => decoderPoolStats().loaded === 2, { timeoutMs: 10_000, message: 'a new spare loaded' });
     await closeDecoderPools();
     expect(decoderPoolStats().loaded).toBe(0);
+  });
+
+  it('loads and frees decoders in parallel without opening a file each time (pocketsphinx’s global log file)', async () => {
+    // Each load used to open a log file (-logfn) and swap it into pocketsphinx's process-wide log pointer,
+    // closing the previous one: parallel loads closed the same FILE twice and leaked the other (one /dev/null
+    // descriptor more per round, and a heap corruption that crashed the process now and then).
+    const openLogs = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === '/dev/null';
+        } catch {
+          return false;
+        }
+      }).length;
+    await closeDecoderPools();
+    const before = openLogs();
+    for (let round = 0; round < 3; round++) {
+      configureDecoderPool({ spare: 2, max: 2 });
+      await preloadDecoder();
+      expect(decoderPoolStats().loaded).toBe(2);
+      await closeDecoderPools();
+    }
+    expect(openLogs()).toBe(before);
   });
 
   it('fails to create with a clear error when the model is missing', async () => {

@@ -20,6 +20,7 @@ export const VAD_END_FRAMES = 50;
 type Ptr = bigint;
 
 interface Api {
+  err_set_logfp: (stream: Ptr | null) => void;
   cmd_ln_init: (...args: unknown[]) => Ptr | null;
   cmd_ln_free_r: (cfg: Ptr) => number;
   ps_args: () => Ptr;
@@ -46,6 +47,7 @@ function bind(): Api {
   const ps = loadLibrary('libpocketsphinx.so.3');
   api = {
     // Variadic: koffi takes (type, value) pairs after the fixed arguments; the list ends with a NULL string.
+    err_set_logfp: sphinxbase.func('void err_set_logfp(void *stream)'),
     cmd_ln_init: sphinxbase.func('void *cmd_ln_init(void *inout, void *defn, int strict, ...)'),
     cmd_ln_free_r: sphinxbase.func('int cmd_ln_free_r(void *cfg)'),
     logmath_exp: sphinxbase.func('double logmath_exp(void *logmath, int logProb)'),
@@ -93,8 +95,12 @@ export class Decoder {
       '-dict': path.join(modelDir, files.dict),
       '-vad_startspeech': String(VAD_START_FRAMES),
       '-vad_postspeech': String(VAD_END_FRAMES),
-      '-logfn': '/dev/null',
     };
+    // pocketsphinx's log is one process-wide FILE*. `-logfn` made every decoder load open a new one, make it the
+    // global and fclose the previous — while decoders in other worker threads were writing to it (a
+    // use-after-free: with one shared malloc arena, closing six just-loaded decoders segfaulted 1 run in 2).
+    // Logging off for the whole process instead: nothing is opened or closed.
+    ps.err_set_logfp(null);
     const varargs = Object.entries(options).flatMap(([flag, value]) => ['str', flag, 'str', value]);
     const cfg = ps.cmd_ln_init(null, ps.ps_args(), 1, ...varargs, 'str', null);
     if (!cfg) throw new Error('pocketsphinx rejected its configuration (cmd_ln_init)');
