@@ -22,6 +22,11 @@ async function sample(pid: number): Promise<Sample | undefined> {
   }
 }
 
+/** A process's resident memory now, in MB (0 once it has exited). */
+export async function residentMb(pid: number): Promise<number> {
+  return Math.round(((await sample(pid))?.rssKb ?? 0) / 1024);
+}
+
 export interface ProcessUsage {
   name: string;
   pid: number;

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runConversation, type RunningStage } from '@va/harness';
 import { BENCH_SENTENCES, PROFILES } from './profiles.js';
+import { residentMb, watchProcesses } from './resources.js';
 
 /** stt's memory before any session, at its peak, and once every session has closed and its decoders are freed. */
 export interface SttMemory {
@@ -14,11 +14,6 @@ export interface SttMemory {
 /** An idle decoder above what open sessions need is freed after 10 s (IDLE_FREE_MS in @va/providers); then some. */
 const AFTER_CLOSE_WAIT_MS = 13_000;
 
-async function rssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
-}
-
 /**
  * Offline profile (real pocketsphinx decoders), `sessions` sessions speaking together: does stt go back to its idle
  * memory when they close? (Issue 18: it stayed at ≈ 800 MB after all sessions closed, ≈ 250 MB at start.)
@@ -29,8 +24,8 @@ export async function measureSttMemory(sessions: number, outDir: string): Promis
   let idleMb = 0;
   let peakMb = 0;
   let afterCloseMb = 0;
-  let sampler: NodeJS.Timeout | undefined;
-  await runConversation({
+  let watcher: ReturnType<typeof watchProcesses> | undefined;
+  const run = runConversation({
     script: { turns: [{ say: BENCH_SENTENCES[0]!, pauseMs: 400 }] },
     outDir: join(outDir, `stt-memory-${sessions}`),
     sessionId: `stt-mem-${sessions}`,
@@ -41,20 +36,16 @@ export async function measureSttMemory(sessions: number, outDir: string): Promis
     env: { VA_SESSION_CAPACITY: '1000', GATEWAY_STAGGER_MS: '50', ...profile.env },
     beforeSessions: async (stages) => {
       const pid = stt(stages).pid;
-      idleMb = await rssMb(pid);
-      sampler = setInterval(() => {
-        rssMb(pid).then(
-          (mb) => (peakMb = Math.max(peakMb, mb)),
-          () => undefined,
-        );
-      }, 200);
+      idleMb = await residentMb(pid);
+      watcher = watchProcesses([{ name: 'stt', pid }], 200);
     },
     afterSessions: async (stages) => {
-      clearInterval(sampler);
+      peakMb = Math.round((await watcher!.stop())[0]!.maxRssMb);
       await new Promise((r) => setTimeout(r, AFTER_CLOSE_WAIT_MS));
-      afterCloseMb = await rssMb(stt(stages).pid);
+      afterCloseMb = await residentMb(stt(stages).pid);
     },
   });
-  clearInterval(sampler);
+  // A failed run must not leave the sampling timer behind.
+  await run.finally(() => watcher?.stop());
   return { sessions, idleMb, peakMb, afterCloseMb };
 }

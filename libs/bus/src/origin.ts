@@ -17,8 +17,8 @@ const SERVER_SET_HEADERS = ['Nats-Stream', 'Nats-Subject', 'Nats-Sequence', 'Nat
  * control), or a header only the server sets. A message with none of them was published by a client, and only
  * the one user allowed to publish the subject can do that.
  */
-export function serverRelay(m: Pick<Msg, 'reply' | 'headers'>, checkReply = true): string | undefined {
-  if (checkReply && m.reply?.startsWith('$JS.')) return 'delivered by a JetStream consumer';
+export function serverRelay(m: Pick<Msg, 'reply' | 'headers'>): string | undefined {
+  if (m.reply?.startsWith('$JS.')) return 'delivered by a JetStream consumer';
   return relayedHeaders(m.headers);
 }
 

@@ -164,7 +164,7 @@ export function inboxOwner(reply: string): string | undefined {
  * there: an answer to any other subject would be published where the asker itself may not publish.
  */
 export function isInbox(subject: string): boolean {
-  return /^_INBOX(_[A-Za-z0-9-]+)?\./.test(subject);
+  return inboxOwner(subject) !== undefined;
 }
 
 /** The environment variable holding a user's password in the generated server config (`$NATS_PASSWORD_STT`). */

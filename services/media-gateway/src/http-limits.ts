@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { isIP } from 'node:net';
 
 /** Limits every HTTP listener of the gateway applies: slow or idle clients are cut off, connections are capped. */
@@ -18,34 +18,34 @@ export const HTTP_LIMITS_DEFAULTS = {
 } as const satisfies HttpLimits;
 
 /**
- * Applies `limits` to a node HTTP server. Node checks request timeouts only every `connectionsCheckingInterval`
- * (30 s by default), so half-finished requests could be held far past the limit: the check runs every 1/4 of it.
+ * A node HTTP server with `limits` applied. Node checks request timeouts only every `connectionsCheckingInterval`
+ * (30 s by default, fixed at construction), so half-finished requests could be held far past the limit: here the
+ * check runs every 1/4 of the shorter timeout.
  */
-export function applyHttpLimits(http: Server, limits: Partial<HttpLimits> = {}): HttpLimits {
+export function createLimitedServer(limits: Partial<HttpLimits>, handler: RequestListener): Server {
   const l = { ...HTTP_LIMITS_DEFAULTS, ...limits };
+  const checkEveryMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
+  const http = createServer({ connectionsCheckingInterval: checkEveryMs }, handler);
   http.headersTimeout = l.headersTimeoutMs;
   http.requestTimeout = Math.max(l.requestTimeoutMs, l.headersTimeoutMs);
   http.maxConnections = l.maxConnections;
   // An idle keep-alive connection holds a slot of `maxConnections`: let it go soon.
   http.keepAliveTimeout = Math.min(5_000, l.headersTimeoutMs);
-  return l;
+  return http;
 }
 
-/** The option node reads at construction (`createServer({ connectionsCheckingInterval })`) for `limits`. */
-export function connectionsCheckingInterval(limits: Partial<HttpLimits> = {}): number {
-  const l = { ...HTTP_LIMITS_DEFAULTS, ...limits };
-  return Math.max(50, Math.min(1_000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
-}
+/** A host or address without IPv6 brackets, lower case. */
+const bare = (host: string) => host.replace(/^\[|\]$/g, '').toLowerCase();
 
 /** Whether a listen address is reachable from this machine only. */
 export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  const h = bare(host);
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 /** Host names a browser can reach us by without DNS rebinding: IP literals and localhost. */
 export function isLiteralOrLocalHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const h = bare(hostname);
   return isIP(h) !== 0 || h === 'localhost' || h.endsWith('.localhost');
 }
 

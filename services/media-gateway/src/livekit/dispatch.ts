@@ -1,14 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import {
-  applyHttpLimits,
-  connectionsCheckingInterval,
-  isLoopback,
-  sameOrigin,
-  type HttpLimits,
-} from '../http-limits.js';
+import { createLimitedServer, isLoopback, sameOrigin, type HttpLimits } from '../http-limits.js';
 import { z } from 'zod';
 import {
   LiveKitRoom,
@@ -392,18 +386,14 @@ export async function startDispatchServer(opts: DispatchServerOptions): Promise<
     );
   }
 
-  const http = createServer(
-    { connectionsCheckingInterval: connectionsCheckingInterval(opts.httpLimits) },
-    (req, res) => {
-      route(req, res).catch((err: unknown) => {
-        log?.error({ err: String(err) }, 'dispatch request failed');
-        if (!res.headersSent) json(res, 500, { error: 'internal error' });
-        else res.destroy();
-      });
-    },
-  );
   // A client that sends its request slowly is cut off (the time to answer, e.g. a join, is not counted).
-  applyHttpLimits(http, opts.httpLimits);
+  const http = createLimitedServer(opts.httpLimits ?? {}, (req, res) => {
+    route(req, res).catch((err: unknown) => {
+      log?.error({ err: String(err) }, 'dispatch request failed');
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  });
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -9,9 +9,9 @@ import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { FRAME_MS, micSilence, STAGE } from '../actor.js';
 import {
-  applyHttpLimits,
   clientAddress,
-  connectionsCheckingInterval,
+  HTTP_LIMITS_DEFAULTS,
+  createLimitedServer,
   hostAllowed,
   sameOrigin,
   type HttpLimits,
@@ -60,9 +60,7 @@ export interface WebLimits extends ClientLimits, HttpLimits {
 
 export const WEB_LIMITS_DEFAULTS = {
   ...CLIENT_LIMITS_DEFAULTS,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 15_000,
-  maxConnections: 256,
+  ...HTTP_LIMITS_DEFAULTS,
   maxSessions: 8,
   maxMessageBytes: 64 * 1024,
   maxMessagesPerSecond: 200,
@@ -288,11 +286,10 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     },
   };
 
-  const http = createServer({ connectionsCheckingInterval: connectionsCheckingInterval(limits) }, (req, res) => {
+  const http = createLimitedServer(limits, (req, res) => {
     if (!hostAllowed(req.headers.host, allowedHosts)) return end(res, 421, 'text/plain', 'unknown host\n');
     void serveStatic(req, res, staticDir);
   });
-  applyHttpLimits(http, limits);
   // ws refuses (closes with 1009) anything far beyond our own limit before buffering it; we answer the rest.
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxMessageBytes * 4 });
 
