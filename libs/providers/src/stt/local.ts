@@ -3,6 +3,7 @@ import { dither, StreamResampler } from '@va/audio';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
 import { Channel } from './channel.js';
 import { SpeechGate, type SpeechGateOptions } from './speech-gate.js';
+import { trimNativeHeap } from './native-heap.js';
 import { ProviderError } from '../errors.js';
 import {
   DECODER_SAMPLE_RATE,
@@ -587,6 +588,7 @@ class DecoderWorker {
     const timer = setTimeout(() => void this.worker.terminate(), CLOSE_GRACE_MS);
     await this.exited;
     clearTimeout(timer);
+    trimNativeHeap();
   }
 
   private fail(err: Error): void {
