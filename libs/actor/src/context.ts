@@ -12,6 +12,7 @@ import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, Publis
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
 import { AsyncQueue, SerialBacklog, type QueueStats } from './queue.js';
+import { RecentMap } from './recent.js';
 
 /** Turn ids remembered as cancelled, so late data of those turns is dropped. Bounded: sessions are long. */
 const MAX_REMEMBERED_TURNS = 256;
@@ -34,9 +35,9 @@ export type StopReason = 'closed' | 'handover' | 'lost' | 'shutdown';
 export class ActorContext {
   readonly log: Logger;
   private readonly session = new AbortController();
-  private readonly turns = new Map<string, AbortController>();
+  private readonly turns = new RecentMap<string, AbortController>(MAX_REMEMBERED_TURNS);
   /** Cancelled turns and why. */
-  private readonly cancelled = new Map<string, string>();
+  private readonly cancelled = new RecentMap<string, string>(MAX_REMEMBERED_TURNS);
   private readonly subs: BusSubscription[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Bounded queues of this session (audio backlogs, provider inputs), by name: their stats, and how to close. */
@@ -73,7 +74,6 @@ export class ActorContext {
       ctl = new AbortController();
       if (this.cancelled.has(turnId) || this.session.signal.aborted) ctl.abort(new Error(`turn ${turnId} cancelled`));
       this.turns.set(turnId, ctl);
-      evictOldest(this.turns, MAX_REMEMBERED_TURNS);
     }
     return AbortSignal.any([ctl.signal, this.session.signal]);
   }
@@ -102,7 +102,6 @@ export class ActorContext {
   cancelTurn(turnId: string, reason: string): void {
     if (!this.cancelled.has(turnId)) {
       this.cancelled.set(turnId, reason);
-      evictOldest(this.cancelled, MAX_REMEMBERED_TURNS);
       counter(METRIC.turnsCancelled).add(1, { [ATTR.stage]: this.stage });
     }
     this.turns.get(turnId)?.abort(new Error(`turn ${turnId} cancelled: ${reason}`));
@@ -309,10 +308,3 @@ export function stateKey(stage: string, sessionId: SessionId, name: string): str
   return `${stage}.${sessionId}.${name}`;
 }
 
-function evictOldest<K>(coll: Set<K> | Map<K, unknown>, max: number): void {
-  while (coll.size > max) {
-    const first = coll.keys().next();
-    if (first.done) return;
-    coll.delete(first.value);
-  }
-}

@@ -6,3 +6,4 @@ export * from './queue.js';
 export * from './health.js';
 export * from './load.js';
 export * from './capacity.js';
+export * from './recent.js';

@@ -35,7 +35,12 @@ export type SampleRate = (typeof SAMPLE_RATES)[number];
  */
 export const AUDIO_SOURCES = ['fast', 'filler', 'deep'] as const;
 export type AudioSource = (typeof AUDIO_SOURCES)[number];
+/** The two responders a turn's text comes from: the fast opener and the deep answer (`reply.fast`, `reply.deep`). */
+export const RESPONDER_SOURCES = ['fast', 'deep'] as const satisfies readonly AudioSource[];
+export type ResponderSource = (typeof RESPONDER_SOURCES)[number];
 
+/** The microphone frame the gateway publishes on `audio.in` (and paces `audio.out` by): 20 ms. */
+export const FRAME_MS = 20;
 /** One frame is at most 200 ms: larger frames defeat the latency we are here for. */
 export const MAX_FRAME_MS = 200;
 

@@ -8,6 +8,7 @@ import {
   type PlayedSegment,
   type RecordedTurn,
   type TurnTimeline,
+  FRAME_MS,
 } from '@va/protocol';
 import {
   ATTR,
@@ -26,7 +27,6 @@ import {
 import { newTurnPlayout, PlayoutBuffer, spokenText, type TurnPlayout } from './playout.js';
 
 export const STAGE = 'media-gateway';
-export const FRAME_MS = 20;
 
 /** One user turn and the agent's answer to it: the root span of its trace and what was played. */
 interface TurnTrace {

@@ -3,9 +3,9 @@ import { join, resolve } from 'node:path';
 import { ActorContext, closeSession } from '@va/actor';
 import { samplesForMs, writeWavChannels } from '@va/audio';
 import type { Bus } from '@va/bus';
-import { BUCKETS, requests, type SessionId, type SessionRecording } from '@va/protocol';
+import { BUCKETS, FRAME_MS, requests, type SessionId, type SessionRecording } from '@va/protocol';
 import type { Admission } from './admission.js';
-import { FRAME_MS, GatewaySession, micSilence, STAGE } from './actor.js';
+import { GatewaySession, micSilence, STAGE } from './actor.js';
 import { runClock, TrackRecorder, type MicSource } from './wav-transport.js';
 
 export interface RecordedSessionOptions {

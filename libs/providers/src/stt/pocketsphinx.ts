@@ -12,7 +12,7 @@ import { load as loadLibrary } from 'koffi';
  */
 
 /** pocketsphinx's feature frame (100 frames/s); its VAD counts in these. */
-export const FRAME_MS = 10;
+export const DECODER_FRAME_MS = 10;
 /** Speech frames its VAD needs before it reports speech, and silence frames before it reports the end. */
 export const VAD_START_FRAMES = 10;
 export const VAD_END_FRAMES = 50;

@@ -1,5 +1,5 @@
 import type { TranscriptEvent } from '../types.js';
-import { FRAME_MS, VAD_END_FRAMES, VAD_START_FRAMES, type Decoder } from './pocketsphinx.js';
+import { DECODER_FRAME_MS, VAD_END_FRAMES, VAD_START_FRAMES, type Decoder } from './pocketsphinx.js';
 import { DECODER_SAMPLE_RATE } from './worker-protocol.js';
 
 /** How often (audio time) a partial hypothesis is taken while in speech. */
@@ -85,7 +85,7 @@ export class StreamRecognizer {
 
   private speechStarted(): void {
     const clock = this.clockMs!;
-    this.speechStartMs = Math.max(this.uttStartMs, clock - VAD_START_FRAMES * FRAME_MS);
+    this.speechStartMs = Math.max(this.uttStartMs, clock - VAD_START_FRAMES * DECODER_FRAME_MS);
     this.sincePartialMs = 0;
   }
 
@@ -99,7 +99,7 @@ export class StreamRecognizer {
     const clock = this.clockMs!;
     const startMs = this.speechStartMs ?? this.uttStartMs;
     this.decoder.endUtterance();
-    this.final(startMs, Math.max(startMs, clock - VAD_END_FRAMES * FRAME_MS));
+    this.final(startMs, Math.max(startMs, clock - VAD_END_FRAMES * DECODER_FRAME_MS));
     this.decoder.startUtterance();
     this.uttStartMs = clock;
     this.speechStartMs = undefined;

@@ -1,5 +1,5 @@
 import { AudioFrame, AudioResampler, AudioResamplerQuality, AudioSource, LocalAudioTrack } from '@livekit/rtc-node';
-import { FRAME_MS } from '../actor.js';
+import { FRAME_MS } from '@va/protocol';
 
 /** The pipeline's rate and frame: 16 kHz mono, 20 ms = 320 samples. */
 export const PIPELINE_RATE = 16000 as const;

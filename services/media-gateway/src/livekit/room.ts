@@ -10,9 +10,9 @@ import {
   TrackSource,
   type AudioFrame,
 } from '@livekit/rtc-node';
-import { sessionId as parseSessionId, type SessionId } from '@va/protocol';
+import { FRAME_MS, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { ATTR, counter, METRIC } from '@va/telemetry';
-import { FRAME_MS, micSilence, STAGE } from '../actor.js';
+import { micSilence, STAGE } from '../actor.js';
 import { runClock } from '../wav-transport.js';
 import {
   AgentVoice,

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { SessionRefusedError } from '@va/actor';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { FRAME_MS, micSilence, STAGE } from '../actor.js';
+import { FRAME_MS } from '@va/protocol';
+import { micSilence, STAGE } from '../actor.js';
 import {
   clientAddress,
   HTTP_LIMITS_DEFAULTS,

@@ -1,0 +1,161 @@
+import { describe, expect, it } from 'vitest';
+import type { AudioFrame, Reply, SpeechDone } from '@va/protocol';
+import { FakeTTS, type SpeechChunk, type TTS } from '@va/providers';
+import { context } from '@va/telemetry';
+import { MAX_SPOKEN_CHARS, SessionSpeaker, TTS_DEFAULTS, type SessionSpeakerIo } from '../src/session-speaker.js';
+
+async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk[]> {
+  const chunks: SpeechChunk[] = [];
+  const input = (async function* () {
+    yield text;
+  })();
+  for await (const c of tts.synthesize(input, new AbortController().signal)) chunks.push(c);
+  return chunks;
+}
+
+/** Everything a session's voice sent, without a bus. */
+class RecordedIo implements SessionSpeakerIo {
+  readonly sessionId = 's1';
+  readonly sampleRate = 16000;
+  readonly frames: AudioFrame[] = [];
+  readonly speeches: SpeechDone[] = [];
+  readonly ended: string[] = [];
+  readonly dropped: string[] = [];
+  readonly fillers: string[] = [];
+  readonly work: Promise<void>[] = [];
+  private readonly signals = new Map<string, AbortController>();
+  constructor(private readonly tts: TTS) {}
+  audio(frame: AudioFrame): void {
+    this.frames.push(frame);
+  }
+  speech(done: SpeechDone): void {
+    this.speeches.push(done);
+  }
+  failed(turnId: string, err: unknown): void {
+    throw new Error(`unexpected failure of ${turnId}: ${String(err)}`);
+  }
+  filler(_turnId: string, text: string): void {
+    this.fillers.push(text);
+  }
+  turnSignal(turnId: string): AbortSignal {
+    let c = this.signals.get(turnId);
+    if (!c) this.signals.set(turnId, (c = new AbortController()));
+    return c.signal;
+  }
+  cancel(turnId: string): void {
+    this.signals.get(turnId)?.abort(new Error('cancelled'));
+  }
+  endTurn(turnId: string): void {
+    this.ended.push(turnId);
+  }
+  track(work: Promise<void>): void {
+    this.work.push(work);
+  }
+  textDropped(source: string): void {
+    this.dropped.push(source);
+  }
+  fillerAudio(text: string): Promise<SpeechChunk[]> {
+    return synthesizeAll(this.tts, text);
+  }
+  /** Waits until every turn started so far has been spoken. */
+  async settled(): Promise<void> {
+    await Promise.all(this.work);
+  }
+  /** The sources of the frames sent, with runs collapsed: ['fast', 'deep'] = the opener, then the answer. */
+  get order(): string[] {
+    return this.frames.map((f) => f.source!).filter((s, i, all) => s !== all[i - 1]);
+  }
+}
+
+const root = context.active();
+const reply = (turnId: string, seq: number, delta: string, done = false): Reply => ({ turnId, seq, delta, done });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function setup(tts: TTS = new FakeTTS({ msPerChar: 5 }), options = {}) {
+  const io = new RecordedIo(tts);
+  const voice = new SessionSpeaker(tts, { ...TTS_DEFAULTS, fillerAfterMs: 40, ...options }, io);
+  return { io, voice };
+}
+
+describe('SessionSpeaker / TurnSpeaker (tts per session, without NATS)', () => {
+  it('speaks the opener, then the answer, never overlapping, and says what each spoke', async () => {
+    const { io, voice } = setup();
+    voice.turn({ turnId: 't1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 0 });
+    voice.reply('fast', reply('t1', 0, 'Sure.', true), root);
+    await sleep(20);
+    voice.reply('deep', reply('t1', 0, 'It is ten past four.'), root);
+    voice.reply('deep', reply('t1', 1, '', true), root);
+    await io.settled();
+    expect(io.order).toEqual(['fast', 'deep']);
+    expect(io.speeches.map((s) => [s.source, s.text, s.skipped])).toEqual([
+      ['fast', 'Sure.', false],
+      ['deep', 'It is ten past four.', false],
+    ]);
+    expect(io.ended).toEqual(['t1']);
+  });
+
+  it('skips the opener when the answer has audio before the opener has any text', async () => {
+    const { io, voice } = setup();
+    voice.reply('deep', reply('t1', 0, 'Four o clock.', true), root);
+    await sleep(50);
+    voice.reply('fast', reply('t1', 0, 'Sure.', true), root);
+    await io.settled();
+    expect(io.order).toEqual(['deep']);
+    expect(io.speeches.find((s) => s.source === 'fast')).toMatchObject({ skipped: true, frames: 0 });
+  });
+
+  it('says one filler while the answer is late, but not over a user who is speaking', async () => {
+    const { io, voice } = setup(new FakeTTS({ msPerChar: 5 }), { fillers: ['One moment.'] });
+    voice.turn({ turnId: 't1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 0 });
+    voice.reply('fast', reply('t1', 0, 'Ok.', true), root);
+    await sleep(150); // the opener's 15 ms of audio, then more than 40 ms of silence
+    voice.reply('deep', reply('t1', 0, 'Here it is.', true), root);
+    await io.settled();
+    expect(io.order).toEqual(['fast', 'filler', 'deep']);
+    expect(io.fillers).toEqual(['One moment.']);
+
+    voice.vad({ kind: 'start', atMs: 0 });
+    voice.turn({ turnId: 't2', kind: 'end', text: 'and', eouProb: 1, speechEndMs: 0 });
+    voice.reply('fast', reply('t2', 0, 'Ok.', true), root);
+    await sleep(150);
+    voice.reply('deep', reply('t2', 0, 'Sure.', true), root);
+    await io.settled();
+    expect(io.fillers).toHaveLength(1);
+  });
+
+  it('a new turn supersedes the one still speaking; late deltas of a finished turn are ignored', async () => {
+    const { io, voice } = setup();
+    voice.reply('deep', reply('t1', 0, 'A long answer that goes on.'), root);
+    voice.reply('deep', reply('t2', 0, 'The next one.', true), root);
+    voice.reply('fast', reply('t2', 0, '', true), root);
+    await io.settled();
+    expect(io.ended).toEqual(['t1', 't2']);
+    voice.reply('deep', reply('t1', 1, ' More.', true), root);
+    expect(io.work).toHaveLength(2);
+  });
+
+  it('bounds what one source may speak, and counts what it drops; duplicates are skipped', async () => {
+    const { io, voice } = setup(new FakeTTS({ msPerChar: 1 }));
+    voice.reply('fast', reply('t1', 0, '', true), root);
+    voice.reply('deep', reply('t1', 0, 'x'.repeat(MAX_SPOKEN_CHARS - 5)), root);
+    voice.reply('deep', reply('t1', 0, 'duplicate'), root);
+    voice.reply('deep', reply('t1', 1, 'abcdefghij', true), root);
+    await io.settled();
+    const deep = io.speeches.find((s) => s.source === 'deep')!;
+    expect(deep.text).toBe('x'.repeat(MAX_SPOKEN_CHARS - 5) + 'abcde');
+    expect(io.dropped).toEqual(['deep']);
+  });
+
+  it('stops sending when the turn is cancelled', async () => {
+    const tts = new FakeTTS({ msPerChar: 5, rtf: 0.5 });
+    const { io, voice } = setup(tts, { fillers: [] });
+    voice.reply('fast', reply('t1', 0, '', true), root);
+    voice.reply('deep', reply('t1', 0, 'One. Two. Three. Four. Five. Six.', true), root);
+    await sleep(30);
+    io.cancel('t1');
+    const sent = io.frames.length;
+    await io.settled();
+    expect(io.frames.length).toBe(sent);
+    expect(io.speeches.filter((s) => s.source === 'deep')).toEqual([]);
+  });
+});

@@ -1,0 +1,226 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Transcript, Turn } from '@va/protocol';
+import { ENDPOINTING_DEFAULTS, heuristicEou, type EndpointingOptions } from '../src/endpointing.js';
+import { TurnTaking, type HeardFrame, type TurnState, type TurnTakingEffects } from '../src/turn-taking.js';
+
+/** Everything the state machine did, in order, as one line each. */
+class RecordedEffects implements TurnTakingEffects {
+  readonly log: string[] = [];
+  readonly turns: Turn[] = [];
+  saved: TurnState | undefined;
+  turn(msg: Turn): void {
+    this.turns.push(msg);
+    this.log.push(`turn ${msg.kind}${msg.text ? ` "${msg.text}"` : ''}`);
+  }
+  vad(kind: 'start' | 'end', atMs: number): void {
+    this.log.push(`vad ${kind} ${atMs}`);
+  }
+  cancel(turnId: string, reason: string): void {
+    this.log.push(`cancel ${reason}`);
+  }
+  save(state: TurnState): void {
+    this.saved = structuredClone(state);
+  }
+  ended(): void {}
+  bargedIn(): void {
+    this.log.push('barged in');
+  }
+  resumed(): void {
+    this.log.push('resumed');
+  }
+}
+
+const FRAME_MS = 20;
+
+/** Feeds the machine a frame every 20 ms of fake time, as a live microphone would. */
+class Driver {
+  tsMs = 0;
+  private inSpeech = false;
+  private quietFrom = 0;
+  constructor(readonly turns: TurnTaking) {}
+
+  /** `ms` of speech frames; the VAD confirms the start with the first. */
+  speak(ms: number): void {
+    for (let t = 0; t < ms; t += FRAME_MS) {
+      const events: HeardFrame['events'] = this.inSpeech ? [] : [{ kind: 'start', atMs: this.tsMs }];
+      this.inSpeech = true;
+      this.quietFrom = this.tsMs + FRAME_MS;
+      this.frame({ events, inSpeech: true, level: 'speech' });
+    }
+  }
+
+  /** `ms` of quiet frames; the VAD confirms the end after `confirmMs` (its minimum silence). */
+  quiet(ms: number, confirmMs = 300): void {
+    for (let t = 0; t < ms; t += FRAME_MS) {
+      const confirm = this.inSpeech && this.tsMs - this.quietFrom >= confirmMs;
+      const events: HeardFrame['events'] = confirm ? [{ kind: 'end', atMs: this.quietFrom }] : [];
+      if (confirm) this.inSpeech = false;
+      this.frame({ events, inSpeech: this.inSpeech, level: 'quiet' });
+    }
+  }
+
+  private frame(f: Omit<HeardFrame, 'tsMs'>): void {
+    this.turns.arrived(this.tsMs, FRAME_MS);
+    this.turns.heard({ tsMs: this.tsMs, ...f });
+    this.tsMs += FRAME_MS;
+    vi.advanceTimersByTime(FRAME_MS);
+  }
+}
+
+function final(text: string, startMs: number, endMs: number): Transcript {
+  return { text, final: true, stable: true, confidence: 0.9, startMs, endMs };
+}
+
+function setup(options: Partial<EndpointingOptions> = {}, saved?: TurnState) {
+  const effects = new RecordedEffects();
+  const turns = new TurnTaking({ ...ENDPOINTING_DEFAULTS, ...options }, heuristicEou, effects, saved);
+  return { effects, turns, mic: new Driver(turns) };
+}
+
+describe('TurnTaking (the turn-detector state machine, fake clock)', () => {
+  beforeEach(() => void vi.useFakeTimers({ now: 1_000_000 }));
+  afterEach(() => void vi.useRealTimers());
+
+  it('listening → speaking → judging → listening: a finished question ends the turn once its final is in', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false });
+    expect(turns.user.phase).toBe('listening');
+    mic.speak(600);
+    expect(turns.user.phase).toBe('speaking');
+    mic.quiet(100);
+    expect(turns.user).toEqual({ phase: 'judging', endMs: 600 });
+    turns.transcript(final('what time is it', 0, 600));
+    mic.quiet(300);
+    expect(turns.user.phase).toBe('listening');
+    expect(turns.agent).toMatchObject({ phase: 'speaking' });
+    expect(effects.log).toEqual(['vad start 0', 'turn end "what time is it"', 'vad end 600']);
+  });
+
+  it('words that sound unfinished wait longer; speech resuming within the wait keeps one turn', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false });
+    mic.speak(400);
+    turns.transcript(final('i would like a table for', 0, 400));
+    mic.quiet(600);
+    expect(turns.user.phase).toBe('judging'); // "for" sounds unfinished: more than 600 ms of quiet needed
+    mic.speak(400);
+    expect(turns.user.phase).toBe('speaking');
+    turns.transcript(final('two people', 1000, 1400));
+    mic.quiet(400);
+    expect(effects.turns.filter((t) => t.kind === 'end').map((t) => t.text)).toEqual([
+      'i would like a table for two people',
+    ]);
+  });
+
+  it('without a final, the turn ends at maxDelayMs after the recogniser has heard the end', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, maxDelayMs: 800 });
+    mic.speak(400);
+    turns.transcript({ ...final('hello there', 0, 400), final: false, stable: false });
+    mic.quiet(700);
+    expect(turns.user.phase).toBe('judging');
+    mic.quiet(200);
+    expect(effects.turns.map((t) => t.kind)).toEqual(['end']);
+  });
+
+  it('previews settled words and commits the preview under the same turn id', () => {
+    const { effects, turns, mic } = setup();
+    mic.speak(600);
+    turns.transcript({ ...final('what is the weather', 0, 600), final: false, stable: true });
+    mic.quiet(40);
+    expect(effects.turns.map((t) => t.kind)).toEqual(['preview']);
+    turns.transcript(final('what is the weather', 0, 600));
+    mic.quiet(400);
+    const [preview, end] = effects.turns;
+    expect(end).toMatchObject({ kind: 'end', turnId: preview!.turnId });
+  });
+
+  it('a preview the user talks past is cancelled as abandoned', () => {
+    const { effects, turns, mic } = setup();
+    mic.speak(600);
+    turns.transcript({ ...final('book a flight', 0, 600), final: false, stable: true });
+    mic.quiet(40);
+    mic.speak(200);
+    expect(effects.log).toContain('cancel preempt-abandoned');
+  });
+
+  it('speaking → barged-in → idle: the user talks over the agent with words', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false });
+    mic.speak(400);
+    turns.transcript(final('tell me a story', 0, 400));
+    mic.quiet(500);
+    const agentTurn = turns.agentTurn;
+    expect(turns.agent.phase).toBe('speaking');
+    mic.speak(100);
+    expect(turns.agent).toMatchObject({ phase: 'barged-in', turnId: agentTurn });
+    turns.transcript({ ...final('stop', 900, 1000), final: false, stable: false });
+    expect(turns.agent.phase).toBe('idle');
+    expect(effects.log.slice(-3)).toEqual(['barged in', 'turn barge-in', 'cancel barge-in']);
+  });
+
+  it('barged-in → speaking: a cough with no words resumes the agent after falseInterruptionMs of quiet', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, falseInterruptionMs: 500 });
+    mic.speak(400);
+    turns.transcript(final('tell me a story', 0, 400));
+    mic.quiet(500);
+    mic.speak(60);
+    expect(turns.agent.phase).toBe('barged-in');
+    mic.quiet(400);
+    expect(turns.agent.phase).toBe('barged-in'); // the countdown runs from the first quiet frame
+    mic.quiet(200);
+    expect(turns.agent.phase).toBe('speaking');
+    expect(effects.log).toContain('resumed');
+    expect(effects.turns.at(-1)?.kind).toBe('resume');
+  });
+
+  it('playout done: the agent is idle, and speech after it is no barge-in', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false });
+    mic.speak(400);
+    turns.transcript(final('hi', 0, 400));
+    mic.quiet(500);
+    turns.playedOut(turns.agentTurn!);
+    expect(turns.agent.phase).toBe('idle');
+    mic.speak(200);
+    expect(effects.log).not.toContain('barged in');
+  });
+
+  it('an unfinished turn sent at maxDelayMs carries over when the user goes on right after', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, maxDelayMs: 600 });
+    mic.speak(400);
+    turns.transcript(final('a table with', 0, 400));
+    mic.quiet(700);
+    expect(effects.turns.map((t) => t.kind)).toEqual(['end']);
+    mic.speak(300);
+    turns.transcript(final('a view', 1100, 1400));
+    mic.quiet(1600);
+    expect(effects.turns.filter((t) => t.kind === 'end').map((t) => t.text)).toEqual([
+      'a table with',
+      'a table with a view',
+    ]);
+  });
+
+  it('fixed mode waits fixedDelayMs after the VAD confirms the end', () => {
+    const { effects, turns, mic } = setup({ mode: 'fixed', fixedDelayMs: 500, preemptiveGeneration: false });
+    mic.speak(400);
+    turns.transcript(final('what time is it', 0, 400));
+    mic.quiet(700); // confirmed 300 ms after the speech stopped, so 800 ms in total
+    expect(effects.turns).toEqual([]);
+    mic.quiet(200);
+    expect(effects.turns.map((t) => t.kind)).toEqual(['end']);
+  });
+
+  it('a successor carries on from the saved state: the words so far and the agent turn', () => {
+    const first = setup({ preemptiveGeneration: false });
+    first.mic.speak(400);
+    first.turns.transcript(final('tell me', 0, 400));
+    first.mic.speak(200);
+    const saved = first.effects.saved!;
+    first.turns.stop();
+    expect(saved.finals).toEqual(['tell me']);
+
+    const next = setup({ preemptiveGeneration: false }, saved);
+    expect(next.turns.transcriptsAfterMs).toBe(400);
+    next.mic.tsMs = 600;
+    next.mic.speak(200);
+    next.turns.transcript(final('a joke', 400, 800));
+    next.mic.quiet(600);
+    expect(next.effects.turns.map((t) => t.text)).toEqual(['tell me a joke']);
+  });
+});
