@@ -307,4 +307,3 @@ export function stateKey(stage: string, sessionId: SessionId, name: string): str
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid state name: ${name}`);
   return `${stage}.${sessionId}.${name}`;
 }
-

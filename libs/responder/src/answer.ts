@@ -131,7 +131,11 @@ export class TurnAnswer {
     const fetching = performance.now();
     const past = await this.history(this.turn);
     this.span.setAttributes({ [ATTR.historyMs]: round3(performance.now() - fetching), [ATTR.cacheHit]: past.hit });
-    return [{ role: 'system', content: this.settings.system }, ...past.messages, { role: 'user', content: this.turn.text }];
+    return [
+      { role: 'system', content: this.settings.system },
+      ...past.messages,
+      { role: 'user', content: this.turn.text },
+    ];
   }
 
   /** Model rounds until it answers without tools (the last round offers none). True if a tool failed. */
@@ -197,7 +201,12 @@ export class TurnAnswer {
     this.phase = 'tools';
     const results = await Promise.all(calls.map((call) => this.runTool(call)));
     if (this.signal.aborted) return undefined;
-    const exchange = results.map((r) => ({ call: r.call, result: r.content, ok: r.outcome === 'ok', durationMs: r.durationMs }));
+    const exchange = results.map((r) => ({
+      call: r.call,
+      result: r.content,
+      ok: r.outcome === 'ok',
+      durationMs: r.durationMs,
+    }));
     this.out.tool({ turnId: this.turn.turnId, calls: exchange }, this.spanContext);
     return results;
   }
@@ -242,7 +251,11 @@ export class TurnAnswer {
 
   /** A fallback chain chose a provider: the span says which, and who was given up on. */
   private servedBy(event: ServedBy): void {
-    this.span.setAttributes({ [ATTR.provider]: event.provider, [ATTR.model]: event.model, [ATTR.fallback]: event.fallback });
+    this.span.setAttributes({
+      [ATTR.provider]: event.provider,
+      [ATTR.model]: event.model,
+      [ATTR.fallback]: event.fallback,
+    });
     for (const f of event.failovers) {
       this.span.addEvent(EVENT.failover, { [ATTR.provider]: f.provider, [ATTR.failoverReason]: f.reason });
       counter(METRIC.fallbacks).add(1, {

@@ -111,7 +111,7 @@ const noHistory = async () => ({ messages: [], hit: false });
 function settings(llm: FakeLLM, extra: Partial<AnswerSettings> = {}): AnswerSettings {
   return {
     stage: 'deep-responder',
-    spanName: 'deep-generate',
+    spanName: 'deep.generate',
     llm,
     system: 'You are terse.',
     llmOptions: {},
@@ -127,7 +127,15 @@ describe('TurnAnswer (one turn answered, without NATS)', () => {
     const llm = new FakeLLM({ reply: 'It is four.' });
     const rec = recordedOutput();
     const history = async () => ({ messages: [{ role: 'user' as const, content: 'earlier' }], hit: true });
-    const answer = new TurnAnswer(turn('t1', 'end'), root, new AbortController().signal, settings(llm), history, committedVerdicts, rec.out);
+    const answer = new TurnAnswer(
+      turn('t1', 'end'),
+      root,
+      new AbortController().signal,
+      settings(llm),
+      history,
+      committedVerdicts,
+      rec.out,
+    );
     await answer.run();
     expect(answer.phase).toBe('done');
     expect(rec.text()).toBe('It is four.');
@@ -144,10 +152,23 @@ describe('TurnAnswer (one turn answered, without NATS)', () => {
           : { toolCalls: [{ name: 'add', arguments: '{"a":2,"b":3}' }] },
     });
     const tools = new ToolRegistry([
-      { name: 'add', description: 'adds', args: z.object({ a: z.number(), b: z.number() }), run: async ({ a, b }) => a + b },
+      {
+        name: 'add',
+        description: 'adds',
+        args: z.object({ a: z.number(), b: z.number() }),
+        run: async ({ a, b }) => a + b,
+      },
     ]);
     const rec = recordedOutput();
-    const answer = new TurnAnswer(turn('t1', 'end'), root, new AbortController().signal, settings(llm, { tools }), noHistory, committedVerdicts, rec.out);
+    const answer = new TurnAnswer(
+      turn('t1', 'end'),
+      root,
+      new AbortController().signal,
+      settings(llm, { tools }),
+      noHistory,
+      committedVerdicts,
+      rec.out,
+    );
     await answer.run();
     expect(rec.tools[0]!.calls[0]).toMatchObject({ result: '5', ok: true });
     expect(rec.text()).toBe('The answer is 5.');
@@ -157,7 +178,15 @@ describe('TurnAnswer (one turn answered, without NATS)', () => {
     const llm = new FakeLLM({ fail: {} });
     const rec = recordedOutput();
     const s = settings(llm, { apologyOnFailure: 'Sorry, I cannot answer now.' });
-    await new TurnAnswer(turn('t1', 'end'), root, new AbortController().signal, s, noHistory, committedVerdicts, rec.out).run();
+    await new TurnAnswer(
+      turn('t1', 'end'),
+      root,
+      new AbortController().signal,
+      s,
+      noHistory,
+      committedVerdicts,
+      rec.out,
+    ).run();
     expect(rec.failures).toHaveLength(1);
     expect(rec.text()).toBe('Sorry, I cannot answer now.');
     expect(rec.replies.at(-1)?.done).toBe(true);
@@ -175,7 +204,15 @@ describe('TurnAnswer (one turn answered, without NATS)', () => {
       cancelReason: () => 'preempt-mismatch',
     };
     const rec = recordedOutput();
-    const answer = new TurnAnswer(turn('t1', 'preview'), root, turnSignal.signal, settings(llm, { tools }), noHistory, verdicts, rec.out);
+    const answer = new TurnAnswer(
+      turn('t1', 'preview'),
+      root,
+      turnSignal.signal,
+      settings(llm, { tools }),
+      noHistory,
+      verdicts,
+      rec.out,
+    );
     await answer.run();
     expect(ran).toBe(0);
     expect(rec.tools).toEqual([]);

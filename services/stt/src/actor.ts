@@ -52,64 +52,27 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
         ctx.rejectAudio(meta, `stt: frame at ${frame.sampleRate} Hz, session is ${ctx.config.sampleRate} Hz`);
         return;
       }
-      hearing.frame({ samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs }, frame.seq, meta.context);
+      hearing.frame(
+        { samples: frame.samples, sampleRate: frame.sampleRate, tsMs: frame.tsMs },
+        frame.seq,
+        meta.context,
+      );
     });
 
-    /** Taken over from an instance that died: what it had not finished hearing goes to the recogniser first. */
-    async function catchUp(): Promise<void> {
-      // Paced to the recogniser: the bounded queue would drop the oldest of a burst.
-      const feed = async (chunk: AudioChunk) => {
-        while (frames.stats.weight > maxBufferedMs / 2 && !ctx.signal.aborted) await sleep(10);
-        frames.push(chunk);
-      };
-      const saved = await ctx.state.get<HeardState>(HEARD_STATE).catch(() => undefined);
-      hearing.finalUpToMs = saved?.finalUpToMs ?? 0;
-      let replay: { chunks: AudioChunk[]; nextSeq: number } | undefined;
-      try {
-        const r = await ctx.request(
-          sessionRequests.audioReplay,
-          { fromMs: hearing.finalUpToMs },
-          { timeoutMs: REPLAY_TIMEOUT_MS },
-        );
-        if (r.sampleRate !== ctx.config.sampleRate) throw new Error(`replay at ${r.sampleRate} Hz`);
-        replay = { chunks: replayChunks(r.pcm, r.sampleRate, r.fromMs), nextSeq: r.nextSeq };
-        const ms = replay.chunks.reduce((n, c) => n + (c.samples.length * 1000) / r.sampleRate, 0);
-        ctx.log.info({ fromMs: r.fromMs, ms: Math.round(ms) }, 'replayed audio the previous owner had not finished');
-      } catch (err) {
-        ctx.log.warn({ err: String(err), fromMs: hearing.finalUpToMs }, 'no replay from the gateway: listening on from now');
-      }
-      await hearing.catchUp(replay, feed, ctx.signal);
+    if (hearing.phase === 'catching-up') {
+      void ctx.track(catchUp(ctx, hearing, () => frames, maxBufferedMs));
     }
-    if (hearing.phase === 'catching-up') void ctx.track(catchUp());
 
     /** The newest finals, for a turn-detector instance that takes the session over (`transcript.replay`). */
     ctx.serve(sessionRequests.transcriptReplay, ({ afterMs }) => ({ finals: hearing.finalsAfter(afterMs) }));
 
-    const publish = ({ transcript, context, final }: Recognised, provider: string, fallback?: boolean) => {
-      ctx.publish(channels.transcript, transcript, { context });
-      if (!final) return;
-      if (final.advanced) ctx.state.keep(HEARD_STATE, { finalUpToMs: hearing.finalUpToMs } satisfies HeardState);
-      // One span per utterance, from its first word on the audio clock to the final transcript.
-      const span = startStageSpan(SPAN.sttTranscribe, {
-        parent: context,
-        sessionId: ctx.sessionId,
-        stage: STAGE,
-        startTime: new Date(final.startWall),
-        attributes: {
-          [ATTR.provider]: provider,
-          ...(fallback !== undefined ? { [ATTR.fallback]: fallback } : {}),
-          [ATTR.finalDelayMs]: final.delayMs,
-        },
-      });
-      if (traceText()) span.setAttribute(ATTR.text, transcript.text);
-      span.end();
-    };
+    const publish = transcriptPublisher(ctx, hearing);
 
     const listen = async () => {
       while (!ctx.signal.aborted) {
         try {
           for await (const ev of stt.transcribe(frames, ctx.signal)) {
-            publish(hearing.recognised(ev), ev.servedBy?.provider ?? stt.provider, ev.servedBy?.fallback);
+            publish(hearing.recognised(ev), ev.servedBy ?? { provider: stt.provider });
           }
           if (!ctx.signal.aborted) frames = newFrames();
         } catch (err) {
@@ -137,5 +100,62 @@ export function sttActor(makeStt: () => Promise<STT>, options: Partial<SttActorO
         });
       },
     };
+  };
+}
+
+/** Taken over from an instance that died: what it had not finished hearing goes to the recogniser first. */
+async function catchUp(
+  ctx: ActorContext,
+  hearing: SessionHearing,
+  frames: () => AsyncQueue<AudioChunk>,
+  maxBufferedMs: number,
+): Promise<void> {
+  // Paced to the recogniser: the bounded queue would drop the oldest of a burst.
+  const feed = async (chunk: AudioChunk) => {
+    while (frames().stats.weight > maxBufferedMs / 2 && !ctx.signal.aborted) await sleep(10);
+    frames().push(chunk);
+  };
+  const saved = await ctx.state.get<HeardState>(HEARD_STATE).catch(() => undefined);
+  hearing.finalUpToMs = saved?.finalUpToMs ?? 0;
+  let replay: { chunks: AudioChunk[]; nextSeq: number } | undefined;
+  try {
+    const r = await ctx.request(
+      sessionRequests.audioReplay,
+      { fromMs: hearing.finalUpToMs },
+      { timeoutMs: REPLAY_TIMEOUT_MS },
+    );
+    if (r.sampleRate !== ctx.config.sampleRate) throw new Error(`replay at ${r.sampleRate} Hz`);
+    replay = { chunks: replayChunks(r.pcm, r.sampleRate, r.fromMs), nextSeq: r.nextSeq };
+    const ms = replay.chunks.reduce((n, c) => n + (c.samples.length * 1000) / r.sampleRate, 0);
+    ctx.log.info({ fromMs: r.fromMs, ms: Math.round(ms) }, 'replayed audio the previous owner had not finished');
+  } catch (err) {
+    ctx.log.warn(
+      { err: String(err), fromMs: hearing.finalUpToMs },
+      'no replay from the gateway: listening on from now',
+    );
+  }
+  await hearing.catchUp(replay, feed, ctx.signal);
+}
+
+/** Sends what was recognised; a final also saves how far the words go and gets its span. */
+function transcriptPublisher(ctx: ActorContext, hearing: SessionHearing) {
+  return ({ transcript, context, final }: Recognised, servedBy: { provider: string; fallback?: boolean }): void => {
+    ctx.publish(channels.transcript, transcript, { context });
+    if (!final) return;
+    if (final.advanced) ctx.state.keep(HEARD_STATE, { finalUpToMs: hearing.finalUpToMs } satisfies HeardState);
+    // One span per utterance, from its first word on the audio clock to the final transcript.
+    const span = startStageSpan(SPAN.sttTranscribe, {
+      parent: context,
+      sessionId: ctx.sessionId,
+      stage: STAGE,
+      startTime: new Date(final.startWall),
+      attributes: {
+        [ATTR.provider]: servedBy.provider,
+        ...(servedBy.fallback !== undefined ? { [ATTR.fallback]: servedBy.fallback } : {}),
+        [ATTR.finalDelayMs]: final.delayMs,
+      },
+    });
+    if (traceText()) span.setAttribute(ATTR.text, transcript.text);
+    span.end();
   };
 }

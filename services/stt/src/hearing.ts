@@ -32,7 +32,8 @@ export class TurnContexts {
 
   /** The context of the audio at `ms`. */
   at(ms: number): Context {
-    for (let i = this.changes.length - 1; i >= 0; i--) if (this.changes[i]!.fromMs <= ms) return this.changes[i]!.context;
+    for (let i = this.changes.length - 1; i >= 0; i--)
+      if (this.changes[i]!.fromMs <= ms) return this.changes[i]!.context;
     return this.latest;
   }
 }

@@ -170,7 +170,10 @@ export class TurnSpeaker {
     let winner = await Promise.race([firstFast.then(() => 'fast' as const), this.deepFirst]);
     // An opener whose text is already being synthesized gets a moment to win the race by a hair.
     if (winner === 'deep' && this.fast.received !== '') {
-      winner = await Promise.race([firstFast.then(() => 'fast' as const), pause(OPENER_GRACE_MS, this.signal).then(() => 'deep' as const)]);
+      winner = await Promise.race([
+        firstFast.then(() => 'fast' as const),
+        pause(OPENER_GRACE_MS, this.signal).then(() => 'deep' as const),
+      ]);
     }
     if (winner === 'deep' && this.deepAudio.size > 0) {
       skip.abort(new Error('opener skipped: answer ready first'));

@@ -14,7 +14,12 @@ import {
   traceText,
   type Context,
 } from '@va/telemetry';
-import { ENDPOINTING_DEFAULTS, heuristicEou, type EndOfUtteranceModel, type EndpointingOptions } from './endpointing.js';
+import {
+  ENDPOINTING_DEFAULTS,
+  heuristicEou,
+  type EndOfUtteranceModel,
+  type EndpointingOptions,
+} from './endpointing.js';
 import { TurnTaking, wordCount, type TurnState, type TurnTakingEffects } from './turn-taking.js';
 
 export const STAGE = 'turn-detector';
@@ -46,43 +51,8 @@ export function turnDetectorActor(
     const saved = ctx.reclaimed ? await ctx.state.get<TurnState>(TURN_STATE).catch(() => undefined) : undefined;
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();
-    const publishOpts = () => ({ context: frameContext });
 
-    const effects: TurnTakingEffects = {
-      turn: (msg) => ctx.publish(channels.turn, msg, publishOpts()),
-      vad: (kind, atMs) => ctx.publish(channels.vad, { kind, atMs }, publishOpts()),
-      cancel: (turnId, reason) => ctx.publish(channels.control, { kind: 'cancel', turnId, reason }, publishOpts()),
-      save: (state) => ctx.state.keep(TURN_STATE, state),
-      ended: ({ turnId, text, score, delayMs, previewedAt }) => {
-        const span = startStageSpan(SPAN.turnDetect, {
-          parent: frameContext,
-          sessionId: ctx.sessionId,
-          turnId,
-          stage: STAGE,
-          startTime: preciseNow() - delayMs,
-          attributes: {
-            [ATTR.eouDelayMs]: Math.round(delayMs),
-            [ATTR.eouScore]: score,
-            [ATTR.eouModel]: eou.name,
-            [ATTR.endpointing]: opts.mode,
-            [ATTR.provider]: vad.provider,
-            [ATTR.preemptive]: previewedAt !== undefined,
-          },
-        });
-        if (traceText()) span.setAttribute(ATTR.text, text);
-        if (previewedAt !== undefined) span.addEvent(EVENT.preview, previewedAt);
-        recordLatency(METRIC.eouDelay, delayMs, { span, attributes: { [ATTR.stage]: STAGE } });
-        span.end();
-      },
-      bargedIn: (turnId, atMs) => {
-        counter(METRIC.bargeIns).add(1, { [ATTR.stage]: STAGE });
-        ctx.log.info({ turnId, atMs }, 'barge-in');
-      },
-      resumed: (turnId) => {
-        counter(METRIC.falseInterruptions).add(1, { [ATTR.stage]: STAGE });
-        ctx.log.info({ turnId }, 'false interruption: resuming');
-      },
-    };
+    const effects = busEffects(ctx, opts, eou, vad.provider, () => frameContext);
     const turns = new TurnTaking(opts, eou, effects, saved);
     if (saved) {
       const words = wordCount(saved.finals.join(' '));
@@ -139,5 +109,51 @@ export function turnDetectorActor(
         await vad.close();
       },
     };
+  };
+}
+
+/** What turn-taking decides, sent on the session's channels (in the trace of the newest frame) and measured. */
+function busEffects(
+  ctx: ActorContext,
+  opts: EndpointingOptions,
+  eou: EndOfUtteranceModel,
+  vadProvider: string,
+  frameContext: () => Context,
+): TurnTakingEffects {
+  const publishOpts = () => ({ context: frameContext() });
+  return {
+    turn: (msg) => ctx.publish(channels.turn, msg, publishOpts()),
+    vad: (kind, atMs) => ctx.publish(channels.vad, { kind, atMs }, publishOpts()),
+    cancel: (turnId, reason) => ctx.publish(channels.control, { kind: 'cancel', turnId, reason }, publishOpts()),
+    save: (state) => ctx.state.keep(TURN_STATE, state),
+    ended: ({ turnId, text, score, delayMs, previewedAt }) => {
+      const span = startStageSpan(SPAN.turnDetect, {
+        parent: frameContext(),
+        sessionId: ctx.sessionId,
+        turnId,
+        stage: STAGE,
+        startTime: preciseNow() - delayMs,
+        attributes: {
+          [ATTR.eouDelayMs]: Math.round(delayMs),
+          [ATTR.eouScore]: score,
+          [ATTR.eouModel]: eou.name,
+          [ATTR.endpointing]: opts.mode,
+          [ATTR.provider]: vadProvider,
+          [ATTR.preemptive]: previewedAt !== undefined,
+        },
+      });
+      if (traceText()) span.setAttribute(ATTR.text, text);
+      if (previewedAt !== undefined) span.addEvent(EVENT.preview, previewedAt);
+      recordLatency(METRIC.eouDelay, delayMs, { span, attributes: { [ATTR.stage]: STAGE } });
+      span.end();
+    },
+    bargedIn: (turnId, atMs) => {
+      counter(METRIC.bargeIns).add(1, { [ATTR.stage]: STAGE });
+      ctx.log.info({ turnId, atMs }, 'barge-in');
+    },
+    resumed: (turnId) => {
+      counter(METRIC.falseInterruptions).add(1, { [ATTR.stage]: STAGE });
+      ctx.log.info({ turnId }, 'false interruption: resuming');
+    },
   };
 }

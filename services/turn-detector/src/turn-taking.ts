@@ -196,7 +196,11 @@ export class TurnTaking {
     if (frame.level === 'speech') this.speechRunStartMs ??= frame.tsMs;
     else this.speechRunStartMs = undefined;
     const run = this.speechRunStartMs;
-    if (this.agent.phase === 'speaking' && run !== undefined && this.clock.latestMs - run >= this.opts.bargeInMinSpeechMs) {
+    if (
+      this.agent.phase === 'speaking' &&
+      run !== undefined &&
+      this.clock.latestMs - run >= this.opts.bargeInMinSpeechMs
+    ) {
       this.bargeIn(this.user.phase === 'speaking' ? Math.min(this.speechStartMs, run) : run);
     }
     this.followPause();
@@ -227,7 +231,8 @@ export class TurnTaking {
       this.partial = t.text;
       this.partialStable = t.stable;
     }
-    if (this.agent.phase === 'barged-in' && wordCount(this.text) >= this.opts.minInterruptionWords) this.commitBargeIn();
+    if (this.agent.phase === 'barged-in' && wordCount(this.text) >= this.opts.minInterruptionWords)
+      this.commitBargeIn();
     this.decide();
   }
 
