@@ -18,12 +18,14 @@ const shared = {
   // In-process services log at warn; children that tests read logs from set LOG_LEVEL themselves. The stages'
   // load limits are lenient here: on a 2-core CI machine running other tests at once, a slow second is the
   // machine's, not the stage's (the load monitor has its own tests; the bench runs with the real limits).
-  env: { LOG_LEVEL: 'warn', VA_LOAD_MAX_EVENT_LOOP_DELAY_MS: '5000', VA_LOAD_MAX_CPU: '0' },
+  env: { LOG_LEVEL: 'warn', VA_LOG_CONSOLE: '1', VA_LOAD_MAX_EVENT_LOOP_DELAY_MS: '5000', VA_LOAD_MAX_CPU: '0' },
 };
 
 export default defineConfig({
   test: {
     maxWorkers: 2,
+    // What a test printed (its services' logs included, see VA_LOG_CONSOLE) is shown only when it fails.
+    silent: 'passed-only',
     projects: [
       {
         test: {

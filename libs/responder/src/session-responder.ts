@@ -97,7 +97,9 @@ export class SessionResponder implements TurnVerdicts {
 
   private start(turn: Turn, parent: Context, retried = false): void {
     this.started.add(turn.turnId);
-    void this.io.answer(turn, parent, retried).finally(() => this.answered(turn.turnId));
+    // A failure was reported where it happened (the answer's error event); here it only ends the turn.
+    const answered = () => this.answered(turn.turnId);
+    void this.io.answer(turn, parent, retried).then(answered, answered);
   }
 
   /** Answered or cancelled: nothing to retry. (The session going elsewhere is neither: the next owner retries.) */
