@@ -74,7 +74,7 @@ function session<S extends z.ZodType>(
   return { scope: 'session', name, schema, subject, class: cls };
 }
 
-/** Every JSON message of the protocol, by name. DESIGN.md §3 is the prose version of this table. */
+/** Every JSON message of the protocol, by name. docs/architecture.md "Subjects" is the table generated from it. */
 export const channels = {
   sessionOpen: {
     scope: 'global',

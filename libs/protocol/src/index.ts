@@ -6,3 +6,4 @@ export * from './audio.js';
 export * from './kv.js';
 export * from './recording.js';
 export * from './permissions.js';
+export * from './subject-table.js';

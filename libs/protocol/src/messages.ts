@@ -130,7 +130,7 @@ export const SpeechDone = z
     source: z.enum(AUDIO_SOURCES),
     text: z.string().max(LIMITS.textChars * 4),
     frames: z.number().int().nonnegative(),
-    /** The opener was dropped because the answer's audio was ready first (DESIGN §5); a filler not needed. */
+    /** The opener was dropped because the answer's audio was ready first (see services/tts/src/turn-speaker.ts); a filler not needed. */
     skipped: z.boolean(),
   })
   .strict();

@@ -48,7 +48,7 @@ export interface StageAccess {
 }
 
 /**
- * Every stage's traffic, read off the services' code (DESIGN.md §3 is the prose version). Every stage also
+ * Every stage's traffic, read off the services' code (docs/architecture.md "Subjects" is generated from it). Every stage also
  * publishes `error` events and follows `control` (see {@link EVERY_STAGE}).
  */
 export const STAGE_ACCESS = {

@@ -10,7 +10,7 @@ function sess(sessionId: SessionId, leaf: string): string {
   return `${PREFIX}.sess.${sessionId}.${leaf}`;
 }
 
-/** Subject builders: the only place subjects are spelled. See DESIGN.md §3. */
+/** Subject builders: the only place subjects are spelled. Listed in docs/architecture.md "Subjects". */
 export const subjects = {
   sessionOpen: `${PREFIX}.session.open`,
   sessionClose: `${PREFIX}.session.close`,

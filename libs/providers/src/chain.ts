@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { FallbackSTT, FallbackTTS, type StreamFailover } from './fallback-streams.js';
+import { FallbackSTT, FallbackTTS } from './fallback-streams.js';
+import type { FailoverEvent } from './failover.js';
 import { createProvider } from './registry.js';
 import type { STT, TTS } from './types.js';
 
@@ -24,19 +25,19 @@ export function providerChain(
   kind: 'stt',
   spec: string,
   env: NodeJS.ProcessEnv,
-  onFailover?: (event: StreamFailover) => void,
+  onFailover?: (event: FailoverEvent) => void,
 ): Promise<STT>;
 export function providerChain(
   kind: 'tts',
   spec: string,
   env: NodeJS.ProcessEnv,
-  onFailover?: (event: StreamFailover) => void,
+  onFailover?: (event: FailoverEvent) => void,
 ): Promise<TTS>;
 export async function providerChain(
   kind: 'stt' | 'tts',
   spec: string,
   env: NodeJS.ProcessEnv,
-  onFailover?: (event: StreamFailover) => void,
+  onFailover?: (event: FailoverEvent) => void,
 ): Promise<STT | TTS> {
   const names = spec
     .split(',')

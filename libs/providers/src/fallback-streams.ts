@@ -1,20 +1,15 @@
 import { StreamResampler } from '@va/audio';
 import { ProviderError } from './errors.js';
+import { attemptSignal, errorMessage, firstOutput, type FailoverEvent } from './failover.js';
 import { ProviderHealth } from './health.js';
 import type { AudioChunk, SpeechChunk, STT, TranscriptEvent, TTS } from './types.js';
-
-export interface StreamFailover {
-  provider: string;
-  reason: 'error' | 'ttfb-timeout';
-  error?: unknown;
-}
 
 export interface FallbackTtsOptions {
   /** An attempt whose first audio takes longer (from the first text it was given) is abandoned. */
   ttfbTimeoutMs: number;
   /** A failed provider is tried after the others for this long. Default 30 s. */
   unhealthyMs?: number;
-  onFailover?: (event: StreamFailover) => void;
+  onFailover?: (event: FailoverEvent) => void;
 }
 
 /**
@@ -100,14 +95,14 @@ export class FallbackTTS implements TTS {
     for (const [attemptNo, index] of order.entries()) {
       if (signal.aborted) return;
       const tts = this.ttses[index]!;
-      const attempt = new AbortController();
-      const forward = () => attempt.abort(signal.reason);
-      signal.addEventListener('abort', forward, { once: true });
+      const attempt = attemptSignal(signal);
       const it = tts.synthesize(replay.reader(attempt.signal), attempt.signal)[Symbol.asyncIterator]();
       const resampler = await StreamResampler.create(tts.sampleRate, this.sampleRate);
       try {
         const isLast = attemptNo === order.length - 1;
-        const first = await firstWithin(it, isLast ? Infinity : this.opts.ttfbTimeoutMs, () => replay.firstAt);
+        const timeoutMs = isLast ? Infinity : this.opts.ttfbTimeoutMs;
+        // The budget runs from the first text: a TTS has nothing to say before it.
+        const first = await firstOutput(it, { timeoutMs, startedAt: () => replay.firstAt });
         if (first.kind === 'done') return;
         if (first.kind === 'value') {
           this.health.markServed(index);
@@ -123,19 +118,17 @@ export class FallbackTTS implements TTS {
           return;
         }
         if (signal.aborted) return;
-        const reason = first.kind === 'error' ? 'error' : 'ttfb-timeout';
         errors.push(
-          `${tts.provider}: ${first.kind === 'error' ? message(first.error) : `no audio within ${this.opts.ttfbTimeoutMs} ms`}`,
+          `${tts.provider}: ${first.kind === 'error' ? errorMessage(first.error) : `no audio within ${timeoutMs} ms`}`,
         );
         this.health.markFailed(index);
         this.opts.onFailover?.({
           provider: tts.provider,
-          reason,
+          reason: first.kind,
           ...(first.kind === 'error' ? { error: first.error } : {}),
         });
       } finally {
-        signal.removeEventListener('abort', forward);
-        attempt.abort();
+        attempt.end();
         void Promise.resolve(it.return?.()).catch(() => undefined);
         resampler.destroy();
       }
@@ -149,7 +142,7 @@ export interface FallbackSttOptions {
   unhealthyMs?: number;
   /** Audio kept to replay to the next provider after a failure, so the words being spoken are not lost. Default 5 s. */
   replayMs?: number;
-  onFailover?: (event: StreamFailover) => void;
+  onFailover?: (event: FailoverEvent) => void;
 }
 
 /**
@@ -180,19 +173,22 @@ export class FallbackSTT implements STT {
     const recent: AudioChunk[] = [];
     const source = audio[Symbol.asyncIterator]();
     let sourceDone = false;
+    /** The input itself failed (the microphone, not a provider): rethrown as is, no failover. */
+    let inputFailure: { error: unknown } | undefined;
     const errors: string[] = [];
     // One pass over the preference order; each provider runs until it fails or the stream ends.
     for (const index of this.health.order()) {
       if (signal.aborted || sourceDone) return;
       const stt = this.stts[index]!;
-      const attempt = new AbortController();
-      const forward = () => attempt.abort(signal.reason);
-      signal.addEventListener('abort', forward, { once: true });
+      const attempt = attemptSignal(signal);
       const replay = [...recent];
       const input = async function* (): AsyncIterable<AudioChunk> {
         yield* replay;
         for (;;) {
-          const next = await source.next();
+          const next = await source.next().catch((error: unknown) => {
+            inputFailure = { error };
+            throw error;
+          });
           if (next.done) {
             sourceDone = true;
             return;
@@ -210,49 +206,16 @@ export class FallbackSTT implements STT {
         return;
       } catch (err) {
         if (signal.aborted) return;
-        errors.push(`${stt.provider}: ${message(err)}`);
+        if (inputFailure) throw inputFailure.error;
+        errors.push(`${stt.provider}: ${errorMessage(err)}`);
         this.health.markFailed(index);
         this.opts.onFailover?.({ provider: stt.provider, reason: 'error', error: err });
       } finally {
-        signal.removeEventListener('abort', forward);
-        attempt.abort();
+        attempt.end();
       }
     }
     if (!signal.aborted && !sourceDone) {
       throw new ProviderError('fallback', 'server', `every STT failed: ${errors.join('; ')}`);
     }
   }
-}
-
-type First<T> =
-  { kind: 'value'; value: T } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'timeout' };
-
-/** The first item, unless the stream ends, throws, or takes longer than `timeoutMs` from `startedAt()`. */
-async function firstWithin<T>(
-  it: AsyncIterator<T>,
-  timeoutMs: number,
-  startedAt: () => number | undefined,
-): Promise<First<T>> {
-  const read = it.next().then(
-    (r): First<T> => (r.done ? { kind: 'done' } : { kind: 'value', value: r.value }),
-    (error: unknown): First<T> => ({ kind: 'error', error }),
-  );
-  if (timeoutMs === Infinity) return read;
-  // The budget runs from the first text (a TTS has nothing to say before it), checked every 20 ms.
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<First<T>>((resolve) => {
-    timer = setInterval(() => {
-      const at = startedAt();
-      if (at !== undefined && performance.now() - at > timeoutMs) resolve({ kind: 'timeout' });
-    }, 20);
-  });
-  try {
-    return await Promise.race([read, timeout]);
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,6 +1,7 @@
 export * from './types.js';
 export * from './errors.js';
 export * from './health.js';
+export * from './failover.js';
 export * from './fallback-streams.js';
 export * from './chain.js';
 export * from './registry.js';
@@ -8,3 +9,4 @@ export * from './stt/index.js';
 export * from './llm/index.js';
 export * from './tts/index.js';
 export * from './vad/index.js';
+export * from './eou/index.js';

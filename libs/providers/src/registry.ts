@@ -1,10 +1,11 @@
-import type { LLM, ProviderKind, STT, TTS, VAD } from './types.js';
+import type { EndOfUtteranceModel, LLM, ProviderKind, STT, TTS, VAD } from './types.js';
 
 interface Made {
   stt: STT;
   llm: LLM;
   tts: TTS;
   vad: VAD;
+  eou: EndOfUtteranceModel;
 }
 
 /** Options come from the service's environment; each factory parses what it needs (zod) and says what is wrong. */
@@ -15,6 +16,7 @@ const factories: { [K in ProviderKind]: Map<string, ProviderFactory<K>> } = {
   llm: new Map(),
   tts: new Map(),
   vad: new Map(),
+  eou: new Map(),
 };
 
 /** Providers are chosen by name from config (`STT_PROVIDER=deepgram`), never by if-chains in actors. */

@@ -1,8 +1,9 @@
 import type { Pcm } from '@va/audio';
 import type { ChatMessage, ToolCall } from '@va/protocol';
+import type { FailoverReason } from './failover.js';
 
 /**
- * Provider interfaces (DESIGN.md §7). Every stage is a stream transformer: AsyncIterable in, AsyncIterable out,
+ * Provider interfaces. Every stage is a stream transformer: AsyncIterable in, AsyncIterable out,
  * an AbortSignal that stops it and releases what it holds. Cloud, local and fake adapters implement the same
  * interface and pass the same conformance suite.
  */
@@ -95,7 +96,7 @@ export interface ServedBy {
   model: string;
   /** Not the first choice: an earlier provider failed, stalled, or was set aside as unhealthy. */
   fallback: boolean;
-  failovers: { provider: string; reason: 'error' | 'ttft-timeout' | 'unhealthy'; message?: string }[];
+  failovers: { provider: string; reason: FailoverReason; message?: string }[];
 }
 
 export interface LLM extends Prewarmable {
@@ -137,4 +138,15 @@ export interface VAD {
   close(): Promise<void>;
 }
 
-export type ProviderKind = 'stt' | 'llm' | 'tts' | 'vad';
+/**
+ * Scores how finished an utterance sounds (0..1) from its words: how long the turn detector waits in a pause
+ * before ending the user's turn. Synchronous and cheap: it runs on every frame of a pause.
+ */
+export interface EndOfUtteranceModel {
+  readonly provider: string;
+  /** Shown on the `turn.detect` span (`va.eou_model`). */
+  readonly name: string;
+  score(text: string): number;
+}
+
+export type ProviderKind = 'stt' | 'llm' | 'tts' | 'vad' | 'eou';

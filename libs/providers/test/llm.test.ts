@@ -84,6 +84,20 @@ describeLlmConformance('FakeLLM', () => fake, {
   failing: { 'scripted to fail': () => new FakeLLM({ fail: {} }) },
 });
 
+// A chain whose first choice always fails: the conformance holds through the failover.
+const backup = new FakeLLM({ ttftMs: 5, tokensPerSecond: 200 });
+describeLlmConformance(
+  'FallbackLLM (failing → FakeLLM)',
+  () => new FallbackLLM([new FakeLLM({ fail: {} }), backup], { ttftTimeoutMs: 1_000 }),
+  {
+    abortsSeen: () => backup.aborted,
+    failing: {
+      'every provider fails': () =>
+        new FallbackLLM([new FakeLLM({ fail: {} }), new FakeLLM({ fail: {} })], { ttftTimeoutMs: 1_000 }),
+    },
+  },
+);
+
 describe('OpenAICompatibleLLM', () => {
   it('retries a failed request (maxRetries) before the first token, then throws naming the endpoint', async () => {
     const before = broken.requests();
@@ -404,7 +418,7 @@ describe('FallbackLLM', () => {
     const llm = new FallbackLLM([failing, backup], { ttftTimeoutMs: 1_000, onFailover: (e) => events.push(e) });
     expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe('second answer');
     expect(failing.calls).toHaveLength(1);
-    expect(events).toMatchObject([{ llm: failing, reason: 'error' }]);
+    expect(events).toMatchObject([{ provider: 'fake/first', reason: 'error' }]);
   });
 
   it('fails over when the first token is too slow, and aborts the slow one', async () => {
@@ -413,7 +427,7 @@ describe('FallbackLLM', () => {
     const events: FailoverEvent[] = [];
     const llm = new FallbackLLM([slow, fast], { ttftTimeoutMs: 50, onFailover: (e) => events.push(e) });
     expect((await collect(llm.chat(ASK, {}, never()))).join('')).toBe('fast answer');
-    expect(events).toMatchObject([{ llm: slow, reason: 'ttft-timeout' }]);
+    expect(events).toMatchObject([{ provider: 'fake/slow', reason: 'timeout' }]);
     await waitFor(() => slow.aborted === 1, { message: 'slow LLM aborted' });
   });
 

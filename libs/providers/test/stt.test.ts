@@ -16,6 +16,7 @@ import {
   TimedSTT,
   type FakeResponder,
 } from '../src/stt/index.js';
+import { FallbackSTT } from '../src/fallback-streams.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
 import { collect, describeSttConformance, STT_PHRASES, within } from './stt.conformance.js';
 
@@ -79,6 +80,11 @@ function hearsInOrder(phrases: readonly string[]): () => FakeResponder {
 describeSttConformance('local', () => LocalSTT.create(), { dispose: closeIfLocal });
 describeSttConformance('fake', () => new FakeSTT(hearsInOrder(STT_PHRASES)));
 describeSttConformance('timed', () => new TimedSTT({ texts: STT_PHRASES, minSpeechMs: 200 }));
+describeSttConformance(
+  'FallbackSTT (FakeSTT → TimedSTT)',
+  () =>
+    new FallbackSTT([new FakeSTT(hearsInOrder(STT_PHRASES)), new TimedSTT({ texts: STT_PHRASES, minSpeechMs: 200 })]),
+);
 
 async function* chunksOf(pcm: { samples: Int16Array; sampleRate: number }, ms = 20): AsyncGenerator<AudioChunk> {
   const size = (pcm.sampleRate * ms) / 1000;

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { concat, rmsDbfs, samplesForMs } from '@va/audio';
 import { createProvider, providerNames } from '../src/registry.js';
+import { FallbackTTS } from '../src/fallback-streams.js';
 import { FakeTTS, LocalTTS } from '../src/tts/index.js';
 import { collect, deltas, describeTtsConformance, TTS_DELTAS, TTS_TEXT, waitUntil, within } from './tts.conformance.js';
 
@@ -23,6 +24,11 @@ function fliteChildren(): number {
 describeTtsConformance('local (flite)', () => new LocalTTS(), { liveProcesses: fliteChildren });
 // rtf > 0: synthesis takes time, so abort lands while a segment is being made.
 describeTtsConformance('FakeTTS', () => new FakeTTS({ rtf: 0.05 }));
+describeTtsConformance(
+  'FallbackTTS (FakeTTS → FakeTTS)',
+  () =>
+    new FallbackTTS([new FakeTTS({ rtf: 0.05 }), new FakeTTS({ rtf: 0.05, toneHz: 330 })], { ttfbTimeoutMs: 5_000 }),
+);
 
 describe('LocalTTS', () => {
   it('speaks text flite could misread as options or that holds control characters', async () => {

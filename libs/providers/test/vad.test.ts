@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { concat, dither, Framer } from '@va/audio';
 import { createProvider, providerNames } from '../src/registry.js';
-import { EnergyVAD, SileroVAD, SpeechSegmenter, defaultSileroModelPath } from '../src/vad/index.js';
+import { EnergyVAD, FakeVAD, SileroVAD, SpeechSegmenter, defaultSileroModelPath } from '../src/vad/index.js';
 import { describeVadConformance, speak } from './vad.conformance.js';
 
 describeVadConformance('silero', () => SileroVAD.create());
 describeVadConformance('energy', () => new EnergyVAD());
+describeVadConformance('fake', () => new FakeVAD(), { stateless: true }); // its default script: an energy threshold
 
 describe('VAD registry', () => {
   it('registers silero, energy and fake', () => {

@@ -1,5 +1,5 @@
 import { CANCEL_REASON, type ChatMessage, type Reply, type ToolCall, type ToolExchange, type Turn } from '@va/protocol';
-import type { LLM, LLMOptions, LLMUsage, ServedBy } from '@va/providers';
+import { failoverCounter, type LLM, type LLMOptions, type LLMUsage, type ServedBy } from '@va/providers';
 import {
   ATTR,
   contextOf,
@@ -77,6 +77,7 @@ export class TurnAnswer {
   private promptTokens = 0;
   private completionTokens = 0;
   private started = performance.now();
+  private readonly countFailover: ReturnType<typeof failoverCounter>;
 
   constructor(
     private readonly turn: Turn,
@@ -101,6 +102,7 @@ export class TurnAnswer {
       },
     });
     this.spanContext = contextOf(this.span, parent);
+    this.countFailover = failoverCounter(settings.stage);
   }
 
   async run(): Promise<void> {
@@ -258,11 +260,7 @@ export class TurnAnswer {
     });
     for (const f of event.failovers) {
       this.span.addEvent(EVENT.failover, { [ATTR.provider]: f.provider, [ATTR.failoverReason]: f.reason });
-      counter(METRIC.fallbacks).add(1, {
-        [ATTR.stage]: this.settings.stage,
-        [ATTR.provider]: f.provider,
-        [ATTR.failoverReason]: f.reason,
-      });
+      this.countFailover(f);
     }
   }
 

@@ -1,5 +1,5 @@
 /**
- * The two prompts of DESIGN §5. The opener buys time and must not answer (the deep model will); the answer
+ * The two prompts: the fast opener's and the deep answer's. The opener buys time and must not answer (the deep model will); the answer
  * knows an opener is already playing, so it starts with substance and never greets or repeats it.
  */
 export const OPENER_PROMPT = [

@@ -1,5 +1,5 @@
 /**
- * Every span, attribute and metric name of the product, in one place (DESIGN.md §4). Dashboards and tests
+ * Every span, attribute and metric name of the product, in one place (docs/architecture.md "Traces"). Dashboards and tests
  * import these; nobody spells a telemetry name inline.
  */
 export const SPAN = {

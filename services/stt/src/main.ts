@@ -1,12 +1,13 @@
 import { parseEnv, runService, ServiceEnv } from '@va/actor';
 import {
+  failoverCounter,
   configureDecoderPool,
   decoderPoolStats,
   POCKETSPHINX_MODEL_DIR,
   preloadDecoder,
   providerChain,
 } from '@va/providers';
-import { ATTR, counter, METRIC, observableGauge } from '@va/telemetry';
+import { ATTR, METRIC, observableGauge } from '@va/telemetry';
 import { z } from 'zod';
 import { STAGE, sttActor } from './actor.js';
 
@@ -30,12 +31,6 @@ if (localStt) {
   await preloadDecoder(modelDir);
 }
 // STT_PROVIDER is one provider or a fallback chain, e.g. `deepgram,local`.
-const onFailover = (e: { provider: string; reason: string }) =>
-  counter(METRIC.fallbacks).add(1, {
-    [ATTR.stage]: STAGE,
-    [ATTR.provider]: e.provider,
-    [ATTR.failoverReason]: e.reason,
-  });
 await runService({
   stage: STAGE,
   env,
@@ -46,5 +41,5 @@ await runService({
       observableGauge(METRIC.sttDecoders, () => decoderPoolStats(modelDir)[state], { [ATTR.decoderState]: state });
     }
   },
-  createActor: sttActor(() => providerChain('stt', env.STT_PROVIDER, process.env, onFailover)),
+  createActor: sttActor(() => providerChain('stt', env.STT_PROVIDER, process.env, failoverCounter(STAGE))),
 });

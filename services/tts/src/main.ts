@@ -1,6 +1,5 @@
 import { parseEnv, runService, ServiceEnv } from '@va/actor';
-import { providerChain } from '@va/providers';
-import { ATTR, counter, METRIC } from '@va/telemetry';
+import { failoverCounter, providerChain } from '@va/providers';
 import { z } from 'zod';
 import { STAGE, ttsActor, TTS_DEFAULTS } from './actor.js';
 
@@ -14,13 +13,7 @@ const env = parseEnv(
 );
 // One synthesizer serves every session of this instance: adapters keep no per-stream state between calls.
 // TTS_PROVIDER is one provider or a fallback chain, e.g. `elevenlabs,openai,local`.
-const tts = await providerChain('tts', env.TTS_PROVIDER, process.env, (e) =>
-  counter(METRIC.fallbacks).add(1, {
-    [ATTR.stage]: STAGE,
-    [ATTR.provider]: e.provider,
-    [ATTR.failoverReason]: e.reason,
-  }),
-);
+const tts = await providerChain('tts', env.TTS_PROVIDER, process.env, failoverCounter(STAGE));
 const fillers = env.TTS_FILLERS.split('|')
   .map((f) => f.trim())
   .filter(Boolean);

@@ -1,6 +1,6 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { channels, sessionRequests } from '@va/protocol';
-import { SpeechSegmenter, type VAD } from '@va/providers';
+import { heuristicEou, SpeechSegmenter, type EndOfUtteranceModel, type VAD } from '@va/providers';
 import {
   ATTR,
   context,
@@ -14,12 +14,7 @@ import {
   traceText,
   type Context,
 } from '@va/telemetry';
-import {
-  ENDPOINTING_DEFAULTS,
-  heuristicEou,
-  type EndOfUtteranceModel,
-  type EndpointingOptions,
-} from './endpointing.js';
+import { ENDPOINTING_DEFAULTS, type EndpointingOptions } from './endpointing.js';
 import { TurnTaking, wordCount, type TurnState, type TurnTakingEffects } from './turn-taking.js';
 
 export const STAGE = 'turn-detector';

@@ -1,5 +1,5 @@
 /**
- * End-of-turn policy (no open end-of-turn model ships offline, DESIGN §8): VAD silence plus an end-of-utterance
+ * End-of-turn policy (no open end-of-turn model ships offline): VAD silence plus an end-of-utterance
  * score from the words. The score sets how long the user must have been quiet before the turn ends, between
  * `minDelayMs` (a finished sentence) and `maxDelayMs` (a trailing "and", "with", "um"…); the recogniser's final
  * must be in, unless `maxDelayMs` has passed.
@@ -50,75 +50,8 @@ export const ENDPOINTING_DEFAULTS = {
   continuationWindowMs: 1500,
 } as const satisfies EndpointingOptions;
 
-/** Scores how finished an utterance sounds (0..1). The heuristic below, or a model loaded from a path. */
-export interface EndOfUtteranceModel {
-  readonly name: string;
-  score(text: string): number;
-}
-
 /** The quiet an utterance needs before its turn ends: quadratic, so finished-sounding text ends fast. */
 export function endpointDelayMs(score: number, opts: Pick<EndpointingOptions, 'minDelayMs' | 'maxDelayMs'>): number {
   const unsure = 1 - Math.min(1, Math.max(0, score));
   return opts.minDelayMs + unsure * unsure * (opts.maxDelayMs - opts.minDelayMs);
 }
-
-const UNFINISHED = new Set([
-  'and',
-  'but',
-  'or',
-  'so',
-  'because',
-  'if',
-  'then',
-  'the',
-  'a',
-  'an',
-  'to',
-  'of',
-  'with',
-  'for',
-  'my',
-  'your',
-  'um',
-  'uh',
-  'er',
-  'like',
-  'is',
-  'are',
-  'was',
-  'i',
-  "i'm",
-  'we',
-  'that',
-  'which',
-  'about',
-  'in',
-  'on',
-  'at',
-]);
-
-function lastWord(text: string): string {
-  const words = text
-    .toLowerCase()
-    .replace(/[^a-z' ]/g, ' ')
-    .trim()
-    .split(/\s+/);
-  return words[words.length - 1] ?? '';
-}
-
-export function soundsUnfinished(text: string): boolean {
-  const t = text.trim();
-  if (t === '' || /[.?!]$/.test(t)) return false;
-  return UNFINISHED.has(lastWord(t));
-}
-
-/** A rough probability that the user has finished, from the words alone. */
-export function endOfUtteranceProbability(text: string): number {
-  const t = text.trim();
-  if (t === '') return 0;
-  if (/[.?!]$/.test(t)) return 0.95;
-  return soundsUnfinished(t) ? 0.1 : 0.85;
-}
-
-/** Trailing words and punctuation: the default end-of-utterance model. */
-export const heuristicEou: EndOfUtteranceModel = { name: 'heuristic', score: endOfUtteranceProbability };

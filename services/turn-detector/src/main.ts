@@ -15,6 +15,8 @@ const flag = (fallback: boolean) =>
 const env = parseEnv(
   ServiceEnv.extend({
     VAD_PROVIDER: z.string().default('silero'),
+    /** How finished the words sound (the `eou` provider kind): `heuristic` (default). */
+    EOU_PROVIDER: z.string().default('heuristic'),
     /** `fixed` is LiveKit Agents' default (500 ms after VAD end), kept as the benchmark baseline. */
     TURN_ENDPOINTING: z.enum(['adaptive', 'fixed']).default(D.mode),
     TURN_FIXED_DELAY_MS: ms(D.fixedDelayMs),
@@ -30,18 +32,23 @@ const env = parseEnv(
 // One VAD held for the life of the process (never closed): the model every session's VAD shares is loaded
 // before the first session opens, and stays loaded while no session is open.
 await createProvider('vad', env.VAD_PROVIDER);
+const eou = await createProvider('eou', env.EOU_PROVIDER);
 await runService({
   stage: STAGE,
   env,
-  createActor: turnDetectorActor(() => createProvider('vad', env.VAD_PROVIDER), {
-    mode: env.TURN_ENDPOINTING,
-    fixedDelayMs: env.TURN_FIXED_DELAY_MS,
-    minDelayMs: env.TURN_MIN_DELAY_MS,
-    maxDelayMs: env.TURN_MAX_DELAY_MS,
-    bargeInMinSpeechMs: env.TURN_BARGE_IN_MIN_SPEECH_MS,
-    minInterruptionWords: env.TURN_MIN_INTERRUPTION_WORDS,
-    falseInterruptionMs: env.TURN_FALSE_INTERRUPTION_MS,
-    resumeFalseInterruption: env.TURN_RESUME_FALSE_INTERRUPTION,
-    preemptiveGeneration: env.TURN_PREEMPTIVE_GENERATION,
-  }),
+  createActor: turnDetectorActor(
+    () => createProvider('vad', env.VAD_PROVIDER),
+    {
+      mode: env.TURN_ENDPOINTING,
+      fixedDelayMs: env.TURN_FIXED_DELAY_MS,
+      minDelayMs: env.TURN_MIN_DELAY_MS,
+      maxDelayMs: env.TURN_MAX_DELAY_MS,
+      bargeInMinSpeechMs: env.TURN_BARGE_IN_MIN_SPEECH_MS,
+      minInterruptionWords: env.TURN_MIN_INTERRUPTION_WORDS,
+      falseInterruptionMs: env.TURN_FALSE_INTERRUPTION_MS,
+      resumeFalseInterruption: env.TURN_RESUME_FALSE_INTERRUPTION,
+      preemptiveGeneration: env.TURN_PREEMPTIVE_GENERATION,
+    },
+    eou,
+  ),
 });

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { FrameClock } from '@va/audio';
 import { CANCEL_REASON, FRAME_MS, LIMITS, type Transcript, type Turn } from '@va/protocol';
 import { preciseNow } from '@va/telemetry';
-import { endpointDelayMs, heuristicEou, type EndOfUtteranceModel, type EndpointingOptions } from './endpointing.js';
+import { heuristicEou, type EndOfUtteranceModel } from '@va/providers';
+import { endpointDelayMs, type EndpointingOptions } from './endpointing.js';
 
 /** A final ending this far past the silence being judged belongs to speech after it. */
 const RESUMED_MARGIN_MS = 200;

@@ -5,7 +5,8 @@ import { channels, type Control, type SessionId, type Turn, type Vad } from '@va
 import { FakeVAD } from '@va/providers';
 import { waitFor } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
-import { endOfUtteranceProbability, endpointDelayMs, soundsUnfinished } from '../src/endpointing.js';
+import { endOfUtteranceProbability, soundsUnfinished } from '@va/providers';
+import { endpointDelayMs } from '../src/endpointing.js';
 
 let stages: InProcessStages;
 let client: Bus;

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Transcript, Turn } from '@va/protocol';
-import { ENDPOINTING_DEFAULTS, heuristicEou, type EndpointingOptions } from '../src/endpointing.js';
+import { heuristicEou } from '@va/providers';
+import { ENDPOINTING_DEFAULTS, type EndpointingOptions } from '../src/endpointing.js';
 import { TurnTaking, type HeardFrame, type TurnState, type TurnTakingEffects } from '../src/turn-taking.js';
 
 /** Everything the state machine did, in order, as one line each. */

