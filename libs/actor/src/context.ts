@@ -11,7 +11,7 @@ import {
 import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, PublishOptions } from '@va/bus';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
-import { AsyncQueue, SerialBacklog, type QueueStats } from './queue.js';
+import { AsyncQueue, SerialBacklog, type QueueStats } from '@va/stream';
 import { RecentMap } from './recent.js';
 
 /** Turn ids remembered as cancelled, so late data of those turns is dropped. Bounded: sessions are long. */

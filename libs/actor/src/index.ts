@@ -2,7 +2,6 @@ export * from './context.js';
 export * from './host.js';
 export * from './session.js';
 export * from './service.js';
-export * from './queue.js';
 export * from './health.js';
 export * from './load.js';
 export * from './capacity.js';

@@ -1,4 +1,5 @@
-import { AUDIO_BACKLOG_MS, type ActorContext, type AsyncQueue, type SessionActor } from '@va/actor';
+import { AUDIO_BACKLOG_MS, type ActorContext, type SessionActor } from '@va/actor';
+import type { AsyncQueue } from '@va/stream';
 import { channels, sessionRequests } from '@va/protocol';
 import type { AudioChunk, STT } from '@va/providers';
 import { ATTR, SPAN, startStageSpan, traceText } from '@va/telemetry';

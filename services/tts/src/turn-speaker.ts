@@ -1,5 +1,5 @@
 import { setTimeout as sleepFor } from 'node:timers/promises';
-import { AsyncQueue } from '@va/actor';
+import { AsyncQueue } from '@va/stream';
 import { StreamResampler } from '@va/audio';
 import type { AudioFrame, AudioSource, ResponderSource, SampleRate, SpeechDone } from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';

@@ -3,7 +3,7 @@ import { StreamResampler } from '@va/audio';
 import { z } from 'zod';
 import { kindOfStatus, ProviderError, redact, type ProviderErrorKind } from '../errors.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
-import { Channel } from './channel.js';
+import { AsyncQueue } from '@va/stream';
 
 export interface DeepgramSttOptions {
   apiKey: string;
@@ -351,7 +351,7 @@ export class DeepgramSTT implements STT {
 
 /** The state of one transcription: its sockets in turn, the audio clock, the events. */
 class LiveStream {
-  private readonly events = new Channel<TranscriptEvent>();
+  private readonly events = new AsyncQueue<TranscriptEvent>();
   private link: Link | undefined;
   private clock = new StreamClock();
   private stopped = false;
@@ -530,7 +530,7 @@ class LiveStream {
 
   private finish(): void {
     this.flushPending();
-    this.events.close();
+    this.events.end();
     this.stop();
   }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
-import { Channel } from './channel.js';
+import { AsyncQueue } from '@va/stream';
 
 /** An event the fake emits `afterMs` after its transcription started (wall clock). */
 export interface ScriptedTranscript {
@@ -37,7 +37,7 @@ export class FakeSTT implements STT {
 
   async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
     if (signal.aborted) return;
-    const events = new Channel<TranscriptEvent>();
+    const events = new AsyncQueue<TranscriptEvent>();
     const respond = typeof this.script === 'function' ? this.script() : undefined;
     const emit = (out: TranscriptEvent | readonly TranscriptEvent[] | void) => {
       if (out === undefined) return;
@@ -80,7 +80,7 @@ export class FakeSTT implements STT {
         if (events.closed) return;
         emit(respond?.(undefined));
         flush();
-        events.close();
+        events.end();
       } catch (err) {
         clearTimeout(timer);
         events.fail(err);

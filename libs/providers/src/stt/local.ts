@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { dither, StreamResampler } from '@va/audio';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
-import { Channel } from './channel.js';
+import { AsyncQueue } from '@va/stream';
 import { SpeechGate, type SpeechGateOptions } from './speech-gate.js';
 import { trimNativeHeap } from './native-heap.js';
 import { ProviderError } from '../errors.js';
@@ -329,15 +329,15 @@ export class LocalSTT implements STT {
   private async *gated(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
     const pool = poolFor(this.modelDir);
     const gate = new SpeechGate(this.gateOptions);
-    const events = new Channel<TranscriptEvent>();
+    const events = new AsyncQueue<TranscriptEvent>();
     // Ends this transcription's segments however it ends (abort, close(), input error, consumer gone).
     const done = new AbortController();
     const stop = AbortSignal.any([signal, this.stopping.signal, done.signal]);
     let previous: Promise<void> = Promise.resolve();
-    let segment: { input: Channel<AudioChunk>; backlog: number; drained?: () => void } | undefined;
+    let segment: { input: AsyncQueue<AudioChunk>; backlog: number; drained?: () => void } | undefined;
 
     const startSegment = () => {
-      const input = new Channel<AudioChunk>();
+      const input = new AsyncQueue<AudioChunk>();
       const current: NonNullable<typeof segment> = { input, backlog: 0 };
       // The decoder pulls from here; each pull makes room in the backlog.
       const counted = (async function* () {
@@ -380,7 +380,7 @@ export class LocalSTT implements STT {
           segment.backlog += pass.length;
           const current = segment;
           if (closed) {
-            current.input.close();
+            current.input.end();
             segment = undefined;
           }
           // A decoder slower than the input (or none free yet) pauses the reading; the caller's queue bounds the rest.
@@ -388,10 +388,10 @@ export class LocalSTT implements STT {
             await new Promise<void>((resolve) => (current.drained = resolve));
           }
         }
-        segment?.input.close();
+        segment?.input.end();
         segment = undefined;
         await previous;
-        events.close();
+        events.end();
       } catch (err) {
         events.fail(err);
       }
@@ -422,7 +422,7 @@ export class LocalSTT implements STT {
   ): AsyncGenerator<TranscriptEvent> {
     if (worker.failure) throw worker.failure;
     const run = ++lastRun;
-    const events = new Channel<TranscriptEvent>();
+    const events = new AsyncQueue<TranscriptEvent>();
     /** Neither `end` nor `abort` has been sent for this run yet. */
     let open = true;
     let credits = MAX_IN_FLIGHT;
@@ -451,7 +451,7 @@ export class LocalSTT implements STT {
       else if (msg.type === 'consumed') {
         credits++;
         wakePump();
-      } else if (msg.type === 'done') events.close();
+      } else if (msg.type === 'done') events.end();
     };
     worker.onFailure = (err) => {
       events.fail(err);

@@ -1,7 +1,7 @@
 import { rmsDbfs } from '@va/audio';
 import { z } from 'zod';
 import type { AudioChunk, STT, TranscriptEvent } from '../types.js';
-import { Channel } from './channel.js';
+import { AsyncQueue } from '@va/stream';
 
 export interface TimedSttOptions {
   /** The final arrives this long after the speech ended (wall clock), like a cloud recogniser's. */
@@ -46,7 +46,7 @@ export class TimedSTT implements STT {
 
   async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
     if (signal.aborted) return;
-    const events = new Channel<TranscriptEvent>();
+    const events = new AsyncQueue<TranscriptEvent>();
     // Each stream is a new conversation: the scripted texts start over.
     let utterance = 0;
     /** A final waiting for its delay; sent at once if anything newer is about to go out, so order holds. */
@@ -140,7 +140,7 @@ export class TimedSTT implements STT {
         }
         if (speech) finish(speech);
         await new Promise((r) => setTimeout(r, finalDelayMs + 5));
-        events.close();
+        events.end();
       } catch (err) {
         events.fail(err);
       }

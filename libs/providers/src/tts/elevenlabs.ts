@@ -5,9 +5,9 @@ import { frames } from '@va/audio';
 import { kindOfStatus, ProviderError, redact, type ProviderErrorKind } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, SentenceSegmenter, type SentenceSegmenterOptions, type TextSegment } from './segmenter.js';
-import { Channel, Pcm16Decoder, speakSegmentsStreamed } from './openai.js';
+import { Pcm16Decoder, speakSegmentsStreamed } from './openai.js';
 import { optionalEnv, parseProviderEnv } from '../env.js';
-import { linkAbort, untilAborted } from '../abort.js';
+import { AsyncQueue, linkAbort, untilAborted } from '@va/stream';
 
 export const ELEVENLABS_DEFAULT_BASE_URL = 'https://api.elevenlabs.io';
 /** "George", the voice of the SDK's README examples. */
@@ -239,7 +239,7 @@ export class ElevenLabsTTS implements TTS {
     const ac = link.controller;
     const conn = this.takeWarm() ?? this.open();
     const { ws } = conn;
-    const out = new Channel<SpeechChunk>();
+    const out = new AsyncQueue<SpeechChunk>();
     const rate = this.sampleRate;
     const chunkMs = this.opts.chunkMs ?? 20;
     const timeoutMs = this.opts.firstByteTimeoutMs ?? 10_000;
@@ -257,8 +257,8 @@ export class ElevenLabsTTS implements TTS {
     let watchdog: NodeJS.Timeout | undefined;
 
     const fail = (err: unknown) => {
-      if (out.isEnded || ac.signal.aborted) return;
-      out.end(err);
+      if (out.closed || ac.signal.aborted) return;
+      out.fail(err);
       ws.terminate();
     };
     const arm = (what: string) => {
@@ -307,7 +307,7 @@ export class ElevenLabsTTS implements TTS {
     };
 
     ws.on('message', (data: WebSocket.RawData) => {
-      if (out.isEnded || ac.signal.aborted) return;
+      if (out.closed || ac.signal.aborted) return;
       let msg: Received;
       try {
         msg = JSON.parse(data.toString()) as Received;
@@ -335,7 +335,7 @@ export class ElevenLabsTTS implements TTS {
     ws.once('open', () => (opened = true));
     ws.on('close', (code: number, reason: Buffer) => {
       // Before it opened, `conn.ready` reports why (the handshake's status), through the sender.
-      if (!opened || finished || out.isEnded || ac.signal.aborted) return;
+      if (!opened || finished || out.closed || ac.signal.aborted) return;
       fail(this.closeError(code, reason.toString()));
     });
 
@@ -367,14 +367,14 @@ export class ElevenLabsTTS implements TTS {
         }
       };
       for await (const delta of text) {
-        if (ac.signal.aborted || out.isEnded) return;
+        if (ac.signal.aborted || out.closed) return;
         full += delta;
         onSegments(segmenter.push(delta));
         // Whole words of the sentence still being written go out now (the provider may start on long ones).
         const cut = lastWhitespace(full, sentUpTo) + 1;
         if (cut > sentUpTo && isSpeakable(full.slice(sentUpTo, cut))) sendText(cut, false);
       }
-      if (ac.signal.aborted || out.isEnded) return;
+      if (ac.signal.aborted || out.closed) return;
       onSegments(segmenter.flush());
       inputDone = true;
       send({ text: '' });

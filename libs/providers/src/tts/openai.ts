@@ -5,7 +5,7 @@ import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
 import { isSpeakable, segmentSentences, type SentenceSegmenterOptions } from './segmenter.js';
 import { optionalEnv, parseProviderEnv } from '../env.js';
-import { linkAbort, untilAborted } from '../abort.js';
+import { AsyncQueue, linkAbort, untilAborted } from '@va/stream';
 
 /** OpenAI's `response_format: "pcm"`: raw 24 kHz, 16-bit signed little-endian, mono, no header. */
 export const OPENAI_TTS_PCM_RATE = 24000;
@@ -205,7 +205,7 @@ export async function* speakSegmentsStreamed(
   const ac = link.controller;
   const chunkMs = opts.chunkMs ?? 20;
   const rate = opts.sampleRate;
-  const out = new Channel<SpeechChunk>();
+  const out = new AsyncQueue<SpeechChunk>();
   let resampler: StreamResampler | undefined;
   let inflight: Promise<unknown> = Promise.resolve();
 
@@ -273,7 +273,7 @@ export async function* speakSegmentsStreamed(
     }
   })().then(
     () => out.end(),
-    (err: unknown) => out.end(err),
+    (err: unknown) => out.fail(err),
   );
 
   try {
@@ -310,39 +310,3 @@ export class Pcm16Decoder {
   }
 }
 
-/** Unbounded single-consumer queue; `end(err)` makes `next()` reject once the items are taken. First end wins. */
-export class Channel<T> {
-  private items: T[] = [];
-  private waiter: { resolve: (r: IteratorResult<T>) => void; reject: (err: unknown) => void } | undefined;
-  private ended: { err?: unknown } | undefined;
-
-  push(item: T): void {
-    if (this.ended) return;
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (w) w.resolve({ value: item, done: false });
-    else this.items.push(item);
-  }
-
-  end(err?: unknown): void {
-    if (this.ended) return;
-    this.ended = err === undefined ? {} : { err };
-    const w = this.waiter;
-    this.waiter = undefined;
-    if (!w) return;
-    if (err === undefined) w.resolve({ value: undefined, done: true });
-    else w.reject(err);
-  }
-
-  get isEnded(): boolean {
-    return this.ended !== undefined;
-  }
-
-  next(): Promise<IteratorResult<T>> {
-    if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
-    if (this.ended) {
-      return 'err' in this.ended ? Promise.reject(this.ended.err) : Promise.resolve({ value: undefined, done: true });
-    }
-    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
-  }
-}

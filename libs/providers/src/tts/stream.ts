@@ -1,7 +1,7 @@
 import { frames, silence } from '@va/audio';
 import type { SpeechChunk } from '../types.js';
 import { isSpeakable, segmentSentences, type TextSegment, type SentenceSegmenterOptions } from './segmenter.js';
-import { ABORTED, linkAbort } from '../abort.js';
+import { ABORTED, AsyncQueue, linkAbort } from '@va/stream';
 
 /** Synthesizes one segment's text to mono PCM16 at the adapter's rate; rejects on failure or abort. */
 export type SegmentSynth = (text: string, index: number, signal: AbortSignal) => Promise<Int16Array>;
@@ -41,7 +41,7 @@ export async function* speakStream(
   if (signal.aborted) return;
   const link = linkAbort(signal);
   const { controller: ac, aborted } = link;
-  const jobs = new Queue<Job>();
+  const jobs = new AsyncQueue<Job>();
   let last: Promise<unknown> = Promise.resolve(); // the newest synthesis; each one starts when the one before ends
 
   void (async () => {
@@ -58,7 +58,7 @@ export async function* speakStream(
     }
   })().then(
     () => jobs.end(),
-    (err: unknown) => jobs.end(err),
+    (err: unknown) => jobs.fail(err),
   );
 
   try {
@@ -93,40 +93,3 @@ export async function* speakStream(
   }
 }
 
-/** Unbounded single-consumer queue; `end(err)` makes `next()` reject once the items are taken. */
-class Queue<T> {
-  private items: T[] = [];
-  private waiter: ((r: IteratorResult<T>) => void) | undefined;
-  private failWaiter: ((err: unknown) => void) | undefined;
-  private ended: { err?: unknown } | undefined;
-
-  push(item: T): void {
-    if (this.waiter) this.settle().resolve({ value: item, done: false });
-    else this.items.push(item);
-  }
-
-  end(err?: unknown): void {
-    this.ended = err === undefined ? {} : { err };
-    if (!this.waiter) return;
-    const w = this.settle();
-    if (err === undefined) w.resolve({ value: undefined, done: true });
-    else w.reject(err);
-  }
-
-  next(): Promise<IteratorResult<T>> {
-    if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
-    if (this.ended) {
-      return 'err' in this.ended ? Promise.reject(this.ended.err) : Promise.resolve({ value: undefined, done: true });
-    }
-    return new Promise((resolve, reject) => {
-      this.waiter = resolve;
-      this.failWaiter = reject;
-    });
-  }
-
-  private settle() {
-    const w = { resolve: this.waiter!, reject: this.failWaiter! };
-    this.waiter = this.failWaiter = undefined;
-    return w;
-  }
-}

@@ -91,16 +91,18 @@ class Bounded<T> {
 }
 
 /**
- * A push-fed AsyncIterable: bus handlers push, a provider's stream transformer pulls. Single consumer.
- * `end()` finishes the stream after what is queued; `fail()` makes the consumer throw. With a `capacity`, a
- * consumer slower than its producer loses the oldest items instead of growing the queue without bound.
+ * The one async queue of the codebase: a push-fed AsyncIterable between callbacks (bus handlers, worker
+ * messages, sockets, timers) and one consumer (a provider's stream transformer, an async generator).
+ * `end()` finishes the stream after what is queued; `fail()` makes the consumer throw once it has taken what was
+ * queued before; `cancel()` drops what is queued and ends. With a `capacity`, a consumer slower than its producer
+ * loses the oldest items instead of growing the queue without bound. Items pushed after the end are dropped.
  */
-export class AsyncQueue<T> implements AsyncIterable<T> {
+export class AsyncQueue<T> implements AsyncIterable<T>, AsyncIterator<T> {
   private readonly items: Bounded<T>;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private failer: ((err: unknown) => void) | undefined;
   private ended = false;
-  private error: unknown;
+  private failure: { error: unknown } | undefined;
 
   constructor(bound: QueueBound<T> = {}) {
     this.items = new Bounded(bound);
@@ -111,6 +113,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.items.size;
   }
 
+  /** Ended, failed or cancelled: nothing more will be queued. */
   get closed(): boolean {
     return this.ended;
   }
@@ -133,48 +136,56 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.waiter && this.items.size === 0) {
-      const w = this.waiter;
-      this.clearWaiters();
-      w({ value: undefined, done: true });
-    }
+    this.settleWaiter();
   }
 
-  fail(err: unknown): void {
+  fail(error: unknown): void {
     if (this.ended) return;
-    this.error = err;
+    this.failure = { error };
+    this.ended = true;
+    this.settleWaiter();
+  }
+
+  /** Stops at once: what is queued is dropped, the consumer's next read ends the stream. */
+  cancel(): void {
+    this.items.clear();
+    this.ended = true;
+    this.settleWaiter();
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.items.size > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
+    if (this.failure) return Promise.reject(this.failure.error);
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise<IteratorResult<T>>((resolve, reject) => {
+      this.waiter = resolve;
+      this.failer = reject;
+    });
+  }
+
+  /** The consumer stopped early (break, abort): nothing more will be read. */
+  return(): Promise<IteratorResult<T>> {
     this.ended = true;
     this.items.clear();
-    if (this.failer) {
-      const f = this.failer;
-      this.clearWaiters();
-      f(err);
-    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return this;
+  }
+
+  /** A consumer waiting on an empty queue learns that it ended (or failed). */
+  private settleWaiter(): void {
+    if (!this.waiter || this.items.size > 0) return;
+    const [w, f] = [this.waiter, this.failer];
+    this.clearWaiters();
+    if (this.failure) f?.(this.failure.error);
+    else w({ value: undefined, done: true });
   }
 
   private clearWaiters(): void {
     this.waiter = undefined;
     this.failer = undefined;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<T> {
-    return {
-      next: () => {
-        if (this.items.size > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
-        if (this.error !== undefined) return Promise.reject(this.error);
-        if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise<IteratorResult<T>>((resolve, reject) => {
-          this.waiter = resolve;
-          this.failer = reject;
-        });
-      },
-      return: () => {
-        // The consumer stopped early (break, abort): nothing more will be read.
-        this.ended = true;
-        this.items.clear();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AsyncQueue, SerialBacklog } from '../src/queue.js';
+import { AsyncQueue, SerialBacklog } from '../src/index.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 0));
 
@@ -94,5 +94,46 @@ describe('SerialBacklog', () => {
     b.close();
     b.push(9);
     expect(seen).toEqual([0, 5, 6, 7]);
+  });
+});
+
+describe('AsyncQueue ends', () => {
+  const take = async (q: AsyncQueue<number>) => {
+    const got: number[] = [];
+    try {
+      for await (const n of q) got.push(n);
+      return { got };
+    } catch (error) {
+      return { got, error: String(error) };
+    }
+  };
+
+  it('fail(): the consumer takes what was queued before, then throws', async () => {
+    const q = new AsyncQueue<number>();
+    q.push(1);
+    q.push(2);
+    q.fail(new Error('input broke'));
+    q.push(3); // after the end: dropped
+    expect(await take(q)).toEqual({ got: [1, 2], error: 'Error: input broke' });
+  });
+
+  it('fail() wakes a consumer waiting on an empty queue', async () => {
+    const q = new AsyncQueue<number>();
+    const reading = take(q);
+    await new Promise((r) => setImmediate(r));
+    q.fail(new Error('gone'));
+    expect(await reading).toEqual({ got: [], error: 'Error: gone' });
+  });
+
+  it('cancel(): what is queued is dropped and the stream ends; end() lets it drain', async () => {
+    const cancelled = new AsyncQueue<number>();
+    cancelled.push(1);
+    cancelled.cancel();
+    expect(await take(cancelled)).toEqual({ got: [] });
+    const ended = new AsyncQueue<number>();
+    ended.push(1);
+    ended.end();
+    expect(ended.closed).toBe(true);
+    expect(await take(ended)).toEqual({ got: [1] });
   });
 });
