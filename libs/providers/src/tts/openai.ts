@@ -309,4 +309,3 @@ export class Pcm16Decoder {
     return out;
   }
 }
-

@@ -92,4 +92,3 @@ export async function* speakStream(
     await last; // cancelled synthesis settles within a moment: nothing outlives the iterable
   }
 }
-
