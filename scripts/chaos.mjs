@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runChaos } from '@va/harness';
+import { runChaos } from '@va/e2e';
 import { STAGES } from '@va/protocol';
 
 const { values } = parseArgs({

@@ -4,7 +4,7 @@
 // --livekit [--room NAME]: no script; the agent joins a LiveKit room (LIVEKIT_URL, LIVEKIT_API_KEY, _SECRET).
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, waterfall } from '@va/harness';
+import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, waterfall } from '@va/e2e';
 
 const BUILT_IN_SCRIPT = {
   turns: [

@@ -4,7 +4,7 @@
 // Usage: npm run soak -- [--sessions N] [--minutes M] [--json FILE] [--warmup SEC] [--every SEC] [--profile cloud|offline]
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { formatSoakTable, runSoak } from '@va/harness';
+import { formatSoakTable, runSoak } from '@va/e2e';
 
 const { values } = parseArgs({
   options: {

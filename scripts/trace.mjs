@@ -72,7 +72,7 @@ const {
   SpansFileError,
   TempoError,
   turnTraces,
-} = await import('@va/harness');
+} = await import('@va/e2e');
 const traceId = rawId === undefined ? undefined : normalizeTraceId(rawId);
 
 /** The traces to print, oldest first. */

@@ -1,4 +1,4 @@
-import type { LlmPace } from '@va/harness';
+import type { LlmPace } from '@va/e2e';
 
 /**
  * Named latency profiles for the providers. Cloud profiles use timed fakes (the providers' timing, none of their

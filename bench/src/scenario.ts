@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { runConversation } from '@va/harness';
+import { runConversation } from '@va/e2e';
 import type { AudioSource } from '@va/protocol';
 import type { ReceivedMetric, ReceivedSpan } from '@va/testkit';
 import { turnOverheadMs, turnOverheadParts, type OverheadParts } from './overhead.js';

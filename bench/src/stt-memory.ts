@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { runConversation, type RunningStage } from '@va/harness';
+import { runConversation, type RunningStage } from '@va/e2e';
 import { BENCH_SENTENCES, PROFILES } from './profiles.js';
 import { residentMb, watchProcesses } from './resources.js';
 

@@ -5,7 +5,7 @@ import { ProviderError } from '../src/errors.js';
 import { createProvider } from '../src/registry.js';
 import { DeepgramSTT, deepgramSttFromEnv, type DeepgramSttOptions } from '../src/stt/index.js';
 import type { AudioChunk, STT, TranscriptEvent } from '../src/types.js';
-import { startDeepgramServer, type DeepgramServer, type DeepgramServerOptions } from './servers/deepgram-server.js';
+import { startDeepgramServer, type DeepgramServer, type DeepgramServerOptions } from '@va/testkit';
 import { collect, describeSttConformance, STT_PHRASES, within } from './stt.conformance.js';
 
 const [FIRST, SECOND] = STT_PHRASES;

@@ -5,7 +5,7 @@ import { createProvider } from '../src/registry.js';
 import { ElevenLabsTTS, type ElevenLabsTtsOptions } from '../src/tts/index.js';
 import type { SpeechChunk } from '../src/types.js';
 import { collect, deltas, describeTtsConformance, TTS_DELTAS, TTS_TEXT, waitUntil, within } from './tts.conformance.js';
-import { startElevenLabsServer, type ElevenLabsServer } from './servers/elevenlabs-server.js';
+import { startElevenLabsServer, type ElevenLabsServer } from '@va/testkit';
 
 const BAD_KEY = 'xi-wrong-9f8e7d6c5b4a3210';
 let server: ElevenLabsServer;

@@ -5,7 +5,7 @@ import { createProvider } from '../src/registry.js';
 import { OpenAITTS, type OpenAITtsOptions } from '../src/tts/index.js';
 import type { SpeechChunk } from '../src/types.js';
 import { collect, deltas, describeTtsConformance, TTS_DELTAS, TTS_TEXT, waitUntil, within } from './tts.conformance.js';
-import { startOpenAITtsServer, toneFor, type OpenAITtsServer } from './servers/openai-tts-server.js';
+import { startOpenAITtsServer, toneFor, type OpenAITtsServer } from '@va/testkit';
 
 const BAD_KEY = 'sk-wrong-9f8e7d6c5b4a3210';
 let server: OpenAITtsServer;

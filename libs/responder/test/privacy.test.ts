@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Bus } from '@va/bus';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { startStagesInProcess, type InProcessStages } from '@va/testkit';
 import { channels, requests, type Reply } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor, defineTool, ToolRegistry } from '@va/responder';

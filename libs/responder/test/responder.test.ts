@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { startStagesInProcess, type InProcessStages } from '@va/testkit';
 import { BUCKETS, channels, type Reply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor, OPENER_PROMPT } from '@va/responder';

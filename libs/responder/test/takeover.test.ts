@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stateKey } from '@va/actor';
 import { Bus } from '@va/bus';
-import { ActorInstances, type ActorInstance } from '@va/harness';
+import { ActorInstances, type ActorInstance } from '@va/testkit';
 import { BUCKETS, channels, requests, type Reply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor } from '@va/responder';

@@ -19,3 +19,14 @@ export {
   type JsonLinePredicate,
 } from './spawn-node.js';
 export { speak, utterances, wordAccuracy, type SpeakOptions, type Turn } from './speech.js';
+export {
+  startStagesInProcess,
+  detachedActorContext,
+  ActorInstances,
+  type StageUnderTest,
+  type InProcessStages,
+  type ActorInstance,
+} from './actors.js';
+export * from './servers/deepgram-server.js';
+export * from './servers/elevenlabs-server.js';
+export * from './servers/openai-tts-server.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '@va/audio';
-import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/harness';
+import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
 import { STAGES } from '@va/protocol';
 import { SPAN } from '@va/telemetry';
 import { utterances, wordAccuracy } from '@va/testkit';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detachedActorContext } from '@va/harness';
+import { detachedActorContext } from '@va/testkit';
 import { Bus } from '@va/bus';
 import {
   AUDIO_REPLAY_MAX_BYTES,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { ActorContext, SessionActor } from '@va/actor';
 import { Bus } from '@va/bus';
-import { detachedActorContext } from '@va/harness';
+import { detachedActorContext } from '@va/testkit';
 import { sessionId } from '@va/protocol';
 import type { AudioChunk, STT, TranscriptEvent } from '@va/providers';
 import { ATTR, METRIC, shutdownTelemetry, startTelemetry } from '@va/telemetry';

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { ActorInstances } from '@va/harness';
+import { ActorInstances } from '@va/testkit';
 import { channels, sessionId, sessionRequests, type SessionId, type Transcript } from '@va/protocol';
 import { FakeSTT, type AudioChunk, type TranscriptEvent } from '@va/providers';
 import { waitFor } from '@va/testkit';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { detachedActorContext } from '@va/harness';
+import { detachedActorContext } from '@va/testkit';
 import { channels, ErrorEvent, sessionId, subjects, type SpeechDone } from '@va/protocol';
 import { FakeTTS } from '@va/providers';
 import { ATTR, createLogger, METRIC, shutdownTelemetry, startTelemetry } from '@va/telemetry';

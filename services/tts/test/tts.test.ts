@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { startStagesInProcess, type InProcessStages } from '@va/testkit';
 import { channels, type AudioFrame, type SpeechDone } from '@va/protocol';
 import { FakeTTS } from '@va/providers';
 import { waitFor } from '@va/testkit';

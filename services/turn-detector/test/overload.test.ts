@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIO_BACKLOG_MS } from '@va/actor';
 import { Bus } from '@va/bus';
-import { detachedActorContext } from '@va/harness';
+import { detachedActorContext } from '@va/testkit';
 import { sessionId } from '@va/protocol';
 import { FakeVAD, type VAD } from '@va/providers';
 import { ATTR, createLogger, METRIC, shutdownTelemetry, startTelemetry } from '@va/telemetry';

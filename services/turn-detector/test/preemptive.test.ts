@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { startStagesInProcess, type InProcessStages } from '@va/testkit';
 import { channels, requests, type Control, type SessionId, type Turn } from '@va/protocol';
 import { FakeLLM, FakeVAD } from '@va/providers';
 import { createResponderActor, OPENER_PROMPT } from '@va/responder';

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stateKey } from '@va/actor';
-import { ActorInstances, type ActorInstance } from '@va/harness';
+import { ActorInstances, type ActorInstance } from '@va/testkit';
 import { Bus } from '@va/bus';
 import {
   BUCKETS,

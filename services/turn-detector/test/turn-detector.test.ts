@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
-import { startStagesInProcess, type InProcessStages } from '@va/harness';
+import { startStagesInProcess, type InProcessStages } from '@va/testkit';
 import { channels, type Control, type SessionId, type Turn, type Vad } from '@va/protocol';
 import { FakeVAD } from '@va/providers';
 import { waitFor } from '@va/testkit';

@@ -1,4 +1,4 @@
-import type { RunningStage } from '@va/harness';
+import type { RunningStage } from '@va/e2e';
 import type { ReceivedSpan } from '@va/testkit';
 
 /** Lower case, letters and digits only, single spaces: how text is compared wherever it was embedded. */

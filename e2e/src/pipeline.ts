@@ -19,7 +19,7 @@ import {
 } from '@va/testkit';
 import { buildReport, type ConversationReport } from './report.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface ScriptTurn {
   /** Words to speak; or `noiseMs` for a cough (noise, no words). */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSession } from '@va/actor';
 import { frames } from '@va/audio';
 import { Bus } from '@va/bus';
-import { startPipeline, type Pipeline } from '@va/harness';
+import { startPipeline, type Pipeline } from '@va/e2e';
 import { channels, encodeAudioFrame, ErrorEvent, requests, sessionId, STAGES, subjects } from '@va/protocol';
 import { speak, waitFor } from '@va/testkit';
 

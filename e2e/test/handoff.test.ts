@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detachedActorContext, startStagesInProcess, type InProcessStages } from '@va/harness';
+import { detachedActorContext, startStagesInProcess, type InProcessStages } from '@va/testkit';
 import {
   channels,
   requests,
@@ -23,10 +23,10 @@ import {
 import { defineTool, PROVIDER_APOLOGY, TOOL_APOLOGY, ToolRegistry } from '@va/responder';
 import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
 import { startOtlpReceiver, waitFor, type OtlpReceiver } from '@va/testkit';
-import { deepResponder } from '../../../services/deep-responder/src/actor.js';
-import { fastResponder } from '../../../services/fast-responder/src/actor.js';
-import { GatewaySession } from '../../../services/media-gateway/src/actor.js';
-import { ttsActor } from '../../../services/tts/src/actor.js';
+import { deepResponder } from '../../services/deep-responder/src/actor.js';
+import { fastResponder } from '../../services/fast-responder/src/actor.js';
+import { GatewaySession } from '../../services/media-gateway/src/actor.js';
+import { ttsActor } from '../../services/tts/src/actor.js';
 
 /**
  * The opener/answer handoff with timed fakes (DESIGN §5): fast and deep responders, tts and the gateway's

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RunningStage } from '@va/harness';
+import type { RunningStage } from '@va/e2e';
 import type { ChildHandle, ReceivedSpan } from '@va/testkit';
 import { findLeaks, normalise, privateFragments } from './privacy.js';
 

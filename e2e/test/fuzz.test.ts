@@ -3,7 +3,7 @@ import { createInbox, headers as natsHeaders } from '@nats-io/transport-node';
 import { openSession } from '@va/actor';
 import { dither, frames, type Pcm } from '@va/audio';
 import { Bus } from '@va/bus';
-import { startPipeline, type Pipeline } from '@va/harness';
+import { startPipeline, type Pipeline } from '@va/e2e';
 import {
   AUDIO_FORMAT_V1,
   AUDIO_SOURCES,

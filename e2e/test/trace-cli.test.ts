@@ -6,10 +6,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ATTR, EVENT, SPAN } from '@va/telemetry';
-import { spansFromOtlpJson } from '@va/harness';
+import { spansFromOtlpJson } from '@va/e2e';
 import { freePort } from '@va/testkit';
 
-const TRACE_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../../scripts/trace.mjs');
+const TRACE_CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../scripts/trace.mjs');
 
 // --- fixtures: two turns, as Tempo stores them ---
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { concat, readWav, rmsDbfs } from '@va/audio';
-import { runConversation } from '@va/harness';
+import { runConversation } from '@va/e2e';
 import { ATTR, METRIC, SPAN } from '@va/telemetry';
 import { wordAccuracy } from '@va/testkit';
 import { findLeaks, privateFragments } from './privacy.js';
@@ -155,7 +155,7 @@ describe('a voice conversation through seven processes', () => {
 
     // npm run trace prints the last turn's waterfall from the spans file the conversation wrote.
     const { stdout } = await promisify(execFile)(process.execPath, [
-      fileURLToPath(new URL('../../../scripts/trace.mjs', import.meta.url)),
+      fileURLToPath(new URL('../../scripts/trace.mjs', import.meta.url)),
       '--file',
       spansFile,
       '--last',

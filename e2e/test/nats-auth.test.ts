@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorHost, closeSession, openSession } from '@va/actor';
 import { Bus, natsAuthFromEnv } from '@va/bus';
-import { runConversation } from '@va/harness';
+import { runConversation } from '@va/e2e';
 import { inboxPrefix, NATS_USERS, passwordVariable, sessionId, STAGES, subjects } from '@va/protocol';
 import { startNatsServer, waitFor, wordAccuracy, type NatsServerHandle } from '@va/testkit';
 
@@ -16,7 +16,7 @@ import { startNatsServer, waitFor, wordAccuracy, type NatsServerHandle } from '@
  * The generated least-privilege config (deploy/nats/auth.conf) is enough for the product: every stage claims
  * sessions, keeps its leases and state, and a whole conversation runs with each process on its own user.
  */
-const AUTH_CONF = readFileSync(fileURLToPath(new URL('../../../deploy/nats/auth.conf', import.meta.url)), 'utf8');
+const AUTH_CONF = readFileSync(fileURLToPath(new URL('../../deploy/nats/auth.conf', import.meta.url)), 'utf8');
 const passwords = Object.fromEntries(NATS_USERS.map((u) => [u, `pw-PRIVACY-${u}-${randomBytes(6).toString('hex')}`]));
 const serverEnv = Object.fromEntries(NATS_USERS.map((u) => [passwordVariable(u), passwords[u]!]));
 const ACTOR_STAGES = STAGES.filter((s) => s !== 'media-gateway');

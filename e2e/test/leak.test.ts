@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSession, openSession } from '@va/actor';
 import { dither } from '@va/audio';
 import { Bus } from '@va/bus';
-import { startPipeline, type Pipeline } from '@va/harness';
+import { startPipeline, type Pipeline } from '@va/e2e';
 import { sessionId, STAGES, type SessionId } from '@va/protocol';
 import { waitFor } from '@va/testkit';
 

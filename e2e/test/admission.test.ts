@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { dither } from '@va/audio';
-import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/harness';
+import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
 import { ATTR, METRIC } from '@va/telemetry';
 import { speak, waitFor } from '@va/testkit';
 

@@ -1,7 +1,6 @@
 export * from './pipeline.js';
 export * from './report.js';
 export * from './trace-view.js';
-export * from './in-process.js';
 export * from './gateway.js';
 export * from './soak.js';
 export * from './chaos.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readWav, rmsDbfs, type Pcm } from '@va/audio';
-import { runConversation } from '@va/harness';
+import { runConversation } from '@va/e2e';
 import { ATTR, EVENT, SPAN } from '@va/telemetry';
 
 // The offline providers (pocketsphinx, Silero, flite) through seven processes, the user played by a script that

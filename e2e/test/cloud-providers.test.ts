@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ATTR, SPAN } from '@va/telemetry';
-import { runConversation } from '@va/harness';
-import { startDeepgramServer, type DeepgramServer } from '../../providers/test/servers/deepgram-server.js';
-import { startElevenLabsServer, type ElevenLabsServer } from '../../providers/test/servers/elevenlabs-server.js';
+import { runConversation } from '@va/e2e';
+import { startDeepgramServer, type DeepgramServer } from '@va/testkit';
+import { startElevenLabsServer, type ElevenLabsServer } from '@va/testkit';
 import { findLeaks, privateFragments } from './privacy.js';
 
 // The cloud adapters in the real pipeline (seven processes), each against a local server that speaks its

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readWav } from '@va/audio';
-import { runConversation } from '@va/harness';
+import { runConversation } from '@va/e2e';
 import { EVENT, SPAN } from '@va/telemetry';
 
 // Seven processes; the recogniser is the timed fake (a cloud recogniser's timing, no words in a 300 ms sound),
