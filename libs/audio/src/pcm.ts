@@ -39,14 +39,40 @@ export function frames(pcm: Pcm, frameMs = 20): Pcm[] {
 
 /**
  * Re-chunks a stream of arbitrary-length PCM into fixed frames (e.g. 512 samples for Silero, 20 ms for the
- * wire). Keeps the remainder between pushes; `flush()` returns it.
+ * wire): the one reframer of the codebase. Takes samples or PCM16 little-endian bytes (a socket's chunks, which
+ * may split a sample); keeps the remainder between pushes; `flush()` returns it.
  */
 export class Framer {
   private buf: Int16Array;
   private len = 0;
+  /** The first byte of a sample split across two byte pushes. */
+  private oddByte: number | undefined;
 
   constructor(readonly frameSamples: number) {
     this.buf = new Int16Array(frameSamples);
+  }
+
+  /** Samples waiting for a whole frame. */
+  get buffered(): number {
+    return this.len;
+  }
+
+  /** PCM16 little-endian bytes, in chunks of any size. */
+  pushBytes(bytes: Uint8Array): Int16Array[] {
+    let start = 0;
+    let lead: Int16Array | undefined;
+    if (this.oddByte !== undefined && bytes.length > 0) {
+      const v = this.oddByte | (bytes[0]! << 8);
+      lead = Int16Array.of(v >= 0x8000 ? v - 0x10000 : v);
+      this.oddByte = undefined;
+      start = 1;
+    }
+    const whole = (bytes.length - start) & ~1;
+    const samples = new Int16Array(whole / 2);
+    const view = new DataView(bytes.buffer, bytes.byteOffset + start, whole);
+    for (let i = 0; i < samples.length; i++) samples[i] = view.getInt16(i * 2, true);
+    if (start + whole < bytes.length) this.oddByte = bytes[start + whole]!;
+    return lead ? [...this.push(lead), ...this.push(samples)] : this.push(samples);
   }
 
   push(samples: Int16Array): Int16Array[] {

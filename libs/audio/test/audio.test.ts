@@ -55,6 +55,20 @@ describe('PCM helpers', () => {
     expect(framer.flush()?.length).toBe(1100 - 1024);
   });
 
+  it('frames PCM16 little-endian bytes in chunks of any size, a sample split across two chunks included', () => {
+    const samples = Int16Array.from({ length: 700 }, (_, i) => (i % 2 === 0 ? i * 37 : -i * 41));
+    const bytes = new Uint8Array(samples.buffer);
+    const framer = new Framer(320);
+    const out = [
+      ...framer.pushBytes(bytes.subarray(0, 333)),
+      ...framer.pushBytes(bytes.subarray(333, 901)),
+      ...framer.pushBytes(bytes.subarray(901)),
+    ];
+    expect(out.map((f) => f.length)).toEqual([320, 320]);
+    expect(framer.buffered).toBe(60);
+    expect([...out[0]!, ...out[1]!, ...framer.flush()!]).toEqual([...samples]);
+  });
+
   it('resamples to the requested rate', async () => {
     const up = await resample({ samples: tone, sampleRate: 16000 }, 48000);
     expect(up.sampleRate).toBe(48000);

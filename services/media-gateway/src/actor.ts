@@ -1,13 +1,11 @@
 import type { ActorContext } from '@va/actor';
 import { dither } from '@va/audio';
 import {
-  AUDIO_REPLAY_MAX_BYTES,
   channels,
   sessionRequests,
   type AudioSource,
   type PlayedSegment,
   type RecordedTurn,
-  type TurnTimeline,
   FRAME_MS,
 } from '@va/protocol';
 import {
@@ -24,6 +22,8 @@ import {
   type Context,
   type Span,
 } from '@va/telemetry';
+import { MicReplayRing } from './mic-replay.js';
+import { TurnMarks } from './turn-marks.js';
 import { newTurnPlayout, PlayoutBuffer, spokenText, type TurnPlayout } from './playout.js';
 
 export const STAGE = 'media-gateway';
@@ -52,11 +52,6 @@ interface TurnTrace {
   ended: boolean;
 }
 
-/** Session-clock arrival of each stage's first output for a turn (see `TurnTimeline`). */
-type StageMarks = Partial<Record<'turnEndMs' | 'openerTextMs' | 'answerTextMs' | 'audioReadyMs', number>>;
-/** Turns whose marks are kept at once (a turn's marks go when it is played; this bounds strays). */
-const MAX_MARKED_TURNS = 64;
-
 /**
  * The bus side of one session at the gateway. The transport's clock calls `tick()` every 20 ms with the
  * user's audio; the session publishes it, and returns the agent frame to play now (real-time pacing lives
@@ -79,10 +74,9 @@ export class GatewaySession {
   private readonly startWall: number;
   private lastActivityMs = 0;
   private latestFirstAudioMs: number | undefined;
-  private readonly marks = new Map<string, StageMarks>();
-  /** The newest microphone frames sent (by seq), for an stt instance that takes the session over. */
-  private readonly recentMic: { seq: number; samples: Int16Array }[] = [];
-  private recentMicBytes = 0;
+  private readonly marks = new TurnMarks();
+  /** The newest microphone frames sent, for an stt instance that takes the session over. */
+  private readonly recentMic = new MicReplayRing();
 
   constructor(
     private readonly ctx: ActorContext,
@@ -102,17 +96,17 @@ export class GatewaySession {
       const turn = this.turns.get(f.turnId);
       if (!turn && !this.previews.has(f.turnId)) return;
       if (turn) turn.firstArrival ??= performance.timeOrigin + performance.now();
-      this.mark(f.turnId, 'audioReadyMs');
+      this.marks.mark(f.turnId, 'audioReadyMs', this.nowMs);
       this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, textOffset: f.textOffset ?? 0 });
     });
     const onReply = (source: AudioSource) => (r: { turnId: string; delta: string }) => {
-      if (r.delta) this.mark(r.turnId, source === 'fast' ? 'openerTextMs' : 'answerTextMs');
+      if (r.delta) this.marks.mark(r.turnId, source === 'fast' ? 'openerTextMs' : 'answerTextMs', this.nowMs);
       const p = this.playoutOf(r.turnId);
       if (p && !p.complete.has(source)) p.texts[source] += r.delta;
     };
     ctx.subscribe(channels.replyFast, onReply('fast'));
     ctx.subscribe(channels.replyDeep, onReply('deep'));
-    ctx.serve(sessionRequests.audioReplay, ({ fromMs }) => this.replay(fromMs));
+    ctx.serve(sessionRequests.audioReplay, ({ fromMs }) => this.recentMic.replay(fromMs, this.seq, this.sampleRate));
     ctx.subscribe(channels.speech, (s) => {
       const p = this.playoutOf(s.turnId);
       if (!p) return;
@@ -147,61 +141,8 @@ export class GatewaySession {
     return this.latestFirstAudioMs;
   }
 
-  /** Notes, once, when a stage's first output for a turn arrived. */
-  private mark(turnId: string, key: keyof StageMarks): void {
-    let m = this.marks.get(turnId);
-    if (!m) {
-      m = {};
-      this.marks.set(turnId, m);
-      if (this.marks.size > MAX_MARKED_TURNS) this.marks.delete(this.marks.keys().next().value!);
-    }
-    m[key] ??= this.nowMs;
-  }
-
-  private timeline(turnId: string, speechEndMs: number, firstAudioMs: number | undefined): TurnTimeline {
-    const m = this.marks.get(turnId) ?? {};
-    this.marks.delete(turnId);
-    const since = (atMs: number | undefined) => (atMs === undefined ? null : atMs - speechEndMs);
-    return {
-      turnEndMs: since(m.turnEndMs),
-      openerTextMs: since(m.openerTextMs),
-      answerTextMs: since(m.answerTextMs),
-      audioReadyMs: since(m.audioReadyMs),
-      playedMs: since(firstAudioMs),
-    };
-  }
-
   private wallAt(audioMs: number): Date {
     return new Date(this.startWall + audioMs);
-  }
-
-  /**
-   * The microphone audio sent from `fromMs` on, as far back as it is kept (`AUDIO_REPLAY_MAX_BYTES`): what an stt
-   * instance that took the session over had not heard. Frames are contiguous on the session clock.
-   */
-  private replay(fromMs: number) {
-    const fromSeq = Math.floor(fromMs / FRAME_MS);
-    // The newest frames from `fromSeq` on, at most AUDIO_REPLAY_MAX_BYTES of them.
-    let start = this.recentMic.length;
-    let bytes = 0;
-    while (start > 0) {
-      const f = this.recentMic[start - 1]!;
-      if (f.seq < fromSeq || bytes + f.samples.byteLength > AUDIO_REPLAY_MAX_BYTES) break;
-      bytes += f.samples.byteLength;
-      start--;
-    }
-    const frames = this.recentMic.slice(start);
-    const seq = frames[0]?.seq ?? this.seq;
-    const pcm = Buffer.concat(
-      frames.map((f) => Buffer.from(f.samples.buffer, f.samples.byteOffset, f.samples.byteLength)),
-    );
-    return {
-      fromMs: seq * FRAME_MS,
-      sampleRate: this.sampleRate as 16000,
-      seq,
-      nextSeq: this.seq,
-      pcm: pcm.toString('base64'),
-    };
   }
 
   /** One 20 ms step: publish the user's frame, return the agent's frame to play (or undefined: silence). */
@@ -212,16 +153,7 @@ export class GatewaySession {
       { samples: mic, sampleRate: this.sampleRate as 16000, seq: this.seq, tsMs },
       this.open ? { context: this.open.rootContext } : {},
     );
-    // A copy: the transport may reuse its buffer for the next frame.
-    this.recentMic.push({ seq: this.seq, samples: mic.slice() });
-    this.recentMicBytes += mic.byteLength;
-    // Trimmed in batches (a tenth over the bound), not a shift per frame.
-    if (this.recentMicBytes > AUDIO_REPLAY_MAX_BYTES * 1.1) {
-      let drop = 0;
-      while (this.recentMicBytes > AUDIO_REPLAY_MAX_BYTES)
-        this.recentMicBytes -= this.recentMic[drop++]!.samples.byteLength;
-      this.recentMic.splice(0, drop);
-    }
+    this.recentMic.add(this.seq, mic);
     this.seq++;
     const frame = this.buffer.next(this.held);
     if (!frame) return undefined;
@@ -300,7 +232,7 @@ export class GatewaySession {
   /** Drops a preview that will not be committed (cancelled, or superseded by a different turn). */
   private dropPreview(turnId: string): void {
     if (!this.previews.delete(turnId)) return;
-    this.marks.delete(turnId);
+    this.marks.forget(turnId);
     this.held.delete(turnId);
     this.buffer.flush(turnId);
   }
@@ -330,7 +262,7 @@ export class GatewaySession {
     this.open = undefined;
     turn.turnId = turnId;
     turn.speechEndMs = speechEndMs;
-    this.mark(turnId, 'turnEndMs');
+    this.marks.mark(turnId, 'turnEndMs', this.nowMs);
     // A committed preview keeps what it already has (text, audio waiting in the buffer); other previews are stale.
     turn.playout = this.previews.get(turnId) ?? newTurnPlayout(turnId);
     this.previews.delete(turnId);
@@ -392,7 +324,7 @@ export class GatewaySession {
       bargeInAtMs: interrupted ? (turn.bargeInAtMs ?? null) : null,
       lastAudioMs: turn.lastAudioMs ?? null,
       resumes: turn.resumes,
-      timeline: this.timeline(p.turnId, turn.speechEndMs ?? turn.speechStartMs, turn.firstAudioMs),
+      timeline: this.marks.timeline(p.turnId, turn.speechEndMs ?? turn.speechStartMs, turn.firstAudioMs),
     });
     counter(METRIC.turns).add(1, { [ATTR.stage]: STAGE, [ATTR.interrupted]: interrupted });
     this.ctx.log.info({ turnId: p.turnId, e2eMs: e2e, playedMs: p.playedMs, interrupted }, 'turn played');

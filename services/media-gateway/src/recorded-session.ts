@@ -1,11 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ActorContext, closeSession } from '@va/actor';
 import { samplesForMs, writeWavChannels } from '@va/audio';
 import type { Bus } from '@va/bus';
-import { BUCKETS, FRAME_MS, requests, type SessionId, type SessionRecording } from '@va/protocol';
+import { FRAME_MS, requests, type SessionId, type SessionRecording } from '@va/protocol';
 import type { Admission } from './admission.js';
-import { GatewaySession, micSilence, STAGE } from './actor.js';
+import { micSilence } from './actor.js';
+import { openGatewaySession } from './open-session.js';
 import { runClock, TrackRecorder, type MicSource } from './wav-transport.js';
 
 export interface RecordedSessionOptions {
@@ -33,15 +33,9 @@ export async function runRecordedSession(
   mic: MicSource,
   opts: RecordedSessionOptions,
 ): Promise<SessionRecording> {
-  const log = bus.log.child({ sessionId });
   const rate = opts.sampleRate;
-  const acks = await opts.admission.open(sessionId, { sampleRate: rate });
-  log.info({ stages: acks.map((a) => `${a.stage}@${a.instanceId}`) }, 'session opened');
-
-  const config = { sampleRate: rate, language: 'en-US' };
-  const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
-  ctx.followControl();
-  const session = new GatewaySession(ctx, rate);
+  const opened = await openGatewaySession(bus, sessionId, { admission: opts.admission, sampleRate: rate });
+  const { session, log } = opened;
   const frameSamples = samplesForMs(FRAME_MS, rate);
   const userTrack = new TrackRecorder();
   const agentTrack = new TrackRecorder();
@@ -83,7 +77,7 @@ export async function runRecordedSession(
           log.warn({ err: String(err) }, 'no history for the recording');
           return [];
         });
-  closeSession(bus, sessionId, 'transport ended');
+  opened.close('transport ended');
   const outDir = resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
   const agentWav = join(outDir, `${sessionId}.agent.wav`);
@@ -109,6 +103,5 @@ export async function runRecordedSession(
   };
   await writeFile(join(outDir, `${sessionId}.session.json`), JSON.stringify(recording, null, 2));
   log.info({ turns: session.records.length, out: outDir }, 'session finished');
-  ctx.close('closed');
   return recording;
 }

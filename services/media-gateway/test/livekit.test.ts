@@ -9,13 +9,14 @@ import {
 } from '@livekit/rtc-node';
 import { TokenVerifier } from 'livekit-server-sdk';
 import { describe, expect, it } from 'vitest';
+import { Framer } from '@va/audio';
 import type { SessionId } from '@va/protocol';
 import {
   AgentVoice,
   downmix,
   MicConverter,
   micFrames,
-  Reframer,
+  PIPELINE_FRAME_SAMPLES,
   type AudioSourceLike,
   type MicFrame,
 } from '../src/livekit/audio.js';
@@ -156,16 +157,12 @@ describe('livekit tokens', () => {
 });
 
 describe('livekit audio path', () => {
-  it('reframes any chunking into numbered 320-sample frames', () => {
-    const r = new Reframer();
+  it('reframes any chunking into 320-sample frames (the one Framer of @va/audio)', () => {
+    const r = new Framer(PIPELINE_FRAME_SAMPLES);
     const src = Int16Array.from({ length: 1000 }, (_, i) => i);
     const out = [...r.push(src.subarray(0, 100)), ...r.push(src.subarray(100, 777)), ...r.push(src.subarray(777))];
-    expect(out.map((f) => [f.seq, f.tsMs, f.samples.length])).toEqual([
-      [0, 0, 320],
-      [1, 20, 320],
-      [2, 40, 320],
-    ]);
-    expect(out[1]!.samples[0]).toBe(320);
+    expect(out.map((f) => f.length)).toEqual([320, 320, 320]);
+    expect(out[1]![0]).toBe(320);
     expect(r.buffered).toBe(40);
   });
 

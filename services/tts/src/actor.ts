@@ -12,7 +12,7 @@ export { MAX_SPOKEN_CHARS, TTS_DEFAULTS, type TtsActorOptions } from './session-
 const TEXT_QUEUE = 'tts.text';
 
 /** Speaks `text` once, whole: a filler phrase. */
-async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk[]> {
+export async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk[]> {
   const chunks: SpeechChunk[] = [];
   const input = (async function* () {
     yield text;

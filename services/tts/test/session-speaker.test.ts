@@ -2,16 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { AudioFrame, Reply, SpeechDone } from '@va/protocol';
 import { FakeTTS, type SpeechChunk, type TTS } from '@va/providers';
 import { context } from '@va/telemetry';
+import { synthesizeAll } from '../src/actor.js';
 import { MAX_SPOKEN_CHARS, SessionSpeaker, TTS_DEFAULTS, type SessionSpeakerIo } from '../src/session-speaker.js';
-
-async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk[]> {
-  const chunks: SpeechChunk[] = [];
-  const input = (async function* () {
-    yield text;
-  })();
-  for await (const c of tts.synthesize(input, new AbortController().signal)) chunks.push(c);
-  return chunks;
-}
 
 /** Everything a session's voice sent, without a bus. */
 class RecordedIo implements SessionSpeakerIo {

@@ -1,4 +1,5 @@
 import { AudioFrame, AudioResampler, AudioResamplerQuality, AudioSource, LocalAudioTrack } from '@livekit/rtc-node';
+import { Framer } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
 
 /** The pipeline's rate and frame: 16 kHz mono, 20 ms = 320 samples. */
@@ -10,36 +11,6 @@ export interface MicFrame {
   samples: Int16Array;
   seq: number;
   tsMs: number;
-}
-
-/** Cuts a stream of samples of any chunk size into fixed frames, numbering them from 0. */
-export class Reframer {
-  private pending = new Int16Array(0);
-  private seq = 0;
-
-  constructor(
-    readonly frameSamples: number = PIPELINE_FRAME_SAMPLES,
-    readonly frameMs: number = FRAME_MS,
-  ) {}
-
-  push(samples: Int16Array): MicFrame[] {
-    const all = new Int16Array(this.pending.length + samples.length);
-    all.set(this.pending);
-    all.set(samples, this.pending.length);
-    const out: MicFrame[] = [];
-    let at = 0;
-    for (; at + this.frameSamples <= all.length; at += this.frameSamples) {
-      out.push({ samples: all.slice(at, at + this.frameSamples), seq: this.seq, tsMs: this.seq * this.frameMs });
-      this.seq++;
-    }
-    this.pending = all.slice(at);
-    return out;
-  }
-
-  /** Samples waiting for a full frame. */
-  get buffered(): number {
-    return this.pending.length;
-  }
 }
 
 /** Averages interleaved channels to mono. */
@@ -62,17 +33,18 @@ export function downmix(frame: AudioFrame): Int16Array {
 export class MicConverter {
   private resampler: AudioResampler | undefined;
   private inputRate = 0;
-  private readonly reframer = new Reframer(PIPELINE_FRAME_SAMPLES, FRAME_MS);
+  private readonly framer = new Framer(PIPELINE_FRAME_SAMPLES);
+  private seq = 0;
 
   push(frame: AudioFrame): MicFrame[] {
     const mono = downmix(frame);
-    if (frame.sampleRate === PIPELINE_RATE) return this.reframer.push(mono);
+    if (frame.sampleRate === PIPELINE_RATE) return this.frames(mono);
     if (frame.sampleRate !== this.inputRate) {
       const tail = this.resampler?.flush() ?? [];
       this.resampler?.close();
       this.resampler = new AudioResampler(frame.sampleRate, PIPELINE_RATE, 1, AudioResamplerQuality.MEDIUM);
       this.inputRate = frame.sampleRate;
-      const out = tail.flatMap((f) => this.reframer.push(f.data.subarray(0, f.samplesPerChannel)));
+      const out = tail.flatMap((f) => this.frames(f.data.subarray(0, f.samplesPerChannel)));
       return out.concat(this.resample(mono));
     }
     return this.resample(mono);
@@ -80,13 +52,18 @@ export class MicConverter {
 
   private resample(mono: Int16Array): MicFrame[] {
     const input = new AudioFrame(mono, this.inputRate, 1, mono.length);
-    return this.resampler!.push(input).flatMap((f) => this.reframer.push(f.data.subarray(0, f.samplesPerChannel)));
+    return this.resampler!.push(input).flatMap((f) => this.frames(f.data.subarray(0, f.samplesPerChannel)));
   }
 
   /** The resampler's tail (a few ms), as whole frames; the remainder under one frame is dropped. */
   flush(): MicFrame[] {
     const tail = this.resampler?.flush() ?? [];
-    return tail.flatMap((f) => this.reframer.push(f.data.subarray(0, f.samplesPerChannel)));
+    return tail.flatMap((f) => this.frames(f.data.subarray(0, f.samplesPerChannel)));
+  }
+
+  /** 20 ms frames, numbered from the stream's start (`tsMs = seq * 20`). */
+  private frames(samples: Int16Array): MicFrame[] {
+    return this.framer.push(samples).map((f) => ({ samples: f, seq: this.seq, tsMs: this.seq++ * FRAME_MS }));
   }
 
   close(): void {

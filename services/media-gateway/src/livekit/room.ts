@@ -13,6 +13,7 @@ import {
 import { FRAME_MS, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { ATTR, counter, METRIC } from '@va/telemetry';
 import { micSilence, STAGE } from '../actor.js';
+import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
 import {
   AgentVoice,
@@ -109,7 +110,7 @@ export function sessionIdFor(room: string, identity: string): SessionId {
 interface Participant {
   identity: string;
   sessionId: SessionId;
-  mic: Int16Array[];
+  mic: MicQueue;
   stop: AbortController;
   audio?: RemoteAudio;
   done: Promise<void>;
@@ -183,7 +184,7 @@ export class LiveKitTransport {
     const p: Participant = {
       identity,
       sessionId: sessionIdFor(this.opts.room.name, identity),
-      mic: [],
+      mic: new MicQueue(this.maxMicFrames),
       stop: new AbortController(),
       done: Promise.resolve(),
     };
@@ -218,10 +219,6 @@ export class LiveKitTransport {
       for await (const frame of micFrames(audio.frames)) {
         if (p.stop.signal.aborted || p.audio !== audio) break;
         p.mic.push(frame.samples);
-        if (p.mic.length > this.maxMicFrames) {
-          p.mic.shift();
-          counter(METRIC.audioDropped).add(1, { [ATTR.stage]: STAGE, [ATTR.dropReason]: 'mic-queue-full' });
-        }
       }
     } catch (err) {
       this.log.warn({ sessionId: p.sessionId, err: String(err) }, 'microphone track failed');
@@ -245,7 +242,7 @@ export class LiveKitTransport {
       await this.clock(
         FRAME_MS,
         (i) => {
-          const mic = p.mic.shift() ?? micSilence(PIPELINE_FRAME_SAMPLES, i + 1);
+          const mic = p.mic.take() ?? micSilence(PIPELINE_FRAME_SAMPLES, i + 1);
           voice.play(s.tick(mic));
           return true;
         },

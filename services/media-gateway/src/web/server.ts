@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { SessionRefusedError } from '@va/actor';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { Framer } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
 import { micSilence, STAGE } from '../actor.js';
 import {
@@ -17,6 +18,7 @@ import {
   sameOrigin,
   type HttpLimits,
 } from '../http-limits.js';
+import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
 import { CLIENT_LIMITS_DEFAULTS, ClientLimiter, type ClientLimits } from './client-limits.js';
 import { WEB_SAMPLE_RATE, type PageEvent, type SessionFactory, type WebSession } from './session.js';
@@ -100,41 +102,6 @@ const DROP_REPORT_EVERY_MS = 5000;
 /** A socket is told of its bad messages at most this often per kind (a flood of them gets one answer a second). */
 const ERROR_EVERY_MS = 1000;
 
-/** Cuts PCM16 little-endian byte chunks of any (even) size into 20 ms frames, keeping at most `maxFrames`. */
-export class Reframer {
-  private readonly frames: Int16Array[] = [];
-  private partial = new Int16Array(FRAME_SAMPLES);
-  private filled = 0;
-  dropped = 0;
-
-  constructor(private readonly maxFrames: number) {}
-
-  push(bytes: Buffer): void {
-    for (let i = 0; i + 1 < bytes.length; i += 2) {
-      this.partial[this.filled++] = bytes.readInt16LE(i);
-      if (this.filled === FRAME_SAMPLES) {
-        this.frames.push(this.partial);
-        this.partial = new Int16Array(FRAME_SAMPLES);
-        this.filled = 0;
-        if (this.frames.length > this.maxFrames) {
-          this.frames.shift();
-          this.dropped++;
-          counter(METRIC.audioDropped).add(1, { [ATTR.stage]: STAGE, [ATTR.dropReason]: 'mic-queue-full' });
-        }
-      }
-    }
-  }
-
-  /** The oldest whole frame, if there is one. */
-  take(): Int16Array | undefined {
-    return this.frames.shift();
-  }
-
-  get queued(): number {
-    return this.frames.length;
-  }
-}
-
 /** Counts a refused or cut-off client in `va.web.refused{va.reason}`. */
 function countRefusal(reason: string): void {
   counter(METRIC.webRefused).add(1, { [ATTR.refusal]: reason });
@@ -145,7 +112,9 @@ function countRefusal(reason: string): void {
  * events out (bounded: a client that does not read is cut off), idle and liveness checks.
  */
 class WebConnection {
-  readonly mic: Reframer;
+  /** The page's PCM16 bytes → 20 ms frames → the frames waiting for the session's next tick. */
+  private readonly framer = new Framer(FRAME_SAMPLES);
+  readonly mic: MicQueue;
   session: WebSession | undefined;
   lastAudioAt = performance.now();
   awaitingPong = false;
@@ -162,7 +131,7 @@ class WebConnection {
     private readonly limits: WebLimits,
     private readonly server: { notePeak(bytes: number): void; log?: Logger },
   ) {
-    this.mic = new Reframer(Math.max(1, Math.round(limits.maxQueueMs / FRAME_MS)));
+    this.mic = new MicQueue(Math.max(1, Math.round(limits.maxQueueMs / FRAME_MS)));
   }
 
   /** Sends an event, or cuts the socket off if the client has stopped reading. */
@@ -230,7 +199,7 @@ class WebConnection {
       );
     }
     this.lastAudioAt = now;
-    this.mic.push(bytes);
+    for (const frame of this.framer.pushBytes(bytes)) this.mic.push(frame);
     // Reported once, then at most every few seconds: a page sending too fast does so for every frame.
     if (this.mic.dropped > this.reportedDrops && now - this.reportedAt >= DROP_REPORT_EVERY_MS) {
       this.server.log?.warn(

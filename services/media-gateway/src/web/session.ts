@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { ActorContext, closeSession } from '@va/actor';
 import type { Admission } from '../admission.js';
 import type { Bus } from '@va/bus';
-import { BUCKETS, CANCEL_REASON, channels, sessionId as parseSessionId, type TurnTimeline } from '@va/protocol';
-import { GatewaySession, STAGE } from '../actor.js';
+import {
+  CANCEL_REASON,
+  channels,
+  sessionId as parseSessionId,
+  type ResponderSource,
+  type TurnTimeline,
+} from '@va/protocol';
+import { openGatewaySession } from '../open-session.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
 export const WEB_SAMPLE_RATE = 16000 as const;
@@ -12,7 +17,7 @@ export const WEB_SAMPLE_RATE = 16000 as const;
 export type PageEvent =
   | { type: 'ready'; sessionId: string; sampleRate: number; frameMs: number }
   | { type: 'transcript'; text: string; final: boolean; startMs: number; endMs: number }
-  | { type: 'reply'; source: 'fast' | 'deep'; turnId: string; delta: string; done: boolean }
+  | { type: 'reply'; source: ResponderSource; turnId: string; delta: string; done: boolean }
   | {
       type: 'playout';
       turnId: string;
@@ -65,15 +70,13 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     const sid = parseSessionId(
       `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
     );
-    const log = bus.log.child({ sessionId: sid, transport: 'web' });
     // Refused (SessionRefusedError) when the pipeline is full: the server tells the page to try again.
-    await opts.admission.open(sid, { sampleRate: WEB_SAMPLE_RATE });
-    log.info('session opened');
-
-    const config = { sampleRate: WEB_SAMPLE_RATE, language: 'en-US' };
-    const ctx = new ActorContext(sid, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
-    ctx.followControl();
-    const session = new GatewaySession(ctx, WEB_SAMPLE_RATE);
+    const opened = await openGatewaySession(bus, sid, {
+      admission: opts.admission,
+      sampleRate: WEB_SAMPLE_RATE,
+      log: { transport: 'web' },
+    });
+    const { ctx, session, log } = opened;
     ctx.subscribe(channels.transcript, (t) =>
       emit({ type: 'transcript', text: t.text, final: t.final, startMs: t.startMs, endMs: t.endMs }),
     );
@@ -114,9 +117,7 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
       close: async () => {
         if (closed) return;
         closed = true;
-        session.close();
-        closeSession(bus, sid, 'socket closed');
-        ctx.close('closed');
+        opened.close('socket closed');
         log.info({ turns: session.records.length }, 'session closed');
       },
     };
