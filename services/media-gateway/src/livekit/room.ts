@@ -11,8 +11,7 @@ import {
   type AudioFrame,
 } from '@livekit/rtc-node';
 import { FRAME_MS, sessionId as parseSessionId, type SessionId } from '@va/protocol';
-import { ATTR, counter, METRIC } from '@va/telemetry';
-import { micSilence, STAGE } from '../actor.js';
+import { micSilence } from '../actor.js';
 import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
 import {

@@ -9,7 +9,7 @@ import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { Framer } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
-import { micSilence, STAGE } from '../actor.js';
+import { micSilence } from '../actor.js';
 import {
   clientAddress,
   HTTP_LIMITS_DEFAULTS,
