@@ -67,7 +67,8 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
   return {
     run: async (stopped) => {
       // Loaded here only: rtc-node brings its native library, which the other transports do not need.
-      const { LiveKitDispatcher, startDispatchServer } = await import('./livekit/dispatch.js');
+      const { LiveKitDispatcher } = await import('./livekit/dispatch.js');
+      const { startDispatchServer } = await import('./livekit/dispatch-server.js');
       const { busSessionFactory: liveKitSessionFactory } = await import('./livekit/session.js');
       const { dispose } = await import('@livekit/rtc-node');
       const dispatcher = new LiveKitDispatcher({ config, openSession: liveKitSessionFactory(bus, { admission }), log });

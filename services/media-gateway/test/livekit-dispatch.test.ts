@@ -4,12 +4,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionId } from '@va/protocol';
 import { freePort, spawnNode, startNatsServer, type NatsServerHandle } from '@va/testkit';
 import {
-  LiveKitDispatcher,
   startDispatchServer,
   type DispatchServer,
   type DispatchServerOptions,
-  type LiveKitDispatcherOptions,
-} from '../src/livekit/dispatch.js';
+} from '../src/livekit/dispatch-server.js';
+import { LiveKitDispatcher, type LiveKitDispatcherOptions } from '../src/livekit/dispatch.js';
 import { sessionIdFor, type RoomEvents, type SessionHandle, type TransportLog } from '../src/livekit/room.js';
 import type { LiveKitConfig } from '../src/livekit/token.js';
 import { FakeRoom, FakeSource } from './fake-room.js';

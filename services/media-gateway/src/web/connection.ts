@@ -1,0 +1,306 @@
+import { SessionRefusedError } from '@va/actor';
+import { Framer } from '@va/audio';
+import { FRAME_MS } from '@va/protocol';
+import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
+import type { RawData, WebSocket } from 'ws';
+import { micSilence } from '../actor.js';
+import { HTTP_LIMITS_DEFAULTS, type HttpLimits } from '../http-limits.js';
+import { MicQueue } from '../mic-queue.js';
+import { runClock } from '../wav-transport.js';
+import { CLIENT_LIMITS_DEFAULTS, type ClientLimiter, type ClientLimits } from './client-limits.js';
+import { WEB_SAMPLE_RATE, type PageEvent, type SessionFactory, type WebSession } from './session.js';
+
+/**
+ * WebSocket close codes the page acts on. 1013 (Try Again Later): the gateway or the pipeline is full; 1008
+ * (Policy Violation): the client broke a limit (message rate); 4000: no microphone audio for the idle timeout.
+ * The page reconnects only after other codes (the gateway went away).
+ */
+export const CLOSE = { normal: 1000, badMessage: 1008, internal: 1011, overloaded: 1013, idle: 4000 } as const;
+
+/** Limits of the web transport; every one has an env variable in `main.ts` (README "Security"). */
+export interface WebLimits extends ClientLimits, HttpLimits {
+  /** Sessions at once over all clients. */
+  maxSessions: number;
+  /** Larger messages are refused with an error (a 20 ms frame is 640 bytes). */
+  maxMessageBytes: number;
+  /** Messages one socket may send per second (the page sends 50); beyond, the socket is closed (1008). */
+  maxMessagesPerSecond: number;
+  /** A socket that sends no microphone audio for this long is closed (4000). */
+  idleTimeoutMs: number;
+  /** A ping this often; a socket that has not answered the previous one by then is cut off. */
+  pingIntervalMs: number;
+  /** Microphone audio waiting for the clock beyond this is dropped, oldest first (bounds the added latency). */
+  maxQueueMs: number;
+  /** Agent audio is not sent while this much is still unsent to a slow socket. */
+  maxBufferedBytes: number;
+  /** A socket with this much unsent (a client that does not read) is cut off: memory per client is bounded. */
+  maxSendBufferBytes: number;
+}
+
+export const WEB_LIMITS_DEFAULTS = {
+  ...CLIENT_LIMITS_DEFAULTS,
+  ...HTTP_LIMITS_DEFAULTS,
+  maxSessions: 8,
+  maxMessageBytes: 64 * 1024,
+  maxMessagesPerSecond: 200,
+  idleTimeoutMs: 30_000,
+  pingIntervalMs: 15_000,
+  maxQueueMs: 500,
+  maxBufferedBytes: 256 * 1024,
+  maxSendBufferBytes: 1024 * 1024,
+} as const satisfies WebLimits;
+
+const FRAME_SAMPLES = (WEB_SAMPLE_RATE * FRAME_MS) / 1000;
+const DROP_REPORT_EVERY_MS = 5000;
+/** A socket is told of its bad messages at most this often per kind (a flood of them gets one answer a second). */
+const ERROR_EVERY_MS = 1000;
+
+/** Counts a refused or cut-off client in `va.web.refused{va.reason}`. */
+export function countRefusal(reason: string): void {
+  counter(METRIC.webRefused).add(1, { [ATTR.refusal]: reason });
+}
+
+/**
+ * One socket and its session: the page's messages in (checked, rate-limited, reframed), the agent's frames and
+ * events out (bounded: a client that does not read is cut off), idle and liveness checks.
+ */
+export class WebConnection {
+  /** The page's PCM16 bytes → 20 ms frames → the frames waiting for the session's next tick. */
+  private readonly framer = new Framer(FRAME_SAMPLES);
+  readonly mic: MicQueue;
+  session: WebSession | undefined;
+  lastAudioAt = performance.now();
+  awaitingPong = false;
+  private reportedDrops = 0;
+  private reportedAt = -Infinity;
+  /** When the page was last told of a refused message, per error code. */
+  private readonly lastErrorAt = new Map<string, number>();
+  private windowStart = performance.now();
+  private windowMessages = 0;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly client: string,
+    private readonly limits: WebLimits,
+    private readonly server: { notePeak(bytes: number): void; log?: Logger },
+  ) {
+    this.mic = new MicQueue(Math.max(1, Math.round(limits.maxQueueMs / FRAME_MS)));
+  }
+
+  /**
+   * The session behind this socket: opened through the factory (refused: the page is told "busy"), then one 20 ms
+   * tick at a time — the page's next frame (comfort noise when it sent none) in, the agent's frame out — until
+   * `stop` (the socket closed).
+   */
+  async serve(factory: SessionFactory, stop: AbortSignal): Promise<void> {
+    const { ws } = this;
+    try {
+      try {
+        this.session = await factory((e) => this.send(e));
+      } catch (err) {
+        if (err instanceof SessionRefusedError) {
+          // The pipeline is full: the page says so and the caller tries again later (the refusal is logged).
+          this.send({
+            type: 'error',
+            code: 'busy',
+            message: `The agent is busy (${err.reason}). Try again in a moment.`,
+          });
+          this.close(CLOSE.overloaded, 'busy, try again');
+          return;
+        }
+        this.server.log?.error({ err: String(err) }, 'web session failed to open');
+        this.send({ type: 'error', code: 'internal', message: 'the session could not be opened' });
+        this.close(CLOSE.internal, 'session failed');
+        return;
+      }
+      if (ws.readyState !== ws.OPEN) return; // the page left while the session was opening
+      const s = this.session;
+      this.send({ type: 'ready', sessionId: s.sessionId, sampleRate: WEB_SAMPLE_RATE, frameMs: FRAME_MS });
+      const tick = (i: number) => {
+        const agent = s.tick(this.mic.take() ?? micSilence(FRAME_SAMPLES, i + 1));
+        if (agent) this.sendAudio(agent);
+        return true;
+      };
+      await runClock(FRAME_MS, tick, stop);
+    } catch (err) {
+      this.server.log?.error({ err: String(err) }, 'web session failed');
+      this.send({ type: 'error', code: 'internal', message: 'the session failed' });
+      this.close(CLOSE.internal, 'session failed');
+    }
+  }
+
+  /** Sends an event, or cuts the socket off if the client has stopped reading. */
+  send(e: PageEvent): void {
+    this.sendRaw(JSON.stringify(e), false);
+  }
+
+  /** Agent audio: skipped while the socket is backed up beyond `maxBufferedBytes` (the client catches up). */
+  sendAudio(frame: Int16Array): void {
+    if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) return;
+    this.sendRaw(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength), true);
+  }
+
+  /**
+   * Tells the page a message was refused — unless it was told of the same within the last second, or is not
+   * reading (an answer per refused frame into a backed-up socket is what grew the gateway without bound).
+   */
+  refuseMessage(code: string, message: string): void {
+    const now = performance.now();
+    if (now - (this.lastErrorAt.get(code) ?? -Infinity) < ERROR_EVERY_MS) return;
+    if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) return;
+    this.lastErrorAt.set(code, now);
+    this.send({ type: 'error', code, message });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);
+  }
+
+  onMessage(data: RawData, isBinary: boolean): void {
+    const now = performance.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.windowMessages = 0;
+    }
+    if (++this.windowMessages > this.limits.maxMessagesPerSecond) {
+      if (this.windowMessages === this.limits.maxMessagesPerSecond + 1) {
+        countRefusal('message-rate');
+        this.server.log?.warn(
+          { sessionId: this.session?.sessionId, client: this.client, limit: this.limits.maxMessagesPerSecond },
+          'web client sends too many messages; closed',
+        );
+        this.refuseMessage('rate-limited', `more than ${this.limits.maxMessagesPerSecond} messages a second`);
+        this.close(CLOSE.badMessage, 'message rate');
+      }
+      return;
+    }
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (bytes.length > this.limits.maxMessageBytes) {
+      return this.refuseMessage(
+        'bad-message',
+        `message of ${bytes.length} bytes refused: the limit is ${this.limits.maxMessageBytes}`,
+      );
+    }
+    if (!isBinary) {
+      return this.refuseMessage(
+        'bad-message',
+        'text messages are not accepted: send the microphone as binary PCM16 frames',
+      );
+    }
+    if (bytes.length % 2 !== 0) {
+      return this.refuseMessage(
+        'bad-audio',
+        `odd length ${bytes.length}: audio must be PCM16 mono ${WEB_SAMPLE_RATE} Hz`,
+      );
+    }
+    this.lastAudioAt = now;
+    for (const frame of this.framer.pushBytes(bytes)) this.mic.push(frame);
+    // Reported once, then at most every few seconds: a page sending too fast does so for every frame.
+    if (this.mic.dropped > this.reportedDrops && now - this.reportedAt >= DROP_REPORT_EVERY_MS) {
+      this.server.log?.warn(
+        { sessionId: this.session?.sessionId, dropped: this.mic.dropped },
+        'microphone audio arrives faster than real time; oldest dropped',
+      );
+      this.reportedDrops = this.mic.dropped;
+      this.reportedAt = now;
+    }
+  }
+
+  private sendRaw(data: string | Buffer, binary: boolean): void {
+    const ws = this.ws;
+    if (ws.readyState !== ws.OPEN) return;
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+    if (ws.bufferedAmount + size > this.limits.maxSendBufferBytes) {
+      // The client stopped reading: holding more for it would grow the gateway without bound.
+      countRefusal('not-reading');
+      this.server.log?.warn(
+        { sessionId: this.session?.sessionId, client: this.client, buffered: ws.bufferedAmount },
+        'web client does not read what it is sent; cut off',
+      );
+      ws.terminate();
+      return;
+    }
+    ws.send(data, { binary });
+    this.server.notePeak(ws.bufferedAmount);
+  }
+}
+
+/** What the server's sockets share: the live connections, the closing ones, the per-client limiter. */
+export interface Sockets {
+  live: Map<WebSocket, WebConnection>;
+  closing: Set<Promise<void>>;
+  clients: ClientLimiter;
+  limits: WebLimits;
+  server: { notePeak(bytes: number): void; log?: Logger };
+  factory: SessionFactory;
+  log: Logger | undefined;
+}
+
+/** A socket past the upgrade checks: refused over the session cap, else served until it closes. */
+export function acceptSocket(ws: WebSocket, client: string, sockets: Sockets): void {
+  const { live, closing, clients, limits, server, factory, log } = sockets;
+  const conn = new WebConnection(ws, client, limits, server);
+  ws.on('error', (err) => log?.warn({ err: String(err) }, 'web socket error'));
+  ws.on('pong', () => (conn.awaitingPong = false));
+  if (live.size >= limits.maxSessions) {
+    clients.release(client);
+    countRefusal('sessions');
+    conn.send({
+      type: 'error',
+      code: 'overloaded',
+      message: `the gateway is at its limit of ${limits.maxSessions} sessions; try again later`,
+    });
+    conn.close(CLOSE.overloaded, 'too many sessions');
+    return;
+  }
+  live.set(ws, conn);
+  const stop = new AbortController();
+  ws.on('message', (data: RawData, isBinary: boolean) => conn.onMessage(data, isBinary));
+
+  const ended = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  const run = conn.serve(factory, stop.signal);
+  const done = ended
+    .then(async () => {
+      stop.abort();
+      await run;
+      await conn.session?.close();
+    })
+    .catch((err: unknown) => log?.error({ err: String(err) }, 'web session did not close cleanly'))
+    .finally(() => {
+      live.delete(ws);
+      clients.release(client);
+      closing.delete(done);
+    });
+  closing.add(done);
+}
+
+/** One timer for every socket: idle sockets are closed, sockets that stopped answering pings are cut off. */
+export function watchConnections(live: Map<WebSocket, WebConnection>, limits: WebLimits, log: Logger | undefined) {
+  const checkEveryMs = Math.max(20, Math.min(1000, limits.idleTimeoutMs / 4, limits.pingIntervalMs / 4));
+  let lastPing = performance.now();
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    const pingNow = now - lastPing >= limits.pingIntervalMs;
+    if (pingNow) lastPing = now;
+    for (const conn of live.values()) {
+      if (conn.ws.readyState !== conn.ws.OPEN) continue;
+      if (now - conn.lastAudioAt >= limits.idleTimeoutMs) {
+        countRefusal('idle');
+        log?.info({ sessionId: conn.session?.sessionId, client: conn.client }, 'web socket idle; closed');
+        conn.send({ type: 'error', code: 'idle', message: `no microphone audio for ${limits.idleTimeoutMs / 1000} s` });
+        conn.close(CLOSE.idle, 'idle');
+      } else if (pingNow) {
+        if (conn.awaitingPong) {
+          countRefusal('no-pong');
+          log?.info({ sessionId: conn.session?.sessionId, client: conn.client }, 'web socket did not answer a ping');
+          conn.ws.terminate();
+        } else {
+          conn.awaitingPong = true;
+          conn.ws.ping();
+        }
+      }
+    }
+  }, checkEveryMs);
+  watchdog.unref();
+  return watchdog;
+}
