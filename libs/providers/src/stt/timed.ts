@@ -46,119 +46,146 @@ export class TimedSTT implements STT {
 
   async *transcribe(audio: AsyncIterable<AudioChunk>, signal: AbortSignal): AsyncGenerator<TranscriptEvent> {
     if (signal.aborted) return;
-    const events = new AsyncQueue<TranscriptEvent>();
     // Each stream is a new conversation: the scripted texts start over.
-    let utterance = 0;
-    /** A final waiting for its delay; sent at once if anything newer is about to go out, so order holds. */
-    let pendingFinal: { event: TranscriptEvent; timer: NodeJS.Timeout } | undefined;
-    const flushFinal = () => {
-      if (!pendingFinal) return;
-      clearTimeout(pendingFinal.timer);
-      timers.delete(pendingFinal.timer);
-      events.push(pendingFinal.event);
-      pendingFinal = undefined;
-    };
-    const timers = new Set<NodeJS.Timeout>();
-    const { finalDelayMs, partialEveryMs, endSilenceMs, speechDbfs, minSpeechMs } = this.opts;
-    let clockMs = 0;
-    let speech:
-      { startMs: number; lastVoiceMs: number; lastVoiceWall: number; nextPartialMs: number; text?: string } | undefined;
-    // Words belong to speech long enough to hold some: the text is taken when it gets there.
-    const wordsOf = (s: NonNullable<typeof speech>) =>
-      s.lastVoiceMs - s.startMs >= minSpeechMs
-        ? (s.text ??= this.opts.texts[utterance++ % this.opts.texts.length]!)
-        : undefined;
-
-    const words = (text: string, upToMs: number, s: { startMs: number; lastVoiceMs: number }) => {
-      const all = text.split(' ');
-      const heard = Math.max(
-        1,
-        Math.ceil((all.length * (upToMs - s.startMs)) / Math.max(1, s.lastVoiceMs - s.startMs + 300)),
-      );
-      return all.slice(0, Math.min(all.length, heard)).join(' ');
-    };
-
-    const finish = (s: NonNullable<typeof speech>) => {
-      const text = wordsOf(s);
-      if (text === undefined) return;
-      const event: TranscriptEvent = {
-        text,
-        final: true,
-        stable: true,
-        confidence: 0.95,
-        startMs: s.startMs,
-        endMs: s.lastVoiceMs,
-      };
-      flushFinal();
-      const wait = Math.max(0, s.lastVoiceWall + finalDelayMs - Date.now());
-      const t = setTimeout(() => {
-        timers.delete(t);
-        pendingFinal = undefined;
-        events.push(event);
-      }, wait);
-      timers.add(t);
-      pendingFinal = { event, timer: t };
-    };
-
+    const stream = new TimedStream(this.opts);
     const pump = async () => {
       try {
         for await (const chunk of audio) {
           // Aborted: stop reading the input too.
           if (signal.aborted) return;
-          const startMs = chunk.tsMs ?? clockMs;
-          const durMs = (chunk.samples.length * 1000) / chunk.sampleRate;
-          clockMs = startMs + durMs;
-          const voiced = rmsDbfs(chunk.samples) > speechDbfs;
-          if (voiced) {
-            speech ??= {
-              startMs,
-              lastVoiceMs: clockMs,
-              lastVoiceWall: Date.now(),
-              nextPartialMs: startMs + partialEveryMs,
-            };
-            speech.lastVoiceMs = clockMs;
-            speech.lastVoiceWall = Date.now();
-          }
-          if (!speech) continue;
-          const text = wordsOf(speech);
-          if (text !== undefined && clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
-            flushFinal();
-            speech.nextPartialMs = Math.max(speech.nextPartialMs + partialEveryMs, clockMs);
-            events.push({
-              text: words(text, clockMs, speech),
-              final: false,
-              stable: false,
-              confidence: 0.5,
-              startMs: speech.startMs,
-              endMs: clockMs,
-            });
-          }
-          if (clockMs - speech.lastVoiceMs >= endSilenceMs) {
-            finish(speech);
-            speech = undefined;
-          }
+          stream.heard(chunk);
         }
-        if (speech) finish(speech);
-        await new Promise((r) => setTimeout(r, finalDelayMs + 5));
-        events.end();
+        await stream.end();
       } catch (err) {
-        events.fail(err);
+        stream.events.fail(err);
       }
     };
-
-    const stop = () => {
-      for (const t of timers) clearTimeout(t);
-      events.cancel();
-    };
+    const stop = () => stream.stop();
     signal.addEventListener('abort', stop, { once: true });
     try {
       void pump();
-      yield* events;
+      yield* stream.events;
     } finally {
       signal.removeEventListener('abort', stop);
       stop();
     }
   }
+}
+
+/** One utterance being heard: where it started, its last voiced audio (audio clock and wall clock), its text. */
+interface Speech {
+  startMs: number;
+  lastVoiceMs: number;
+  lastVoiceWall: number;
+  nextPartialMs: number;
+  text?: string;
+}
+
+/** One stream of TimedSTT: speech found by energy, partials while it lasts, the final `finalDelayMs` after it. */
+class TimedStream {
+  readonly events = new AsyncQueue<TranscriptEvent>();
+  private utterance = 0;
+  /** A final waiting for its delay; sent at once if anything newer is about to go out, so order holds. */
+  private pendingFinal: { event: TranscriptEvent; timer: NodeJS.Timeout } | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private clockMs = 0;
+  private speech: Speech | undefined;
+
+  constructor(private readonly opts: TimedSttOptions) {}
+
+  heard(chunk: AudioChunk): void {
+    const { partialEveryMs, endSilenceMs, speechDbfs } = this.opts;
+    const startMs = chunk.tsMs ?? this.clockMs;
+    this.clockMs = startMs + (chunk.samples.length * 1000) / chunk.sampleRate;
+    const clockMs = this.clockMs;
+    if (rmsDbfs(chunk.samples) > speechDbfs) {
+      this.speech ??= {
+        startMs,
+        lastVoiceMs: clockMs,
+        lastVoiceWall: Date.now(),
+        nextPartialMs: startMs + partialEveryMs,
+      };
+      this.speech.lastVoiceMs = clockMs;
+      this.speech.lastVoiceWall = Date.now();
+    }
+    const speech = this.speech;
+    if (!speech) return;
+    const text = this.wordsOf(speech);
+    if (text !== undefined && clockMs >= speech.nextPartialMs && clockMs - speech.lastVoiceMs < endSilenceMs) {
+      this.flushFinal();
+      speech.nextPartialMs = Math.max(speech.nextPartialMs + partialEveryMs, clockMs);
+      this.events.push({
+        text: partialWords(text, clockMs, speech),
+        final: false,
+        stable: false,
+        confidence: 0.5,
+        startMs: speech.startMs,
+        endMs: clockMs,
+      });
+    }
+    if (clockMs - speech.lastVoiceMs >= endSilenceMs) {
+      this.finish(speech);
+      this.speech = undefined;
+    }
+  }
+
+  /** The input ended: the utterance in progress gets its final, then the stream ends once it is out. */
+  async end(): Promise<void> {
+    if (this.speech) this.finish(this.speech);
+    await new Promise((r) => setTimeout(r, this.opts.finalDelayMs + 5));
+    this.events.end();
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.events.cancel();
+  }
+
+  /** Words belong to speech long enough to hold some: the text is taken when it gets there. */
+  private wordsOf(s: Speech): string | undefined {
+    if (s.lastVoiceMs - s.startMs < this.opts.minSpeechMs) return undefined;
+    return (s.text ??= this.opts.texts[this.utterance++ % this.opts.texts.length]!);
+  }
+
+  private flushFinal(): void {
+    if (!this.pendingFinal) return;
+    clearTimeout(this.pendingFinal.timer);
+    this.timers.delete(this.pendingFinal.timer);
+    this.events.push(this.pendingFinal.event);
+    this.pendingFinal = undefined;
+  }
+
+  private finish(s: Speech): void {
+    const text = this.wordsOf(s);
+    if (text === undefined) return;
+    const event: TranscriptEvent = {
+      text,
+      final: true,
+      stable: true,
+      confidence: 0.95,
+      startMs: s.startMs,
+      endMs: s.lastVoiceMs,
+    };
+    this.flushFinal();
+    const wait = Math.max(0, s.lastVoiceWall + this.opts.finalDelayMs - Date.now());
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.pendingFinal = undefined;
+      this.events.push(event);
+    }, wait);
+    this.timers.add(t);
+    this.pendingFinal = { event, timer: t };
+  }
+}
+
+/** The share of an utterance's words a partial at `upToMs` has heard (at least one). */
+function partialWords(text: string, upToMs: number, s: { startMs: number; lastVoiceMs: number }): string {
+  const all = text.split(' ');
+  const heard = Math.max(
+    1,
+    Math.ceil((all.length * (upToMs - s.startMs)) / Math.max(1, s.lastVoiceMs - s.startMs + 300)),
+  );
+  return all.slice(0, Math.min(all.length, heard)).join(' ');
 }
 
 const TimedEnv = z.object({
