@@ -1,3 +1,4 @@
+import { linkAbort } from '@va/stream';
 import { ATTR, counter, METRIC } from '@va/telemetry';
 
 /**
@@ -66,21 +67,18 @@ export async function firstOutput<T>(it: AsyncIterator<T>, opts: FirstOutputOpti
   try {
     return await Promise.race([read, timeout]);
   } finally {
-    clearTimeout(timer);
-    clearInterval(timer);
+    clearTimeout(timer); // clears an interval too (one timer type in Node)
   }
 }
 
-/** One attempt's own abort, following the caller's: a slow or abandoned attempt is stopped alone. */
+/** One attempt's own abort, following the caller's (`linkAbort`): a slow or abandoned attempt is stopped alone. */
 export function attemptSignal(signal: AbortSignal): { signal: AbortSignal; end(): void } {
-  const attempt = new AbortController();
-  const forward = () => attempt.abort(signal.reason);
-  signal.addEventListener('abort', forward, { once: true });
+  const link = linkAbort(signal);
   return {
-    signal: attempt.signal,
+    signal: link.controller.signal,
     end: () => {
-      signal.removeEventListener('abort', forward);
-      attempt.abort();
+      link.unlink();
+      link.controller.abort();
     },
   };
 }

@@ -11,12 +11,13 @@ export interface LinkedAbort {
 }
 
 /**
- * A stream's own abort controller, following the caller's signal: the stream can stop its in-flight work without
- * touching the caller's signal, and await anything against `aborted` so an abort ends a blocked wait at once.
+ * A stream's own abort controller, following the caller's signal (with its reason): the stream can stop its
+ * in-flight work without touching the caller's signal, and await anything against `aborted` so an abort ends a
+ * blocked wait at once.
  */
 export function linkAbort(signal: AbortSignal): LinkedAbort {
   const controller = new AbortController();
-  const stop = () => controller.abort();
+  const stop = () => controller.abort(signal.reason);
   signal.addEventListener('abort', stop, { once: true });
   const aborted = new Promise<typeof ABORTED>((resolve) =>
     controller.signal.addEventListener('abort', () => resolve(ABORTED), { once: true }),
