@@ -23,8 +23,8 @@ export interface QueueStats {
   dropped: number;
 }
 
-/** Waiting items with a weight bound: drop-oldest. Shared by AsyncQueue and SerialBacklog. */
-class Bounded<T> {
+/** Waiting items with a weight bound: drop-oldest. Under AsyncQueue and SerialBacklog, and a synchronous FIFO on its own. */
+export class BoundedBuffer<T> {
   readonly items: T[] = [];
   private head = 0;
   weight = 0;
@@ -98,14 +98,14 @@ class Bounded<T> {
  * loses the oldest items instead of growing the queue without bound. Items pushed after the end are dropped.
  */
 export class AsyncQueue<T> implements AsyncIterable<T>, AsyncIterator<T> {
-  private readonly items: Bounded<T>;
+  private readonly items: BoundedBuffer<T>;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private failer: ((err: unknown) => void) | undefined;
   private ended = false;
   private failure: { error: unknown } | undefined;
 
   constructor(bound: QueueBound<T> = {}) {
-    this.items = new Bounded(bound);
+    this.items = new BoundedBuffer(bound);
   }
 
   /** Items pushed but not yet taken. */
@@ -195,7 +195,7 @@ export class AsyncQueue<T> implements AsyncIterable<T>, AsyncIterator<T> {
  * (drop-oldest) — so a bus subscription's handler returns at once and nothing piles up unbounded behind it.
  */
 export class SerialBacklog<T> {
-  private readonly waiting: Bounded<T>;
+  private readonly waiting: BoundedBuffer<T>;
   private readonly onError: (err: unknown, item: T) => void;
   private busy = false;
   private closed = false;
@@ -207,7 +207,7 @@ export class SerialBacklog<T> {
       onError: (err: unknown, item: T) => void;
     },
   ) {
-    this.waiting = new Bounded(bound);
+    this.waiting = new BoundedBuffer(bound);
     this.onError = bound.onError;
   }
 
