@@ -2,13 +2,14 @@ import { SUBJECT_TOKEN } from './ids.js';
 
 /**
  * Audio frames travel as one binary payload: a small little-endian header (sample rate, seq, audio clock, and on
- * agent audio the turn, source and text offset) followed by raw PCM16 little-endian mono samples — no JSON, no
+ * agent audio the turn, source, text offset and the text the frame speaks) followed by raw PCM16 little-endian mono
+ * samples — no JSON, no
  * base64, and no per-frame NATS headers to build and parse. Only the W3C trace context rides in NATS headers, as
  * on every message; it changes once a turn, so its encoded form is cached on both ends.
  *
  * Layout (version 1):
  *   0  u8   AUDIO_FORMAT_V1
- *   1  u8   flags (1: textOffset set)
+ *   1  u8   flags (1: textOffset set, 2: text set)
  *   2  u16  header length H in bytes (even; samples start there; a longer header from a newer sender is skipped)
  *   4  u32  sample rate
  *   8  u32  seq
@@ -16,11 +17,18 @@ import { SUBJECT_TOKEN } from './ids.js';
  *   20 u32  textOffset (0 unless flagged)
  *   24 u8   source (index into AUDIO_SOURCES, 255 = none)
  *   25 u8   turn id length L (0 = none)
- *   26 L    turn id (ASCII, SUBJECT_TOKEN), then one zero byte of padding if 26 + L is odd
+ *   26 L    turn id (ASCII, SUBJECT_TOKEN)
+ *   then, if text is set: u16 byte length T, T bytes of UTF-8 text
+ *   then one zero byte of padding if the header so far has an odd length
  */
 export const AUDIO_FORMAT_V1 = 0xa1;
 const FIXED_HEADER = 26;
 const FLAG_TEXT_OFFSET = 1;
+const FLAG_TEXT = 2;
+/** The most text one frame can carry (UTF-8 bytes; the header length is a u16): more than a source's whole text. */
+export const MAX_FRAME_TEXT_BYTES = 60_000;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
 const NO_SOURCE = 255;
 const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
@@ -56,6 +64,11 @@ export interface AudioFrame {
   turnId?: string;
   source?: AudioSource;
   textOffset?: number;
+  /**
+   * Agent audio: the text this frame's audio brings in — the source's text from the previous frame's `textOffset`
+   * to this one's. In order, the frames of a source spell its text, so what was played is what was heard.
+   */
+  text?: string;
 }
 
 export class AudioFrameError extends Error {
@@ -78,11 +91,16 @@ export function encodeAudioFrame(frame: AudioFrame): Uint8Array {
   const turn = frame.turnId;
   if (turn !== undefined && !SUBJECT_TOKEN.test(turn)) throw new AudioFrameError(`bad turn id ${JSON.stringify(turn)}`);
   const turnLen = turn?.length ?? 0;
-  const headerLen = (FIXED_HEADER + turnLen + 1) & ~1;
+  const text = frame.text ? utf8.encode(frame.text) : undefined;
+  if (text && text.byteLength > MAX_FRAME_TEXT_BYTES) {
+    throw new AudioFrameError(`frame text of ${text.byteLength} bytes exceeds ${MAX_FRAME_TEXT_BYTES}`);
+  }
+  const textAt = FIXED_HEADER + turnLen;
+  const headerLen = (textAt + (text ? 2 + text.byteLength : 0) + 1) & ~1;
   const out = new Uint8Array(headerLen + pcmBytes);
   const view = new DataView(out.buffer);
   view.setUint8(0, AUDIO_FORMAT_V1);
-  view.setUint8(1, frame.textOffset !== undefined ? FLAG_TEXT_OFFSET : 0);
+  view.setUint8(1, (frame.textOffset !== undefined ? FLAG_TEXT_OFFSET : 0) | (text ? FLAG_TEXT : 0));
   view.setUint16(2, headerLen, true);
   view.setUint32(4, frame.sampleRate, true);
   view.setUint32(8, frame.seq, true);
@@ -96,6 +114,10 @@ export function encodeAudioFrame(frame: AudioFrame): Uint8Array {
   view.setUint8(24, frame.source !== undefined ? AUDIO_SOURCES.indexOf(frame.source) : NO_SOURCE);
   view.setUint8(25, turnLen);
   for (let i = 0; i < turnLen; i++) out[FIXED_HEADER + i] = turn!.charCodeAt(i);
+  if (text) {
+    view.setUint16(textAt, text.byteLength, true);
+    out.set(text, textAt + 2);
+  }
   if (LITTLE_ENDIAN_HOST) {
     out.set(new Uint8Array(frame.samples.buffer, frame.samples.byteOffset, pcmBytes), headerLen);
   } else {
@@ -142,8 +164,20 @@ export function decodeAudioFrame(data: Uint8Array): AudioFrame {
     if (source >= AUDIO_SOURCES.length) throw new AudioFrameError(`bad source ${source}`);
     frame.source = AUDIO_SOURCES[source]!;
   }
-  if (view.getUint8(1) & FLAG_TEXT_OFFSET) frame.textOffset = view.getUint32(20, true);
+  const flags = view.getUint8(1);
+  if (flags & FLAG_TEXT_OFFSET) frame.textOffset = view.getUint32(20, true);
+  if (flags & FLAG_TEXT) frame.text = decodeFrameText(data, view, FIXED_HEADER + turnLen, headerLen);
   return frame;
+}
+
+function decodeFrameText(data: Uint8Array, view: DataView, at: number, headerLen: number): string {
+  const len = at + 2 <= headerLen ? view.getUint16(at, true) : -1;
+  if (len < 0 || at + 2 + len > headerLen) throw new AudioFrameError('frame text overruns the header');
+  try {
+    return fromUtf8.decode(data.subarray(at + 2, at + 2 + len));
+  } catch {
+    throw new AudioFrameError('frame text is not UTF-8');
+  }
 }
 
 function checkFrame(sampleRate: number, bytes: number): void {

@@ -121,8 +121,9 @@ export const Playout = z
 export type Playout = z.infer<typeof Playout>;
 
 /**
- * TTS → gateway: every audio frame of one source of a turn has been sent. Carries the text that audio speaks,
- * so the gateway can cut it at the last frame played (`va-text-offset`) to tell what was really heard.
+ * TTS → gateway: every audio frame of one source of a turn has been sent (the turn ends when they have played).
+ * `text` is the whole text that audio speaks; what was heard of it is the words of the frames played (each
+ * `audio.out` frame carries its own).
  */
 export const SpeechDone = z
   .object({

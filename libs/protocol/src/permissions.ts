@@ -54,8 +54,9 @@ export interface StageAccess {
 export const STAGE_ACCESS = {
   'media-gateway': {
     publishes: ['audio.in', 'playout'],
-    // transcript and the replies feed the talk page; playout: its own, for the page's turn timeline.
-    subscribes: ['vad', 'turn', 'audio.out', 'reply.fast', 'reply.deep', 'speech', 'transcript', 'playout'],
+    // What was heard comes from audio.out alone (each frame carries its words; speech: a source's last frame sent).
+    // transcript feeds the talk page; playout: its own, for the page's turn timeline.
+    subscribes: ['vad', 'turn', 'audio.out', 'speech', 'transcript', 'playout'],
     // The recent microphone audio of its sessions, for an stt instance taking one over.
     serves: ['audio.replay'],
     requests: ['ctx.get'],

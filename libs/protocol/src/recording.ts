@@ -8,16 +8,16 @@ import { AUDIO_SOURCES } from './audio.js';
 /**
  * When each stage's output of a turn reached the gateway, in ms after the user's speech ended (session clock;
  * negative when preemptive generation started before the end of turn). Null: that output never came.
- * These are the moments the stages' spans end at (turn.detect, fast/deep first token, tts first audio).
+ * The gateway sees only what reaches the user: the end of turn, audio made, audio played; the responders' own
+ * moments (first token) are spans of the turn's trace.
  */
 export const TurnTimeline = z.object({
   /** The turn detector's `end`: the end-of-turn delay. */
   turnEndMs: z.number().nullable(),
-  /** First text of the opener (fast responder) and of the answer (deep responder). */
-  openerTextMs: z.number().nullable(),
-  answerTextMs: z.number().nullable(),
-  /** First synthesized agent audio. */
+  /** First synthesized agent audio (the opener's, or whichever came first). */
   audioReadyMs: z.number().nullable(),
+  /** First synthesized audio of the answer (deep responder). How long each stage took to get there: the trace. */
+  answerAudioMs: z.number().nullable(),
   /** First agent audio played (the voice-to-voice latency). */
   playedMs: z.number().nullable(),
 });

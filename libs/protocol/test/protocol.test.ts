@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   AUDIO_FORMAT_V1,
+  MAX_FRAME_TEXT_BYTES,
   AudioFrameError,
   channels,
   decodeAudioFrame,
@@ -138,6 +139,27 @@ describe('audio frame codec', () => {
     expect(dec).toMatchObject({ sampleRate: 16000, seq: 7, tsMs: 140.5, turnId: 't1', source: 'deep', textOffset: 12 });
     const bare = decodeAudioFrame(encodeAudioFrame({ samples, sampleRate: 48000, seq: 0, tsMs: 0 }));
     expect(bare).toEqual({ samples, sampleRate: 48000, seq: 0, tsMs: 0 });
+  });
+
+  it('carries the text a frame speaks, of any length up to its bound, samples still at an even offset', () => {
+    for (const text of ['é', 'It is noon.', '名前は?', 'x'.repeat(MAX_FRAME_TEXT_BYTES)]) {
+      const data = encodeAudioFrame({ samples, sampleRate: 16000, seq: 2, tsMs: 40, turnId: 't1', source: 'fast', text });
+      expect(headerLength(data) % 2).toBe(0);
+      expect(decodeAudioFrame(data)).toMatchObject({ turnId: 't1', source: 'fast', text, samples });
+    }
+    expect(decodeAudioFrame(encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, text: '' }))).not.toHaveProperty(
+      'text',
+    );
+    expect(() =>
+      encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, text: 'x'.repeat(MAX_FRAME_TEXT_BYTES + 1) }),
+    ).toThrow(/exceeds/);
+    const good = encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, turnId: 'ab', text: 'hi' });
+    const overrun = good.slice();
+    overrun[28] = 0xff; // text length far past the header
+    expect(() => decodeAudioFrame(overrun)).toThrow(/overruns/);
+    const badUtf8 = good.slice();
+    badUtf8[30] = 0xff;
+    expect(() => decodeAudioFrame(badUtf8)).toThrow(/UTF-8/);
   });
 
   it('is little-endian on the wire, samples at an even offset', () => {

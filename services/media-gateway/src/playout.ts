@@ -1,24 +1,21 @@
 import { AUDIO_SOURCES, type AudioSource } from '@va/protocol';
 
-/** One frame of agent audio waiting to be played. */
+/** One frame of agent audio waiting to be played, with the words it speaks. */
 export interface OutFrame {
   turnId: string;
   source: AudioSource;
   samples: Int16Array;
-  textOffset: number;
+  text: string;
 }
 
 /** What the user has heard of one agent turn so far. */
 export interface TurnPlayout {
   turnId: string;
   playedMs: number;
-  /** Text offset of the last frame played, per source. */
-  offsets: Record<AudioSource, number>;
-  /** Each source's text, as far as known (reply deltas, then the tts `speech` message). */
-  texts: Record<AudioSource, string>;
-  /** Sources whose every frame has been received. */
+  /** The words of each source's frames played so far (each frame carries its own: see `AudioFrame.text`). */
+  heard: Record<AudioSource, string>;
+  /** Sources whose every frame has been received (tts's `speech`). */
   complete: Set<AudioSource>;
-  firstPlayedAt?: number;
 }
 
 /**
@@ -60,18 +57,59 @@ export class PlayoutBuffer {
 }
 
 export function newTurnPlayout(turnId: string): TurnPlayout {
-  return {
-    turnId,
-    playedMs: 0,
-    offsets: { fast: 0, filler: 0, deep: 0 },
-    texts: { fast: '', filler: '', deep: '' },
-    complete: new Set(),
-  };
+  return { turnId, playedMs: 0, heard: { fast: '', filler: '', deep: '' }, complete: new Set() };
 }
 
-/** The text the user really heard: each source cut at its last played frame (opener, filler, answer). */
+/** The text the user really heard: the words of the frames played, opener, filler and answer. */
 export function spokenText(p: TurnPlayout): string {
-  return AUDIO_SOURCES.map((s) => p.texts[s].slice(0, p.offsets[s]).trim())
+  return AUDIO_SOURCES.map((s) => p.heard[s].trim())
     .filter((t) => t !== '')
     .join(' ');
+}
+
+/**
+ * Which agent turns may not play now: a preview (preemptive generation) until `end` commits it, a turn the user
+ * barged in on until words decide. A preview's audio and words are kept meanwhile.
+ */
+export class PlayoutHolds {
+  private readonly previews = new Map<string, TurnPlayout>();
+  /** Turn ids whose frames wait in the buffer (the buffer's `next` skips them). */
+  readonly held = new Set<string>();
+
+  preview(turnId: string): void {
+    this.previews.set(turnId, newTurnPlayout(turnId));
+    this.held.add(turnId);
+  }
+
+  previewOf(turnId: string): TurnPlayout | undefined {
+    return this.previews.get(turnId);
+  }
+
+  get previewIds(): string[] {
+    return [...this.previews.keys()];
+  }
+
+  /** The turn is committed: its preview's playout (what it has so far) or a fresh one; other previews are stale. */
+  commit(turnId: string): TurnPlayout {
+    const playout = this.previews.get(turnId) ?? newTurnPlayout(turnId);
+    this.previews.delete(turnId);
+    this.held.delete(turnId);
+    return playout;
+  }
+
+  /** Forgets a preview that will not be committed; false if `turnId` was none. */
+  drop(turnId: string): boolean {
+    if (!this.previews.delete(turnId)) return false;
+    this.held.delete(turnId);
+    return true;
+  }
+
+  pause(turnId: string): void {
+    this.held.add(turnId);
+  }
+
+  /** Plays a paused turn on; false if it was not held. */
+  resume(turnId: string): boolean {
+    return this.held.delete(turnId);
+  }
 }

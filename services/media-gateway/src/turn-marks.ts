@@ -2,11 +2,11 @@ import { RecentMap } from '@va/actor';
 import type { TurnTimeline } from '@va/protocol';
 
 /** Session-clock arrival of each stage's first output for a turn (see `TurnTimeline`). */
-type StageMarks = Partial<Record<'turnEndMs' | 'openerTextMs' | 'answerTextMs' | 'audioReadyMs', number>>;
+type StageMarks = Partial<Record<'turnEndMs' | 'audioReadyMs' | 'answerAudioMs', number>>;
 /** Turns whose marks are kept at once (a turn's marks go when it is played; this bounds strays). */
 const MAX_MARKED_TURNS = 64;
 
-/** When each stage's first output of a turn reached the gateway: the turn's timeline in the session record. */
+/** When each of a turn's outputs first reached the gateway: the turn's timeline in the session record. */
 export class TurnMarks {
   private readonly marks = new RecentMap<string, StageMarks>(MAX_MARKED_TURNS);
 
@@ -28,9 +28,8 @@ export class TurnMarks {
     const since = (atMs: number | undefined) => (atMs === undefined ? null : atMs - speechEndMs);
     return {
       turnEndMs: since(m.turnEndMs),
-      openerTextMs: since(m.openerTextMs),
-      answerTextMs: since(m.answerTextMs),
       audioReadyMs: since(m.audioReadyMs),
+      answerAudioMs: since(m.answerAudioMs),
       playedMs: since(firstAudioMs),
     };
   }

@@ -112,7 +112,7 @@ describe('the talk page in headless Chromium', () => {
     const steps = await agent
       .locator('.breakdown li')
       .evaluateAll((els) => els.map((e) => e.getAttribute('data-step')));
-    expect([...steps].sort()).toEqual(['answerTextMs', 'audioReadyMs', 'openerTextMs', 'playedMs', 'turnEndMs']);
+    expect([...steps].sort()).toEqual(['answerAudioMs', 'audioReadyMs', 'playedMs', 'turnEndMs']);
     const traceId = (await agent.locator('.trace').innerText()).replace(/^trace /, '');
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
 

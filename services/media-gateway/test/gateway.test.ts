@@ -71,7 +71,11 @@ async function agentTurn(
     ['fast', fast],
     ['deep', deep],
   ] as const) {
+    let from = 0;
     for (const offset of part.offsets) {
+      // As tts sends them: each frame carries the words its audio brings in.
+      const text = part.text.slice(from, offset);
+      from = offset;
       client.publishAudio('out', sid, {
         samples: frame(source === 'fast' ? 1000 : 2000),
         sampleRate: 16000,
@@ -80,6 +84,7 @@ async function agentTurn(
         turnId,
         source,
         textOffset: offset,
+        text,
       });
       seq++;
     }
@@ -125,17 +130,17 @@ describe('media-gateway session', () => {
       userText: 'what is the answer',
       speechEndMs: 40,
     });
-    // The latency breakdown: when each stage's output arrived, on the session clock, after the speech end.
-    // No reply text was sent here; the first audio arrived before the first tick played it.
+    // The latency breakdown: when the turn's outputs arrived, on the session clock, after the speech end.
+    // The first audio (and the answer's) arrived before the first tick played it.
     const { timeline, e2eMs } = session.records[0]!;
     expect(timeline).toEqual({
       turnEndMs: expect.any(Number),
-      openerTextMs: null,
-      answerTextMs: null,
       audioReadyMs: expect.any(Number),
+      answerAudioMs: expect.any(Number),
       playedMs: e2eMs,
     });
-    expect(timeline.audioReadyMs!).toBeLessThanOrEqual(timeline.playedMs!);
+    expect(timeline.audioReadyMs!).toBeLessThanOrEqual(timeline.answerAudioMs!);
+    expect(timeline.answerAudioMs!).toBeLessThanOrEqual(timeline.playedMs!);
     expect(session.segments.map((s) => s.source)).toEqual(['fast', 'deep']);
     expect(session.idle).toBe(true);
   });
@@ -209,7 +214,7 @@ describe('media-gateway session', () => {
 
   it('holds a preview turn’s audio until the turn is committed, and drops a cancelled preview unplayed', async () => {
     const { sid, session, playouts } = await gateway('gw-preview');
-    const send = (turnId: string, value: number, textOffset: number, seq: number) =>
+    const send = (turnId: string, value: number, text: string, seq: number) =>
       client.publishAudio('out', sid, {
         samples: frame(value),
         sampleRate: 16000,
@@ -217,7 +222,8 @@ describe('media-gateway session', () => {
         tsMs: seq * 20,
         turnId,
         source: 'deep',
-        textOffset,
+        textOffset: text.length,
+        text,
       });
     client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
     const turn = (turnId: string, kind: 'preview' | 'end', text: string) =>
@@ -226,7 +232,7 @@ describe('media-gateway session', () => {
     turn('v1', 'preview', 'what time');
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 30));
-    send('v1', 111, 2, 0);
+    send('v1', 111, 'It', 0);
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 30));
     for (let i = 0; i < 3; i++) expect(session.tick(mic())).toBeUndefined();
@@ -235,7 +241,7 @@ describe('media-gateway session', () => {
     turn('v2', 'preview', 'what time is it');
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 30));
-    send('v2', 222, 3, 0);
+    send('v2', 222, 'Ten', 0);
     client.publish(channels.speech, sid, { turnId: 'v2', source: 'fast', text: '', frames: 0, skipped: true });
     client.publish(channels.speech, sid, { turnId: 'v2', source: 'deep', text: 'Ten.', frames: 1, skipped: false });
     await client.nc.flush();
@@ -255,11 +261,11 @@ describe('media-gateway session', () => {
     const errors: ErrorEvent[] = [];
     client.subscribeRaw(subjects.error(sid), (m) => void errors.push(ErrorEvent.parse(m.json())));
     await client.nc.flush();
-    for (const ch of [channels.vad, channels.turn, channels.speech, channels.replyDeep, channels.control]) {
+    for (const ch of [channels.vad, channels.turn, channels.speech, channels.control]) {
       client.nc.publish(ch.subject(sid), new TextEncoder().encode('{"kind": 42}'));
     }
     client.nc.publish(subjects.audioOut(sid), new Uint8Array(3));
-    await waitFor(() => errors.length >= 6);
+    await waitFor(() => errors.length >= 5);
     expect(errors.every((e) => e.stage === 'media-gateway')).toBe(true);
     expect(errors.some((e) => e.code === 'bad-audio')).toBe(true);
 
@@ -301,6 +307,7 @@ describe('media-gateway session', () => {
       turnId: 'r1',
       source: 'deep',
       textOffset: 2,
+      text: 'Ok',
     });
     client.publish(channels.speech, sid, { turnId: 'r1', source: 'deep', text: 'Ok', frames: 1, skipped: false });
     await firstFrame(session);

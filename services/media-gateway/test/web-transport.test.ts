@@ -61,7 +61,7 @@ describe('web transport', () => {
 
     // Events the session emits reach the page as JSON.
     session.emit({ type: 'transcript', text: 'hello there', final: true, startMs: 0, endMs: 900 });
-    session.emit({ type: 'reply', source: 'fast', turnId: 't1', delta: 'Sure.', done: true });
+    session.emit({ type: 'reply', source: 'fast', turnId: 't1', text: 'Sure.' });
     session.emit({
       type: 'playout',
       turnId: 't1',
@@ -182,7 +182,7 @@ describe('web transport on the bus', () => {
     await nats?.stop();
   });
 
-  it('opens a session per socket, publishes the microphone, forwards transcript and replies, closes it', async () => {
+  it('opens a session per socket, publishes the microphone, forwards the transcript and the words played, closes it', async () => {
     const opened: string[] = [];
     const closed: string[] = [];
     client.subscribeGlobal(channels.sessionOpen, (m) => void opened.push(m.sessionId));
@@ -216,50 +216,67 @@ describe('web transport on the bus', () => {
     });
     const turn = { turnId: 't1', text: 'what time is it', eouProb: 0.9, speechEndMs: 0 };
     client.publish(channels.turn, sid, { ...turn, kind: 'end' });
-    client.publish(channels.replyFast, sid, { turnId: 't1', seq: 0, delta: 'Let me see.', done: true });
-    client.publish(channels.replyDeep, sid, { turnId: 't1', seq: 0, delta: 'It is noon.', done: false });
-    // The user talks over the agent before it has played anything; the turn is then cancelled.
+    await client.nc.flush();
+    await sleep(50); // as in the pipeline, the turn's end reaches the gateway before its audio (tts waits for it)
+    // The agent's voice: each frame carries its words; the page gets them as the frame is played (captions).
+    const agentFrame = (turnId: string, source: 'fast' | 'deep', seq: number, text: string) =>
+      client.publishAudio('out', sid, {
+        samples: new Int16Array(320).fill(500),
+        sampleRate: 16000,
+        seq,
+        tsMs: seq * 20,
+        turnId,
+        source,
+        textOffset: text.length,
+        text,
+      });
+    agentFrame('t1', 'fast', 0, 'Let me see.');
+    await waitFor(() => c.events.some((e) => e.type === 'reply'), { message: 'the opener played on the page' });
+    // The user talks over the agent; the turn is then cancelled: what was heard is the one frame played.
     client.publish(channels.turn, sid, { ...turn, kind: 'barge-in' });
     await client.nc.flush();
     await waitFor(() => c.events.some((e) => e.type === 'flush'), { message: 'flush on barge-in' });
     client.publish(channels.control, sid, { kind: 'cancel', turnId: 't1', reason: 'barge-in' });
-    await waitFor(() => c.events.length >= 6, { message: 'events on the page' });
+    await waitFor(() => c.events.some((e) => e.type === 'playout'), { message: 'the turn played' });
     expect(c.events.slice(1)).toEqual([
       { type: 'transcript', text: 'what time is it', final: true, startMs: 0, endMs: 800 },
-      { type: 'reply', source: 'fast', turnId: 't1', delta: 'Let me see.', done: true },
-      { type: 'reply', source: 'deep', turnId: 't1', delta: 'It is noon.', done: false },
+      { type: 'reply', source: 'fast', turnId: 't1', text: 'Let me see.' },
       { type: 'flush', turnId: 't1' },
       {
         type: 'playout',
         turnId: 't1',
-        spokenText: '',
-        playedMs: 0,
+        spokenText: 'Let me see.',
+        playedMs: 20,
         interrupted: true,
-        e2eMs: null,
-        // When each stage's first output reached the gateway; nothing was played.
+        e2eMs: expect.any(Number),
+        // When the turn's outputs reached the gateway; the answer never came.
         timeline: {
           turnEndMs: expect.any(Number),
-          openerTextMs: expect.any(Number),
-          answerTextMs: expect.any(Number),
-          audioReadyMs: null,
-          playedMs: null,
+          audioReadyMs: expect.any(Number),
+          answerAudioMs: null,
+          playedMs: expect.any(Number),
         },
         traceId: expect.stringMatching(/^[0-9a-f]{32}$/),
         traceUrl: `http://grafana.test/trace/${traceIdOf(c.events)}`,
       },
     ]);
 
-    // A preview whose words the page showed, then abandoned (the user went on): the page is told to drop it.
+    // A preview (its audio held until committed), then abandoned (the user went on): never played, never shown.
     const preview = { turnId: 't2', text: 'and then', eouProb: 0.6, speechEndMs: 900 };
     client.publish(channels.turn, sid, { ...preview, kind: 'preview' });
-    client.publish(channels.replyFast, sid, { turnId: 't2', seq: 0, delta: 'Sure.', done: true });
     await client.nc.flush();
-    await waitFor(() => c.events.some((e) => e.type === 'reply' && (e as { turnId?: string }).turnId === 't2'), {
-      message: 'the preview reply on the page',
-    });
+    await sleep(50);
+    agentFrame('t2', 'fast', 1, 'Sure.');
+    await client.nc.flush();
+    await sleep(50);
+    // The session's clock ticks on (comfort noise for the microphone): the held frame stays unplayed.
+    const ticked = heard.length;
+    await waitFor(() => heard.length >= ticked + 3, { message: 'more ticks' });
     client.publish(channels.control, sid, { kind: 'cancel', turnId: 't2', reason: CANCEL_REASON.preemptAbandoned });
-    await waitFor(() => c.events.some((e) => e.type === 'dropped'), { message: 'dropped preview' });
-    expect(c.events.filter((e) => e.type === 'dropped')).toEqual([{ type: 'dropped', turnId: 't2' }]);
+    await client.nc.flush();
+    await waitFor(() => heard.length >= ticked + 6, { message: 'ticks after the cancel' });
+    expect(c.events.filter((e) => (e as { turnId?: string }).turnId === 't2')).toEqual([]);
+    expect(c.audio.filter((f) => f[0] === 500)).toHaveLength(1); // t1's one frame, not t2's
 
     c.ws.close();
     await waitFor(() => closed.includes(sid) && server!.sessions === 0, { message: 'session closed on the bus' });

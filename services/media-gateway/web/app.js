@@ -34,7 +34,6 @@ window.talkPage = { stats };
  */
 const PROCESSING = new URLSearchParams(location.search).get('processing') !== 'off';
 const turns = new Map(); // turnId → { el, opener, answer, latency }
-const dropped = new Set(); // previews taken away (the newest few): their late words are ignored
 let speaking; // the user's line being recognised (partial transcripts), until its final
 
 function status(text, isError = false) {
@@ -187,9 +186,8 @@ function turnOf(turnId) {
 /** What each stage's first output means for the user, in the order a turn goes through them. */
 const STEPS = [
   ['turnEndMs', 'end of turn'],
-  ['openerTextMs', 'opener text'],
-  ['answerTextMs', 'answer text'],
   ['audioReadyMs', 'first audio'],
+  ['answerAudioMs', 'answer audio'],
   ['playedMs', 'played'],
 ];
 
@@ -259,23 +257,19 @@ function onEvent(e) {
       }
       break;
     case 'reply': {
-      if (dropped.has(e.turnId)) break; // a late word of a preview already taken away
+      // Captions: the words of each frame as it is played (a preview never played shows nothing).
       const t = turnOf(e.turnId);
-      (e.source === 'fast' ? t.opener : t.answer).textContent += e.delta;
+      const el = e.source === 'deep' ? t.answer : t.opener;
+      // A frame's text may end mid-word: only a new voice (the filler after the opener) starts after a space.
+      if (el.dataset.source && el.dataset.source !== e.source) el.textContent += ' ';
+      el.dataset.source = e.source;
+      el.textContent += e.text;
       break;
     }
     case 'playout': {
       const t = turnOf(e.turnId);
       if (e.interrupted) t.el.classList.add('interrupted');
       showLatency(t, e);
-      break;
-    }
-    case 'dropped': {
-      // A preview that will never be spoken: its text was shown as it came; take the line away.
-      dropped.add(e.turnId);
-      if (dropped.size > 64) dropped.delete(dropped.values().next().value);
-      turns.get(e.turnId)?.el.remove();
-      turns.delete(e.turnId);
       break;
     }
     case 'flush':

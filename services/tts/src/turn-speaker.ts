@@ -72,6 +72,8 @@ export class TurnSpeaker {
   private readonly committed = new Promise<number>((resolve) => (this.commit = resolve));
   private seq = 0;
   private audioMs = 0;
+  /** How far into each source's text the audio sent so far reaches: the next frame carries the text past it. */
+  private readonly sentTo: Record<AudioSource, number> = { fast: 0, filler: 0, deep: 0 };
   private firstSentAt: number | undefined;
   private readonly deepAudio = new AsyncQueue<SpeechChunk>();
   private deepReady!: () => void;
@@ -186,7 +188,7 @@ export class TurnSpeaker {
     let r = await firstFast;
     if (!r.done) this.measureFirstAudio('fast', r.value);
     while (!r.done) {
-      this.send('fast', r.value, resampler);
+      this.send('fast', r.value, resampler, this.fast.received);
       frames++;
       r = await fastIt.next();
     }
@@ -198,7 +200,7 @@ export class TurnSpeaker {
     let frames = 0;
     for await (const c of this.deepAudio) {
       if (frames === 0) this.measureFirstAudio('deep', c);
-      this.send('deep', c, resampler);
+      this.send('deep', c, resampler, this.deep.received);
       frames++;
     }
     this.done('deep', frames, false);
@@ -232,7 +234,7 @@ export class TurnSpeaker {
     if (this.signal.aborted || !this.fillers.mayInterject(this.turnId)) return;
     const resampler = await StreamResampler.create(this.tts.sampleRate, this.out.sampleRate);
     try {
-      for (const c of chunks) this.send('filler', c, resampler);
+      for (const c of chunks) this.send('filler', c, resampler, filler.text);
     } finally {
       resampler.destroy();
     }
@@ -247,12 +249,15 @@ export class TurnSpeaker {
     return this.deepAudio.size > 0 || this.deepAudio.closed || this.signal.aborted;
   }
 
-  private send(source: AudioSource, chunk: SpeechChunk, resampler: StreamResampler): void {
+  /** Sends one chunk's audio with the words it brings in (`text`: the source's text its offsets count in). */
+  private send(source: AudioSource, chunk: SpeechChunk, resampler: StreamResampler, text: string): void {
     if (this.signal.aborted) return;
     const samples = resampler.push(chunk.samples);
     if (samples.length === 0) return;
     this.firstSentAt ??= performance.now();
     const { sampleRate } = this.out;
+    const from = this.sentTo[source];
+    this.sentTo[source] = Math.max(from, chunk.textOffset);
     this.out.audio(
       {
         samples,
@@ -262,6 +267,7 @@ export class TurnSpeaker {
         turnId: this.turnId,
         source,
         textOffset: chunk.textOffset,
+        text: text.slice(from, chunk.textOffset),
       },
       this.context,
     );

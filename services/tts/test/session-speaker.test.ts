@@ -105,6 +105,13 @@ describe('SessionSpeaker / TurnSpeaker (tts per session, without NATS)', () => {
     await io.settled();
     expect(io.order).toEqual(['fast', 'filler', 'deep']);
     expect(io.fillers).toEqual(['One moment.']);
+    // What each frame says: the opener's, the filler's and the answer's words, each in its own frames.
+    const says = (source: string) =>
+      io.frames
+        .filter((f) => f.source === source)
+        .map((f) => f.text ?? '')
+        .join('');
+    expect(['fast', 'filler', 'deep'].map(says)).toEqual(['Ok.', 'One moment.', 'Here it is.']);
 
     voice.vad({ kind: 'start', atMs: 0 });
     voice.turn({ turnId: 't2', kind: 'end', text: 'and', eouProb: 1, speechEndMs: 0 });

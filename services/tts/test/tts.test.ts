@@ -59,6 +59,14 @@ describe('tts stage', () => {
     ]);
     const lastDeep = frames[frames.length - 1]!;
     expect(lastDeep.textOffset).toBe('The answer is forty two. Anything else?'.length);
+    // Each frame carries the words its audio brings in: in order, a source's frames spell its text.
+    const spelled = (source: string) =>
+      frames
+        .filter((f) => f.source === source)
+        .map((f) => f.text ?? '')
+        .join('');
+    expect(spelled('fast')).toBe('Sure, one moment.');
+    expect(spelled('deep')).toBe('The answer is forty two. Anything else?');
   });
 
   it('skips the opener when the answer’s audio is ready first', async () => {

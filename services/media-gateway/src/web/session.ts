@@ -1,13 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Admission } from '../admission.js';
 import type { Bus } from '@va/bus';
-import {
-  CANCEL_REASON,
-  channels,
-  sessionId as parseSessionId,
-  type ResponderSource,
-  type TurnTimeline,
-} from '@va/protocol';
+import { channels, sessionId as parseSessionId, type AudioSource, type TurnTimeline } from '@va/protocol';
 import { openGatewaySession } from '../open-session.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
@@ -17,7 +11,8 @@ export const WEB_SAMPLE_RATE = 16000 as const;
 export type PageEvent =
   | { type: 'ready'; sessionId: string; sampleRate: number; frameMs: number }
   | { type: 'transcript'; text: string; final: boolean; startMs: number; endMs: number }
-  | { type: 'reply'; source: ResponderSource; turnId: string; delta: string; done: boolean }
+  /** Captions: the words of an agent frame as it is played (a preview never played shows nothing). */
+  | { type: 'reply'; source: AudioSource; turnId: string; text: string }
   | {
       type: 'playout';
       turnId: string;
@@ -34,11 +29,6 @@ export type PageEvent =
     }
   /** The user talks over the agent: stop what is scheduled now (the gateway has stopped sending). */
   | { type: 'flush'; turnId: string }
-  /**
-   * A preview (preemptive generation) that will never be spoken: the user went on, or said something else. Its
-   * reply text was shown as it came; the page takes that line away.
-   */
-  | { type: 'dropped'; turnId: string }
   | { type: 'error'; code: string; message: string };
 
 /** One conversation behind one socket: what the transport's clock drives. */
@@ -63,7 +53,8 @@ export interface BusSessionOptions {
 
 /**
  * Sessions on the bus, as `main.ts` opens a script session: open it on every other stage, then a
- * GatewaySession for the audio, and forward transcript, replies and playout (with each turn's latency) to the page.
+ * GatewaySession for the audio, and forward the transcript, the agent's words as they are played, and each
+ * turn's playout (with its latency) to the page.
  */
 export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
   return async (emit) => {
@@ -80,19 +71,9 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     ctx.subscribe(channels.transcript, (t) =>
       emit({ type: 'transcript', text: t.text, final: t.final, startMs: t.startMs, endMs: t.endMs }),
     );
-    for (const [ch, source] of [
-      [channels.replyFast, 'fast'],
-      [channels.replyDeep, 'deep'],
-    ] as const) {
-      ctx.subscribe(ch, (r) => emit({ type: 'reply', source, turnId: r.turnId, delta: r.delta, done: r.done }));
-    }
+    session.onHeard = (turnId, source, text) => emit({ type: 'reply', source, turnId, text });
     ctx.subscribe(channels.turn, (t) => {
       if (t.kind === 'barge-in') emit({ type: 'flush', turnId: t.turnId });
-    });
-    ctx.subscribe(channels.control, (c) => {
-      if (c.reason === CANCEL_REASON.preemptMismatch || c.reason === CANCEL_REASON.preemptAbandoned) {
-        emit({ type: 'dropped', turnId: c.turnId });
-      }
     });
     ctx.subscribe(channels.playout, (p) => {
       // The gateway records the turn as it publishes its playout: the record is there by the time this arrives.
