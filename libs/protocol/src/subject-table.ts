@@ -11,7 +11,11 @@ export const SUBJECT_TABLE_END = '<!-- subject-table:end -->';
 /** The binary audio channels (their frame layout is in audio.ts), beside the JSON ones. */
 const AUDIO_CHANNELS = [
   { leaf: 'audio.in', fields: 'PCM16 frame (header: seq, ts, rate; then samples)', class: 'data' },
-  { leaf: 'audio.out', fields: 'PCM16 frame (header adds turn, source, text offset, the words it speaks)', class: 'data' },
+  {
+    leaf: 'audio.out',
+    fields: 'PCM16 frame (header adds turn, source, text offset, the words it speaks)',
+    class: 'data',
+  },
 ] as const;
 
 function fieldsOf(schema: z.ZodType): string {

@@ -143,13 +143,21 @@ describe('audio frame codec', () => {
 
   it('carries the text a frame speaks, of any length up to its bound, samples still at an even offset', () => {
     for (const text of ['é', 'It is noon.', '名前は?', 'x'.repeat(MAX_FRAME_TEXT_BYTES)]) {
-      const data = encodeAudioFrame({ samples, sampleRate: 16000, seq: 2, tsMs: 40, turnId: 't1', source: 'fast', text });
+      const data = encodeAudioFrame({
+        samples,
+        sampleRate: 16000,
+        seq: 2,
+        tsMs: 40,
+        turnId: 't1',
+        source: 'fast',
+        text,
+      });
       expect(headerLength(data) % 2).toBe(0);
       expect(decodeAudioFrame(data)).toMatchObject({ turnId: 't1', source: 'fast', text, samples });
     }
-    expect(decodeAudioFrame(encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, text: '' }))).not.toHaveProperty(
-      'text',
-    );
+    expect(
+      decodeAudioFrame(encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, text: '' })),
+    ).not.toHaveProperty('text');
     expect(() =>
       encodeAudioFrame({ samples, sampleRate: 16000, seq: 0, tsMs: 0, text: 'x'.repeat(MAX_FRAME_TEXT_BYTES + 1) }),
     ).toThrow(/exceeds/);

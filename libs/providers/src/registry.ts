@@ -1,6 +1,7 @@
 import type { EndOfUtteranceModel, LLM, ProviderKind, STT, TTS, VAD } from './types.js';
 
-interface Made {
+/** What a provider of each kind is. */
+export interface ProviderOf {
   stt: STT;
   llm: LLM;
   tts: TTS;
@@ -8,8 +9,19 @@ interface Made {
   eou: EndOfUtteranceModel;
 }
 
+/** Where in a chain (`PROVIDER=a:model,b`) a provider is built. */
+export interface ProviderSlot {
+  /** The model named after its colon (`groq:llama-3.1-8b-instant`), if any. */
+  model?: string;
+  /** The chain's first provider: the one its kind's own overrides (`LLM_BASE_URL`, `LLM_API_KEY`…) are for. */
+  first: boolean;
+}
+
 /** Options come from the service's environment; each factory parses what it needs (zod) and says what is wrong. */
-export type ProviderFactory<K extends ProviderKind> = (env: NodeJS.ProcessEnv) => Made[K] | Promise<Made[K]>;
+export type ProviderFactory<K extends ProviderKind> = (
+  env: NodeJS.ProcessEnv,
+  slot: ProviderSlot,
+) => ProviderOf[K] | Promise<ProviderOf[K]>;
 
 const factories: { [K in ProviderKind]: Map<string, ProviderFactory<K>> } = {
   stt: new Map(),
@@ -24,17 +36,23 @@ export function registerProvider<K extends ProviderKind>(kind: K, name: string, 
   (factories[kind] as Map<string, ProviderFactory<K>>).set(name, factory);
 }
 
+/** No provider of that name is registered for the kind: a configuration error (never failed over). */
+export class UnknownProviderError extends Error {
+  override readonly name = 'UnknownProviderError';
+}
+
 export async function createProvider<K extends ProviderKind>(
   kind: K,
   name: string,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<Made[K]> {
+  slot: ProviderSlot = { first: true },
+): Promise<ProviderOf[K]> {
   const factory = (factories[kind] as Map<string, ProviderFactory<K>>).get(name);
   if (!factory) {
     const known = [...factories[kind].keys()].join(', ') || 'none';
-    throw new Error(`unknown ${kind} provider "${name}" (known: ${known})`);
+    throw new UnknownProviderError(`unknown ${kind} provider "${name}" (known: ${known})`);
   }
-  return factory(env);
+  return factory(env, slot);
 }
 
 export function providerNames(kind: ProviderKind): string[] {

@@ -272,7 +272,7 @@ describe('OpenAICompatibleLLM: tools, usage, prompt caching', () => {
         { role: 'tool', tool_call_id: 'call_a', content: '{"ok":true}' },
       ]);
       await collect(
-        llmFromEnv({ LLM_BASE_URL: server.url, LLM_MODEL: 'm', LLM_PROMPT_CACHE_KEY: '1' }).chat(
+        (await llmFromEnv({ LLM_BASE_URL: server.url, LLM_MODEL: 'm', LLM_PROMPT_CACHE_KEY: '1' })).chat(
           TIME,
           { promptCacheKey: 'k1' },
           never(),
@@ -286,23 +286,27 @@ describe('OpenAICompatibleLLM: tools, usage, prompt caching', () => {
 });
 
 describe('llmFromEnv and the registry', () => {
-  it('names a provider preset: base URL, key variable and the fields that server takes', () => {
-    const groq = llmFromEnv({ LLM_PROVIDER: 'groq', GROQ_API_KEY: 'gsk_test', LLM_MODEL: 'llama-3.1-8b-instant' });
+  it('names a provider preset: base URL, key variable and the fields that server takes', async () => {
+    const groq = await llmFromEnv({
+      LLM_PROVIDER: 'groq',
+      GROQ_API_KEY: 'gsk_test',
+      LLM_MODEL: 'llama-3.1-8b-instant',
+    });
     expect(groq).toMatchObject({ provider: 'groq', baseURL: 'https://api.groq.com/openai/v1' });
-    expect(() => llmFromEnv({ LLM_PROVIDER: 'groq', LLM_MODEL: 'm' })).toThrow(/LLM_API_KEY or GROQ_API_KEY/);
-    expect(llmFromEnv({ LLM_PROVIDER: 'ollama', LLM_MODEL: 'llama3.2:1b' })).toMatchObject({
+    await expect(llmFromEnv({ LLM_PROVIDER: 'groq', LLM_MODEL: 'm' })).rejects.toThrow(/LLM_API_KEY or GROQ_API_KEY/);
+    expect(await llmFromEnv({ LLM_PROVIDER: 'ollama', LLM_MODEL: 'llama3.2:1b' })).toMatchObject({
       provider: 'ollama',
       baseURL: 'http://127.0.0.1:11434/v1',
     });
-    expect(() => llmFromEnv({ LLM_PROVIDER: 'skynet', LLM_MODEL: 'm' })).toThrow(/LLM_PROVIDER/);
+    await expect(llmFromEnv({ LLM_PROVIDER: 'skynet', LLM_MODEL: 'm' })).rejects.toThrow(/LLM_PROVIDER/);
     // The key is never part of an error message.
-    expect(() => llmFromEnv({ LLM_PROVIDER: 'groq', GROQ_API_KEY: 'gsk_secret', LLM_MODEL: '' })).toThrow(
+    await expect(llmFromEnv({ LLM_PROVIDER: 'groq', GROQ_API_KEY: 'gsk_secret', LLM_MODEL: '' })).rejects.toThrow(
       expect.not.objectContaining({ message: expect.stringContaining('gsk_secret') }),
     );
   });
 
   it('builds a fallback chain from LLM_FALLBACK, and it serves from the next provider when the first fails', async () => {
-    const llm = llmFromEnv(
+    const llm = await llmFromEnv(
       {
         DEEP_LLM_BASE_URL: broken.url,
         DEEP_LLM_MODEL: 'primary',
@@ -319,7 +323,7 @@ describe('llmFromEnv and the registry', () => {
     for await (const e of llm.chat(ASK, {}, never())) events.push(e);
     expect(events[0]).toMatchObject({ type: 'served-by', model: 'backup-model', fallback: true });
     expect(events.filter((e) => e.type === 'text').length).toBeGreaterThan(0);
-    expect(() => llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_FALLBACK: 'nope:m' })).toThrow(
+    await expect(llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_FALLBACK: 'nope:m' })).rejects.toThrow(
       /unknown provider nope/,
     );
   });
@@ -355,33 +359,33 @@ describe('llmFromEnv and the registry', () => {
     });
   });
 
-  it('builds from LLM_* with a not-needed key for local servers', () => {
-    const llm = llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'tiny' });
+  it('builds from LLM_* with a not-needed key for local servers', async () => {
+    const llm = await llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'tiny' });
     expect(llm).toMatchObject({ provider: 'openai', model: 'tiny', baseURL: local.url });
   });
 
-  it('reads FAST_/DEEP_ prefixes, falling back to the unprefixed variable', () => {
+  it('reads FAST_/DEEP_ prefixes, falling back to the unprefixed variable', async () => {
     const env = {
       LLM_BASE_URL: local.url,
       FAST_LLM_MODEL: 'small',
       DEEP_LLM_MODEL: 'large',
       DEEP_LLM_BASE_URL: 'http://deep:8000/v1',
     };
-    expect(llmFromEnv(env, 'FAST_')).toMatchObject({ model: 'small', baseURL: local.url });
-    expect(llmFromEnv(env, 'DEEP_')).toMatchObject({ model: 'large', baseURL: 'http://deep:8000/v1' });
+    expect(await llmFromEnv(env, 'FAST_')).toMatchObject({ model: 'small', baseURL: local.url });
+    expect(await llmFromEnv(env, 'DEEP_')).toMatchObject({ model: 'large', baseURL: 'http://deep:8000/v1' });
   });
 
-  it('names the missing or invalid variables in its error', () => {
-    expect(() => llmFromEnv({ LLM_BASE_URL: local.url }, 'FAST_')).toThrow(/FAST_LLM_MODEL \(or LLM_MODEL\)/);
-    expect(() => llmFromEnv({ LLM_BASE_URL: 'not a url', LLM_MODEL: 'm' })).toThrow(/LLM_BASE_URL/);
-    expect(() => llmFromEnv({ LLM_MODEL: 'gpt-4o-mini' })).toThrow(/LLM_API_KEY/);
-    expect(() => llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_MAX_RETRIES: 'lots' })).toThrow(
+  it('names the missing or invalid variables in its error', async () => {
+    await expect(llmFromEnv({ LLM_BASE_URL: local.url }, 'FAST_')).rejects.toThrow(/FAST_LLM_MODEL \(or LLM_MODEL\)/);
+    await expect(llmFromEnv({ LLM_BASE_URL: 'not a url', LLM_MODEL: 'm' })).rejects.toThrow(/LLM_BASE_URL/);
+    await expect(llmFromEnv({ LLM_MODEL: 'gpt-4o-mini' })).rejects.toThrow(/LLM_API_KEY/);
+    await expect(llmFromEnv({ LLM_BASE_URL: local.url, LLM_MODEL: 'm', LLM_MAX_RETRIES: 'lots' })).rejects.toThrow(
       /LLM_MAX_RETRIES/,
     );
   });
 
-  it('is registered as the "openai" llm provider, and works end to end', async () => {
-    const llm = await createProvider('llm', 'openai', { LLM_BASE_URL: local.url, LLM_MODEL: 'local' });
+  it('each preset is a registered llm provider (here "compatible"), and works end to end', async () => {
+    const llm = await createProvider('llm', 'compatible', { LLM_BASE_URL: local.url, LLM_MODEL: 'local' });
     const text = (await collect(llm.chat(ASK, {}, never()))).join('');
     expect(text).toMatch(/mountain|Europe/);
   });

@@ -7,7 +7,7 @@ import { ContextEnv, STAGE } from './options.js';
 import { summarizerFromEnv } from './summarizer.js';
 
 const options = parseEnv(ContextEnv);
-const summarizer = summarizerFromEnv(process.env, options, createLogger(STAGE));
+const summarizer = await summarizerFromEnv(process.env, options, createLogger(STAGE));
 
 const { bus } = await runService({ stage: STAGE, createActor: contextActor({ ...options, summarizer }) });
 

@@ -106,9 +106,13 @@ export function extractiveSummarizer(opts: Pick<ContextOptions, 'summaryMaxChars
  * The summarizer the service runs: the model of `SUMMARY_LLM_*` (falling back to `LLM_*`), or the extractive
  * one when none is configured — session-context must run without a model, so this never throws.
  */
-export function summarizerFromEnv(env: NodeJS.ProcessEnv, opts: ContextOptions, log: Logger): Summarizer {
+export async function summarizerFromEnv(
+  env: NodeJS.ProcessEnv,
+  opts: ContextOptions,
+  log: Logger,
+): Promise<Summarizer> {
   try {
-    const llm = llmFromEnv(env, 'SUMMARY_');
+    const llm = await llmFromEnv(env, 'SUMMARY_');
     log.info({ provider: llm.provider, model: llm.model }, 'summaries by the configured model');
     return llmSummarizer(llm, opts);
   } catch (err) {

@@ -97,19 +97,23 @@ describe('summarizer', () => {
     expect(rolling).toContain('question number 19');
   });
 
-  it('from env: SUMMARY_LLM_* (or LLM_*) picks the model; none configured → extractive, said once', () => {
+  it('from env: SUMMARY_LLM_* (or LLM_*) picks the model; none configured → extractive, said once', async () => {
     const { log, lines } = recordingLogger();
-    const none = summarizerFromEnv({}, CONTEXT_DEFAULTS, log);
+    const none = await summarizerFromEnv({}, CONTEXT_DEFAULTS, log);
     expect(none.provider).toBe('extractive');
     expect(lines.filter((l) => l.level === 'warn')).toHaveLength(1);
     expect(lines[0]!.msg).toMatch(/no summary model configured/);
-    const own = summarizerFromEnv(
+    const own = await summarizerFromEnv(
       { SUMMARY_LLM_BASE_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'small', DEEP_LLM_MODEL: 'large' },
       CONTEXT_DEFAULTS,
       log,
     );
     expect([own.provider, own.model]).toEqual(['openai', 'small']);
-    const shared = summarizerFromEnv({ LLM_BASE_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'm' }, CONTEXT_DEFAULTS, log);
+    const shared = await summarizerFromEnv(
+      { LLM_BASE_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'm' },
+      CONTEXT_DEFAULTS,
+      log,
+    );
     expect(shared.model).toBe('m');
   });
 
@@ -134,7 +138,7 @@ describe('offline summaries (local rule-based LLM server)', () => {
 
   it('the demo’s summary model answers the summary prompt with the topics the user asked about', async () => {
     const { log } = recordingLogger();
-    const summarizer = summarizerFromEnv(
+    const summarizer = await summarizerFromEnv(
       { SUMMARY_LLM_BASE_URL: server.url, LLM_MODEL: LOCAL_MODEL_ID },
       CONTEXT_DEFAULTS,
       log,

@@ -1,5 +1,5 @@
 import { parseEnv, runService, ServiceEnv } from '@va/actor';
-import { createProvider } from '@va/providers';
+import { failoverCounter, providerChain } from '@va/providers';
 import { z } from 'zod';
 import { STAGE, turnDetectorActor } from './actor.js';
 import { ENDPOINTING_DEFAULTS as D } from './endpointing.js';
@@ -14,6 +14,7 @@ const flag = (fallback: boolean) =>
 // Service-wide turn-taking defaults; a session may override each in session.open (`config.turn`).
 const env = parseEnv(
   ServiceEnv.extend({
+    /** `silero` (default), `energy`, or a chain tried in order until one loads (`silero,energy`). */
     VAD_PROVIDER: z.string().default('silero'),
     /** How finished the words sound (the `eou` provider kind): `heuristic` (default). */
     EOU_PROVIDER: z.string().default('heuristic'),
@@ -31,13 +32,14 @@ const env = parseEnv(
 );
 // One VAD held for the life of the process (never closed): the model every session's VAD shares is loaded
 // before the first session opens, and stays loaded while no session is open.
-await createProvider('vad', env.VAD_PROVIDER);
-const eou = await createProvider('eou', env.EOU_PROVIDER);
+const onFailover = failoverCounter(STAGE);
+await providerChain('vad', env.VAD_PROVIDER, process.env, onFailover);
+const eou = await providerChain('eou', env.EOU_PROVIDER, process.env, onFailover);
 await runService({
   stage: STAGE,
   env,
   createActor: turnDetectorActor(
-    () => createProvider('vad', env.VAD_PROVIDER),
+    () => providerChain('vad', env.VAD_PROVIDER, process.env, onFailover),
     {
       mode: env.TURN_ENDPOINTING,
       fixedDelayMs: env.TURN_FIXED_DELAY_MS,
