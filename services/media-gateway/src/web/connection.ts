@@ -1,64 +1,19 @@
 import { SessionRefusedError } from '@va/actor';
 import { Framer } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
-import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
+import type { Logger } from '@va/telemetry';
 import type { RawData, WebSocket } from 'ws';
 import { micSilence } from '../actor.js';
-import { HTTP_LIMITS_DEFAULTS, type HttpLimits } from '../http-limits.js';
 import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
-import { CLIENT_LIMITS_DEFAULTS, type ClientLimiter, type ClientLimits } from './client-limits.js';
+import type { ClientLimiter } from './client-limits.js';
+import { CLOSE, countRefusal, type WebLimits } from './limits.js';
 import { WEB_SAMPLE_RATE, type PageEvent, type SessionFactory, type WebSession } from './session.js';
-
-/**
- * WebSocket close codes the page acts on. 1013 (Try Again Later): the gateway or the pipeline is full; 1008
- * (Policy Violation): the client broke a limit (message rate); 4000: no microphone audio for the idle timeout.
- * The page reconnects only after other codes (the gateway went away).
- */
-export const CLOSE = { normal: 1000, badMessage: 1008, internal: 1011, overloaded: 1013, idle: 4000 } as const;
-
-/** Limits of the web transport; every one has an env variable in `main.ts` (README "Security"). */
-export interface WebLimits extends ClientLimits, HttpLimits {
-  /** Sessions at once over all clients. */
-  maxSessions: number;
-  /** Larger messages are refused with an error (a 20 ms frame is 640 bytes). */
-  maxMessageBytes: number;
-  /** Messages one socket may send per second (the page sends 50); beyond, the socket is closed (1008). */
-  maxMessagesPerSecond: number;
-  /** A socket that sends no microphone audio for this long is closed (4000). */
-  idleTimeoutMs: number;
-  /** A ping this often; a socket that has not answered the previous one by then is cut off. */
-  pingIntervalMs: number;
-  /** Microphone audio waiting for the clock beyond this is dropped, oldest first (bounds the added latency). */
-  maxQueueMs: number;
-  /** Agent audio is not sent while this much is still unsent to a slow socket. */
-  maxBufferedBytes: number;
-  /** A socket with this much unsent (a client that does not read) is cut off: memory per client is bounded. */
-  maxSendBufferBytes: number;
-}
-
-export const WEB_LIMITS_DEFAULTS = {
-  ...CLIENT_LIMITS_DEFAULTS,
-  ...HTTP_LIMITS_DEFAULTS,
-  maxSessions: 8,
-  maxMessageBytes: 64 * 1024,
-  maxMessagesPerSecond: 200,
-  idleTimeoutMs: 30_000,
-  pingIntervalMs: 15_000,
-  maxQueueMs: 500,
-  maxBufferedBytes: 256 * 1024,
-  maxSendBufferBytes: 1024 * 1024,
-} as const satisfies WebLimits;
 
 const FRAME_SAMPLES = (WEB_SAMPLE_RATE * FRAME_MS) / 1000;
 const DROP_REPORT_EVERY_MS = 5000;
 /** A socket is told of its bad messages at most this often per kind (a flood of them gets one answer a second). */
 const ERROR_EVERY_MS = 1000;
-
-/** Counts a refused or cut-off client in `va.web.refused{va.reason}`. */
-export function countRefusal(reason: string): void {
-  counter(METRIC.webRefused).add(1, { [ATTR.refusal]: reason });
-}
 
 /**
  * One socket and its session: the page's messages in (checked, rate-limited, reframed), the agent's frames and

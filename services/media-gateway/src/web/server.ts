@@ -8,16 +8,8 @@ import type { Logger } from '@va/telemetry';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { clientAddress, createLimitedServer, hostAllowed, sameOrigin } from '../http-limits.js';
 import { ClientLimiter } from './client-limits.js';
-import {
-  acceptSocket,
-  CLOSE,
-  countRefusal,
-  watchConnections,
-  WEB_LIMITS_DEFAULTS,
-  type Sockets,
-  type WebConnection,
-  type WebLimits,
-} from './connection.js';
+import { acceptSocket, watchConnections, type Sockets, type WebConnection } from './connection.js';
+import { CLOSE, countRefusal, WEB_LIMITS_DEFAULTS, type WebLimits } from './limits.js';
 import type { SessionFactory } from './session.js';
 
 /** `services/media-gateway/web`, from `src/web/` (tests) and from `dist/web/` (`node dist/main.js`) alike. */
@@ -31,7 +23,7 @@ const STATIC_FILES: Record<string, { file: string; type: string }> = {
   '/mic-worklet.js': { file: 'mic-worklet.js', type: 'text/javascript; charset=utf-8' },
 };
 
-export { CLOSE, WEB_LIMITS_DEFAULTS, type WebLimits } from './connection.js';
+export { CLOSE, WEB_LIMITS_DEFAULTS, type WebLimits } from './limits.js';
 
 export interface WebServerOptions extends Partial<WebLimits> {
   factory: SessionFactory;
