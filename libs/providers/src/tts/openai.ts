@@ -1,11 +1,14 @@
 import OpenAI from 'openai';
 import { z } from 'zod';
-import { Framer, samplesForMs, silence, StreamResampler } from '@va/audio';
 import { kindOfStatus, ProviderError, redact } from '../errors.js';
 import type { SpeechChunk, TTS } from '../types.js';
-import { isSpeakable, segmentSentences, type SentenceSegmenterOptions } from './segmenter.js';
+import type { SentenceSegmenterOptions } from './segmenter.js';
+import { speakSegmentsStreamed } from './streamed-segments.js';
 import { optionalEnv, parseProviderEnv } from '../env.js';
-import { AsyncQueue, linkAbort, untilAborted } from '@va/stream';
+
+// The streamed-segment pipeline and the PCM decoder started out here; they stay importable from this module.
+export { speakSegmentsStreamed, type SegmentAudioStream, type StreamedSegmentsOptions } from './streamed-segments.js';
+export { Pcm16Decoder } from './pcm16.js';
 
 /** OpenAI's `response_format: "pcm"`: raw 24 kHz, 16-bit signed little-endian, mono, no header. */
 export const OPENAI_TTS_PCM_RATE = 24000;
@@ -162,150 +165,4 @@ export function openAITtsFromEnv(env: NodeJS.ProcessEnv): OpenAITTS {
     speed: e.OPENAI_TTS_SPEED,
     sampleRate: e.OPENAI_TTS_SAMPLE_RATE,
   });
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Shared by the HTTP-streaming adapters (OpenAI, ElevenLabs over HTTP). Belongs beside `speakStream` in stream.ts.
-
-/** Opens one segment's audio: resolves when the response has started, with its body (raw PCM16 LE bytes). */
-export type SegmentAudioStream = (text: string, signal: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
-
-export interface StreamedSegmentsOptions extends SentenceSegmenterOptions {
-  provider: string;
-  /** Rate of the PCM the provider sends. */
-  inputRate: number;
-  /** Rate of the chunks yielded; resampled (as a stream) when it differs. */
-  sampleRate: number;
-  /** Time allowed from a request until its first audio bytes. */
-  firstByteTimeoutMs: number;
-  /** Chunk length, ms. Default 20. */
-  chunkMs?: number;
-  /** Turns whatever the request or the body read threw into a typed error. */
-  toError: (err: unknown) => ProviderError;
-}
-
-const FIRST_BYTE_TIMEOUT = Symbol('first byte timeout');
-
-/**
- * Like `speakStream`, but each segment's audio streams in as the provider sends it (a response body) instead of
- * arriving whole. Segments are requested one after another, independent of how fast chunks are consumed.
- * textOffset: every chunk of a segment reports the end of the segment before, its last chunk the segment's own
- * end. A final unspeakable segment becomes one silent chunk (the last textOffset reaches the text's length).
- * Abort or an early `return()`: the request in flight is cancelled and awaited, the iterable ends quietly; a
- * text source blocked in `next()` is left to the owner of the signal. Failures are thrown as the typed error.
- */
-export async function* speakSegmentsStreamed(
-  text: AsyncIterable<string>,
-  signal: AbortSignal,
-  open: SegmentAudioStream,
-  opts: StreamedSegmentsOptions,
-): AsyncGenerator<SpeechChunk, void, undefined> {
-  if (signal.aborted) return;
-  const link = linkAbort(signal);
-  const ac = link.controller;
-  const chunkMs = opts.chunkMs ?? 20;
-  const rate = opts.sampleRate;
-  const out = new AsyncQueue<SpeechChunk>();
-  let resampler: StreamResampler | undefined;
-  let inflight: Promise<unknown> = Promise.resolve();
-
-  const speakOne = async (input: string, start: number, end: number): Promise<boolean> => {
-    if (opts.inputRate !== rate && !resampler) {
-      const created = await StreamResampler.create(opts.inputRate, rate);
-      if (ac.signal.aborted) {
-        created.destroy();
-        return false;
-      }
-      resampler = created;
-    }
-    const req = new AbortController();
-    const cancel = () => req.abort();
-    ac.signal.addEventListener('abort', cancel, { once: true });
-    const timer = setTimeout(() => req.abort(FIRST_BYTE_TIMEOUT), opts.firstByteTimeoutMs);
-    const framer = new Framer(samplesForMs(chunkMs, rate));
-    const decoder = new Pcm16Decoder();
-    let pending: Int16Array | undefined; // held until the next frame shows it was not the segment's last
-    const emit = (samples: Int16Array) => {
-      if (pending) out.push({ samples: pending, sampleRate: rate, textOffset: start });
-      pending = samples;
-    };
-    try {
-      const body = await open(input, req.signal);
-      for await (const bytes of body) {
-        if (ac.signal.aborted) return false;
-        if (bytes.length === 0) continue;
-        clearTimeout(timer);
-        const pcm = decoder.push(bytes);
-        for (const f of framer.push(resampler ? resampler.push(pcm) : pcm)) emit(f);
-      }
-      const rest = framer.flush();
-      if (rest) emit(rest);
-      if (!pending) return false;
-      out.push({ samples: pending, sampleRate: rate, textOffset: end });
-      return true;
-    } catch (err) {
-      if (ac.signal.aborted) return false;
-      if (req.signal.reason === FIRST_BYTE_TIMEOUT) {
-        throw new ProviderError(opts.provider, 'timeout', `no audio within ${opts.firstByteTimeoutMs} ms`, {
-          cause: err,
-        });
-      }
-      throw opts.toError(err);
-    } finally {
-      clearTimeout(timer);
-      ac.signal.removeEventListener('abort', cancel);
-    }
-  };
-
-  void (async () => {
-    let start = 0; // end offset of the previous segment
-    let spoke = false;
-    for await (const seg of segmentSentences(text, opts)) {
-      if (ac.signal.aborted) return;
-      if (isSpeakable(seg.text)) {
-        const one = speakOne(seg.text, start, seg.end);
-        inflight = one.catch(() => undefined);
-        if (await one) spoke = true;
-      } else if (spoke) {
-        out.push({ ...silence(chunkMs, rate), textOffset: seg.end });
-      }
-      start = seg.end;
-    }
-  })().then(
-    () => out.end(),
-    (err: unknown) => out.fail(err),
-  );
-
-  try {
-    yield* untilAborted(out, link);
-  } catch (err) {
-    if (!ac.signal.aborted) throw err;
-  } finally {
-    link.unlink();
-    ac.abort();
-    await inflight; // the cancelled request settles within a moment: nothing outlives the iterable
-    resampler?.destroy();
-    resampler = undefined;
-  }
-}
-
-/** Raw little-endian PCM16 bytes, split anywhere (odd lengths too), to samples. */
-export class Pcm16Decoder {
-  private odd: number | undefined;
-
-  push(bytes: Uint8Array): Int16Array {
-    const total = bytes.length + (this.odd === undefined ? 0 : 1);
-    const out = new Int16Array(total >> 1);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let i = 0;
-    let n = 0;
-    if (this.odd !== undefined && bytes.length > 0) {
-      out[n++] = (((bytes[0]! << 8) | this.odd) << 16) >> 16;
-      this.odd = undefined;
-      i = 1;
-    }
-    for (; i + 1 < bytes.length; i += 2) out[n++] = view.getInt16(i, true);
-    if (i < bytes.length) this.odd = bytes[i];
-    return out;
-  }
 }
