@@ -111,10 +111,20 @@ class SegmentAudio {
     this.wake();
   }
 
-  /** Resolves once at most `max` chunks wait (or `stop` aborted; cancel() wakes the wait). */
+  /**
+   * Resolves once at most `max` chunks wait, or `stop` aborted — which wakes the wait itself: a segment already
+   * closed is no longer the one `cancel()` reaches, and its decoder, stopped, pulls nothing more.
+   */
   async roomFor(max: number, stop: AbortSignal): Promise<void> {
-    while (this.backlog > max && !stop.aborted) {
-      await new Promise<void>((resolve) => (this.drained = resolve));
+    if (this.backlog <= max) return;
+    const onStop = () => this.wake();
+    stop.addEventListener('abort', onStop, { once: true });
+    try {
+      while (this.backlog > max && !stop.aborted) {
+        await new Promise<void>((resolve) => (this.drained = resolve));
+      }
+    } finally {
+      stop.removeEventListener('abort', onStop);
     }
   }
 
