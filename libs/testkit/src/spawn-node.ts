@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { basename } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -86,112 +86,150 @@ export function spawnNode(entry: string, opts: SpawnNodeOptions = {}): ChildHand
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return new NodeChild(child, name, maxLifetimeSec);
+}
 
-  const lines: string[] = [];
-  const stderr: string[] = [];
-  const merged: string[] = []; // both streams, for error messages
-  const verbose = process.env.VA_TEST_VERBOSE === '1';
-  const collect = (stream: NodeJS.ReadableStream, into: string[], tag: string) => {
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-      into.push(line);
-      merged.push(`${tag} ${line}`);
-      if (verbose) process.stderr.write(`[${name} ${tag}] ${line}\n`);
-    });
+/** A child's stdout and stderr, line by line, and both merged for error messages. */
+class ChildOutput {
+  readonly lines: string[] = [];
+  readonly stderr: string[] = [];
+  private readonly merged: string[] = [];
+
+  constructor(child: ChildProcess, name: string) {
+    const verbose = process.env.VA_TEST_VERBOSE === '1';
+    const collect = (stream: NodeJS.ReadableStream, into: string[], tag: string) => {
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        into.push(line);
+        this.merged.push(`${tag} ${line}`);
+        if (verbose) process.stderr.write(`[${name} ${tag}] ${line}\n`);
+      });
+    };
+    collect(child.stdout!, this.lines, 'out');
+    collect(child.stderr!, this.stderr, 'err');
+  }
+
+  /** A line for error messages only (e.g. why the spawn failed). */
+  note(text: string): void {
+    this.merged.push(text);
+  }
+
+  /** The last lines of both streams, for an error message. */
+  tail(): string {
+    return this.merged.slice(-TAIL_LINES).join('\n') || '(no output)';
+  }
+}
+
+function parseObject(line: string): object | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+class NodeChild implements ChildHandle {
+  readonly pid: number;
+  readonly lines: string[];
+  readonly stderr: string[];
+  readonly exited: Promise<ChildExit>;
+  private readonly output: ChildOutput;
+  private exit: ChildExit | undefined;
+  private readonly killNow = () => {
+    if (this.running()) this.child.kill('SIGKILL');
   };
-  collect(child.stdout!, lines, 'out');
-  collect(child.stderr!, stderr, 'err');
 
-  let exit: ChildExit | undefined;
-  const exited = new Promise<ChildExit>((resolve) => {
-    // 'close' waits for stdout/stderr to be fully read, so `lines` is complete once this resolves.
-    child.once('close', (code, signal) => resolve((exit = { code, signal })));
-    child.once('error', (err) => {
-      merged.push(`spawn error: ${err.message}`);
-      resolve((exit = { code: null, signal: null }));
+  constructor(
+    private readonly child: ChildProcess,
+    readonly name: string,
+    maxLifetimeSec: number,
+  ) {
+    this.pid = child.pid ?? -1;
+    this.output = new ChildOutput(child, name);
+    this.lines = this.output.lines;
+    this.stderr = this.output.stderr;
+    this.exited = new Promise<ChildExit>((resolve) => {
+      // 'close' waits for stdout/stderr to be fully read, so `lines` is complete once this resolves.
+      child.once('close', (code, signal) => resolve((this.exit = { code, signal })));
+      child.once('error', (err) => {
+        this.output.note(`spawn error: ${err.message}`);
+        resolve((this.exit = { code: null, signal: null }));
+      });
     });
-  });
-  const running = () => exit === undefined && child.exitCode === null && child.signalCode === null;
+    installExitHook();
+    live.add(this.killNow);
+    const lifetimeTimer = setTimeout(this.killNow, maxLifetimeSec * 1000).unref();
+    void this.exited.then(() => {
+      live.delete(this.killNow);
+      clearTimeout(lifetimeTimer);
+    });
+  }
 
-  const killNow = () => {
-    if (running()) child.kill('SIGKILL');
-  };
-  installExitHook();
-  live.add(killNow);
-  const lifetimeTimer = setTimeout(killNow, maxLifetimeSec * 1000).unref();
-  void exited.then(() => {
-    live.delete(killNow);
-    clearTimeout(lifetimeTimer);
-  });
+  jsonLines(): unknown[] {
+    return this.lines.map(parseObject).filter((v) => v !== undefined);
+  }
 
-  const tail = () => merged.slice(-TAIL_LINES).join('\n') || '(no output)';
+  waitForLine(pred: (line: string) => boolean, timeoutMs = 10_000): Promise<string> {
+    return this.findLine((line) => (pred(line) ? line : undefined), 'a matching stdout line', timeoutMs);
+  }
+
+  waitForJson<T = unknown>(pred: JsonLinePredicate, timeoutMs = 10_000): Promise<T> {
+    const match = (line: string) => {
+      const obj = parseObject(line);
+      return obj !== undefined && pred(obj) ? (obj as T) : undefined;
+    };
+    return this.findLine(match, 'a matching JSON stdout line', timeoutMs);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    if (this.running()) this.child.kill(signal);
+  }
+
+  async stop(timeoutMs = 5_000): Promise<ChildExit> {
+    if (this.running()) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(this.killNow, timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
+  }
+
+  private running(): boolean {
+    return this.exit === undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
 
   /** Polls the collected stdout lines; fails early if the child exits first. */
-  const findLine = async <T>(match: (line: string) => T | undefined, what: string, timeoutMs: number) => {
+  private async findLine<T>(match: (line: string) => T | undefined, what: string, timeoutMs: number): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let scanned = 0;
-    for (;;) {
-      for (; scanned < lines.length; scanned++) {
-        const found = match(lines[scanned]!);
+    const scan = (): T | undefined => {
+      for (; scanned < this.lines.length; scanned++) {
+        const found = match(this.lines[scanned]!);
         if (found !== undefined) return found;
       }
-      const ended = !running();
+      return undefined;
+    };
+    for (;;) {
+      const found = scan();
+      if (found !== undefined) return found;
+      const ended = !this.running();
       if (ended || Date.now() >= deadline) {
-        const why = ended
-          ? `exited (code ${exit?.code ?? child.exitCode}, signal ${exit?.signal ?? child.signalCode})`
-          : `timed out after ${timeoutMs} ms`;
+        const why = ended ? this.exitDescription() : `timed out after ${timeoutMs} ms`;
         // Exited: read the last lines before giving up (they may still be in flight).
         if (ended) {
-          await exited;
-          for (; scanned < lines.length; scanned++) {
-            const found = match(lines[scanned]!);
-            if (found !== undefined) return found;
-          }
+          await this.exited;
+          const last = scan();
+          if (last !== undefined) return last;
         }
-        throw new Error(`${name} ${why} while waiting for ${what}. Last output:\n${tail()}`);
+        throw new Error(`${this.name} ${why} while waiting for ${what}. Last output:\n${this.output.tail()}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
-  };
+  }
 
-  const parseObject = (line: string): object | undefined => {
-    try {
-      const value: unknown = JSON.parse(line);
-      return typeof value === 'object' && value !== null && !Array.isArray(value) ? value : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-
-  const handle: ChildHandle = {
-    pid: child.pid ?? -1,
-    name,
-    lines,
-    stderr,
-    jsonLines: () => lines.map(parseObject).filter((v) => v !== undefined),
-    waitForLine: (pred, timeoutMs = 10_000) =>
-      findLine((line) => (pred(line) ? line : undefined), 'a matching stdout line', timeoutMs),
-    waitForJson: <T>(pred: JsonLinePredicate, timeoutMs = 10_000) =>
-      findLine(
-        (line) => {
-          const obj = parseObject(line);
-          return obj !== undefined && pred(obj) ? (obj as T) : undefined;
-        },
-        'a matching JSON stdout line',
-        timeoutMs,
-      ),
-    kill: (signal = 'SIGTERM') => {
-      if (running()) child.kill(signal);
-    },
-    exited,
-    async stop(timeoutMs = 5_000) {
-      if (running()) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(killNow, timeoutMs);
-        await exited;
-        clearTimeout(timer);
-      }
-      return exited;
-    },
-  };
-  return handle;
+  private exitDescription(): string {
+    const { exit, child } = this;
+    return `exited (code ${exit?.code ?? child.exitCode}, signal ${exit?.signal ?? child.signalCode})`;
+  }
 }

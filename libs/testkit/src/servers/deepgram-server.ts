@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { validate } from './deepgram-query.js';
+import { DeepgramStream, type DropPlan, type StreamOptions } from './deepgram-stream.js';
+import { TextScript } from './deepgram-transcript.js';
+import { authorization, LocalHttpServer, refuseUpgrade, refusesKey } from './local-http.js';
 
 /**
  * A local stand-in for Deepgram's live transcription endpoint (`GET /v1/listen`, docs/provider-protocols.md §1),
@@ -92,58 +96,17 @@ export interface DeepgramServer {
   close(): Promise<void>;
 }
 
-const ENCODINGS = new Set(['linear16', 'flac', 'mulaw', 'alaw', 'amr-nb', 'amr-wb', 'opus', 'speex', 'g729']);
-const BOOLEAN_PARAMS = ['interim_results', 'vad_events', 'smart_format', 'punctuate', 'diarize', 'numerals'];
-/** Speech is heard as one word per this much audio. */
-const WORD_MS = 200;
-/** Deepgram's NET-0001 text (https://developers.deepgram.com/docs/audio-keep-alive). */
-const NET_0001 = 'NET-0001: Deepgram did not receive audio data or a text message within the timeout window.';
-
-/** Parses and checks the query as Deepgram would; returns the problem as Deepgram's 400 body would say it. */
-function validate(query: URLSearchParams): string | undefined {
-  for (const name of BOOLEAN_PARAMS) {
-    const v = query.get(name);
-    if (v !== null && v !== 'true' && v !== 'false') return `${name} must be true or false, got "${v}"`;
-  }
-  const encoding = query.get('encoding');
-  if (encoding !== null) {
-    if (!ENCODINGS.has(encoding)) return `unknown encoding "${encoding}"`;
-    if (encoding !== 'linear16') return `this test server only decodes linear16, not ${encoding}`;
-    const rate = Number(query.get('sample_rate'));
-    if (!Number.isInteger(rate) || rate < 8000 || rate > 48000) return 'sample_rate is required with encoding';
-  }
-  const channels = query.get('channels');
-  if (channels !== null && channels !== '1') return 'this test server only decodes channels=1';
-  const endpointing = query.get('endpointing');
-  if (endpointing !== null && endpointing !== 'false' && !/^\d+$/.test(endpointing)) {
-    return `endpointing must be false or milliseconds, got "${endpointing}"`;
-  }
-  const utteranceEnd = query.get('utterance_end_ms');
-  if (utteranceEnd !== null) {
-    if (!/^\d+$/.test(utteranceEnd)) return `utterance_end_ms must be milliseconds, got "${utteranceEnd}"`;
-    if (query.get('interim_results') !== 'true') return 'utterance_end_ms requires interim_results=true';
-  }
-  return undefined;
-}
-
-function refuse(socket: Duplex, status: number, text: string, errCode: string, errMsg: string): void {
-  const body = JSON.stringify({ err_code: errCode, err_msg: errMsg, request_id: randomUUID() });
-  socket.end(
-    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ndg-error: ${errMsg}\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-}
-
 export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Promise<DeepgramServer> {
-  const apiKey = opts.apiKey ?? 'test-key';
-  const texts = opts.texts?.length ? opts.texts : ['hello there'];
-  const speechDbfs = opts.speechDbfs ?? -45;
-  const interimEveryMs = opts.interimEveryMs ?? 200;
-  const idleTimeoutMs = opts.idleTimeoutMs ?? 10_000;
-  const segmentMs = opts.segmentMs ?? 0;
-  const textScope = opts.textScope ?? 'connection';
-  const faults: DeepgramServerFaults = { ...opts.faults };
-  const stats: DeepgramServerStats = {
+  const server = new DeepgramTestServer(opts);
+  await server.listen();
+  return server;
+}
+
+class DeepgramTestServer implements DeepgramServer {
+  readonly apiKey: string;
+  readonly faults: DeepgramServerFaults;
+  readonly connections: DeepgramConnection[] = [];
+  readonly stats: DeepgramServerStats = {
     connections: 0,
     rejected: 0,
     open: 0,
@@ -154,53 +117,75 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
     idleCloses: 0,
     drops: 0,
   };
-  const connections: DeepgramConnection[] = [];
-  const sockets = new Set<WebSocket>();
-  const pendingUpgrades = new Set<NodeJS.Timeout>();
-  let utterances = 0;
-  let closing = false;
-
-  const wss = new WebSocketServer({ noServer: true });
-  const http: Server = createServer((_req, res) => {
+  private readonly texts: readonly string[];
+  /** One script across connections when textScope is 'server'. */
+  private readonly serverScript: TextScript | undefined;
+  private readonly streamOptions: Omit<StreamOptions, 'script' | 'drop'>;
+  private readonly host = new LocalHttpServer(async (_req, res) => {
     res.writeHead(404).end();
   });
+  private readonly wss = new WebSocketServer({ noServer: true });
 
-  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, requestedAt: number) => {
-    if (closing) return void socket.destroy();
+  constructor(opts: DeepgramServerOptions) {
+    this.apiKey = opts.apiKey ?? 'test-key';
+    this.texts = opts.texts?.length ? opts.texts : ['hello there'];
+    this.serverScript = opts.textScope === 'server' ? new TextScript(this.texts) : undefined;
+    this.faults = { ...opts.faults };
+    this.streamOptions = {
+      stats: this.stats,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 10_000,
+      speechDbfs: opts.speechDbfs ?? -45,
+      interimEveryMs: opts.interimEveryMs ?? 200,
+      segmentMs: opts.segmentMs ?? 0,
+    };
+    this.host.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const requestedAt = performance.now();
+      socket.on('error', () => {}); // a client that gives up mid-handshake is not the server's problem
+      const delay = this.faults.handshakeDelayMs ?? 0;
+      if (delay <= 0) return this.upgrade(req, socket, head, requestedAt);
+      this.host.later(delay, () => this.upgrade(req, socket, head, requestedAt));
+    });
+  }
+
+  get url(): string {
+    return this.host.origin;
+  }
+
+  listen(): Promise<void> {
+    return this.host.listen();
+  }
+
+  close(): Promise<void> {
+    return this.host.close(async () => {
+      for (const ws of this.wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    });
+  }
+
+  /** Checks path, key and query as Deepgram does (refusing with its error body), then opens the stream. */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestedAt: number): void {
+    if (this.host.closing) return void socket.destroy();
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== '/v1/listen') {
-      stats.rejected++;
-      return refuse(socket, 404, 'Not Found', 'NOT_FOUND', `no such path ${url.pathname}`);
+      return this.refuse(socket, 404, 'NOT_FOUND', `no such path ${url.pathname}`);
     }
-    if (faults.rejectAuth || req.headers.authorization !== `Token ${apiKey}`) {
-      stats.rejected++;
-      return refuse(socket, 401, 'Unauthorized', 'INVALID_AUTH', 'Invalid credentials.');
+    if (refusesKey(this.faults, this.apiKey, authorization(req, 'Token'))) {
+      return this.refuse(socket, 401, 'INVALID_AUTH', 'Invalid credentials.');
     }
     const problem = validate(url.searchParams);
-    if (problem) {
-      stats.rejected++;
-      return refuse(socket, 400, 'Bad Request', 'INVALID_QUERY_PARAMETER', problem);
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => serve(ws, url.searchParams, requestedAt));
-  };
+    if (problem) return this.refuse(socket, 400, 'INVALID_QUERY_PARAMETER', problem);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, url.searchParams, requestedAt));
+  }
 
-  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const requestedAt = performance.now();
-    socket.on('error', () => {}); // a client that gives up mid-handshake is not the server's problem
-    const delay = faults.handshakeDelayMs ?? 0;
-    if (delay <= 0) return upgrade(req, socket, head, requestedAt);
-    const timer = setTimeout(() => {
-      pendingUpgrades.delete(timer);
-      upgrade(req, socket, head, requestedAt);
-    }, delay);
-    pendingUpgrades.add(timer);
-  });
+  private refuse(socket: Duplex, status: number, errCode: string, errMsg: string): void {
+    this.stats.rejected++;
+    const body = { err_code: errCode, err_msg: errMsg, request_id: randomUUID() };
+    refuseUpgrade(socket, status, body, { 'dg-error': errMsg });
+  }
 
-  /** One live stream: the audio clock, the VAD and the transcript state of one connection. */
-  function serve(ws: WebSocket, query: URLSearchParams, requestedAt: number): void {
-    stats.connections++;
-    stats.open++;
-    sockets.add(ws);
+  private serve(ws: WebSocket, query: URLSearchParams, requestedAt: number): void {
+    this.stats.connections++;
+    this.stats.open++;
     const record: DeepgramConnection = {
       query,
       requestedAt,
@@ -209,274 +194,18 @@ export async function startDeepgramServer(opts: DeepgramServerOptions = {}): Pro
       keepAlives: 0,
       sent: [],
     };
-    connections.push(record);
-
-    const requestId = randomUUID();
-    const sampleRate = Number(query.get('sample_rate') ?? 16000);
-    const interim = query.get('interim_results') === 'true';
-    const vadEvents = query.get('vad_events') === 'true';
-    const endpointingRaw = query.get('endpointing');
-    // Deepgram's default endpointing is 10 ms; `false` turns it off.
-    const endpointingMs = endpointingRaw === 'false' ? undefined : Number(endpointingRaw ?? 10);
-    const utteranceEndMs = query.has('utterance_end_ms') ? Number(query.get('utterance_end_ms')) : undefined;
-    const frameSamples = Math.round(sampleRate / 100);
-    const frameBytes = frameSamples * 2;
-
-    let carry = Buffer.alloc(0);
-    let samplesSeen = 0;
-    /** Stream time (ms) up to which results were finalized: the next Results starts here. */
-    let cursorMs = 0;
-    let lastWordEndMs: number | undefined;
-    let wordsSinceUtteranceEnd = false;
-    interface Speech {
-      startMs: number;
-      lastVoiceMs: number;
-      words: string[];
-      /** Words already finalized. */
-      done: number;
-      segStartMs: number;
-      nextInterimMs: number;
-    }
-    let speech: Speech | undefined;
-    let ended = false;
-    let heardHere = 0;
-
-    const send = (msg: { type: string; is_final?: boolean; speech_final?: boolean; [field: string]: unknown }) => {
-      if (ws.readyState !== ws.OPEN) return;
-      const empty = (msg as { channel?: { alternatives?: { transcript?: string }[] } }).channel?.alternatives?.[0]
-        ?.transcript;
-      const kind = empty === '' ? 'empty' : msg.speech_final ? 'speech_final' : msg.is_final ? 'final' : 'interim';
-      record.sent.push(msg.type === 'Results' ? `Results:${kind}` : msg.type);
-      ws.send(JSON.stringify(msg));
-    };
-    /**
-     * A `Results` with words `from`..`to` of the utterance `s`. Word i is said at [start + i·WORD_MS, +WORD_MS],
-     * the last one until the speech's end, all within the speech heard so far: the same word has the same times
-     * in every interim and in its final.
-     */
-    const results = (
-      s: Speech | undefined,
-      from: number,
-      to: number,
-      endMs: number,
-      flags: { isFinal: boolean; speechFinal: boolean; fromFinalize?: boolean },
-    ) => {
-      const words = s ? s.words.slice(from, to) : [];
-      const timed = words.map((word, k) => {
-        const i = from + k;
-        const last = i === s!.words.length - 1;
-        return {
-          word: word.toLowerCase().replace(/[^\p{L}\p{N}']/gu, ''),
-          start: Math.min(s!.startMs + i * WORD_MS, s!.lastVoiceMs) / 1000,
-          end: (last ? s!.lastVoiceMs : Math.min(s!.startMs + (i + 1) * WORD_MS, s!.lastVoiceMs)) / 1000,
-          confidence: flags.isFinal ? 0.98 : 0.7,
-          punctuated_word: word,
-        };
-      });
-      send({
-        type: 'Results',
-        channel_index: [0, 1],
-        duration: Math.max(0, endMs - cursorMs) / 1000,
-        start: cursorMs / 1000,
-        is_final: flags.isFinal,
-        speech_final: flags.speechFinal,
-        from_finalize: flags.fromFinalize ?? false,
-        channel: {
-          alternatives: [
-            { transcript: words.join(' '), confidence: words.length ? (flags.isFinal ? 0.98 : 0.7) : 0, words: timed },
-          ],
-        },
-        metadata: {
-          request_id: requestId,
-          model_info: { name: `general-${query.get('model') ?? 'nova-3'}`, version: 'test', arch: 'test' },
-          model_uuid: '00000000-0000-0000-0000-000000000000',
-        },
-      });
-      if (timed.length) {
-        lastWordEndMs = timed.at(-1)!.end * 1000;
-        wordsSinceUtteranceEnd = true;
-      }
-    };
-    /** Words heard so far in the current utterance (one per WORD_MS of speech), never the last before the final. */
-    const heard = (s: Speech) =>
-      Math.min(s.words.length - 1, Math.max(1, Math.ceil((s.lastVoiceMs - s.startMs) / WORD_MS)));
-
-    /** Finalizes the current segment: the rest of the words when the utterance ended, else those heard so far. */
-    const finalize = (nowMs: number, flags: { speechFinal: boolean; fromFinalize?: boolean; whole: boolean }) => {
-      const s = speech;
-      if (!s) {
-        if (flags.fromFinalize) results(undefined, 0, 0, nowMs, { isFinal: true, ...flags });
-        cursorMs = nowMs;
-        return;
-      }
-      const upTo = flags.whole ? s.words.length : Math.max(s.done, heard(s));
-      results(s, s.done, upTo, nowMs, { isFinal: true, ...flags });
-      cursorMs = nowMs;
-      s.done = upTo;
-      s.segStartMs = s.lastVoiceMs;
-      if (flags.whole) speech = undefined;
-    };
-
-    const frame = (samples: Int16Array) => {
-      const startMs = (samplesSeen * 1000) / sampleRate;
-      samplesSeen += samples.length;
-      const endMs = (samplesSeen * 1000) / sampleRate;
-      let sum = 0;
-      for (const s of samples) sum += s * s;
-      const dbfs = 10 * Math.log10(sum / samples.length / (32768 * 32768) + 1e-12);
-      const voiced = dbfs > speechDbfs;
-      if (voiced) {
-        if (!speech) {
-          const text = texts[(textScope === 'server' ? utterances++ : heardHere++) % texts.length]!;
-          speech = {
-            startMs,
-            lastVoiceMs: endMs,
-            words: text.split(/\s+/).filter(Boolean),
-            done: 0,
-            segStartMs: startMs,
-            nextInterimMs: startMs + interimEveryMs,
-          };
-          if (vadEvents) send({ type: 'SpeechStarted', channel: [0], timestamp: startMs / 1000 });
-        }
-        speech.lastVoiceMs = endMs;
-        if (interim && endMs >= speech.nextInterimMs) {
-          speech.nextInterimMs += interimEveryMs;
-          const upTo = Math.max(speech.done, heard(speech));
-          results(speech, speech.done, upTo, endMs, { isFinal: false, speechFinal: false });
-        }
-        if (segmentMs > 0 && endMs - speech.segStartMs >= segmentMs && heard(speech) > speech.done) {
-          finalize(endMs, { speechFinal: false, whole: false });
-        }
-      } else if (speech && endpointingMs !== undefined && endMs - speech.lastVoiceMs >= endpointingMs) {
-        finalize(endMs, { speechFinal: true, whole: true });
-      }
-      if (
-        !voiced &&
-        utteranceEndMs !== undefined &&
-        wordsSinceUtteranceEnd &&
-        lastWordEndMs !== undefined &&
-        endMs - Math.max(lastWordEndMs, speech?.lastVoiceMs ?? 0) >= utteranceEndMs
-      ) {
-        wordsSinceUtteranceEnd = false;
-        send({ type: 'UtteranceEnd', channel: [0, 1], last_word_end: (speech?.lastVoiceMs ?? lastWordEndMs) / 1000 });
-        // With endpointing off, Deepgram still settles the words later: an is_final without speech_final.
-        if (speech) finalize(endMs, { speechFinal: false, whole: true });
-        wordsSinceUtteranceEnd = false;
-      }
-    };
-
-    const audio = (data: Buffer) => {
-      record.bytes += data.length;
-      stats.bytes += data.length;
-      record.firstAudioAt ??= performance.now();
-      let buf = carry.length ? Buffer.concat([carry, data]) : data;
-      let at = 0;
-      for (; at + frameBytes <= buf.length; at += frameBytes) {
-        if (dropAtAudioMs !== undefined && (samplesSeen * 1000) / sampleRate >= dropAtAudioMs) return cut();
-        const samples = new Int16Array(frameSamples);
-        for (let i = 0; i < frameSamples; i++) samples[i] = buf.readInt16LE(at + i * 2);
-        frame(samples);
-      }
-      buf = buf.subarray(at);
-      carry = Buffer.from(buf);
-    };
-
-    let idle: NodeJS.Timeout | undefined;
-    const touch = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => {
-        stats.idleCloses++;
-        end(1011, NET_0001);
-      }, idleTimeoutMs);
-    };
-    let drop: NodeJS.Timeout | undefined;
-    const cut = () => {
-      if (ended) return;
-      ended = true;
-      stats.drops++;
-      ws.terminate();
-    };
-    const willDrop =
-      (faults.dropAfterMs !== undefined || faults.dropAtAudioMs !== undefined) &&
-      (faults.dropConnections ?? Infinity) > 0;
-    if (willDrop && faults.dropConnections !== undefined) faults.dropConnections--;
-    const dropAtAudioMs = willDrop ? faults.dropAtAudioMs : undefined;
-    if (willDrop && faults.dropAfterMs !== undefined) drop = setTimeout(cut, faults.dropAfterMs);
-    const end = (code: number, reason: string) => {
-      if (ended) return;
-      ended = true;
-      clearTimeout(idle);
-      clearTimeout(drop);
-      ws.close(code, reason);
-    };
-
-    touch();
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (ended) return;
-      touch();
-      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      if (isBinary) return audio(buf);
-      let msg: { type?: unknown };
-      try {
-        msg = JSON.parse(buf.toString('utf8')) as { type?: unknown };
-      } catch {
-        return end(1008, 'DATA-0000: could not parse the text message');
-      }
-      const nowMs = (samplesSeen * 1000) / sampleRate;
-      if (msg.type === 'KeepAlive') {
-        record.keepAlives++;
-        stats.keepAlives++;
-      } else if (msg.type === 'Finalize') {
-        stats.finalizes++;
-        finalize(nowMs, { speechFinal: false, fromFinalize: true, whole: true });
-      } else if (msg.type === 'CloseStream') {
-        stats.closeStreams++;
-        if (speech) finalize(nowMs, { speechFinal: true, whole: true });
-        send({
-          type: 'Metadata',
-          transaction_key: 'deprecated',
-          request_id: requestId,
-          sha256: '0'.repeat(64),
-          created: new Date().toISOString(),
-          duration: nowMs / 1000,
-          channels: 1,
-        });
-        end(1000, '');
-      }
-    });
-    ws.on('close', (code) => {
-      clearTimeout(idle);
-      clearTimeout(drop);
-      ended = true;
-      stats.open--;
-      sockets.delete(ws);
-      record.closedAt = performance.now();
-      record.closeCode = code;
-    });
-    ws.on('error', () => {});
+    this.connections.push(record);
+    // 'connection' scope: every stream starts at the first text, as independent streams hear independent audio.
+    const script = this.serverScript ?? new TextScript(this.texts);
+    new DeepgramStream(ws, record, { ...this.streamOptions, script, drop: this.claimDrop() });
   }
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = http.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-
-  return {
-    url: `http://127.0.0.1:${port}`,
-    apiKey,
-    stats,
-    connections,
-    faults,
-    async close() {
-      closing = true;
-      for (const t of pendingUpgrades) clearTimeout(t);
-      pendingUpgrades.clear();
-      for (const ws of sockets) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      http.closeAllConnections();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
-    },
-  };
+  /** The drop fault for a new connection, if it gets one (dropConnections counts down the ones still to cut). */
+  private claimDrop(): DropPlan | undefined {
+    const { dropAfterMs, dropAtAudioMs, dropConnections } = this.faults;
+    if (dropAfterMs === undefined && dropAtAudioMs === undefined) return undefined;
+    if ((dropConnections ?? Infinity) <= 0) return undefined;
+    if (dropConnections !== undefined) this.faults.dropConnections = dropConnections - 1;
+    return { afterMs: dropAfterMs, atAudioMs: dropAtAudioMs };
+  }
 }

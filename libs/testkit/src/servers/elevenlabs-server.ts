@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { toneFor } from './openai-tts-server.js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { StreamInputSession, type StreamInputContext } from './elevenlabs-stream-input.js';
+import { LocalHttpServer, readBody, refuseUpgrade, refusesKey, sendJson, writeInSteps } from './local-http.js';
+import { pcmBytes, toneFor } from './tone.js';
 
 /**
  * A local stand-in for ElevenLabs TTS (docs/provider-protocols.md §2), for tests only. It speaks the real wire
@@ -109,17 +110,19 @@ export interface ElevenLabsServer {
 const STREAM_INPUT = /^\/v1\/text-to-speech\/([^/]+)\/stream-input$/;
 const HTTP_STREAM = /^\/v1\/text-to-speech\/([^/]+)\/stream$/;
 const VOICE = /^\/v1\/voices\/([^/]+)$/;
-const SCHEDULE = [120, 160, 250, 290];
+const INVALID_KEY = { detail: { status: 'invalid_api_key', message: 'Invalid API key' } };
 
 export async function startElevenLabsServer(opts: ElevenLabsServerOptions = {}): Promise<ElevenLabsServer> {
-  const apiKey = opts.apiKey ?? 'xi-test-0123456789abcdef';
-  const msPerChar = opts.msPerChar ?? 60;
-  const charsPerMessage = opts.charsPerMessage ?? 8;
-  const delayMs = opts.messageDelayMs ?? 5;
-  const maxConnections = opts.maxConnections ?? 200;
-  const faults: ElevenLabsServerFaults = { ...opts.faults };
-  const connections: ElevenLabsConnection[] = [];
-  const stats: ElevenLabsServerStats = {
+  const server = new ElevenLabsTestServer(opts);
+  await server.listen();
+  return server;
+}
+
+class ElevenLabsTestServer implements ElevenLabsServer {
+  readonly apiKey: string;
+  readonly faults: ElevenLabsServerFaults;
+  readonly connections: ElevenLabsConnection[] = [];
+  readonly stats: ElevenLabsServerStats = {
     connections: 0,
     rejected: 0,
     open: 0,
@@ -133,48 +136,68 @@ export async function startElevenLabsServer(opts: ElevenLabsServerOptions = {}):
     httpDisconnects: 0,
     voiceRequests: 0,
   };
-  const sockets = new Set<Socket>();
-  const timers = new Set<NodeJS.Timeout>();
-  const later = (ms: number, fn: () => void) => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      fn();
-    }, ms);
-    timers.add(t);
-    return t;
-  };
+  private readonly maxConnections: number;
+  private readonly lifetimeMs: number;
+  private readonly session: StreamInputContext;
+  private readonly host = new LocalHttpServer((req, res) => this.handleHttp(req, res));
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
-  const http: Server = createServer((req, res) => {
-    handleHttp(req, res).catch(() => res.destroy());
-  });
-  http.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-
-  function refuse(socket: Duplex, status: number, text: string, body: unknown) {
-    stats.rejected++;
-    const json = JSON.stringify(body);
-    socket.end(
-      `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`,
+  constructor(opts: ElevenLabsServerOptions) {
+    this.apiKey = opts.apiKey ?? 'xi-test-0123456789abcdef';
+    this.faults = { ...opts.faults };
+    this.maxConnections = opts.maxConnections ?? 200;
+    this.lifetimeMs = opts.lifetimeMs ?? 60_000;
+    this.session = {
+      apiKey: this.apiKey,
+      faults: this.faults,
+      stats: this.stats,
+      msPerChar: opts.msPerChar ?? 60,
+      charsPerMessage: opts.charsPerMessage ?? 8,
+      delayMs: opts.messageDelayMs ?? 5,
+      alignment: opts.alignment ?? true,
+      trimGenerations: opts.trimGenerations ?? false,
+      inactivityTimeoutMs: opts.inactivityTimeoutMs ?? 20_000,
+      later: (ms, fn) => this.host.later(ms, fn),
+    };
+    this.host.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.upgrade(req, socket, head),
     );
   }
 
-  http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  get url(): string {
+    return this.host.origin;
+  }
+
+  async listen(): Promise<void> {
+    await this.host.listen();
+    this.host.closeAfter(this.lifetimeMs, () => this.close());
+  }
+
+  close(): Promise<void> {
+    return this.host.close(() => {
+      for (const ws of this.wss.clients) ws.terminate();
+      this.wss.close();
+    });
+  }
+
+  private refuse(socket: Duplex, status: number, body: unknown): void {
+    this.stats.rejected++;
+    refuseUpgrade(socket, status, body);
+  }
+
+  /** `GET /v1/text-to-speech/:voice/stream-input`: checks path, capacity, key, faults and format, then a session. */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'http://x');
     const m = STREAM_INPUT.exec(url.pathname);
-    if (!m) return refuse(socket, 404, 'Not Found', { detail: 'Not Found' });
-    if (stats.open >= maxConnections)
-      return refuse(socket, 429, 'Too Many Requests', { detail: 'too many connections' });
+    if (!m) return this.refuse(socket, 404, { detail: 'Not Found' });
+    if (this.stats.open >= this.maxConnections) return this.refuse(socket, 429, { detail: 'too many connections' });
     const header = req.headers['xi-api-key'];
-    if (faults.rejectAuth || (header !== undefined && header !== apiKey)) {
-      return refuse(socket, 401, 'Unauthorized', { detail: { status: 'invalid_api_key', message: 'Invalid API key' } });
-    }
-    if (faults.serverError) return refuse(socket, 500, 'Internal Server Error', { detail: 'internal error' });
+    // Without the header the key may come in the first message.
+    if (refusesKey(this.faults, this.apiKey, header ?? this.apiKey)) return this.refuse(socket, 401, INVALID_KEY);
+    if (this.faults.serverError) return this.refuse(socket, 500, { detail: 'internal error' });
     const format = url.searchParams.get('output_format') ?? 'mp3_44100';
     const pcm = /^pcm_(\d+)$/.exec(format);
-    if (!pcm) return refuse(socket, 400, 'Bad Request', { detail: `this server only makes pcm, not ${format}` });
+    if (!pcm) return this.refuse(socket, 400, { detail: `this server only makes pcm, not ${format}` });
     const conn: ElevenLabsConnection = {
       voiceId: decodeURIComponent(m[1]!),
       query: url.searchParams,
@@ -189,231 +212,66 @@ export async function startElevenLabsServer(opts: ElevenLabsServerOptions = {}):
     };
     const accept = () => {
       if (socket.destroyed) return;
-      wss.handleUpgrade(req, socket, head, (ws) => session(ws, conn, Number(pcm[1])));
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.open(ws, conn, Number(pcm[1])));
     };
-    if (faults.handshakeDelayMs) later(faults.handshakeDelayMs, accept);
+    if (this.faults.handshakeDelayMs) this.host.later(this.faults.handshakeDelayMs, accept);
     else accept();
-  });
-
-  function session(ws: WebSocket, conn: ElevenLabsConnection, rate: number) {
-    stats.connections++;
-    stats.open++;
-    conn.openedAt = performance.now();
-    connections.push(conn);
-    const alignment = opts.alignment ?? true;
-    const idleMs = conn.query.has('inactivity_timeout')
-      ? Number(conn.query.get('inactivity_timeout')) * 1000
-      : (opts.inactivityTimeoutMs ?? 20_000);
-    let buffer = '';
-    let scheduleAt = 0;
-    let outgoing: Promise<void> = Promise.resolve(); // generations go out one after another
-    let idle: NodeJS.Timeout | undefined;
-    let ended = false; // the input ended, or the server closed with an error
-    let errorClosed = false;
-
-    const armIdle = () => {
-      if (idle) clearTimeout(idle);
-      idle = later(idleMs, () => {
-        if (ended) return;
-        stats.inactivityCloses++;
-        failWith(
-          'input_timeout_exceeded',
-          `Have not received a new text input within the timeout of ${(idleMs / 1000).toFixed(1)} seconds. Streaming input terminated. Please make sure to either feed the input in the timely manner, or to send the end of input text (empty string "") when done.`,
-        );
-      });
-    };
-    const failWith = (error: string, message: string) => {
-      ended = true;
-      errorClosed = true;
-      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ message, error, code: 1008 }));
-      ws.close(1008, error);
-    };
-    const open = () => ws.readyState === ws.OPEN && !conn.closed;
-
-    const generate = (buffered: string) => {
-      const text = opts.trimGenerations ? buffered.trim() : buffered;
-      if (text === '') return;
-      conn.generations.push(text);
-      const chars = Array.from(text);
-      outgoing = outgoing.then(async () => {
-        if (faults.stallBeforeFirstByte) return new Promise<void>(() => undefined); // never
-        for (let i = 0; i < chars.length; i += charsPerMessage) {
-          if (!open()) return;
-          if (faults.dropAfterMessages !== undefined && conn.audioMessages >= faults.dropAfterMessages) {
-            stats.drops++;
-            ws.terminate();
-            return;
-          }
-          const piece = chars.slice(i, i + charsPerMessage);
-          const pcm = toneFor(piece.join(''), msPerChar, rate);
-          const timing = {
-            chars: piece,
-            charStartTimesMs: piece.map((_, k) => k * msPerChar),
-            charDurationsMs: piece.map(() => msPerChar),
-          };
-          const msg = {
-            audio: Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength).toString('base64'),
-            isFinal: null,
-            normalizedAlignment: alignment ? timing : null,
-            alignment: alignment ? timing : null,
-          };
-          ws.send(JSON.stringify(msg));
-          conn.audioMessages++;
-          await sleep(delayMs);
-        }
-      });
-    };
-
-    armIdle();
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      if (ended) return;
-      armIdle();
-      let msg: Record<string, unknown>;
-      try {
-        if (isBinary) throw new Error('binary');
-        msg = JSON.parse(data.toString()) as Record<string, unknown>;
-        if (typeof msg.text !== 'string') throw new Error('no text');
-      } catch {
-        return failWith(
-          'invalid_input_message',
-          'Could not parse input message, please make sure it is valid JSON with a "text" field.',
-        );
-      }
-      conn.messages.push(msg);
-      const text = msg.text as string;
-      if (conn.messages.length === 1) {
-        conn.firstMessageAt = performance.now();
-        stats.sessions++;
-        if (conn.auth === 'none') {
-          const key = msg['xi-api-key'] ?? msg.xi_api_key;
-          if (key !== apiKey) return failWith('auth_error', 'Invalid API key');
-          conn.auth = 'message';
-        }
-        if (text !== ' ') return failWith('invalid_input_message', 'The first message must have text " ".');
-        return;
-      }
-      if (text === '') {
-        generate(buffer);
-        buffer = '';
-        ended = true;
-        void outgoing.then(() => {
-          if (!open()) return;
-          ws.send(JSON.stringify({ isFinal: true }));
-          conn.final = true;
-          stats.finals++;
-          ws.close(1000);
-        });
-        return;
-      }
-      buffer += text;
-      if (msg.flush === true || (msg.try_trigger_generation === true && buffer.length >= 50)) {
-        generate(buffer);
-        buffer = '';
-        return;
-      }
-      const schedule = (msg.generation_config as { chunk_length_schedule?: number[] } | undefined)
-        ?.chunk_length_schedule;
-      const threshold = (schedule ?? SCHEDULE)[Math.min(scheduleAt, (schedule ?? SCHEDULE).length - 1)]!;
-      const space = buffer.lastIndexOf(' ');
-      if (buffer.length >= threshold && space > 0) {
-        scheduleAt++;
-        generate(buffer.slice(0, space + 1));
-        buffer = buffer.slice(space + 1);
-      }
-    });
-    ws.on('close', () => {
-      conn.closed = true;
-      stats.open--;
-      if (idle) clearTimeout(idle);
-      if (!conn.final && !errorClosed) {
-        conn.disconnected = true;
-        stats.disconnects++;
-      }
-    });
-    ws.on('error', () => undefined);
   }
 
-  async function handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private open(ws: WebSocket, conn: ElevenLabsConnection, rate: number): void {
+    this.stats.connections++;
+    this.stats.open++;
+    conn.openedAt = performance.now();
+    this.connections.push(conn);
+    new StreamInputSession(ws, conn, rate, this.session);
+  }
+
+  /** The HTTP API: `GET /v1/voices/:voice` and `POST /v1/text-to-speech/:voice/stream`. */
+  private async handleHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
-    let body = '';
-    for await (const chunk of req) {
-      body += String(chunk);
-      if (body.length > 100_000) throw new Error('body too large');
-    }
-    const json = (status: number, value: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(value));
-    };
-    if (faults.rejectAuth || req.headers['xi-api-key'] !== apiKey) {
-      return json(401, { detail: { status: 'invalid_api_key', message: 'Invalid API key' } });
-    }
+    const body = await readBody(req);
+    if (refusesKey(this.faults, this.apiKey, req.headers['xi-api-key'])) return sendJson(res, 401, INVALID_KEY);
     const voice = VOICE.exec(url.pathname);
     if (req.method === 'GET' && voice) {
-      stats.voiceRequests++;
-      return json(200, { voice_id: decodeURIComponent(voice[1]!), name: 'Test voice', category: 'premade' });
+      this.stats.voiceRequests++;
+      return sendJson(res, 200, { voice_id: decodeURIComponent(voice[1]!), name: 'Test voice', category: 'premade' });
     }
-    const stream = HTTP_STREAM.exec(url.pathname);
-    if (req.method !== 'POST' || !stream) return json(404, { detail: 'Not Found' });
-    stats.httpRequests++;
-    if (faults.serverError) return json(500, { detail: 'internal error' });
+    if (req.method !== 'POST' || !HTTP_STREAM.test(url.pathname)) return sendJson(res, 404, { detail: 'Not Found' });
+    this.stats.httpRequests++;
+    if (this.faults.serverError) return sendJson(res, 500, { detail: 'internal error' });
     const format = url.searchParams.get('output_format') ?? 'mp3_44100_128';
     const pcm = /^pcm_(\d+)$/.exec(format);
-    if (!pcm) return json(400, { detail: `this server only makes pcm, not ${format}` });
+    if (!pcm) return sendJson(res, 400, { detail: `this server only makes pcm, not ${format}` });
     let parsed: { text?: unknown };
     try {
       parsed = JSON.parse(body) as { text?: unknown };
     } catch {
-      return json(400, { detail: 'invalid JSON' });
+      return sendJson(res, 400, { detail: 'invalid JSON' });
     }
-    if (typeof parsed.text !== 'string' || parsed.text === '') return json(422, { detail: 'text is required' });
-    stats.httpActive++;
+    if (typeof parsed.text !== 'string' || parsed.text === '')
+      return sendJson(res, 422, { detail: 'text is required' });
+    return this.streamHttp(res, parsed.text, Number(pcm[1]));
+  }
+
+  /** Chunked raw PCM of `text`, with the stall and drop faults. */
+  private async streamHttp(res: ServerResponse, text: string, rate: number): Promise<void> {
+    const { msPerChar, charsPerMessage, delayMs } = this.session;
+    this.stats.httpActive++;
     let completed = false;
     res.on('close', () => {
-      stats.httpActive--;
-      if (!completed) stats.httpDisconnects++;
+      this.stats.httpActive--;
+      if (!completed) this.stats.httpDisconnects++;
     });
-    if (faults.stallBeforeFirstByte) return; // never answered; the client gives up
+    if (this.faults.stallBeforeFirstByte) return; // never answered; the client gives up
     res.writeHead(200, { 'content-type': 'audio/pcm' });
-    const samples = toneFor(parsed.text, msPerChar, Number(pcm[1]));
-    const bytes = new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength);
-    const step = Math.round((charsPerMessage * msPerChar * Number(pcm[1])) / 1000) * 2 + 1; // odd: split samples
-    let writes = 0;
-    for (let at = 0; at < bytes.length; at += step) {
-      if (res.destroyed) return;
-      if (faults.dropAfterMessages !== undefined && writes >= faults.dropAfterMessages) {
-        stats.drops++;
-        res.socket?.destroy();
-        return;
-      }
-      res.write(bytes.subarray(at, Math.min(bytes.length, at + step)));
-      writes++;
-      await sleep(delayMs);
-    }
+    const outcome = await writeInSteps(res, pcmBytes(toneFor(text, msPerChar, rate)), {
+      step: Math.round((charsPerMessage * msPerChar * rate) / 1000) * 2 + 1, // odd: split samples
+      delayMs,
+      cutBefore: (writes) => this.faults.dropAfterMessages !== undefined && writes >= this.faults.dropAfterMessages,
+    });
+    if (outcome === 'cut') this.stats.drops++;
+    if (outcome !== 'written') return;
     completed = true;
     res.end();
   }
-
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as { port: number };
-
-  let closed: Promise<void> | undefined;
-  const close = () => {
-    closed ??= new Promise<void>((resolve) => {
-      clearTimeout(lifetime);
-      for (const t of timers) clearTimeout(t);
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
-      http.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    });
-    return closed;
-  };
-  const lifetime = setTimeout(() => void close(), opts.lifetimeMs ?? 60_000);
-  lifetime.unref();
-
-  return { url: `http://127.0.0.1:${port}`, apiKey, faults, stats, connections, close };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

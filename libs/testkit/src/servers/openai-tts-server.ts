@@ -1,5 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { authorization, LocalHttpServer, readBody, refusesKey, sendJson, sleep, writeInSteps } from './local-http.js';
+import { pcmBytes, toneFor } from './tone.js';
+
+export { toneFor } from './tone.js';
 
 /**
  * A local stand-in for OpenAI's speech endpoint (`POST /v1/audio/speech`, docs/provider-protocols.md §3), for
@@ -74,182 +78,165 @@ export interface OpenAITtsServer {
 
 export const OPENAI_TTS_RATE = 24000;
 
+const MODELS = { object: 'list', data: [{ id: 'gpt-4o-mini-tts', object: 'model', created: 0, owned_by: 'system' }] };
+
 export async function startOpenAITtsServer(opts: OpenAITtsServerOptions = {}): Promise<OpenAITtsServer> {
-  const apiKey = opts.apiKey ?? 'sk-test-0123456789abcdef';
-  const msPerChar = opts.msPerChar ?? 60;
-  const chunkBytes = opts.chunkBytes ?? 4800;
-  const chunkDelayMs = opts.chunkDelayMs ?? 5;
-  const maxRequests = opts.maxRequests ?? 500;
-  const faults: OpenAITtsServerFaults = { ...opts.faults };
-  const requests: OpenAITtsRequest[] = [];
-  const stats = { connections: 0, openConnections: 0, speechRequests: 0, modelRequests: 0, disconnects: 0, active: 0 };
-  const sockets = new Set<Socket>();
-  const connectionIds = new WeakMap<Socket, number>();
-  const stalled = new Set<ServerResponse>();
+  const server = new OpenAITtsTestServer(opts);
+  await server.listen();
+  return server;
+}
 
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch(() => res.destroy());
-  });
-  server.keepAliveTimeout = 10_000;
-  server.on('connection', (socket: Socket) => {
-    stats.connections++;
-    stats.openConnections++;
-    connectionIds.set(socket, stats.connections);
-    sockets.add(socket);
-    socket.on('close', () => {
-      stats.openConnections--;
-      sockets.delete(socket);
-    });
-  });
+/** An OpenAI error body: `{"error":{message,type,param,code}}`, with `x-should-retry: false`. */
+function fail(res: ServerResponse, status: number, message: string, type: string, code: string | null, param = null) {
+  sendJson(res, status, { error: { message, type, param, code } }, { 'x-should-retry': 'false' });
+}
 
-  function fail(res: ServerResponse, status: number, message: string, type: string, code: string | null, param = null) {
-    res.writeHead(status, { 'content-type': 'application/json', 'x-should-retry': 'false' });
-    res.end(JSON.stringify({ error: { message, type, param, code } }));
-  }
+type SpeechFields = Pick<OpenAITtsRequest, 'model' | 'voice' | 'input'>;
+/** Why a speech request is refused with 400. */
+interface Refusal {
+  message: string;
+  code: string | null;
+}
 
-  async function readBody(req: IncomingMessage): Promise<string> {
-    let body = '';
-    for await (const chunk of req) {
-      body += String(chunk);
-      if (body.length > 100_000) throw new Error('body too large');
+function parseSpeech(body: Record<string, unknown>): SpeechFields | Refusal {
+  for (const field of ['model', 'voice', 'input'] as const) {
+    if (typeof body[field] !== 'string' || body[field] === '') {
+      return { message: `Missing required parameter: '${field}'.`, code: 'missing_required_parameter' };
     }
-    return body;
+  }
+  const input = body.input as string;
+  if (input.length > 4096) return { message: 'input is longer than 4096 characters', code: 'string_above_max_length' };
+  if (body.response_format !== 'pcm') return { message: `this server only makes response_format "pcm"`, code: null };
+  return { model: body.model as string, voice: body.voice as string, input };
+}
+
+class OpenAITtsTestServer implements OpenAITtsServer {
+  readonly apiKey: string;
+  readonly faults: OpenAITtsServerFaults;
+  readonly requests: OpenAITtsRequest[] = [];
+  readonly stats = {
+    connections: 0,
+    openConnections: 0,
+    speechRequests: 0,
+    modelRequests: 0,
+    disconnects: 0,
+    active: 0,
+  };
+  private readonly msPerChar: number;
+  private readonly chunkBytes: number;
+  private readonly chunkDelayMs: number;
+  private readonly maxRequests: number;
+  private readonly lifetimeMs: number;
+  /** Speech responses held unanswered by the stallBeforeFirstByte fault. */
+  private readonly stalled = new Set<ServerResponse>();
+  private readonly host = new LocalHttpServer((req, res) => this.handle(req, res));
+
+  constructor(opts: OpenAITtsServerOptions) {
+    this.apiKey = opts.apiKey ?? 'sk-test-0123456789abcdef';
+    this.msPerChar = opts.msPerChar ?? 60;
+    this.chunkBytes = opts.chunkBytes ?? 4800;
+    this.chunkDelayMs = opts.chunkDelayMs ?? 5;
+    this.maxRequests = opts.maxRequests ?? 500;
+    this.lifetimeMs = opts.lifetimeMs ?? 60_000;
+    this.faults = { ...opts.faults };
+    this.host.http.keepAliveTimeout = 10_000;
+    this.host.http.on('connection', (socket: Socket) => {
+      this.stats.connections++;
+      this.stats.openConnections++;
+      socket.on('close', () => this.stats.openConnections--);
+    });
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  get url(): string {
+    return `${this.host.origin}/v1`;
+  }
+
+  async listen(): Promise<void> {
+    await this.host.listen();
+    this.host.closeAfter(this.lifetimeMs, () => this.close());
+  }
+
+  close(): Promise<void> {
+    return this.host.close(() => {
+      for (const res of this.stalled) res.destroy();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const auth = req.headers.authorization ?? '';
-    const given = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-    if (requests.length >= maxRequests) return fail(res, 429, 'Too many requests', 'requests', 'rate_limit_exceeded');
-    if (faults.rejectAuth || given !== apiKey) {
+    const given = authorization(req, 'Bearer') ?? '';
+    if (this.requests.length >= this.maxRequests) {
+      return fail(res, 429, 'Too many requests', 'requests', 'rate_limit_exceeded');
+    }
+    if (refusesKey(this.faults, this.apiKey, given)) {
       await readBody(req);
       // Echoes the key it was given, as real OpenAI does (partly masked there): adapters must redact it.
       return fail(res, 401, `Incorrect API key provided: ${given}.`, 'invalid_request_error', 'invalid_api_key');
     }
     if (req.method === 'GET' && path === '/v1/models') {
-      stats.modelRequests++;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          object: 'list',
-          data: [{ id: 'gpt-4o-mini-tts', object: 'model', created: 0, owned_by: 'system' }],
-        }),
-      );
-      return;
+      this.stats.modelRequests++;
+      return sendJson(res, 200, MODELS);
     }
     if (req.method !== 'POST' || path !== '/v1/audio/speech') {
       return fail(res, 404, `Invalid URL (${req.method} ${path})`, 'invalid_request_error', null);
     }
+    return this.speech(req, res);
+  }
+
+  /** `POST /v1/audio/speech`: checks the body, records the request, then answers with PCM (or a fault). */
+  private async speech(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(await readBody(req)) as Record<string, unknown>;
     } catch {
       return fail(res, 400, 'We could not parse the JSON body of your request.', 'invalid_request_error', null);
     }
-    for (const field of ['model', 'voice', 'input'] as const) {
-      if (typeof body[field] !== 'string' || body[field] === '') {
-        return fail(
-          res,
-          400,
-          `Missing required parameter: '${field}'.`,
-          'invalid_request_error',
-          'missing_required_parameter',
-        );
-      }
-    }
-    const input = body.input as string;
-    if (input.length > 4096) {
-      return fail(res, 400, 'input is longer than 4096 characters', 'invalid_request_error', 'string_above_max_length');
-    }
-    if (body.response_format !== 'pcm') {
-      return fail(res, 400, `this server only makes response_format "pcm"`, 'invalid_request_error', null);
-    }
-    stats.speechRequests++;
+    const fields = parseSpeech(body);
+    if ('message' in fields) return fail(res, 400, fields.message, 'invalid_request_error', fields.code);
+    this.stats.speechRequests++;
     const record: OpenAITtsRequest = {
-      model: body.model as string,
-      voice: body.voice as string,
-      input,
+      ...fields,
       responseFormat: 'pcm',
-      connection: connectionIds.get(req.socket) ?? 0,
+      connection: this.host.connectionNumber(req.socket),
       bytesSent: 0,
       disconnected: false,
       completed: false,
     };
-    requests.push(record);
-    if (faults.serverError)
+    this.requests.push(record);
+    if (this.faults.serverError) {
       return fail(res, 500, 'The server had an error while processing your request.', 'server_error', null);
+    }
+    return this.stream(res, record);
+  }
 
-    stats.active++;
+  private async stream(res: ServerResponse, record: OpenAITtsRequest): Promise<void> {
+    this.stats.active++;
     res.on('close', () => {
-      stats.active--;
-      stalled.delete(res);
+      this.stats.active--;
+      this.stalled.delete(res);
       if (!record.completed) {
         record.disconnected = true;
-        stats.disconnects++;
+        this.stats.disconnects++;
       }
     });
-    if (faults.stallBeforeFirstByte) {
-      stalled.add(res); // answered never; the client's timeout or abort ends it
+    if (this.faults.stallBeforeFirstByte) {
+      this.stalled.add(res); // answered never; the client's timeout or abort ends it
       return;
     }
-    if (faults.firstByteDelayMs) await sleep(faults.firstByteDelayMs);
+    if (this.faults.firstByteDelayMs) await sleep(this.faults.firstByteDelayMs);
     if (res.destroyed) return;
     res.writeHead(200, { 'content-type': 'audio/pcm' });
-    const pcm = toneFor(input, msPerChar, OPENAI_TTS_RATE);
-    const bytes = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
-    // Odd-sized writes on purpose: a sample may be split across body chunks.
-    const step = chunkBytes % 2 === 0 ? chunkBytes + 1 : chunkBytes;
-    for (let at = 0; at < bytes.length; at += step) {
-      if (res.destroyed) return;
-      if (faults.dropAfterBytes !== undefined && record.bytesSent >= faults.dropAfterBytes) {
-        res.socket?.destroy();
-        return;
-      }
-      const piece = bytes.subarray(at, Math.min(bytes.length, at + step));
-      res.write(piece);
-      record.bytesSent += piece.length;
-      await sleep(chunkDelayMs);
-    }
-    if (res.destroyed) return;
+    const bytes = pcmBytes(toneFor(record.input, this.msPerChar, OPENAI_TTS_RATE));
+    const outcome = await writeInSteps(res, bytes, {
+      // Odd-sized writes on purpose: a sample may be split across body chunks.
+      step: this.chunkBytes % 2 === 0 ? this.chunkBytes + 1 : this.chunkBytes,
+      delayMs: this.chunkDelayMs,
+      cutBefore: (_writes, bytesSent) =>
+        this.faults.dropAfterBytes !== undefined && bytesSent >= this.faults.dropAfterBytes,
+      onWrite: (n) => (record.bytesSent += n),
+    });
+    if (outcome !== 'written') return;
     record.completed = true;
     res.end();
   }
-
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-
-  let closed: Promise<void> | undefined;
-  const close = () => {
-    closed ??= new Promise<void>((resolve) => {
-      clearTimeout(lifetime);
-      for (const res of stalled) res.destroy();
-      server.close(() => resolve());
-      for (const s of sockets) s.destroy();
-    });
-    return closed;
-  };
-  const lifetime = setTimeout(() => void close(), opts.lifetimeMs ?? 60_000);
-  lifetime.unref();
-
-  return { url: `http://127.0.0.1:${port}/v1`, apiKey, faults, requests, stats, close };
-}
-
-/** One Hann-shaped tone burst per letter or digit, a gap for anything else (code points, like the speech). */
-export function toneFor(text: string, msPerChar: number, rate: number, hz = 220): Int16Array {
-  const per = Math.round((msPerChar * rate) / 1000);
-  const chars = Array.from(text);
-  const out = new Int16Array(per * chars.length);
-  chars.forEach((ch, c) => {
-    if (!/[\p{L}\p{N}]/u.test(ch)) return;
-    for (let k = 0; k < per; k++) {
-      const n = c * per + k;
-      const envelope = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / per);
-      out[n] = Math.round(0.3 * 32767 * envelope * Math.sin((2 * Math.PI * hz * n) / rate));
-    }
-  });
-  return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
