@@ -12,10 +12,11 @@ import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, Publis
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
 import { AsyncQueue, SerialBacklog, type QueueStats } from '@va/stream';
-import { RecentMap } from './recent.js';
+import { sessionState, stateKey, type SessionState } from './session-state.js';
+import { TurnCancellation } from './turns.js';
 
-/** Turn ids remembered as cancelled, so late data of those turns is dropped. Bounded: sessions are long. */
-const MAX_REMEMBERED_TURNS = 256;
+export { stateKey } from './session-state.js';
+
 /**
  * How far (ms of audio) a session's audio may queue behind a stage slower than real time before the oldest is
  * dropped: well past any hiccup of a healthy stage, and a bounded few hundred KB per session when it is not.
@@ -35,9 +36,7 @@ export type StopReason = 'closed' | 'handover' | 'lost' | 'shutdown';
 export class ActorContext {
   readonly log: Logger;
   private readonly session = new AbortController();
-  private readonly turns = new RecentMap<string, AbortController>(MAX_REMEMBERED_TURNS);
-  /** Cancelled turns and why. */
-  private readonly cancelled = new RecentMap<string, string>(MAX_REMEMBERED_TURNS);
+  private readonly turns = new TurnCancellation(this.session.signal);
   private readonly subs: BusSubscription[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   /** Bounded queues of this session (audio backlogs, provider inputs), by name: their stats, and how to close. */
@@ -51,12 +50,14 @@ export class ActorContext {
     readonly config: SessionConfig,
     readonly stage: string,
     readonly bus: Bus,
-    private readonly stateKv: KV,
+    stateKv: KV,
     /** True when this actor took the session over from an instance that died or handed it over. */
     readonly reclaimed: boolean,
     log: Logger,
   ) {
     this.log = log.child({ sessionId });
+    const key = (name: string) => stateKey(stage, sessionId, name);
+    this.state = sessionState(stateKv, key, (work) => this.track(work), this.log);
   }
 
   /** Fires when the session ends here (closed, handed over, lost, shut down). */
@@ -69,28 +70,22 @@ export class ActorContext {
    * cancelled before its first message arrives gets an already-aborted signal.
    */
   turnSignal(turnId: string): AbortSignal {
-    let ctl = this.turns.get(turnId);
-    if (!ctl) {
-      ctl = new AbortController();
-      if (this.cancelled.has(turnId) || this.session.signal.aborted) ctl.abort(new Error(`turn ${turnId} cancelled`));
-      this.turns.set(turnId, ctl);
-    }
-    return AbortSignal.any([ctl.signal, this.session.signal]);
+    return this.turns.signal(turnId);
   }
 
   /** True when the turn was cancelled: data messages of it are stale. */
   isCancelled(turnId: string): boolean {
-    return this.cancelled.has(turnId);
+    return this.turns.isCancelled(turnId);
   }
 
   /** Why the turn was cancelled (the `control cancel` reason), or undefined if it was not. */
   cancelReason(turnId: string): string | undefined {
-    return this.cancelled.get(turnId);
+    return this.turns.reason(turnId);
   }
 
   /** Forgets a finished turn's controller (its cancellation, if any, is still remembered). */
   endTurn(turnId: string): void {
-    this.turns.delete(turnId);
+    this.turns.end(turnId);
   }
 
   /** Cancels turns on this session's `control cancel` messages (the host does this for every actor). */
@@ -100,11 +95,8 @@ export class ActorContext {
 
   /** @internal the host calls this on `control cancel`. */
   cancelTurn(turnId: string, reason: string): void {
-    if (!this.cancelled.has(turnId)) {
-      this.cancelled.set(turnId, reason);
-      counter(METRIC.turnsCancelled).add(1, { [ATTR.stage]: this.stage });
-    }
-    this.turns.get(turnId)?.abort(new Error(`turn ${turnId} cancelled: ${reason}`));
+    if (this.turns.remember(turnId, reason)) counter(METRIC.turnsCancelled).add(1, { [ATTR.stage]: this.stage });
+    this.turns.abort(turnId, reason);
     this.onCancel?.(turnId, reason);
   }
 
@@ -115,7 +107,7 @@ export class ActorContext {
   subscribe<C extends SessionChannel>(ch: C, handler: Handler<z.output<C['schema']>>): void {
     this.subs.push(
       this.bus.subscribe(ch, this.sessionId, (msg, meta) => {
-        if (ch.class === 'data' && meta.turnId !== undefined && this.cancelled.has(meta.turnId)) return;
+        if (ch.class === 'data' && meta.turnId !== undefined && this.turns.isCancelled(meta.turnId)) return;
         return handler(msg, meta);
       }),
     );
@@ -139,7 +131,7 @@ export class ActorContext {
     this.queues.set(name, { stats: () => backlog.stats, close: () => backlog.close() });
     this.subs.push(
       this.bus.subscribeAudio(direction, this.sessionId, (frame, meta) => {
-        if (frame.turnId !== undefined && this.cancelled.has(frame.turnId)) {
+        if (frame.turnId !== undefined && this.turns.isCancelled(frame.turnId)) {
           counter(METRIC.audioDropped).add(1, { [ATTR.stage]: this.stage, [ATTR.dropReason]: 'cancelled-turn' });
           return;
         }
@@ -251,37 +243,7 @@ export class ActorContext {
   }
 
   /** Durable per-session state (JetStream KV), read back by whichever instance holds the session next. */
-  readonly state = {
-    get: async <T>(name: string): Promise<T | undefined> => {
-      const e = await this.stateKv.get(this.stateKey(name));
-      return e && e.operation === 'PUT' ? e.json<T>() : undefined;
-    },
-    put: async (name: string, value: unknown): Promise<void> => {
-      await this.stateKv.put(this.stateKey(name), JSON.stringify(value));
-    },
-    delete: async (name: string): Promise<void> => {
-      await this.stateKv.delete(this.stateKey(name));
-    },
-    /**
-     * Saves without waiting (a drain still waits for it). The connection sends in order, so the newest value is
-     * the one that stays; a failure is logged, not thrown — this state is the next owner's safety net.
-     */
-    keep: (name: string, value: unknown): void => {
-      void this.track(this.state.put(name, value).catch((err: unknown) => this.stateNotSaved(name, err)));
-    },
-    /** Deletes without waiting, in order with `keep`. */
-    drop: (name: string): void => {
-      void this.track(this.state.delete(name).catch((err: unknown) => this.stateNotSaved(name, err)));
-    },
-  };
-
-  private stateNotSaved(name: string, err: unknown): void {
-    this.log.warn({ err: String(err), name }, 'state not saved');
-  }
-
-  private stateKey(name: string): string {
-    return stateKey(this.stage, this.sessionId, name);
-  }
+  readonly state: SessionState;
 
   /** @internal resolves when tracked work is done, or after `timeoutMs`. */
   async idle(timeoutMs: number): Promise<boolean> {
@@ -300,10 +262,4 @@ export class ActorContext {
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const q of this.queues.values()) q.close();
   }
-}
-
-/** Where an actor's named state lives in the state bucket; readers on other instances use the same key. */
-export function stateKey(stage: string, sessionId: SessionId, name: string): string {
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid state name: ${name}`);
-  return `${stage}.${sessionId}.${name}`;
 }

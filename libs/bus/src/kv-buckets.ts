@@ -1,0 +1,49 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+
+/**
+ * The bucket, if its stream is what a KV bucket needs and no more. Whoever creates a bucket first sets its stream's
+ * config, and in nats-server 2.9 that config can copy every value elsewhere (a republish to any subject, the
+ * creator's inbox included; a mirror; sources) or capture other subjects. A stage that could create a bucket
+ * before the others could thus read what they store: every user of a bucket checks it and refuses such a one, so
+ * nothing is ever written into it.
+ */
+export async function plainBucket(kv: KV, bucket: string): Promise<KV> {
+  const { config } = (await kv.status()).streamInfo;
+  const problems: string[] = [];
+  if (config.republish) problems.push(`republishes to ${config.republish.dest}`);
+  if (config.mirror) problems.push(`mirrors ${config.mirror.name}`);
+  if ((config.sources ?? []).length > 0) problems.push('has sources');
+  const subjects = config.subjects ?? [];
+  if (subjects.length !== 1 || subjects[0] !== `$KV.${bucket}.>`) problems.push(`stores ${subjects.join(', ')}`);
+  if (problems.length > 0) {
+    throw new Error(
+      `KV bucket ${bucket} ${problems.join('; ')}: not what this product creates, refusing to use it ` +
+        '(delete the bucket as debug and restart; deploy/nats/README.md)',
+    );
+  }
+  return kv;
+}
+
+/** The JetStream KV buckets of one connection, each checked by {@link plainBucket} before it is used. */
+export class KvBuckets {
+  private readonly created = new Map<string, Promise<KV>>();
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  /** Opens (creating if needed) a bucket: one handle per bucket, and a failed open is tried again next time. */
+  create(bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
+    let kv = this.created.get(bucket);
+    if (!kv) {
+      kv = new Kvm(this.nc).create(bucket, { history: 1, ...opts }).then((b) => plainBucket(b, bucket));
+      kv.catch(() => this.created.delete(bucket));
+      this.created.set(bucket, kv);
+    }
+    return kv;
+  }
+
+  /** Opens a bucket that exists (for readers that may not create it); rejects when it does not exist yet. */
+  open(bucket: string): Promise<KV> {
+    return new Kvm(this.nc).open(bucket).then((b) => plainBucket(b, bucket));
+  }
+}
