@@ -42,8 +42,12 @@ export class KvBuckets {
     return kv;
   }
 
-  /** Opens a bucket that exists (for readers that may not create it); rejects when it does not exist yet. */
+  /**
+   * Opens a bucket that exists (for readers that may not create it); rejects when it does not exist yet. Gets are
+   * direct gets, as on a created bucket (every bucket of the product allows them; a reader's permissions name
+   * the key in a direct get's subject, never the stream-wide message get).
+   */
   open(bucket: string): Promise<KV> {
-    return new Kvm(this.nc).open(bucket).then((b) => plainBucket(b, bucket));
+    return new Kvm(this.nc).open(bucket, { allow_direct: true }).then((b) => plainBucket(b, bucket));
   }
 }

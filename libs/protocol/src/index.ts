@@ -1,6 +1,7 @@
 export * from './ids.js';
 export * from './subjects.js';
 export * from './messages.js';
+export * from './agents.js';
 export * from './channels.js';
 export * from './audio.js';
 export * from './kv.js';

@@ -8,7 +8,12 @@ export const BUCKETS = {
   instances: 'va_instances',
   /** Per-session actor state that must survive a restart of the instance holding it. */
   state: 'va_state',
+  /** Agent profiles (`AgentProfile`), key: the agent's name; written by `npm run agent`, read by the gateway. */
+  agents: 'va_agents',
 } as const;
+
+/** Versions of each agent profile the `va_agents` bucket keeps (`npm run agent -- get <name> --version N`). */
+export const AGENT_HISTORY = 10;
 
 /** A stage's lease on a session (`va_leases`): present while an instance of the stage holds the session. */
 export function leaseKey(stage: string, sessionId: string): string {

@@ -1,16 +1,10 @@
 import { z } from 'zod';
 import { AUDIO_SOURCES } from './audio.js';
+import { AgentProfile, TurnSettings } from './agents.js';
 import { SessionId, StageName, TurnId } from './ids.js';
+import { LIMITS } from './limits.js';
 
-/** Upper bounds keep one bad producer from pushing megabytes of text through every stage. */
-export const LIMITS = {
-  textChars: 4_000,
-  deltaChars: 2_000,
-  reasonChars: 200,
-  errorChars: 1_000,
-  personaChars: 4_000,
-  historyMessages: 500,
-} as const;
+export { LIMITS };
 
 const Ms = z.number().finite().nonnegative();
 const Prob = z.number().min(0).max(1);
@@ -26,21 +20,9 @@ export const SessionConfig = z
     sampleRate: z.union([z.literal(8000), z.literal(16000), z.literal(24000), z.literal(48000)]).default(16000),
     persona: z.string().max(LIMITS.personaChars).optional(),
     /** Turn-taking tunables for this session; unset ones keep the turn detector's defaults. */
-    turn: z
-      .object({
-        endpointing: z.enum(['adaptive', 'fixed']),
-        minDelayMs: z.number().int().min(0).max(5000),
-        maxDelayMs: z.number().int().min(0).max(10_000),
-        fixedDelayMs: z.number().int().min(0).max(5000),
-        bargeInMinSpeechMs: z.number().int().min(0).max(5000),
-        minInterruptionWords: z.number().int().min(0).max(20),
-        falseInterruptionMs: z.number().int().min(0).max(10_000),
-        resumeFalseInterruption: z.boolean(),
-        preemptiveGeneration: z.boolean(),
-      })
-      .partial()
-      .strict()
-      .optional(),
+    turn: TurnSettings.optional(),
+    /** The agent this session runs (resolved from `va_agents` by the gateway); none: the stages' built-in one. */
+    agent: AgentProfile.optional(),
     /** Provider choice per stage kind, e.g. {stt: 'deepgram'}; a service falls back to its own config. */
     providers: z.record(z.string().regex(/^[a-z-]{1,32}$/), z.string().regex(/^[a-z0-9-]{1,32}$/)).optional(),
   })

@@ -64,8 +64,12 @@ export const STAGE_ACCESS = {
     opensSessions: true,
     // A stage that did not claim a session in time gets an ownerless lease parked under its name.
     kv: { leases: 'all', state: 'own' },
-    // Every stage's heartbeats: a session some stage has no room for is refused before it is opened.
-    reads: [{ bucket: 'instances', of: 'all' }],
+    // Every stage's heartbeats: a session some stage has no room for is refused before it is opened. Agent
+    // profiles: the session's agent travels to the stages in session.open.
+    reads: [
+      { bucket: 'instances', of: 'all' },
+      { bucket: 'agents', of: 'all' },
+    ],
   },
   stt: {
     publishes: ['transcript'],
@@ -135,8 +139,11 @@ export const EVERY_STAGE = {
   subscribes: ['control'],
 } as const satisfies Pick<StageAccess, 'publishes' | 'subscribes'>;
 
-/** Users that are not stages: read-only watching of sessions, and JetStream administration. */
-export const OPS_USERS = ['observer', 'admin', 'debug'] as const;
+/**
+ * Users that are not stages: read-only watching of sessions, JetStream administration, reading everything
+ * (debug), and managing agent profiles (`agents`, what `npm run agent` connects as).
+ */
+export const OPS_USERS = ['observer', 'admin', 'debug', 'agents'] as const;
 export type OpsUser = (typeof OPS_USERS)[number];
 export type NatsUser = KnownStage | OpsUser;
 export const NATS_USERS: readonly NatsUser[] = [...STAGES, ...OPS_USERS];
@@ -301,6 +308,14 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         ],
       },
       subscribe: { allow: [`${inboxPrefix('admin')}.>`] },
+      allow_responses: false,
+    };
+  }
+  if (user === 'agents') {
+    // Writes and reads agent profiles, nothing else: no session traffic, no other bucket.
+    return {
+      publish: { allow: [`${JS_API}.INFO`, ...kvPublish(BUCKETS.agents, '>')] },
+      subscribe: { allow: [`${inboxPrefix('agents')}.>`] },
       allow_responses: false,
     };
   }

@@ -20,6 +20,20 @@ export function withPersona(prompt: string, persona?: string): string {
   return persona ? `${prompt}\n\nPersona: ${persona}` : prompt;
 }
 
+/**
+ * One session's system prompt: the stage's own (how to speak in this pipeline), then — for the answer only — the
+ * agent's instructions (what it is for), then the persona. Stable across the session's turns, so the provider's
+ * prompt cache reuses it.
+ */
+export function sessionPrompt(
+  prompt: string,
+  opts: { instructions?: string | undefined; persona?: string | undefined; tools: boolean },
+): string {
+  const base = opts.tools ? `${prompt} ${TOOLS_PROMPT}` : prompt;
+  const agent = opts.instructions ? `${base}\n\nYour instructions:\n${opts.instructions}` : base;
+  return withPersona(agent, opts.persona);
+}
+
 /** Added to the answer prompt when tools are offered: when to use them and what to say when one fails. */
 export const TOOLS_PROMPT =
   'Use a tool when the answer needs it. If a tool fails or times out, say in one short sentence that you could not get it.';

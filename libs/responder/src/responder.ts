@@ -5,7 +5,7 @@ import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
-import { TOOLS_PROMPT, withPersona } from './prompts.js';
+import { sessionPrompt } from './prompts.js';
 import { SessionResponder, type AnsweringState } from './session-responder.js';
 import type { ToolRegistry } from './tools.js';
 
@@ -44,13 +44,21 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
   return (ctx) => {
     // Connect now (TLS to the provider), not when the user's first turn ends.
     void opts.llm.prewarm?.();
-    const tools = opts.tools && opts.tools.size > 0 ? opts.tools : undefined;
+    // An agent profile names the tools it may use; without one the session gets every tool configured.
+    const agent = ctx.config.agent;
+    const offered = opts.tools && agent ? opts.tools.only(agent.tools) : opts.tools;
+    const tools = offered && offered.size > 0 ? offered : undefined;
     const settings: AnswerSettings = {
       stage: opts.stage,
       spanName: opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate,
       llm: opts.llm,
       // Stable across the session's turns (no time, no turn data): the prompt cache reuses it.
-      system: withPersona(tools ? `${opts.systemPrompt} ${TOOLS_PROMPT}` : opts.systemPrompt, ctx.config.persona),
+      system: sessionPrompt(opts.systemPrompt, {
+        // What the agent is for shapes the answer; the opener only acknowledges, in the agent's voice.
+        instructions: opts.source === 'deep' ? agent?.instructions : undefined,
+        persona: ctx.config.persona,
+        tools: tools !== undefined,
+      }),
       llmOptions: opts.llmOptions,
       tools,
       maxToolRounds: opts.maxToolRounds ?? 3,

@@ -63,6 +63,15 @@ export class ToolRegistry {
     return this.#tools.size;
   }
 
+  /** The tools of this registry an agent may use (`AgentProfile.tools`), with the same options. */
+  only(names: readonly string[]): ToolRegistry {
+    const allowed = new Set(names);
+    return new ToolRegistry(
+      [...this.#tools.values()].filter((t) => allowed.has(t.name)),
+      this.#opts,
+    );
+  }
+
   timeoutOf(name: string): number {
     return this.#tools.get(name)?.timeoutMs ?? this.#opts.timeoutMs;
   }

@@ -118,6 +118,28 @@ describe('fast and deep responders', () => {
     ]);
   });
 
+  it('answers as the session’s agent: its instructions in the answer’s prompt, its persona in both', async () => {
+    const sid = await stages.open('resp-agent', {
+      persona: 'Camille, warm and brief.',
+      agent: { name: 'concierge', version: 3, instructions: 'You book tables at Chez Nous.', tools: [] },
+    });
+    client.publish(channels.turn, sid, {
+      turnId: 'a1',
+      kind: 'end',
+      text: 'a table please',
+      eouProb: 1,
+      speechEndMs: 0,
+    });
+    const systemOf = (llm: FakeLLM) =>
+      waitFor(() => llm.calls.find((c) => c.some((m) => m.role === 'user' && m.content === 'a table please'))?.[0]);
+    const [deepSystem, fastSystem] = await Promise.all([systemOf(deep), systemOf(fast)]);
+    expect(deepSystem.content).toMatch(new RegExp(`^${escape(ANSWER_PROMPT)}`));
+    expect(deepSystem.content).toMatch(
+      /Your instructions:\nYou book tables at Chez Nous\.\n\nPersona: Camille, warm and brief\.$/,
+    );
+    expect(fastSystem.content).toBe(`${OPENER_PROMPT}\n\nPersona: Camille, warm and brief.`);
+  });
+
   it('stops generating when the turn is cancelled', async () => {
     const sid = await stages.open('resp-2');
     const deltas: Reply[] = [];
@@ -140,3 +162,7 @@ describe('fast and deep responders', () => {
     expect(deltas.some((d) => d.done)).toBe(false);
   });
 });
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

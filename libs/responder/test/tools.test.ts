@@ -42,6 +42,15 @@ describe('tool registry', () => {
     expect(() => new ToolRegistry([echo, echo])).toThrow(/unique/);
   });
 
+  it('narrows to the tools an agent may use (unknown names ignored), with the same options', async () => {
+    const agentTools = tools.only(['echo', 'not_here']);
+    expect(agentTools.specs.map((t) => t.name)).toEqual(['echo']);
+    expect(agentTools.size).toBe(1);
+    expect(tools.only([]).size).toBe(0);
+    const denied = await agentTools.call({ id: 'c', name: 'failing', arguments: '{}' }, new AbortController().signal);
+    expect(denied.outcome).toBe('unknown-tool');
+  });
+
   it('runs a call with checked arguments and returns its JSON', async () => {
     const r = await tools.call(call('echo', '{"words":"hello"}'), never());
     expect(r).toMatchObject({ outcome: 'ok', content: '{"said":"hello"}' });

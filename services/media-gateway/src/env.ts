@@ -46,6 +46,8 @@ export const GatewayEnv = ServiceEnv.extend({
   GATEWAY_HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.headersTimeoutMs),
   GATEWAY_HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.requestTimeoutMs),
   GATEWAY_HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.maxConnections),
+  /** The agent a session runs when it names none (a profile in `va_agents`); unset: the stored `default`. */
+  GATEWAY_AGENT: z.string().optional(),
   /** The talk page links each turn to its trace: `{traceId}` is replaced, e.g. Grafana's Explore on Tempo. */
   GATEWAY_TRACE_URL: z.string().url().optional(),
   /** The LiveKit transport's dispatch endpoint. */

@@ -1,3 +1,4 @@
+import { AgentStore } from '@va/agents';
 import { loadMonitor, newInstanceId, parseEnv, StageCapacity, startServiceHealth } from '@va/actor';
 import { Bus } from '@va/bus';
 import { createLogger, shutdownTelemetry, startTelemetry } from '@va/telemetry';
@@ -69,6 +70,7 @@ const stopped = new Promise<void>((resolve) => {
 const deps: TransportDeps = {
   bus,
   admission,
+  agents: new AgentStore(bus),
   env,
   httpLimits: {
     headersTimeoutMs: env.GATEWAY_HTTP_HEADERS_TIMEOUT_MS,

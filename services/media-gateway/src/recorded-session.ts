@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { samplesForMs, writeWavChannels } from '@va/audio';
+import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { FRAME_MS, requests, type SessionId, type SessionRecording } from '@va/protocol';
 import type { Admission } from './admission.js';
@@ -20,6 +21,9 @@ export interface RecordedSessionOptions {
   maxTailMs: number;
   /** Opens the session on every stage, or refuses it (SessionRefusedError) when the pipeline is full. */
   admission: Admission;
+  /** Agent profiles, and the agent this session runs (unset: the stored `default`). */
+  agents?: AgentStore;
+  agent?: string;
   signal: AbortSignal;
 }
 
@@ -34,7 +38,12 @@ export async function runRecordedSession(
   opts: RecordedSessionOptions,
 ): Promise<SessionRecording> {
   const rate = opts.sampleRate;
-  const opened = await openGatewaySession(bus, sessionId, { admission: opts.admission, sampleRate: rate });
+  const opened = await openGatewaySession(bus, sessionId, {
+    admission: opts.admission,
+    sampleRate: rate,
+    ...(opts.agents ? { agents: opts.agents } : {}),
+    ...(opts.agent ? { agent: opts.agent } : {}),
+  });
   const { session, log } = opened;
   const frameSamples = samplesForMs(FRAME_MS, rate);
   const userTrack = new TrackRecorder();

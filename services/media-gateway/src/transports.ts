@@ -6,6 +6,7 @@ import type { Bus } from '@va/bus';
 import { sessionId as parseSessionId } from '@va/protocol';
 import { createProvider } from '@va/providers';
 import type { Logger } from '@va/telemetry';
+import type { AgentStore } from '@va/agents';
 import type { Admission } from './admission.js';
 import type { GatewayEnv } from './env.js';
 import type { HttpLimits } from './http-limits.js';
@@ -28,17 +29,24 @@ export interface Transport {
 export interface TransportDeps {
   bus: Bus;
   admission: Admission;
+  /** Agent profiles (`va_agents`): each session's agent is resolved from them as it opens. */
+  agents: AgentStore;
   env: GatewayEnv;
   httpLimits: Partial<HttpLimits>;
   log: Logger;
 }
 
 /** The browser talk page: one session per tab, for as long as its socket is open. */
-export function webTransport({ bus, admission, env, httpLimits, log }: TransportDeps): Transport {
+export function webTransport({ bus, admission, agents, env, httpLimits, log }: TransportDeps): Transport {
   return {
     run: async (stopped) => {
       const web = await startWebServer({
-        factory: busSessionFactory(bus, { admission, traceUrl: env.GATEWAY_TRACE_URL }),
+        factory: busSessionFactory(bus, {
+          admission,
+          traceUrl: env.GATEWAY_TRACE_URL,
+          agents,
+          ...(env.GATEWAY_AGENT ? { defaultAgent: env.GATEWAY_AGENT } : {}),
+        }),
         host: env.GATEWAY_WEB_HOST,
         port: env.GATEWAY_WEB_PORT,
         ...httpLimits,
@@ -63,7 +71,7 @@ export function webTransport({ bus, admission, env, httpLimits, log }: Transport
 
 /** The agent in LiveKit rooms: sent there by the dispatch endpoint or `LIVEKIT_ROOMS`, one session per participant. */
 export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, rooms: readonly string[]): Transport {
-  const { bus, admission, env, httpLimits, log } = deps;
+  const { bus, admission, agents, env, httpLimits, log } = deps;
   return {
     run: async (stopped) => {
       // Loaded here only: rtc-node brings its native library, which the other transports do not need.
@@ -71,7 +79,12 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
       const { startDispatchServer } = await import('./livekit/dispatch-server.js');
       const { busSessionFactory: liveKitSessionFactory } = await import('./livekit/session.js');
       const { dispose } = await import('@livekit/rtc-node');
-      const dispatcher = new LiveKitDispatcher({ config, openSession: liveKitSessionFactory(bus, { admission }), log });
+      const openSession = liveKitSessionFactory(bus, {
+        admission,
+        agents,
+        ...(env.GATEWAY_AGENT ? { agent: env.GATEWAY_AGENT } : {}),
+      });
+      const dispatcher = new LiveKitDispatcher({ config, openSession, log });
       const server = await startDispatchServer({
         dispatcher,
         host: env.GATEWAY_HTTP_HOST,
@@ -106,7 +119,7 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
  * The file transport (demo, tests, benchmarks): a script spoken by the local TTS (paced by the conversation) or a
  * recording as the microphone of `GATEWAY_SESSIONS` sessions; exit 1 if one failed, 3 if one was refused (busy).
  */
-export function recordedTransport({ bus, admission, env, log }: TransportDeps): Transport {
+export function recordedTransport({ bus, admission, agents, env, log }: TransportDeps): Transport {
   const rate = env.GATEWAY_SAMPLE_RATE;
   return {
     run: async (stopped) => {
@@ -135,6 +148,8 @@ export function recordedTransport({ bus, admission, env, log }: TransportDeps): 
             tailMs: env.GATEWAY_TAIL_MS,
             maxTailMs: env.GATEWAY_MAX_TAIL_MS,
             admission,
+            agents,
+            ...(env.GATEWAY_AGENT ? { agent: env.GATEWAY_AGENT } : {}),
             signal: stop.signal,
           });
         }),

@@ -43,8 +43,8 @@ export interface Client {
   closed: Promise<number>;
 }
 
-export async function connect(server: WebServer, headers: Record<string, string> = {}): Promise<Client> {
-  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws`, { headers });
+export async function connect(server: WebServer, headers: Record<string, string> = {}, query = ''): Promise<Client> {
+  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws${query}`, { headers });
   const c: Client = { ws, events: [], audio: [], closed: new Promise((r) => ws.once('close', (code) => r(code))) };
   ws.on('message', (data: Buffer, isBinary) => {
     if (isBinary) c.audio.push(new Int16Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));

@@ -6,6 +6,7 @@ import { CANCEL_REASON, channels, sessionId as parseSessionId, type SessionId } 
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
 import { Admission } from '../src/admission.js';
+import { AgentStore } from '@va/agents';
 import { busSessionFactory } from '../src/web/session.js';
 
 let server: WebServer | undefined;
@@ -280,6 +281,53 @@ describe('web transport on the bus', () => {
 
     c.ws.close();
     await waitFor(() => closed.includes(sid) && server!.sessions === 0, { message: 'session closed on the bus' });
+  });
+
+  it('opens each session as the agent the page names (or the stored default); an unknown agent is refused', async () => {
+    const configs = new Map<string, unknown>();
+    client.subscribeGlobal(channels.sessionOpen, (m) => void configs.set(m.sessionId, m.config));
+    await client.nc.flush();
+    const writer = new AgentStore(client, { create: true });
+    await writer.put({
+      name: 'concierge',
+      instructions: 'You book tables.',
+      persona: 'Camille',
+      turn: { maxDelayMs: 900 },
+    });
+    server = await startWebServer({
+      factory: busSessionFactory(bus, {
+        admission: new Admission(bus, { stages: [], openTimeoutMs: 200, log: bus.log }),
+        agents: new AgentStore(bus),
+      }),
+    });
+    // The config a connection's session was opened with; the connection is closed then (two per client at most).
+    const sessionOf = async (c: Awaited<ReturnType<typeof connect>>) => {
+      const ready = await waitFor(() => c.events.find((e) => e.type === 'ready'), { message: 'ready' });
+      const sid = (ready as { sessionId: string }).sessionId;
+      const config = await waitFor(() => configs.get(sid) as Record<string, unknown> | undefined, {
+        message: 'session.open',
+      });
+      c.ws.close();
+      await c.closed;
+      return config;
+    };
+    // The page names its agent: the profile goes to every stage, its persona and turn-taking with it.
+    const named = await connect(server, {}, '?agent=concierge');
+    expect(await sessionOf(named)).toMatchObject({
+      agent: { name: 'concierge', version: 1, instructions: 'You book tables.' },
+      persona: 'Camille',
+      turn: { maxDelayMs: 900 },
+    });
+    // None named and no `default` stored: the stages' built-in agent.
+    expect(await sessionOf(await connect(server))).not.toHaveProperty('agent');
+    await writer.put({ name: 'default', instructions: 'Be brief.' });
+    expect(await sessionOf(await connect(server))).toMatchObject({ agent: { name: 'default' } });
+    // An agent nobody stored: told why, closed with 1008 (the page does not come back for it), nothing opened.
+    const opensBefore = configs.size;
+    const unknown = await connect(server, {}, '?agent=nobody');
+    expect(await unknown.closed).toBe(CLOSE.badMessage);
+    expect(errors(unknown)).toEqual([{ type: 'error', code: 'unknown-agent', message: 'no agent named "nobody"' }]);
+    expect(configs.size).toBe(opensBefore);
   });
 });
 

@@ -87,7 +87,9 @@ async function openMicrophone() {
 function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   status('Connecting…');
-  ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  // `/?agent=<name>` talks to that agent (a profile stored with `npm run agent -- put`).
+  const agent = new URLSearchParams(location.search).get('agent');
+  ws = new WebSocket(`${scheme}://${location.host}/ws${agent ? `?agent=${encodeURIComponent(agent)}` : ''}`);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (e) => (typeof e.data === 'string' ? onEvent(JSON.parse(e.data)) : play(e.data));
   ws.onclose = (e) => {

@@ -1,3 +1,4 @@
+import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import type { Admission } from '../admission.js';
 import { openGatewaySession } from '../open-session.js';
@@ -8,6 +9,9 @@ export interface BusSessionOptions {
   /** Opens each session on every stage, or refuses it when some stage is full. */
   admission: Admission;
   language?: string;
+  /** Agent profiles, and the agent the room's sessions run (unset: the stored `default`). */
+  agents?: AgentStore;
+  agent?: string;
 }
 
 /**
@@ -22,6 +26,8 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
       sampleRate: PIPELINE_RATE,
       ...(opts.language ? { language: opts.language } : {}),
       log: { identity },
+      ...(opts.agents ? { agents: opts.agents } : {}),
+      ...(opts.agent ? { agent: opts.agent } : {}),
     });
     return {
       tick: (mic) => opened.session.tick(mic),

@@ -1,4 +1,5 @@
 import { SessionRefusedError } from '@va/actor';
+import { UnknownAgentError } from '@va/agents';
 import { Framer } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
@@ -8,7 +9,13 @@ import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
 import type { ClientLimiter } from './client-limits.js';
 import { CLOSE, countRefusal, type WebLimits } from './limits.js';
-import { WEB_SAMPLE_RATE, type PageEvent, type SessionFactory, type WebSession } from './session.js';
+import {
+  WEB_SAMPLE_RATE,
+  type PageEvent,
+  type SessionFactory,
+  type SessionRequest,
+  type WebSession,
+} from './session.js';
 
 const FRAME_SAMPLES = (WEB_SAMPLE_RATE * FRAME_MS) / 1000;
 const DROP_REPORT_EVERY_MS = 5000;
@@ -47,12 +54,18 @@ export class WebConnection {
    * tick at a time — the page's next frame (comfort noise when it sent none) in, the agent's frame out — until
    * `stop` (the socket closed).
    */
-  async serve(factory: SessionFactory, stop: AbortSignal): Promise<void> {
+  async serve(factory: SessionFactory, stop: AbortSignal, request: SessionRequest = {}): Promise<void> {
     const { ws } = this;
     try {
       try {
-        this.session = await factory((e) => this.send(e));
+        this.session = await factory((e) => this.send(e), request);
       } catch (err) {
+        if (err instanceof UnknownAgentError) {
+          // The page asked for an agent nobody stored: say so, and do not come back for it (1008: no reconnect).
+          this.send({ type: 'error', code: 'unknown-agent', message: err.message });
+          this.close(CLOSE.badMessage, 'unknown agent');
+          return;
+        }
         if (err instanceof SessionRefusedError) {
           // The pipeline is full: the page says so and the caller tries again later (the refusal is logged).
           this.send({
@@ -192,7 +205,7 @@ export interface Sockets {
 }
 
 /** A socket past the upgrade checks: refused over the session cap, else served until it closes. */
-export function acceptSocket(ws: WebSocket, client: string, sockets: Sockets): void {
+export function acceptSocket(ws: WebSocket, client: string, sockets: Sockets, request: SessionRequest = {}): void {
   const { live, closing, clients, limits, server, factory, log } = sockets;
   const conn = new WebConnection(ws, client, limits, server);
   ws.on('error', (err) => log?.warn({ err: String(err) }, 'web socket error'));
@@ -213,7 +226,7 @@ export function acceptSocket(ws: WebSocket, client: string, sockets: Sockets): v
   ws.on('message', (data: RawData, isBinary: boolean) => conn.onMessage(data, isBinary));
 
   const ended = new Promise<void>((resolve) => ws.once('close', () => resolve()));
-  const run = conn.serve(factory, stop.signal);
+  const run = conn.serve(factory, stop.signal, request);
   const done = ended
     .then(async () => {
       stop.abort();

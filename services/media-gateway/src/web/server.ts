@@ -85,7 +85,10 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const client = admitUpgrade(req, socket, allowedHosts, opts.trustProxy ?? false, clients);
-    if (client !== undefined) wss.handleUpgrade(req, socket, head, (ws) => acceptSocket(ws, client, sockets));
+    if (client === undefined) return;
+    // `/ws?agent=<name>`: the agent this page talks to (checked when the session opens).
+    const agent = new URL(req.url ?? '/', 'http://x').searchParams.get('agent') ?? undefined;
+    wss.handleUpgrade(req, socket, head, (ws) => acceptSocket(ws, client, sockets, agent ? { agent } : {}));
   });
 
   const watchdog = watchConnections(live, limits, log);

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Admission } from '../admission.js';
+import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { channels, sessionId as parseSessionId, type AudioSource, type TurnTimeline } from '@va/protocol';
 import { openGatewaySession } from '../open-session.js';
@@ -39,8 +40,13 @@ export interface WebSession {
   close(): Promise<void>;
 }
 
+/** What the page asked for when it connected (`/ws?agent=<name>`). */
+export interface SessionRequest {
+  agent?: string;
+}
+
 /** Opens a session; `emit` sends events to the page for as long as the session lives. */
-export type SessionFactory = (emit: (event: PageEvent) => void) => Promise<WebSession>;
+export type SessionFactory = (emit: (event: PageEvent) => void, request?: SessionRequest) => Promise<WebSession>;
 
 export interface BusSessionOptions {
   /** Opens each session on every stage, or refuses it when some stage is full. */
@@ -49,6 +55,9 @@ export interface BusSessionOptions {
   idPrefix?: string;
   /** A link to a turn's trace, `{traceId}` replaced (e.g. Grafana's Tempo explore URL). */
   traceUrl?: string;
+  /** Agent profiles, and the agent of a page that names none (else the stored `default`). */
+  agents?: AgentStore;
+  defaultAgent?: string;
 }
 
 /**
@@ -57,7 +66,7 @@ export interface BusSessionOptions {
  * turn's playout (with its latency) to the page.
  */
 export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
-  return async (emit) => {
+  return async (emit, request = {}) => {
     const sid = parseSessionId(
       `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
     );
@@ -66,6 +75,8 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
       admission: opts.admission,
       sampleRate: WEB_SAMPLE_RATE,
       log: { transport: 'web' },
+      ...(opts.agents ? { agents: opts.agents } : {}),
+      ...(request.agent || opts.defaultAgent ? { agent: request.agent || opts.defaultAgent } : {}),
     });
     const { ctx, session, log } = opened;
     ctx.subscribe(channels.transcript, (t) =>

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { LIMITS } from './limits.js';
+
+/**
+ * An agent: who the voice is and what it may do — its instructions, an optional greeting it says first, the
+ * tools it may call, the turn-taking it wants. Profiles live in the JetStream KV bucket `va_agents` (key: the
+ * name), are managed with `npm run agent`, and are read by the gateway when it opens a session, which carries the
+ * chosen profile to every stage in `session.open` (so a changed profile applies to the next session, and a session
+ * keeps the version it started with).
+ */
+export const AGENT_LIMITS = {
+  instructionsChars: 8_000,
+  greetingChars: 500,
+  descriptionChars: 500,
+  tools: 32,
+} as const;
+
+/** A name usable as a KV key and inside a tool name: lower-case letters, digits, `_`, `-`. */
+export const AgentName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1–63 of a-z 0-9 _ - starting with a letter or digit');
+export type AgentName = z.infer<typeof AgentName>;
+
+/** A tool's name as models take it (OpenAI: `^[a-zA-Z0-9_-]{1,64}$`). */
+export const ToolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'must be 1–64 of a-z A-Z 0-9 _ -');
+
+/** Turn-taking tunables of a session or an agent; unset ones keep the turn detector's defaults. */
+export const TurnSettings = z
+  .object({
+    endpointing: z.enum(['adaptive', 'fixed']),
+    minDelayMs: z.number().int().min(0).max(5000),
+    maxDelayMs: z.number().int().min(0).max(10_000),
+    fixedDelayMs: z.number().int().min(0).max(5000),
+    bargeInMinSpeechMs: z.number().int().min(0).max(5000),
+    minInterruptionWords: z.number().int().min(0).max(20),
+    falseInterruptionMs: z.number().int().min(0).max(10_000),
+    resumeFalseInterruption: z.boolean(),
+    preemptiveGeneration: z.boolean(),
+  })
+  .partial()
+  .strict();
+export type TurnSettings = z.infer<typeof TurnSettings>;
+
+/** The agent a session runs when none is named and no `default` profile is stored. */
+export const DEFAULT_AGENT_NAME = 'default';
+
+export const AgentProfile = z
+  .object({
+    name: AgentName,
+    /** Counts up with every change (`npm run agent -- put` sets it when the file does not). */
+    version: z.number().int().positive().default(1),
+    description: z.string().max(AGENT_LIMITS.descriptionChars).optional(),
+    /** What the agent is for and how it behaves: added to the answer's system prompt. */
+    instructions: z.string().min(1, 'may not be empty').max(AGENT_LIMITS.instructionsChars),
+    /** Said first when a session opens (stored in the history as heard, interruptible like any reply). */
+    greeting: z.string().min(1).max(AGENT_LIMITS.greetingChars).optional(),
+    /** Who the voice is (name, manner): added to both prompts. */
+    persona: z.string().max(LIMITS.personaChars).optional(),
+    /** The tools it may call, by name (tool services on the bus and the deep responder's local tools). */
+    tools: z.array(ToolName).max(AGENT_LIMITS.tools).default([]),
+    /** Turn-taking for its sessions (unset ones keep the turn detector's defaults). */
+    turn: TurnSettings.optional(),
+  })
+  .strict();
+export type AgentProfile = z.infer<typeof AgentProfile>;
+/** A profile as written in a file: what has a default may be left out. */
+export type AgentProfileInput = z.input<typeof AgentProfile>;
