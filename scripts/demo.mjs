@@ -2,9 +2,11 @@
 // Options: --script FILE, --report FILE, --llm-ttft-ms N, --llm-tps N, --out DIR
 // --web [--port N]: no script; the talk page on http://127.0.0.1:N, to talk to the agent with your microphone.
 // --livekit [--room NAME]: no script; the agent joins a LiveKit room (LIVEKIT_URL, LIVEKIT_API_KEY, _SECRET).
+// --agent FILE: the session runs this agent profile (JSON or YAML; stored in va_agents as `npm run agent` does).
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, waterfall } from '@va/e2e';
+import { readProfileFile } from '@va/agents';
+import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, storeAgent, waterfall } from '@va/e2e';
 
 const BUILT_IN_SCRIPT = {
   turns: [
@@ -28,12 +30,13 @@ const { values } = parseArgs({
     livekit: { type: 'boolean', default: false },
     room: { type: 'string', default: 'voice-agent' },
     port: { type: 'string', default: '8080' },
+    agent: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
   console.log(
-    'usage: npm run demo -- [--script FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]\n' +
+    'usage: npm run demo -- [--script FILE] [--agent FILE] [--report FILE] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud] [--out DIR]\n' +
       '       npm run demo -- --web [--port N] [--llm-ttft-ms N] [--llm-tps N] [--providers local|cloud]\n' +
       '       npm run demo -- --livekit [--room NAME] [--port N]   (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)',
   );
@@ -47,6 +50,8 @@ const number = (name) => {
 };
 
 const script = values.script ? JSON.parse(await readFile(values.script, 'utf8')) : BUILT_IN_SCRIPT;
+// Read (and so checked for JSON/YAML) before anything starts; the schema checks it when it is stored.
+const agent = values.agent ? await readProfileFile(values.agent) : undefined;
 const passthrough = Object.fromEntries(
   Object.entries(process.env).filter(
     ([k, v]) =>
@@ -137,15 +142,17 @@ async function talkLive(mode) {
   });
   let gateway;
   try {
+    const agentEnv = agent ? { GATEWAY_AGENT: await storeAgent(pipeline.nats.url, agent) } : {};
     gateway =
       mode === 'web'
-        ? await startWebGateway(pipeline, { port, maxLifetimeSec })
+        ? await startWebGateway(pipeline, { port, maxLifetimeSec, env: agentEnv })
         : await startLiveKitGateway(pipeline, {
             liveKit,
             rooms: [values.room],
             port: values.port === '8080' ? 8081 : port,
             tokenEndpoint: true,
             maxLifetimeSec,
+            env: agentEnv,
           });
   } catch (err) {
     await pipeline.stop();
@@ -190,11 +197,18 @@ const { report, exits, spansFile } = await runConversation({
   llmTtftMs: number('llm-ttft-ms'),
   llmTokensPerSecond: number('llm-tps'),
   env: passthrough,
+  ...(agent ? { agent } : {}),
   onProgress: (line) => console.log(`  · ${line}`),
 });
 
 for (const [i, t] of report.turns.entries()) {
   console.log(`\nturn ${i + 1} (${t.turnId})${t.interrupted ? ' — interrupted' : ''}`);
+  if (t.greeting) {
+    console.log(`  greeting    : ${t.answer} (the agent speaks first)`);
+    if (t.interrupted) console.log(`  heard       : ${t.playedText}`);
+    console.log(`  trace ${t.traceId}`);
+    continue;
+  }
   console.log(`  user said   : ${t.userText}`);
   console.log(`  transcript  : ${t.transcript}`);
   console.log(`  opener      : ${t.opener}`);

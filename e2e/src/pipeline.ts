@@ -1,9 +1,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AgentStore } from '@va/agents';
 import { Bus, natsAuthFromEnv } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
-import { channels, sessionId as parseSessionId, SessionRecording, STAGES } from '@va/protocol';
+import { channels, sessionId as parseSessionId, SessionRecording, STAGES, type AgentProfileInput } from '@va/protocol';
 import { LOCAL_STT_PROCESS_ENV } from '@va/providers';
 import { createLogger } from '@va/telemetry';
 import {
@@ -39,6 +40,8 @@ export interface PipelineOptions extends StartPipelineOptions {
   sessions?: number;
   /** Write WAVs (default: only for a single session). */
   recordAudio?: boolean;
+  /** The agent the sessions run: stored in va_agents (as `npm run agent -- put` does) before they open. */
+  agent?: AgentProfileInput;
   /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
   onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
   /** Called with the stages up and ready, before any session opens (e.g. to read their idle memory). */
@@ -247,6 +250,25 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
  * the pipeline of `startPipeline`, then the media gateway playing the script as the microphone. Collects what
  * each stage said and every span, stops everything (SIGTERM), and returns the report.
  */
+/** Stores a profile as the `agents` user would; returns its name. */
+export async function storeAgent(
+  servers: string,
+  profile: AgentProfileInput,
+  credentials: PipelineOptions['credentials'],
+): Promise<string> {
+  const bus = await Bus.connect({
+    stage: 'agents',
+    servers,
+    logger: createLogger('agents', {}, 'warn'),
+    ...(credentials ? { auth: natsAuthFromEnv(credentials('agents')) } : {}),
+  });
+  try {
+    return (await new AgentStore(bus, { create: true }).put(profile)).name;
+  } finally {
+    await bus.drain();
+  }
+}
+
 export async function runConversation(opts: PipelineOptions): Promise<ConversationResult> {
   const progress = opts.onProgress ?? (() => undefined);
   const outDir = resolve(opts.outDir);
@@ -287,6 +309,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     observer.subscribe(channels.replyDeep, ids[0]!, collect(said.answers));
     await observer.nc.flush();
 
+    const agentName = opts.agent ? await storeAgent(pipeline.nats.url, opts.agent, opts.credentials) : undefined;
     const scriptPath = join(outDir, `${sid}.script.json`);
     await writeFile(scriptPath, JSON.stringify(opts.script));
     await opts.beforeSessions?.(stages);
@@ -300,6 +323,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         GATEWAY_RECORD_TEXT: '1',
         GATEWAY_SESSION_ID: sid,
         GATEWAY_SESSIONS: String(sessions),
+        ...(agentName ? { GATEWAY_AGENT: agentName } : {}),
         GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',
         // The agent's stages: a session is admitted only when each of them has room.
         ...(opts.stages ? { GATEWAY_STAGES: opts.stages.join(',') } : {}),

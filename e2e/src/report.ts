@@ -22,6 +22,8 @@ export interface ReportSpan {
 
 export interface ReportTurn {
   turnId: string;
+  /** The agent spoke first (its profile's greeting): no user turn before it. */
+  greeting: boolean;
   /** What the scripted user said in this turn (utterances the turn's speech covers). */
   userText: string;
   transcript: string;
@@ -89,9 +91,11 @@ export function buildReport(
     const fast = segs.filter((s) => s.source === 'fast');
     const deep = segs.filter((s) => s.source === 'deep');
     const gapMs = fast.length > 0 && deep.length > 0 ? deep[0]!.startMs - fast[fast.length - 1]!.endMs : null;
+    const greeting = mine.some((s) => s.name === SPAN.turn && s.attributes[ATTR.greeting] === true);
     return {
       turnId: t.turnId,
-      userText: userTextOf(summary, t.speechStartMs, t.speechEndMs),
+      greeting,
+      userText: greeting ? '' : userTextOf(summary, t.speechStartMs, t.speechEndMs),
       transcript: said.transcripts.get(t.turnId) ?? t.userText,
       opener: (said.openers.get(t.turnId) ?? '').trim(),
       answer: (said.answers.get(t.turnId) ?? '').trim(),

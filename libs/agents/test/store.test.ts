@@ -1,7 +1,10 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
 import { startNatsServer, type NatsServerHandle } from '@va/testkit';
-import { AgentProfileError, AgentStore, UnknownAgentError } from '../src/index.js';
+import { AgentProfileError, AgentStore, parseAgentProfile, readProfileFile, UnknownAgentError } from '../src/index.js';
 
 let nats: NatsServerHandle;
 let writerBus: Bus;
@@ -80,5 +83,18 @@ describe('agent profiles in va_agents', () => {
       expect((err as Error).message).toMatch(message);
     }
     expect((await writer.list()).map((p) => p.name)).toEqual(['concierge']);
+  });
+});
+
+describe('the example profiles (examples/agents)', () => {
+  it('are valid, and the YAML one is the JSON one', async () => {
+    const dir = fileURLToPath(new URL('../../../examples/agents/', import.meta.url));
+    const files = (await readdir(dir)).filter((f) => /\.(json|ya?ml)$/.test(f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect(parseAgentProfile(await readProfileFile(join(dir, f))).name, f).toBe('concierge');
+    const [json, yaml] = await Promise.all(
+      ['concierge.json', 'concierge.yaml'].map((f) => readProfileFile(join(dir, f))),
+    );
+    expect(parseAgentProfile(yaml)).toEqual(parseAgentProfile(json));
   });
 });

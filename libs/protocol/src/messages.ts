@@ -65,9 +65,11 @@ export type Transcript = z.infer<typeof Transcript>;
  * (preemptive generation) but nothing is played until `end` commits the same turn id; a preview that is not
  * committed is cancelled on `control`. `end`: the user's turn is over. `barge-in`: the user speaks over the
  * agent's turn — its playout pauses; a `control cancel` (words were heard) ends it, a `resume` (no words within
- * the false-interruption window) plays on from where it stopped.
+ * the false-interruption window) plays on from where it stopped. `agent`: the agent speaks first, unprompted (its
+ * profile's greeting, in `text`): an agent turn with no user turn before it — the deep responder says `text` as
+ * its reply, nobody generates, and it is played, heard, recorded and interrupted like any answer.
  */
-export const TURN_KINDS = ['preview', 'end', 'barge-in', 'resume'] as const;
+export const TURN_KINDS = ['preview', 'end', 'barge-in', 'resume', 'agent'] as const;
 export const Turn = z
   .object({
     turnId: TurnId,

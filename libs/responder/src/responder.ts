@@ -104,7 +104,20 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
           }
         : {}),
     });
-    ctx.subscribe(channels.turn, (turn, meta) => turns.turn(turn, meta.context));
+    ctx.subscribe(channels.turn, (turn, meta) => {
+      // The agent speaks first: its greeting is the answer, said as written (no model; no opener before it).
+      if (turn.kind === 'agent') {
+        if (opts.source === 'deep' && turn.text !== '') {
+          ctx.publish(
+            channel,
+            { turnId: turn.turnId, seq: 0, delta: turn.text, done: true },
+            { context: meta.context },
+          );
+        }
+        return;
+      }
+      turns.turn(turn, meta.context);
+    });
 
     // Taken over from an instance that died answering a committed turn: answer it again.
     if (ctx.reclaimed && retriesOnTakeover) {

@@ -140,6 +140,27 @@ describe('fast and deep responders', () => {
     expect(fastSystem.content).toBe(`${OPENER_PROMPT}\n\nPersona: Camille, warm and brief.`);
   });
 
+  it('an agent turn (a greeting): the deep responder says its text as written, no model, no opener', async () => {
+    const sid = await stages.open('resp-greet');
+    const got = { fast: [] as Reply[], deep: [] as Reply[] };
+    client.subscribe(channels.replyFast, sid, (r) => void got.fast.push(r));
+    client.subscribe(channels.replyDeep, sid, (r) => void got.deep.push(r));
+    await client.nc.flush();
+    const calls = { fast: fast.calls.length, deep: deep.calls.length };
+    client.publish(channels.turn, sid, {
+      turnId: 'g1',
+      kind: 'agent',
+      text: 'Hello there!',
+      eouProb: 1,
+      speechEndMs: 0,
+    });
+    await waitFor(() => got.deep.length === 1, { message: 'the greeting' });
+    expect(got.deep).toEqual([{ turnId: 'g1', seq: 0, delta: 'Hello there!', done: true }]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got.fast).toEqual([]);
+    expect({ fast: fast.calls.length, deep: deep.calls.length }).toEqual(calls);
+  });
+
   it('stops generating when the turn is cancelled', async () => {
     const sid = await stages.open('resp-2');
     const deltas: Reply[] = [];

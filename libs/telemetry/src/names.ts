@@ -76,6 +76,8 @@ export const ATTR = {
   answerGapMs: 'va.answer_gap_ms',
   /** tts / gateway: a filler was spoken because the answer's first audio was late. */
   filler: 'va.filler',
+  /** The agent's turn was not an answer but spoken first (its profile's greeting). */
+  greeting: 'va.greeting',
   /** A tool call: the tool's name, its outcome (ok, error, timeout), and its id. */
   toolName: 'va.tool.name',
   toolOutcome: 'va.tool.outcome',

@@ -42,17 +42,25 @@ export class GatewaySession {
   private readonly recentMic = new MicReplayRing();
   /** Told the words of each agent frame as it is played (the web transport's captions). */
   onHeard: HeardListener | undefined;
+  /**
+   * The agent's greeting, opened with the session: the microphone frames carry its trace context until the turn
+   * detector announces the greeting turn, so every stage's spans of the greeting join its trace.
+   */
+  private greeting: TurnTrace | undefined;
 
   constructor(
     private readonly ctx: ActorContext,
     private readonly sampleRate: number,
+    opts: { greeting?: boolean } = {},
   ) {
     this.startWall = Date.now();
+    if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), true);
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
     ctx.subscribe(channels.turn, (t) => {
       if (t.kind === 'preview') this.holds.preview(t.turnId);
       else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs);
       else if (t.kind === 'barge-in') this.pause(t.turnId, t.speechEndMs);
+      else if (t.kind === 'agent') this.onAgentTurn(t.turnId, t.speechEndMs);
       else this.resume(t.turnId);
     });
     ctx.onCancel = (turnId) => this.interrupt(turnId);
@@ -72,9 +80,9 @@ export class GatewaySession {
     return this.seq * FRAME_MS;
   }
 
-  /** Nothing in flight: no user turn open, no agent turn waiting or playing. */
+  /** Nothing in flight: no user turn open, no agent turn (or greeting) waiting or playing. */
   get idle(): boolean {
-    return this.open === undefined && this.turns.size === 0 && this.buffer.queued === 0;
+    return this.open === undefined && this.greeting === undefined && this.turns.size === 0 && this.buffer.queued === 0;
   }
 
   /** Session-clock time of the last user speech or agent audio. */
@@ -90,10 +98,11 @@ export class GatewaySession {
   /** One 20 ms step: publish the user's frame, return the agent's frame to play (or undefined: silence). */
   tick(mic: Int16Array): Int16Array | undefined {
     const tsMs = this.nowMs;
+    const trace = this.open ?? this.greeting;
     this.ctx.publishAudio(
       'in',
       { samples: mic, sampleRate: this.sampleRate as 16000, seq: this.seq, tsMs },
-      this.open ? { context: this.open.rootContext } : {},
+      trace ? { context: trace.rootContext } : {},
     );
     this.recentMic.add(this.seq, mic);
     this.seq++;
@@ -170,6 +179,15 @@ export class GatewaySession {
     this.lastActivityMs = Math.max(this.lastActivityMs, speechEndMs);
   }
 
+  /** The agent speaks first (a greeting): a turn of its own; a user turn being spoken meanwhile stays open. */
+  private onAgentTurn(turnId: string, atMs: number): void {
+    const turn = this.greeting ?? new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), true);
+    this.greeting = undefined;
+    this.marks.mark(turnId, 'turnEndMs', this.nowMs);
+    turn.commit(turnId, '', atMs, this.holds.commit(turnId));
+    this.turns.set(turnId, turn);
+  }
+
   /** Barge-in or cancel: stop playing this turn within one frame and report what was heard. */
   private interrupt(turnId: string): void {
     this.dropPreview(turnId);
@@ -209,6 +227,8 @@ export class GatewaySession {
     for (const turn of [...this.turns.values()]) this.finish(turn, true);
     this.open?.abandon();
     this.open = undefined;
+    this.greeting?.abandon();
+    this.greeting = undefined;
   }
 }
 

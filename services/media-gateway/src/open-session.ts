@@ -52,7 +52,7 @@ export async function openGatewaySession(
   const config = { sampleRate: opts.sampleRate, language: opts.language ?? 'en-US' };
   const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
   ctx.followControl();
-  const session = new GatewaySession(ctx, opts.sampleRate);
+  const session = new GatewaySession(ctx, opts.sampleRate, { greeting: agent?.greeting !== undefined });
   let closed = false;
   return {
     sessionId,

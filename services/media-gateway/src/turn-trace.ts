@@ -53,8 +53,11 @@ export class TurnTrace {
     private readonly sessionId: string,
     readonly speechStartMs: number,
     startTime: Date,
+    /** The agent speaks first (a greeting): no user speech, so no voice-to-voice latency to measure. */
+    readonly greeting = false,
   ) {
     this.root = startStageSpan(SPAN.turn, { parent: otelContext.active(), sessionId, stage: STAGE, startTime });
+    if (greeting) this.root.setAttribute(ATTR.greeting, true);
     this.rootContext = contextOf(this.root);
   }
 
@@ -107,7 +110,7 @@ export class TurnTrace {
           this.firstArrival === undefined ? 0 : Math.round((wallNow() - this.firstArrival) * 10) / 10,
       },
     });
-    if (this.speechEndMs !== undefined) {
+    if (this.speechEndMs !== undefined && !this.greeting) {
       const e2e = atMs - this.speechEndMs;
       this.root.setAttribute(ATTR.e2eMs, e2e);
       recordLatency(METRIC.e2e, e2e, { span: this.root, attributes: { [ATTR.stage]: STAGE } });
@@ -135,7 +138,7 @@ export class TurnTrace {
   }
 
   get e2eMs(): number | null {
-    return this.firstAudioMs !== undefined && this.speechEndMs !== undefined
+    return this.firstAudioMs !== undefined && this.speechEndMs !== undefined && !this.greeting
       ? this.firstAudioMs - this.speechEndMs
       : null;
   }

@@ -130,10 +130,18 @@ export class ScriptMic implements MicSource {
 
   private pauseOver(state: ConversationState): boolean {
     const since = this.waitingSince ?? 0;
-    if (this.utterances.length === 0) return state.nowMs - since >= LEAD_IN_MS;
-    const turn = this.script.turns[this.turn - 1]!;
     const waited = state.nowMs - since;
     const next = this.script.turns[this.turn];
+    if (this.utterances.length === 0) {
+      // An agent that speaks first (a greeting) is let finish, or talked over `interruptAfterMs` into it.
+      if (next?.interruptAfterMs !== undefined && waited < MAX_WAIT_FOR_AGENT_MS) {
+        const first = state.agentTurnStartMs;
+        return first !== undefined && state.nowMs - first >= next.interruptAfterMs;
+      }
+      if (waited >= MAX_WAIT_FOR_AGENT_MS) return true;
+      return waited >= LEAD_IN_MS && state.idle && state.nowMs - state.lastActivity >= LEAD_IN_MS;
+    }
+    const turn = this.script.turns[this.turn - 1]!;
     if (next?.interruptAfterMs !== undefined && waited < MAX_WAIT_FOR_AGENT_MS) {
       // Talk over the agent: N ms into its answer to the utterance just said.
       const first = state.agentTurnStartMs;

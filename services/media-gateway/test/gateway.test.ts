@@ -256,6 +256,39 @@ describe('media-gateway session', () => {
     expect(session.records.map((r) => r.turnId)).toEqual(['v2']);
   });
 
+  it('plays an agent turn (a greeting) as a turn of its own: heard, recorded, no voice-to-voice latency', async () => {
+    const { sid, session, playouts } = await gateway('gw-greet');
+    client.publish(channels.turn, sid, { turnId: 'h1', kind: 'agent', text: 'Hello.', eouProb: 1, speechEndMs: 0 });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    for (const [i, text] of ['Hel', 'lo.'].entries()) {
+      client.publishAudio('out', sid, {
+        samples: frame(3000),
+        sampleRate: 16000,
+        seq: i,
+        tsMs: i * 20,
+        turnId: 'h1',
+        source: 'deep',
+        textOffset: 3 * (i + 1),
+        text,
+      });
+    }
+    client.publish(channels.speech, sid, { turnId: 'h1', source: 'fast', text: '', frames: 0, skipped: false });
+    client.publish(channels.speech, sid, { turnId: 'h1', source: 'deep', text: 'Hello.', frames: 2, skipped: false });
+    await firstFrame(session);
+    session.tick(mic());
+    await waitFor(() => playouts.length === 1);
+    expect(playouts[0]).toMatchObject({ turnId: 'h1', spokenText: 'Hello.', interrupted: false });
+    expect(session.records[0]).toMatchObject({ turnId: 'h1', userText: '', e2eMs: null, spokenText: 'Hello.' });
+    const spans = await otlp.waitForSpans((all) =>
+      all.some((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'h1'),
+    );
+    const root = spans.find((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'h1')!;
+    expect(root.attributes[ATTR.greeting]).toBe(true);
+    expect(root.attributes[ATTR.e2eMs]).toBeUndefined();
+    expect(session.idle).toBe(true);
+  });
+
   it('answers bad input with error events and keeps working', async () => {
     const { sid, session, playouts } = await gateway('gw-bad');
     const errors: ErrorEvent[] = [];

@@ -46,6 +46,8 @@ export class SessionSpeaker implements FillerSource {
   private current: TurnSpeaker | undefined;
   /** Commit times of recent turns (a `turn end` usually arrives before the turn's first reply). */
   private readonly commits = new RecentMap<string, number>(16);
+  /** Agent turns (a greeting): no opener comes for them, the answer is all there is. */
+  private readonly withoutOpener = new RecentSet<string>(16);
   /** Turns paused by a barge-in. */
   private readonly paused = new Set<string>();
   /** Turns already spoken: a late delta (an opener still streaming after the answer) must not reopen one. */
@@ -82,10 +84,14 @@ export class SessionSpeaker implements FillerSource {
   }
 
   turn(t: Turn): void {
-    if (t.kind === 'end') {
+    if (t.kind === 'end' || t.kind === 'agent') {
       const now = performance.now();
       this.commits.set(t.turnId, now);
       this.turns.get(t.turnId)?.committedAt(now);
+      if (t.kind === 'agent') {
+        this.withoutOpener.add(t.turnId);
+        this.turns.get(t.turnId)?.text('fast', '', true);
+      }
     } else if (t.kind === 'barge-in') {
       this.paused.add(t.turnId);
     } else if (t.kind === 'resume') {
@@ -101,8 +107,9 @@ export class SessionSpeaker implements FillerSource {
     return !this.userSpeaking && !this.paused.has(turnId);
   }
 
-  next(): { text: string; audio: Promise<SpeechChunk[]> } | undefined {
-    if (!this.enabled) return undefined;
+  next(turnId: string): { text: string; audio: Promise<SpeechChunk[]> } | undefined {
+    // A greeting is what the agent says first: nothing to fill for.
+    if (!this.enabled || this.withoutOpener.has(turnId)) return undefined;
     const text = this.opts.fillers[this.fillersSpoken++ % this.opts.fillers.length]!;
     return { text, audio: this.io.fillerAudio(text) };
   }
@@ -127,6 +134,7 @@ export class SessionSpeaker implements FillerSource {
     );
     const at = this.commits.get(turnId);
     if (at !== undefined) turn.committedAt(at);
+    if (this.withoutOpener.has(turnId)) turn.text('fast', '', true);
     this.turns.set(turnId, turn);
     this.current = turn;
     this.io.track(this.speak(turn));

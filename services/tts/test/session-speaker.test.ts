@@ -96,6 +96,20 @@ describe('SessionSpeaker / TurnSpeaker (tts per session, without NATS)', () => {
     expect(io.speeches.find((s) => s.source === 'fast')).toMatchObject({ skipped: true, frames: 0 });
   });
 
+  it('an agent turn (a greeting) is its answer alone: no opener awaited, no filler before it', async () => {
+    const { io, voice } = setup(new FakeTTS({ msPerChar: 5 }), { fillers: ['One moment.'] });
+    voice.turn({ turnId: 'g1', kind: 'agent', text: 'Hello, how can I help?', eouProb: 1, speechEndMs: 0 });
+    await sleep(100); // longer than fillerAfterMs: a turn without opener text is not "late"
+    voice.reply('deep', reply('g1', 0, 'Hello, how can I help?', true), root);
+    await io.settled();
+    expect(io.order).toEqual(['deep']);
+    expect(io.fillers).toEqual([]);
+    expect(io.speeches.map((s) => [s.source, s.text, s.frames > 0])).toEqual([
+      ['fast', '', false],
+      ['deep', 'Hello, how can I help?', true],
+    ]);
+  });
+
   it('says one filler while the answer is late, but not over a user who is speaking', async () => {
     const { io, voice } = setup(new FakeTTS({ msPerChar: 5 }), { fillers: ['One moment.'] });
     voice.turn({ turnId: 't1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 0 });

@@ -54,10 +54,19 @@ export function turnDetectorActor(
       ctx.log.info({ agentTurn: saved.agentTurn, emittedUpToMs: saved.emittedUpToMs, words }, 'turn state taken over');
     }
 
+    // The agent's greeting, said once per session (not again by an instance that takes the session over). It goes
+    // out with the first microphone frame: the gateway sends audio only once every stage has the session open.
+    let greeting = ctx.reclaimed ? undefined : ctx.config.agent?.greeting;
+
     ctx.subscribeAudio('in', async (frame, meta) => {
       if (frame.sampleRate !== vad.sampleRate) {
         ctx.rejectAudio(meta, `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`);
         return;
+      }
+      if (greeting) {
+        frameContext = meta.context;
+        turns.greet(greeting, frame.tsMs);
+        greeting = undefined;
       }
       frameContext = meta.context;
       turns.arrived(frame.tsMs, (frame.samples.length * 1000) / frame.sampleRate);

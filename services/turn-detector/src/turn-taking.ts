@@ -384,6 +384,17 @@ export class TurnTaking {
     this.save();
   }
 
+  /**
+   * The agent speaks first (its profile's greeting): an agent turn with no user turn before it; the user may barge
+   * in on it as on any reply.
+   */
+  greet(text: string, atMs: number): void {
+    const turnId = newTurnId();
+    this.effects.turn({ turnId, kind: 'agent', text, eouProb: 1, speechEndMs: atMs });
+    this.agent = { phase: 'speaking', turnId };
+    this.save();
+  }
+
   /** Preemptive generation: the words are settled and the user is quiet; the turn is not committed yet. */
   private sendPreview(endMs: number, said: string, score: number): void {
     const turnId = newTurnId();

@@ -171,6 +171,19 @@ describe('TurnTaking (the turn-detector state machine, fake clock)', () => {
     expect(effects.turns.at(-1)?.kind).toBe('resume');
   });
 
+  it('the agent speaks first (a greeting): an agent turn the user can barge in on like any reply', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false });
+    mic.quiet(40);
+    turns.greet('Hello, Chez Nous, how can I help?', 40);
+    expect(effects.turns.at(-1)).toMatchObject({ kind: 'agent', text: 'Hello, Chez Nous, how can I help?' });
+    expect(turns.agent).toEqual({ phase: 'speaking', turnId: effects.turns.at(-1)!.turnId });
+    mic.speak(100);
+    expect(turns.agent.phase).toBe('barged-in');
+    turns.transcript({ ...final('a table for two', 60, 160), final: false, stable: false });
+    expect(turns.agent.phase).toBe('idle');
+    expect(effects.log.slice(-3)).toEqual(['barged in', 'turn barge-in', 'cancel barge-in']);
+  });
+
   it('playout done: the agent is idle, and speech after it is no barge-in', () => {
     const { effects, turns, mic } = setup({ preemptiveGeneration: false });
     mic.speak(400);
