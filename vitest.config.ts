@@ -30,6 +30,7 @@ export default defineConfig({
           include: [
             'libs/*/test/**/*.test.ts',
             'services/*/test/**/*.test.ts',
+            'examples/tools/*/test/**/*.test.ts',
             'scripts/test/**/*.test.ts',
             'deploy/test/**/*.test.ts',
           ],

@@ -5,7 +5,7 @@
 set -eu
 OUT=${OUT:-/out}
 TEMPLATE=${TEMPLATE:-/etc/nats/auth.conf}
-USERS="media-gateway stt turn-detector fast-responder deep-responder tts session-context observer admin debug agents"
+USERS="media-gateway stt turn-detector fast-responder deep-responder tts session-context observer admin debug agents tools"
 conf="$OUT/nats/auth.conf"
 if [ -s "$conf" ]; then
   echo "NATS passwords exist ($conf)"

@@ -65,3 +65,19 @@ export const AgentProfile = z
 export type AgentProfile = z.infer<typeof AgentProfile>;
 /** A profile as written in a file: what has a default may be left out. */
 export type AgentProfileInput = z.input<typeof AgentProfile>;
+
+/**
+ * Tools as services: a tool is a NATS micro service (`@nats-io/services`) whose service metadata says it is one
+ * (`TOOL_SERVICE_KIND`) and whose endpoint (`subjects.toolService(name)`) carries the tool's description and the JSON
+ * Schema of its arguments in its metadata. The deep responder finds them with `$SRV.INFO` and calls them by
+ * request (W3C trace context in the headers); the answer is a `ToolReply`.
+ */
+export const TOOL_SERVICE_KIND = 'va-tool';
+export const TOOL_METADATA = { kind: 'va_kind', description: 'description', parameters: 'parameters' } as const;
+
+/** A tool service's answer: its result (any JSON), or why it has none — what the model reads either way. */
+export const ToolReply = z.union([
+  z.object({ result: z.unknown() }).strict(),
+  z.object({ error: z.string().max(LIMITS.errorChars) }).strict(),
+]);
+export type ToolReply = z.infer<typeof ToolReply>;

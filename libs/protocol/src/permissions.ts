@@ -45,6 +45,8 @@ export interface StageAccess {
   kv: Partial<Record<BucketName, KeyScope>>;
   /** Keys of other stages it reads (get and watch, never writes): a bucket, and whose keys (`all`: everyone's). */
   reads?: readonly { bucket: BucketName; of: KnownStage | 'all' }[];
+  /** Finds tool services (`$SRV.INFO`) and calls them (`va.v1.tool.<name>`). */
+  callsTools?: boolean;
 }
 
 /**
@@ -110,6 +112,7 @@ export const STAGE_ACCESS = {
     opensSessions: false,
     kv: {},
     reads: [{ bucket: 'state', of: 'session-context' }],
+    callsTools: true,
   },
   tts: {
     publishes: ['audio.out', 'speech'],
@@ -141,9 +144,9 @@ export const EVERY_STAGE = {
 
 /**
  * Users that are not stages: read-only watching of sessions, JetStream administration, reading everything
- * (debug), and managing agent profiles (`agents`, what `npm run agent` connects as).
+ * (debug), managing agent profiles (`agents`, what `npm run agent` connects as), and tool services (`tools`).
  */
-export const OPS_USERS = ['observer', 'admin', 'debug', 'agents'] as const;
+export const OPS_USERS = ['observer', 'admin', 'debug', 'agents', 'tools'] as const;
 export type OpsUser = (typeof OPS_USERS)[number];
 export type NatsUser = KnownStage | OpsUser;
 export const NATS_USERS: readonly NatsUser[] = [...STAGES, ...OPS_USERS];
@@ -260,6 +263,7 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   }
   for (const r of access.reads ?? []) add(pub, kvRead(BUCKETS[r.bucket], r.of === 'all' ? '>' : `${r.of}.>`));
   if ((access.reads ?? []).length > 0) pub.add(`${JS_API}.INFO`);
+  if (access.callsTools) add(pub, ['$SRV.INFO', subjects.toolServiceAll]);
   return {
     publish: { allow: [...pub] },
     subscribe: { allow: [...sub] },
@@ -317,6 +321,14 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
       publish: { allow: [`${JS_API}.INFO`, ...kvPublish(BUCKETS.agents, '>')] },
       subscribe: { allow: [`${inboxPrefix('agents')}.>`] },
       allow_responses: false,
+    };
+  }
+  if (user === 'tools') {
+    // A tool service: answers calls on its endpoint and service discovery, nothing else — no session traffic.
+    return {
+      publish: { allow: [] },
+      subscribe: { allow: [`${PREFIX}.tool.>`, '$SRV.*', '$SRV.*.>', `${inboxPrefix('tools')}.>`] },
+      allow_responses: true,
     };
   }
   if (user === 'debug') {

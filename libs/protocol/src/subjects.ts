@@ -34,6 +34,12 @@ export const subjects = {
   control: (sid: SessionId) => sess(sid, 'control'),
   error: (sid: SessionId) => sess(sid, 'error'),
   /** Per-instance NATS micro endpoint that lists the sessions an instance owns. */
+  /** A tool service's endpoint (`va.v1.tool.<name>`): a request with the JSON arguments, a `ToolReply`. */
+  toolService: (name: string) => {
+    if (!/^[a-zA-Z0-9_-]{1,64}$/.test(name)) throw new Error(`invalid tool name ${JSON.stringify(name)}`);
+    return `${PREFIX}.tool.${name}`;
+  },
+  toolServiceAll: `${PREFIX}.tool.*`,
   svcSessions: (stage: string, instanceId: string) => {
     if (!SUBJECT_TOKEN.test(stage) || !SUBJECT_TOKEN.test(instanceId)) throw new Error('invalid stage or instance id');
     return `${PREFIX}.svc.${stage}.${instanceId}.sessions`;

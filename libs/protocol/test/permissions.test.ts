@@ -36,8 +36,8 @@ describe('NATS permissions (one table in @va/protocol)', () => {
     expect(readFileSync(`${natsDir}auth.conf`, 'utf8')).toBe(natsAuthConfig());
   });
 
-  it('has one user per stage plus observer, admin, debug and agents, passwords only as $NATS_PASSWORD_<USER> references', () => {
-    expect(NATS_USERS).toEqual([...STAGES, 'observer', 'admin', 'debug', 'agents']);
+  it('has one user per stage plus observer, admin, debug, agents and tools, passwords only as $NATS_PASSWORD_<USER> references', () => {
+    expect(NATS_USERS).toEqual([...STAGES, 'observer', 'admin', 'debug', 'agents', 'tools']);
     const conf = natsAuthConfig();
     for (const user of NATS_USERS) expect(conf).toContain(`password: $${passwordVariable(user)}\n`);
     expect(passwordVariable('media-gateway')).toBe('NATS_PASSWORD_MEDIA_GATEWAY');

@@ -151,9 +151,11 @@ export class TurnAnswer {
     let toolFailed = false;
     let rounds = 0;
     for (;;) {
-      const offerTools = tools !== undefined && rounds < maxToolRounds;
+      // The tools running now (tool services come and go between rounds).
+      const specs = tools !== undefined && rounds < maxToolRounds ? tools.specs : [];
+      const offerTools = specs.length > 0;
       this.phase = 'generating';
-      const round = await this.generate(messages, offerTools ? { ...llmOptions, tools: tools.specs } : llmOptions);
+      const round = await this.generate(messages, offerTools ? { ...llmOptions, tools: specs } : llmOptions);
       this.promptTokens += round.usage?.promptTokens ?? estimateTokens(messages);
       this.completionTokens += round.usage?.completionTokens ?? round.deltas;
       if (round.usage?.cachedTokens !== undefined) this.span.setAttribute(ATTR.cachedTokens, round.usage.cachedTokens);
@@ -223,7 +225,8 @@ export class TurnAnswer {
       stage,
       attributes: { [ATTR.toolName]: call.name, [ATTR.toolCallId]: call.id },
     });
-    const result = await this.settings.tools!.call(call, this.signal);
+    // The tool's own span (a tool service's, in its process) joins this one: the trace context goes with the call.
+    const result = await this.settings.tools!.call(call, this.signal, contextOf(span));
     span.setAttribute(ATTR.toolOutcome, result.outcome);
     if (result.outcome !== 'ok' && result.outcome !== 'cancelled') {
       // The content can quote the model's arguments (LLM text, often the user's words): only with VA_TRACE_TEXT.

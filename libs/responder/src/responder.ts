@@ -47,7 +47,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     // An agent profile names the tools it may use; without one the session gets every tool configured.
     const agent = ctx.config.agent;
     const offered = opts.tools && agent ? opts.tools.only(agent.tools) : opts.tools;
-    const tools = offered && offered.size > 0 ? offered : undefined;
+    const tools = offered && (offered.size > 0 || offered.dynamic) ? offered : undefined;
     const settings: AnswerSettings = {
       stage: opts.stage,
       spanName: opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ToolCall } from '@va/protocol';
 import type { ToolSpec } from '@va/providers';
+import type { Context } from '@va/telemetry';
 
 /**
  * A function the deep responder's model may call. Arguments are checked against `args` (its JSON Schema is what
@@ -43,24 +44,74 @@ export interface ToolRegistryOptions {
   maxResultChars?: number;
 }
 
-/** The tools one responder offers, and how a call is run: validated, time-limited, cancellable, never throwing. */
+/**
+ * Tools that run elsewhere — tool services on the bus (`@va/tools` `RemoteTools`): listed as they come and go,
+ * called by name with the model's JSON arguments (the service checks them), never throwing.
+ */
+export interface RemoteToolSource {
+  list(): readonly { name: string; description: string; parameters: Record<string, unknown> }[];
+  call(
+    name: string,
+    args: string,
+    opts: { signal: AbortSignal; timeoutMs: number; context?: Context },
+  ): Promise<{ result: unknown } | { error: string }>;
+}
+
+/**
+ * The tools one responder offers, and how a call is run: validated, time-limited, cancellable, never throwing.
+ * Local tools run in process; remote ones (tool services) are whatever is running now, so the list can change
+ * from one model round to the next.
+ */
 export class ToolRegistry {
   readonly #tools: ReadonlyMap<string, Tool>;
   readonly #opts: Required<ToolRegistryOptions>;
-  readonly specs: readonly ToolSpec[];
+  readonly #localSpecs: readonly ToolSpec[];
+  readonly #remote: RemoteToolSource | undefined;
+  /** The remote tools this registry may offer (an agent's list); undefined: every one running. */
+  readonly #remoteAllowed: ReadonlySet<string> | undefined;
 
-  constructor(tools: readonly Tool[], opts: ToolRegistryOptions = {}) {
+  constructor(
+    tools: readonly Tool[],
+    opts: ToolRegistryOptions = {},
+    remote?: RemoteToolSource,
+    remoteAllowed?: ReadonlySet<string>,
+  ) {
     this.#tools = new Map(tools.map((t) => [t.name, t]));
     if (this.#tools.size !== tools.length) throw new Error('tool names must be unique');
     this.#opts = { ...TOOL_DEFAULTS, ...opts };
-    this.specs = tools.map((t) => {
+    this.#localSpecs = tools.map((t) => {
       const { $schema: _drop, ...parameters } = z.toJSONSchema(t.args) as Record<string, unknown>;
       return { name: t.name, description: t.description, parameters };
     });
+    this.#remote = remote;
+    this.#remoteAllowed = remoteAllowed;
+  }
+
+  /** The remote tools offered now (a local tool of the same name wins). */
+  #remoteTools(): ReturnType<RemoteToolSource['list']> {
+    if (!this.#remote) return [];
+    return this.#remote
+      .list()
+      .filter((t) => !this.#tools.has(t.name) && (!this.#remoteAllowed || this.#remoteAllowed.has(t.name)));
+  }
+
+  /** What the model is shown now: the local tools, then the tool services running. */
+  get specs(): readonly ToolSpec[] {
+    const remote = this.#remoteTools();
+    if (remote.length === 0) return this.#localSpecs;
+    return [
+      ...this.#localSpecs,
+      ...remote.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
+    ];
   }
 
   get size(): number {
-    return this.#tools.size;
+    return this.#tools.size + this.#remoteTools().length;
+  }
+
+  /** Tools may come and go (tool services): offer them even when there are none yet. */
+  get dynamic(): boolean {
+    return this.#remote !== undefined;
   }
 
   /** The tools of this registry an agent may use (`AgentProfile.tools`), with the same options. */
@@ -69,6 +120,8 @@ export class ToolRegistry {
     return new ToolRegistry(
       [...this.#tools.values()].filter((t) => allowed.has(t.name)),
       this.#opts,
+      this.#remote,
+      allowed,
     );
   }
 
@@ -77,7 +130,7 @@ export class ToolRegistry {
   }
 
   /** Runs one call. Failures become an `{"error": …}` result the model can speak about; nothing is thrown. */
-  async call(call: ToolCall, signal: AbortSignal): Promise<ToolResult> {
+  async call(call: ToolCall, signal: AbortSignal, context?: Context): Promise<ToolResult> {
     const started = performance.now();
     const result = (content: unknown, outcome: ToolOutcome): ToolResult => ({
       call,
@@ -86,7 +139,17 @@ export class ToolRegistry {
       durationMs: Math.round((performance.now() - started) * 10) / 10,
     });
     const tool = this.#tools.get(call.name);
-    if (!tool) return result({ error: `there is no tool named ${call.name}` }, 'unknown-tool');
+    if (!tool) {
+      if (!this.#remoteTools().some((t) => t.name === call.name)) {
+        return result({ error: `there is no tool named ${call.name}` }, 'unknown-tool');
+      }
+      const reply = await this.#remote!.call(call.name, call.arguments, {
+        signal,
+        timeoutMs: this.timeoutOf(call.name),
+        ...(context ? { context } : {}),
+      });
+      return 'error' in reply ? result(reply, remoteOutcome(reply.error, signal)) : result(reply.result ?? null, 'ok');
+    }
     let args: unknown;
     try {
       args = tool.args.parse(call.arguments.trim() === '' ? {} : JSON.parse(call.arguments));
@@ -119,6 +182,15 @@ export class ToolRegistry {
       ? JSON.stringify({ partial: text.slice(0, this.#opts.maxResultChars) })
       : text;
   }
+}
+
+/** A tool service's error, as the outcome the metrics count. */
+function remoteOutcome(error: string, signal: AbortSignal): ToolOutcome {
+  if (signal.aborted) return 'cancelled';
+  if (/timed out/.test(error)) return 'timeout';
+  if (/^bad arguments/.test(error)) return 'bad-arguments';
+  if (/^there is no tool/.test(error)) return 'unknown-tool';
+  return 'error';
 }
 
 function aborted(signal: AbortSignal): Promise<never> {
@@ -162,7 +234,7 @@ export const BUILTIN_TOOLS: Readonly<Record<string, Tool>> = { local_time: local
  * The deep responder's tools from env: `TOOLS` is a comma-separated list of built-in names (default
  * `local_time`; empty = none), `TOOL_TIMEOUT_MS` the default timeout. Unknown names are an error at start-up.
  */
-export function toolsFromEnv(env: NodeJS.ProcessEnv): ToolRegistry {
+export function toolsFromEnv(env: NodeJS.ProcessEnv, remote?: RemoteToolSource): ToolRegistry {
   const names = (env.TOOLS ?? 'local_time')
     .split(',')
     .map((n) => n.trim())
@@ -175,5 +247,6 @@ export function toolsFromEnv(env: NodeJS.ProcessEnv): ToolRegistry {
   return new ToolRegistry(
     names.map((n) => BUILTIN_TOOLS[n]!),
     timeout === undefined ? {} : { timeoutMs: timeout },
+    remote,
   );
 }

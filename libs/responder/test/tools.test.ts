@@ -100,3 +100,43 @@ describe('tool registry', () => {
     expect(() => toolsFromEnv({ TOOL_TIMEOUT_MS: '-1' })).toThrow();
   });
 });
+
+describe('tool services in the registry (a remote source)', () => {
+  /** Stands in for RemoteTools: what is running can change between calls. */
+  class FakeToolServices {
+    running = [
+      { name: 'convert_units', description: 'Converts units.', parameters: { type: 'object' } },
+      { name: 'echo', description: 'A service with a local tool’s name.', parameters: { type: 'object' } },
+    ];
+    readonly calls: { name: string; args: string; traced: boolean }[] = [];
+    list() {
+      return this.running;
+    }
+    call(name: string, args: string, opts: { signal: AbortSignal; timeoutMs: number; context?: unknown }) {
+      this.calls.push({ name, args, traced: opts.context !== undefined });
+      if (name === 'convert_units') return Promise.resolve({ result: { km: 8.047 } });
+      return Promise.resolve({ error: `${name} timed out after ${opts.timeoutMs} ms` });
+    }
+  }
+
+  it('shows the running services after the local tools, calls them by name, and follows them as they come and go', async () => {
+    const services = new FakeToolServices();
+    const tools = new ToolRegistry([echo], { timeoutMs: 300 }, services);
+    expect(tools.dynamic).toBe(true);
+    expect(tools.specs.map((s) => s.name)).toEqual(['echo', 'convert_units']); // the local echo wins
+    const ok = await tools.call(call('convert_units', '{"value":5}'), never(), undefined);
+    expect(ok).toMatchObject({ outcome: 'ok', content: '{"km":8.047}' });
+    expect(services.calls).toEqual([{ name: 'convert_units', args: '{"value":5}', traced: false }]);
+    services.running = [{ name: 'slow', description: 'Slow.', parameters: { type: 'object' } }];
+    expect(tools.specs.map((s) => s.name)).toEqual(['echo', 'slow']);
+    expect(await tools.call(call('slow'), never())).toMatchObject({
+      outcome: 'timeout',
+      content: '{"error":"slow timed out after 300 ms"}',
+    });
+    expect((await tools.call(call('convert_units'), never())).outcome).toBe('unknown-tool'); // stopped meanwhile
+    // An agent's list narrows the services too.
+    services.running.push({ name: 'weather', description: 'Weather.', parameters: { type: 'object' } });
+    expect(tools.only(['weather']).specs.map((s) => s.name)).toEqual(['weather']);
+    expect((await tools.only(['weather']).call(call('slow'), never())).outcome).toBe('unknown-tool');
+  });
+});

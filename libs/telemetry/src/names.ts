@@ -21,6 +21,8 @@ export const SPAN = {
   contextSummarize: 'context.summarize',
   /** One tool call of the deep responder (child of deep.generate). */
   tool: 'tool',
+  /** A tool service running one call (its own process; a child of the deep responder's `tool` span). */
+  toolRun: 'tool.run',
 } as const;
 export type SpanName = (typeof SPAN)[keyof typeof SPAN];
 

@@ -1,12 +1,23 @@
 import { runService } from '@va/actor';
 import { llmFromEnv } from '@va/providers';
-import { prepareResponder, toolsFromEnv } from '@va/responder';
+import { prepareResponder, toolsFromEnv, type RemoteToolSource } from '@va/responder';
+import { RemoteTools } from '@va/tools';
 import { deepResponder, STAGE } from './actor.js';
 
-// DEEP_LLM_* (base URL, key, model) choose the large model; TOOLS / TOOL_TIMEOUT_MS its tools; see README.
+// DEEP_LLM_* (base URL, key, model) choose the large model; TOOLS / TOOL_TIMEOUT_MS its built-in tools; tool
+// services on the bus are found as they start and stop (TOOL_DISCOVERY_MS, default 2000); see README.
 const llm = await llmFromEnv(process.env, 'DEEP_');
-await runService({
+// The bus exists once the service runs; until then (before any session) there are no tool services to offer.
+const found: { remote?: RemoteTools } = {};
+const toolServices: RemoteToolSource = {
+  list: () => found.remote?.list() ?? [],
+  call: (name, args, opts) =>
+    found.remote?.call(name, args, opts) ?? Promise.resolve({ error: `${name} is not running` }),
+};
+const { bus } = await runService({
   stage: STAGE,
-  createActor: deepResponder(llm, toolsFromEnv(process.env)),
+  createActor: deepResponder(llm, toolsFromEnv(process.env, toolServices)),
   prepare: prepareResponder,
 });
+const everyMs = Number(process.env.TOOL_DISCOVERY_MS ?? 2_000);
+found.remote = new RemoteTools(bus, { discoverEveryMs: everyMs > 0 ? everyMs : 2_000, log: bus.log }).start();
