@@ -41,6 +41,24 @@ export const TurnSettings = z
   .strict();
 export type TurnSettings = z.infer<typeof TurnSettings>;
 
+/**
+ * An MCP server whose tools the agent may use: a command the deep responder starts (stdio; only commands its
+ * `MCP_STDIO_COMMANDS` allows) or a streamable-HTTP URL.
+ */
+export const McpServerSpec = z.discriminatedUnion('transport', [
+  z
+    .object({
+      name: AgentName,
+      transport: z.literal('stdio'),
+      command: z.string().min(1).max(200),
+      args: z.array(z.string().max(1_000)).max(32).default([]),
+      env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(2_000)).optional(),
+    })
+    .strict(),
+  z.object({ name: AgentName, transport: z.literal('http'), url: z.url() }).strict(),
+]);
+export type McpServerSpec = z.infer<typeof McpServerSpec>;
+
 /** The agent a session runs when none is named and no `default` profile is stored. */
 export const DEFAULT_AGENT_NAME = 'default';
 
@@ -60,6 +78,8 @@ export const AgentProfile = z
     tools: z.array(ToolName).max(AGENT_LIMITS.tools).default([]),
     /** Turn-taking for its sessions (unset ones keep the turn detector's defaults). */
     turn: TurnSettings.optional(),
+    /** MCP servers whose tools it may use (all of each server's tools). */
+    mcpServers: z.array(McpServerSpec).max(8).default([]),
   })
   .strict();
 export type AgentProfile = z.infer<typeof AgentProfile>;

@@ -1,13 +1,13 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { extractTrace, newHeaders } from '@va/bus';
-import { channels, type ResponderSource } from '@va/protocol';
+import { channels, type McpServerSpec, type ResponderSource } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
 import { sessionPrompt } from './prompts.js';
 import { SessionResponder, type AnsweringState } from './session-responder.js';
-import type { ToolRegistry } from './tools.js';
+import { ToolRegistry, type RemoteToolSource } from './tools.js';
 
 export { prepareResponder } from './history.js';
 
@@ -24,6 +24,8 @@ export interface ResponderOptions {
   llmOptions: LLMOptions;
   /** Tools the model may call (deep responder); their results go into the turn's context. */
   tools?: ToolRegistry;
+  /** A session's agent's MCP servers as a tool source (deep responder); their tools are offered whole. */
+  mcp?: (servers: readonly McpServerSpec[]) => RemoteToolSource;
   /** Tool rounds per turn before the model must answer. Default 3. */
   maxToolRounds?: number;
   /**
@@ -46,7 +48,10 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     void opts.llm.prewarm?.();
     // An agent profile names the tools it may use; without one the session gets every tool configured.
     const agent = ctx.config.agent;
-    const offered = opts.tools && agent ? opts.tools.only(agent.tools) : opts.tools;
+    const narrowed = opts.tools && agent ? opts.tools.only(agent.tools) : opts.tools;
+    const mcpServers = agent?.mcpServers ?? [];
+    const offered =
+      opts.mcp && mcpServers.length > 0 ? (narrowed ?? new ToolRegistry([])).with(opts.mcp(mcpServers)) : narrowed;
     const tools = offered && (offered.size > 0 || offered.dynamic) ? offered : undefined;
     const settings: AnswerSettings = {
       stage: opts.stage,

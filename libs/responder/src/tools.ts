@@ -69,12 +69,15 @@ export class ToolRegistry {
   readonly #remote: RemoteToolSource | undefined;
   /** The remote tools this registry may offer (an agent's list); undefined: every one running. */
   readonly #remoteAllowed: ReadonlySet<string> | undefined;
+  /** A session's own tools (its agent's MCP servers): all of them offered, after the others. */
+  readonly #extra: RemoteToolSource | undefined;
 
   constructor(
     tools: readonly Tool[],
     opts: ToolRegistryOptions = {},
     remote?: RemoteToolSource,
     remoteAllowed?: ReadonlySet<string>,
+    extra?: RemoteToolSource,
   ) {
     this.#tools = new Map(tools.map((t) => [t.name, t]));
     if (this.#tools.size !== tools.length) throw new Error('tool names must be unique');
@@ -85,6 +88,26 @@ export class ToolRegistry {
     });
     this.#remote = remote;
     this.#remoteAllowed = remoteAllowed;
+    this.#extra = extra;
+  }
+
+  /** This registry plus a session's own tool source (its agent's MCP servers), offered whole. */
+  with(extra: RemoteToolSource): ToolRegistry {
+    return new ToolRegistry([...this.#tools.values()], this.#opts, this.#remote, this.#remoteAllowed, extra);
+  }
+
+  /** Which source serves a tool name now (local first, then tool services, then the session's own). */
+  #sourceOf(name: string): 'local' | RemoteToolSource | undefined {
+    if (this.#tools.has(name)) return 'local';
+    if (this.#remoteTools().some((t) => t.name === name)) return this.#remote;
+    if (this.#extraTools().some((t) => t.name === name)) return this.#extra;
+    return undefined;
+  }
+
+  #extraTools(): ReturnType<RemoteToolSource['list']> {
+    if (!this.#extra) return [];
+    const taken = new Set([...this.#tools.keys(), ...this.#remoteTools().map((t) => t.name)]);
+    return this.#extra.list().filter((t) => !taken.has(t.name));
   }
 
   /** The remote tools offered now (a local tool of the same name wins). */
@@ -97,21 +120,21 @@ export class ToolRegistry {
 
   /** What the model is shown now: the local tools, then the tool services running. */
   get specs(): readonly ToolSpec[] {
-    const remote = this.#remoteTools();
-    if (remote.length === 0) return this.#localSpecs;
+    const others = [...this.#remoteTools(), ...this.#extraTools()];
+    if (others.length === 0) return this.#localSpecs;
     return [
       ...this.#localSpecs,
-      ...remote.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
+      ...others.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
     ];
   }
 
   get size(): number {
-    return this.#tools.size + this.#remoteTools().length;
+    return this.#tools.size + this.#remoteTools().length + this.#extraTools().length;
   }
 
-  /** Tools may come and go (tool services): offer them even when there are none yet. */
+  /** Tools may come and go (tool services, MCP servers): offer them even when there are none yet. */
   get dynamic(): boolean {
-    return this.#remote !== undefined;
+    return this.#remote !== undefined || this.#extra !== undefined;
   }
 
   /** The tools of this registry an agent may use (`AgentProfile.tools`), with the same options. */
@@ -122,6 +145,7 @@ export class ToolRegistry {
       this.#opts,
       this.#remote,
       allowed,
+      this.#extra,
     );
   }
 
@@ -140,10 +164,11 @@ export class ToolRegistry {
     });
     const tool = this.#tools.get(call.name);
     if (!tool) {
-      if (!this.#remoteTools().some((t) => t.name === call.name)) {
+      const source = this.#sourceOf(call.name);
+      if (source === undefined || source === 'local') {
         return result({ error: `there is no tool named ${call.name}` }, 'unknown-tool');
       }
-      const reply = await this.#remote!.call(call.name, call.arguments, {
+      const reply = await source.call(call.name, call.arguments, {
         signal,
         timeoutMs: this.timeoutOf(call.name),
         ...(context ? { context } : {}),

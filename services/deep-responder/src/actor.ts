@@ -17,7 +17,7 @@ export const DEEP_DEFAULTS = {
   apologyOnFailure: PROVIDER_APOLOGY,
 } satisfies Partial<ResponderOptions>;
 
-export function deepResponder(llm: LLM, tools?: ToolRegistry) {
+export function deepResponder(llm: LLM, tools?: ToolRegistry, mcp?: ResponderOptions['mcp']) {
   return createResponderActor({
     stage: STAGE,
     source: 'deep',
@@ -25,5 +25,6 @@ export function deepResponder(llm: LLM, tools?: ToolRegistry) {
     systemPrompt: ANSWER_PROMPT,
     ...DEEP_DEFAULTS,
     ...(tools ? { tools } : {}),
+    ...(mcp ? { mcp } : {}),
   });
 }

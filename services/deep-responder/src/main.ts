@@ -1,7 +1,8 @@
 import { runService } from '@va/actor';
 import { llmFromEnv } from '@va/providers';
 import { prepareResponder, toolsFromEnv, type RemoteToolSource } from '@va/responder';
-import { RemoteTools } from '@va/tools';
+import { createLogger } from '@va/telemetry';
+import { McpServers, RemoteTools } from '@va/tools';
 import { deepResponder, STAGE } from './actor.js';
 
 // DEEP_LLM_* (base URL, key, model) choose the large model; TOOLS / TOOL_TIMEOUT_MS its built-in tools; tool
@@ -14,9 +15,17 @@ const toolServices: RemoteToolSource = {
   call: (name, args, opts) =>
     found.remote?.call(name, args, opts) ?? Promise.resolve({ error: `${name} is not running` }),
 };
+// MCP servers named by agent profiles; a stdio server runs only a command listed here (e.g. `npx,node`).
+const mcp = new McpServers({
+  allowedCommands: (process.env.MCP_STDIO_COMMANDS ?? '')
+    .split(',')
+    .map((c) => c.trim())
+    .filter(Boolean),
+  log: createLogger(STAGE),
+});
 const { bus } = await runService({
   stage: STAGE,
-  createActor: deepResponder(llm, toolsFromEnv(process.env, toolServices)),
+  createActor: deepResponder(llm, toolsFromEnv(process.env, toolServices), (servers) => mcp.forAgent(servers)),
   prepare: prepareResponder,
 });
 const everyMs = Number(process.env.TOOL_DISCOVERY_MS ?? 2_000);
