@@ -1,9 +1,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { channels, type ChatMessage, type McpServerSpec, type Reply } from '@va/protocol';
 import { FakeLLM, type LLMOptions } from '@va/providers';
 import { toolsFromEnv } from '@va/responder';
@@ -22,6 +27,8 @@ const llm = new FakeLLM({
     const result = messages.find((m) => m.role === 'tool');
     if (result) return `Stored: ${result.content}`;
     if (opts.tools?.some((t) => t.name === 'crash')) return { toolCalls: [{ name: 'crash', arguments: '{}' }] };
+    if (opts.tools?.some((t) => t.name === 'shout'))
+      return { toolCalls: [{ name: 'shout', arguments: '{"words":"bonjour"}' }] };
     return opts.tools?.some((t) => t.name === 'create_entities')
       ? { toolCalls: [{ name: 'create_entities', arguments: JSON.stringify({ entities: [ENTITY] }) }] }
       : 'No tools.';
@@ -110,4 +117,36 @@ describe('MCP servers of an agent profile (@modelcontextprotocol/server-memory o
     const second = await ask('mcp-4', [crashing]);
     expect(second).toMatch(/^Stored: \{"error":"crash failed/);
   });
+
+  it('a streamable-HTTP server (the SDK’s own, stateless) is used the same way', async () => {
+    const http = createServer((req, res) => void serveMcp(req, res));
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { port } = http.address() as AddressInfo;
+      const answer = await ask('mcp-5', [{ name: 'shouter', transport: 'http', url: `http://127.0.0.1:${port}/mcp` }]);
+      expect(answer).toBe('Stored: "BONJOUR"');
+    } finally {
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    }
+  });
 });
+
+/** One stateless MCP exchange per HTTP request (the SDK's server and transport). */
+async function serveMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const server = new McpServer({ name: 'shouter', version: '0.0.1' });
+  server.registerTool(
+    'shout',
+    { description: 'Says the words louder.', inputSchema: { words: z.string() } },
+    async ({ words }) => ({ content: [{ type: 'text', text: words.toUpperCase() }] }),
+  );
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+  res.on('close', () => {
+    void transport.close();
+    void server.close();
+  });
+  await server.connect(transport);
+  let body = '';
+  for await (const chunk of req) body += String(chunk);
+  await transport.handleRequest(req, res, body ? (JSON.parse(body) as unknown) : undefined);
+}
