@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 describe('agent profiles under the generated NATS users (deploy/nats/auth.conf)', () => {
-  it('the agents user writes them, the gateway reads them, a stage can do neither', async () => {
+  it('the agents user writes them, the gateway and the deep responder read them, other stages cannot', async () => {
     const writer = new AgentStore(await connect('agents'), { create: true });
     await writer.put({ name: 'concierge', instructions: 'You book tables.' });
     const gateway = new AgentStore(await connect('media-gateway'));
@@ -43,10 +43,15 @@ describe('agent profiles under the generated NATS users (deploy/nats/auth.conf)'
     await expect(
       new AgentStore(await connect('media-gateway'), { create: true }).put({ name: 'x', instructions: 'y' }),
     ).rejects.toThrow();
-    // A stage (the deep responder) gets its agent in session.open: it cannot read or write the bucket itself.
-    await expect(new AgentStore(await connect('deep-responder')).get('concierge')).rejects.toThrow();
+    // The deep responder reads a handoff's target, never writes; any other stage gets its agent in session.open
+    // and can do neither.
+    expect(await new AgentStore(await connect('deep-responder')).get('concierge')).toMatchObject({ version: 1 });
     await expect(
       new AgentStore(await connect('deep-responder'), { create: true }).put({ name: 'x', instructions: 'y' }),
+    ).rejects.toThrow();
+    await expect(new AgentStore(await connect('fast-responder')).get('concierge')).rejects.toThrow();
+    await expect(
+      new AgentStore(await connect('fast-responder'), { create: true }).put({ name: 'x', instructions: 'y' }),
     ).rejects.toThrow();
   });
 });

@@ -80,9 +80,21 @@ export const AgentProfile = z
     turn: TurnSettings.optional(),
     /** MCP servers whose tools it may use (all of each server's tools). */
     mcpServers: z.array(McpServerSpec).max(8).default([]),
+    /** Agents it may hand the conversation to: the model sees a `transfer_to_<name>` tool for each. */
+    handoffs: z.array(AgentName).max(8).default([]),
   })
   .strict();
 export type AgentProfile = z.infer<typeof AgentProfile>;
+/** The tool a handoff is offered as (`transfer_to_billing`). */
+export const HANDOFF_TOOL_PREFIX = 'transfer_to_';
+
+/**
+ * Deep responder → the stages: the conversation is handed to another agent (a `transfer_to_<name>` call in
+ * `turnId`). From the next reply on the session runs `agent` (instructions, persona, tools); the history stays.
+ */
+export const AgentChange = z.object({ turnId: z.string().max(64), from: AgentName, agent: AgentProfile }).strict();
+export type AgentChange = z.infer<typeof AgentChange>;
+
 /** A profile as written in a file: what has a default may be left out. */
 export type AgentProfileInput = z.input<typeof AgentProfile>;
 

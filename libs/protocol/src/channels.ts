@@ -19,6 +19,7 @@ import {
   Turn,
   Vad,
 } from './messages.js';
+import { AgentChange } from './agents.js';
 import { subjects } from './subjects.js';
 
 /**
@@ -96,6 +97,7 @@ export const channels = {
   replyFast: session('reply.fast', Reply, subjects.replyFast, 'data'),
   replyDeep: session('reply.deep', Reply, subjects.replyDeep, 'data'),
   tool: session('tool', ToolExchange, subjects.tool, 'control'),
+  agent: session('agent', AgentChange, subjects.agent, 'control'),
   speech: session('speech', SpeechDone, subjects.speech, 'data'),
   playout: session('playout', Playout, subjects.playout, 'control'),
   control: session('control', Control, subjects.control, 'control'),

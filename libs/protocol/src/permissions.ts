@@ -94,7 +94,8 @@ export const STAGE_ACCESS = {
   },
   'fast-responder': {
     publishes: ['reply.fast'],
-    subscribes: ['turn'],
+    // agent: a handoff changes the persona its opener speaks in.
+    subscribes: ['turn', 'agent'],
     serves: [],
     requests: [],
     actorHost: true,
@@ -104,14 +105,19 @@ export const STAGE_ACCESS = {
     reads: [{ bucket: 'state', of: 'session-context' }],
   },
   'deep-responder': {
-    publishes: ['reply.deep', 'tool'],
-    subscribes: ['turn'],
+    // agent: it hands the conversation over (a transfer_to_<name> call) and follows the change.
+    publishes: ['reply.deep', 'tool', 'agent'],
+    subscribes: ['turn', 'agent'],
     serves: [],
     requests: [],
     actorHost: true,
     opensSessions: false,
     kv: {},
-    reads: [{ bucket: 'state', of: 'session-context' }],
+    // A handoff's target profile is read when the model transfers (the session's own came in session.open).
+    reads: [
+      { bucket: 'state', of: 'session-context' },
+      { bucket: 'agents', of: 'all' },
+    ],
     callsTools: true,
   },
   tts: {

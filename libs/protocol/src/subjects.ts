@@ -24,6 +24,7 @@ export const subjects = {
   replyFast: (sid: SessionId) => sess(sid, 'reply.fast'),
   replyDeep: (sid: SessionId) => sess(sid, 'reply.deep'),
   tool: (sid: SessionId) => sess(sid, 'tool'),
+  agent: (sid: SessionId) => sess(sid, 'agent'),
   audioOut: (sid: SessionId) => sess(sid, 'audio.out'),
   /** Request (stt → the gateway holding the session): recent microphone audio, for a new stt owner. */
   audioReplay: (sid: SessionId) => sess(sid, 'audio.replay'),

@@ -164,6 +164,12 @@ export class TurnAnswer {
       const results = await this.toolRound(round.calls);
       if (!results) break;
       toolFailed ||= results.some((r) => r.outcome !== 'ok');
+      // A tool that decides the last words (a handoff: the new agent's greeting) ends the answer with them.
+      const say = results.find((r) => r.say)?.say;
+      if (say) {
+        this.emit(this.text === '' || /\s$/.test(this.text) ? say : ` ${say}`);
+        break;
+      }
       messages.push(
         { role: 'assistant', content: round.text, toolCalls: round.calls },
         ...results.map((r): ChatMessage => ({ role: 'tool', toolCallId: r.call.id, content: r.content })),
@@ -226,7 +232,7 @@ export class TurnAnswer {
       attributes: { [ATTR.toolName]: call.name, [ATTR.toolCallId]: call.id },
     });
     // The tool's own span (a tool service's, in its process) joins this one: the trace context goes with the call.
-    const result = await this.settings.tools!.call(call, this.signal, contextOf(span));
+    const result = await this.settings.tools!.call(call, this.signal, contextOf(span), this.turn.turnId);
     span.setAttribute(ATTR.toolOutcome, result.outcome);
     if (result.outcome !== 'ok' && result.outcome !== 'cancelled') {
       // The content can quote the model's arguments (LLM text, often the user's words): only with VA_TRACE_TEXT.

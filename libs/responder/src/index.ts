@@ -4,3 +4,4 @@ export * from './tools.js';
 export * from './answer.js';
 export * from './history.js';
 export * from './session-responder.js';
+export * from './session-agent.js';

@@ -1,15 +1,24 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { extractTrace, newHeaders } from '@va/bus';
-import { channels, type McpServerSpec, type ResponderSource } from '@va/protocol';
+import {
+  channels,
+  DEFAULT_AGENT_NAME,
+  type AgentProfile,
+  type McpServerSpec,
+  type ResponderSource,
+} from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
-import { sessionPrompt } from './prompts.js';
+import { agentSettings, handoffTool } from './session-agent.js';
 import { SessionResponder, type AnsweringState } from './session-responder.js';
-import { ToolRegistry, type RemoteToolSource } from './tools.js';
+import type { RemoteToolSource, Tool, ToolRegistry } from './tools.js';
 
 export { prepareResponder } from './history.js';
+
+/** Where the session's agent after a handoff is kept for a successor (va_state). */
+const AGENT_STATE = 'agent';
 
 /** Where the turn being answered is kept for a successor (va_state). */
 const ANSWERING_STATE = 'answering';
@@ -26,6 +35,8 @@ export interface ResponderOptions {
   tools?: ToolRegistry;
   /** A session's agent's MCP servers as a tool source (deep responder); their tools are offered whole. */
   mcp?: (servers: readonly McpServerSpec[]) => RemoteToolSource;
+  /** Handoffs (deep responder): where another agent's profile is read when the model transfers to it. */
+  handoff?: { load(ctx: ActorContext, name: string): Promise<AgentProfile | undefined> };
   /** Tool rounds per turn before the model must answer. Default 3. */
   maxToolRounds?: number;
   /**
@@ -46,29 +57,60 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
   return (ctx) => {
     // Connect now (TLS to the provider), not when the user's first turn ends.
     void opts.llm.prewarm?.();
-    // An agent profile names the tools it may use; without one the session gets every tool configured.
-    const agent = ctx.config.agent;
-    const narrowed = opts.tools && agent ? opts.tools.only(agent.tools) : opts.tools;
-    const mcpServers = agent?.mcpServers ?? [];
-    const offered =
-      opts.mcp && mcpServers.length > 0 ? (narrowed ?? new ToolRegistry([])).with(opts.mcp(mcpServers)) : narrowed;
-    const tools = offered && (offered.size > 0 || offered.dynamic) ? offered : undefined;
+    // The session's agent (from session.open, or the last handoff a predecessor saw): its prompt and tools.
+    let agent = ctx.config.agent;
+    const build = (a: AgentProfile | undefined, persona: string | undefined) =>
+      agentSettings(
+        {
+          source: opts.source,
+          systemPrompt: opts.systemPrompt,
+          ...(opts.tools ? { tools: opts.tools } : {}),
+          ...(opts.mcp ? { mcp: opts.mcp } : {}),
+          ...(opts.handoff
+            ? { handoffTools: (from: AgentProfile) => handoffTools(from, (to, turnId) => transfer(to, turnId)) }
+            : {}),
+        },
+        a,
+        persona,
+      );
+    const initial = build(agent, ctx.config.persona);
+    const tools = initial.tools;
     const settings: AnswerSettings = {
       stage: opts.stage,
       spanName: opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate,
       llm: opts.llm,
-      // Stable across the session's turns (no time, no turn data): the prompt cache reuses it.
-      system: sessionPrompt(opts.systemPrompt, {
-        // What the agent is for shapes the answer; the opener only acknowledges, in the agent's voice.
-        instructions: opts.source === 'deep' ? agent?.instructions : undefined,
-        persona: ctx.config.persona,
-        tools: tools !== undefined,
-      }),
+      system: initial.system,
       llmOptions: opts.llmOptions,
       tools,
       maxToolRounds: opts.maxToolRounds ?? 3,
       apologyOnFailure: opts.apologyOnFailure,
     };
+    /** From the next reply on, the session runs `next` (a handoff); kept for an instance that takes over. */
+    const become = (next: AgentProfile) => {
+      if (agent?.name === next.name && agent.version === next.version) return;
+      agent = next;
+      Object.assign(settings, build(next, next.persona));
+      void ctx.state.keep(AGENT_STATE, next);
+    };
+    /** The model called `transfer_to_<name>`: load that agent, switch to it here at once, tell the other stages. */
+    const transfer = async (to: string, turnId: string | undefined): Promise<AgentProfile> => {
+      const next = await opts.handoff!.load(ctx, to);
+      if (!next) throw new Error(`no agent named ${to}`);
+      const from = agent?.name ?? DEFAULT_AGENT_NAME;
+      become(next);
+      ctx.publish(channels.agent, { turnId: turnId ?? '', from, agent: next });
+      ctx.log.info({ from, to: next.name, version: next.version, turnId }, 'handed over');
+      return next;
+    };
+    ctx.subscribe(channels.agent, (change) => become(change.agent));
+    if (ctx.reclaimed) {
+      void ctx.track(
+        (async () => {
+          const saved = await ctx.state.get<AgentProfile>(AGENT_STATE).catch(() => undefined);
+          if (saved) become(saved);
+        })(),
+      );
+    }
     const history = sessionHistory(ctx, { maxTokens: opts.historyTokens, tools: tools !== undefined });
     const out: AnswerOutput = {
       sessionId: ctx.sessionId,
@@ -138,4 +180,12 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     }
     return {};
   };
+}
+
+/** One `transfer_to_<name>` tool per agent the session's agent may hand over to. */
+function handoffTools(
+  from: AgentProfile,
+  transfer: (to: string, turnId: string | undefined) => Promise<AgentProfile>,
+): Tool[] {
+  return [...new Set(from.handoffs)].filter((to) => to !== from.name).map((to) => handoffTool(from, to, transfer));
 }

@@ -14,7 +14,15 @@ export interface Tool<A extends z.ZodType = z.ZodType> {
   args: A;
   /** Overrides the registry's timeout for this tool. */
   timeoutMs?: number;
-  run(args: z.infer<A>, signal: AbortSignal): Promise<unknown>;
+  run(args: z.infer<A>, signal: AbortSignal, call: ToolCallInfo): Promise<unknown>;
+  /** Words the answer ends with after this tool succeeded, instead of another model round (a handoff's greeting). */
+  say?: (result: unknown) => string | undefined;
+}
+
+/** Where a call runs: the turn, and the trace context of its `tool` span. */
+export interface ToolCallInfo {
+  turnId?: string;
+  context?: Context;
 }
 
 /** Declares a tool with its argument type inferred from the schema. */
@@ -30,6 +38,8 @@ export interface ToolResult {
   content: string;
   outcome: ToolOutcome;
   durationMs: number;
+  /** What the answer ends with (see `Tool.say`). */
+  say?: string;
 }
 
 export const TOOL_DEFAULTS = {
@@ -89,6 +99,17 @@ export class ToolRegistry {
     this.#remote = remote;
     this.#remoteAllowed = remoteAllowed;
     this.#extra = extra;
+  }
+
+  /** This registry plus some local tools of a session's own (its agent's handoffs). */
+  withLocal(tools: readonly Tool[]): ToolRegistry {
+    return new ToolRegistry(
+      [...this.#tools.values(), ...tools],
+      this.#opts,
+      this.#remote,
+      this.#remoteAllowed,
+      this.#extra,
+    );
   }
 
   /** This registry plus a session's own tool source (its agent's MCP servers), offered whole. */
@@ -154,7 +175,7 @@ export class ToolRegistry {
   }
 
   /** Runs one call. Failures become an `{"error": …}` result the model can speak about; nothing is thrown. */
-  async call(call: ToolCall, signal: AbortSignal, context?: Context): Promise<ToolResult> {
+  async call(call: ToolCall, signal: AbortSignal, context?: Context, turnId?: string): Promise<ToolResult> {
     const started = performance.now();
     const result = (content: unknown, outcome: ToolOutcome): ToolResult => ({
       call,
@@ -186,8 +207,10 @@ export class ToolRegistry {
     const both = AbortSignal.any([signal, timeout]);
     try {
       // The race makes the timeout hold even for a tool that ignores its signal.
-      const value = await Promise.race([tool.run(args, both), aborted(both)]);
-      return result(value ?? null, 'ok');
+      const info: ToolCallInfo = { ...(context ? { context } : {}), ...(turnId ? { turnId } : {}) };
+      const value = await Promise.race([tool.run(args, both, info), aborted(both)]);
+      const say = tool.say?.(value);
+      return { ...result(value ?? null, 'ok'), ...(say ? { say } : {}) };
     } catch (err) {
       if (signal.aborted) return result({ error: 'cancelled' }, 'cancelled');
       if (timeout.aborted) return result({ error: `${call.name} timed out after ${timeoutMs} ms` }, 'timeout');

@@ -1,3 +1,5 @@
+import { AgentStore } from '@va/agents';
+import type { Bus } from '@va/bus';
 import type { LLM } from '@va/providers';
 import {
   ANSWER_PROMPT,
@@ -17,12 +19,23 @@ export const DEEP_DEFAULTS = {
   apologyOnFailure: PROVIDER_APOLOGY,
 } satisfies Partial<ResponderOptions>;
 
+/** Agent profiles, read when the model hands the conversation over (one read-only store per connection). */
+const stores = new WeakMap<Bus, AgentStore>();
+const handoff: NonNullable<ResponderOptions['handoff']> = {
+  load: (ctx, name) => {
+    let store = stores.get(ctx.bus);
+    if (!store) stores.set(ctx.bus, (store = new AgentStore(ctx.bus)));
+    return store.get(name);
+  },
+};
+
 export function deepResponder(llm: LLM, tools?: ToolRegistry, mcp?: ResponderOptions['mcp']) {
   return createResponderActor({
     stage: STAGE,
     source: 'deep',
     llm,
     systemPrompt: ANSWER_PROMPT,
+    handoff,
     ...DEEP_DEFAULTS,
     ...(tools ? { tools } : {}),
     ...(mcp ? { mcp } : {}),
