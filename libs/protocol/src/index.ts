@@ -8,3 +8,4 @@ export * from './kv.js';
 export * from './recording.js';
 export * from './permissions.js';
 export * from './subject-table.js';
+export * from './asyncapi.js';
