@@ -136,7 +136,8 @@ export interface Pipeline {
   /** The environment the services were started with (for starting more, e.g. the gateway). */
   env: Record<string, string>;
   /** Starts one more instance of a stage (added to `stages`, stopped with the others). */
-  spawnStage(stage: string): RunningStage;
+  /** Starts another instance of a stage: the service's own `dist/main.js`, or `entry` (a custom implementation). */
+  spawnStage(stage: string, entry?: string): RunningStage;
   /**
    * SIGTERM every stage; resolves with how each exited, keyed by stage (`<stage>#<n>` for a stage's second and
    * later instances).
@@ -193,8 +194,8 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
         : {}),
       ...opts.env,
     };
-    const spawnStage = (stage: string): RunningStage => {
-      const child = spawnNode(serviceEntry(stage), {
+    const spawnStage = (stage: string, entry = serviceEntry(stage)): RunningStage => {
+      const child = spawnNode(entry, {
         env: {
           ...(stage === 'stt' ? LOCAL_STT_PROCESS_ENV : {}),
           ...env,

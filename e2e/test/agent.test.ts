@@ -43,5 +43,5 @@ describe('an agent profile with a greeting', () => {
     const root = spans.find((s) => s.traceId === greeting!.traceId && s.name === SPAN.turn)!;
     expect(root.attributes[ATTR.greeting]).toBe(true);
     expect(spans.some((s) => s.traceId === greeting!.traceId && s.name === SPAN.ttsSynthesize)).toBe(true);
-  });
+  }, 180_000);
 });
