@@ -3,7 +3,7 @@
 // --web [--port N]: no script; the talk page on http://127.0.0.1:N, to talk to the agent with your microphone.
 // --livekit [--room NAME]: no script; the agent joins a LiveKit room (LIVEKIT_URL, LIVEKIT_API_KEY, _SECRET).
 // --agent FILE: the session runs this agent profile (JSON or YAML; stored in va_agents as `npm run agent` does).
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { readProfileFile } from '@va/agents';
 import { runConversation, startLiveKitGateway, startPipeline, startWebGateway, storeAgent, waterfall } from '@va/e2e';
@@ -190,6 +190,13 @@ async function talkLive(mode) {
   if (unclean.length > 0) console.log(`services that did not stop cleanly: ${JSON.stringify(unclean)}`);
 }
 
+/** The built example tool services' entries (examples/tools/<name>/dist/main.js). */
+async function exampleToolServices() {
+  const dir = new URL('../examples/tools/', import.meta.url);
+  const names = await readdir(dir).catch(() => []);
+  return names.map((n) => new URL(`${n}/dist/main.js`, dir).pathname);
+}
+
 const started = Date.now();
 const { report, exits, spansFile } = await runConversation({
   script,
@@ -197,7 +204,8 @@ const { report, exits, spansFile } = await runConversation({
   llmTtftMs: number('llm-ttft-ms'),
   llmTokensPerSecond: number('llm-tps'),
   env: passthrough,
-  ...(agent ? { agent } : {}),
+  // With an agent, the example tool services run too (examples/tools/*): its profile may name their tools.
+  ...(agent ? { agent, toolServices: await exampleToolServices() } : {}),
   onProgress: (line) => console.log(`  · ${line}`),
 });
 

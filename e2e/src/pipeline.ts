@@ -42,6 +42,8 @@ export interface PipelineOptions extends StartPipelineOptions {
   recordAudio?: boolean;
   /** The agent the sessions run: stored in va_agents (as `npm run agent -- put` does) before they open. */
   agent?: AgentProfileInput;
+  /** Tool services to run beside the stages (their `dist/main.js`), up before the sessions open. */
+  toolServices?: readonly string[];
   /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
   onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
   /** Called with the stages up and ready, before any session opens (e.g. to read their idle memory). */
@@ -281,6 +283,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   const { stages, env, otlp } = pipeline;
   let observer: Bus | undefined;
   let gateway: ChildHandle | undefined;
+  const toolServices: ChildHandle[] = [];
   try {
     // Watch the session as a bystander: what each stage said, per turn.
     observer = await Bus.connect({
@@ -311,6 +314,15 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
     await observer.nc.flush();
 
     const agentName = opts.agent ? await storeAgent(pipeline.nats.url, opts.agent, opts.credentials) : undefined;
+    for (const entry of opts.toolServices ?? []) {
+      const child = spawnNode(entry, {
+        env: { ...env, LOG_LEVEL: 'info', ...opts.credentials?.('tools') },
+        name: `tool:${entry}`,
+        maxLifetimeSec: opts.maxLifetimeSec ?? 900,
+      });
+      toolServices.push(child);
+      await child.waitForJson((l: { msg?: string }) => l.msg === 'tool service ready', 30_000);
+    }
     const scriptPath = join(outDir, `${sid}.script.json`);
     await writeFile(scriptPath, JSON.stringify(opts.script));
     await opts.beforeSessions?.(stages);
@@ -394,6 +406,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       exits,
     };
   } finally {
+    await Promise.all(toolServices.map((c) => c.stop(5000).catch(() => undefined)));
     await observer?.close();
     await pipeline.stop();
     // Every process's log beside the recording: what a failed run (or a chaos one) is read from.
