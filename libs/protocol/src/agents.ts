@@ -80,6 +80,11 @@ export const AgentProfile = z
     turn: TurnSettings.optional(),
     /** MCP servers whose tools it may use (all of each server's tools). */
     mcpServers: z.array(McpServerSpec).max(8).default([]),
+    /** The models its responders ask for (sent to each stage's configured provider), e.g. a larger deep model. */
+    models: z
+      .object({ fast: z.string().min(1).max(128).optional(), deep: z.string().min(1).max(128).optional() })
+      .strict()
+      .optional(),
     /** Agents it may hand the conversation to: the model sees a `transfer_to_<name>` tool for each. */
     handoffs: z.array(AgentName).max(8).default([]),
   })

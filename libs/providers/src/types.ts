@@ -67,6 +67,11 @@ export interface LLMOptions {
    * Adapters whose provider has no such field ignore it.
    */
   promptCacheKey?: string;
+  /**
+   * The model this request asks for (a session's agent names its own), instead of the adapter's. A fallback chain
+   * asks it of its first provider only: the others keep the models they were configured with.
+   */
+  model?: string;
 }
 
 export interface LLMUsage {

@@ -252,6 +252,20 @@ describe('OpenAICompatibleLLM: tools, usage, prompt caching', () => {
     }
   });
 
+  it('asks for the model a request names (an agent’s own) instead of its own; a fallback chain of its first only', async () => {
+    const server = await recordingServer();
+    try {
+      await collect(openaiAt(server.url).chat(TIME, { model: 'agents-own-model' }, never()));
+      expect(server.bodies[0]).toMatchObject({ model: 'agents-own-model' });
+    } finally {
+      await server.stop();
+    }
+    const [first, second] = [new FakeLLM({ fail: {} }), new FakeLLM({ reply: 'ok' })];
+    await collect(new FallbackLLM([first, second], { ttftTimeoutMs: 1_000 }).chat(TIME, { model: 'mine' }, never()));
+    // The first (configured) provider was asked for the agent's model; it failed, and the fallback kept its own.
+    expect([first.options[0]?.model, second.options[0]?.model]).toEqual(['mine', undefined]);
+  });
+
   it('sends prompt_cache_key only where it is on (default: OpenAI itself), and tool messages in OpenAI form', async () => {
     const server = await recordingServer();
     try {

@@ -64,6 +64,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
         {
           source: opts.source,
           systemPrompt: opts.systemPrompt,
+          llmOptions: opts.llmOptions,
           ...(opts.tools ? { tools: opts.tools } : {}),
           ...(opts.mcp ? { mcp: opts.mcp } : {}),
           ...(opts.handoff
@@ -80,7 +81,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       spanName: opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate,
       llm: opts.llm,
       system: initial.system,
-      llmOptions: opts.llmOptions,
+      llmOptions: initial.llmOptions,
       tools,
       maxToolRounds: opts.maxToolRounds ?? 3,
       apologyOnFailure: opts.apologyOnFailure,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HANDOFF_TOOL_PREFIX, type AgentProfile, type McpServerSpec } from '@va/protocol';
+import type { LLMOptions } from '@va/providers';
 import { sessionPrompt } from './prompts.js';
 import { defineTool, ToolRegistry, type RemoteToolSource, type Tool } from './tools.js';
 
@@ -7,11 +8,13 @@ import { defineTool, ToolRegistry, type RemoteToolSource, type Tool } from './to
 export interface AgentSettings {
   system: string;
   tools: ToolRegistry | undefined;
+  llmOptions: LLMOptions;
 }
 
 export interface AgentSettingsOptions {
   source: 'fast' | 'deep';
   systemPrompt: string;
+  llmOptions: LLMOptions;
   tools?: ToolRegistry;
   mcp?: (servers: readonly McpServerSpec[]) => RemoteToolSource;
   /** The deep responder's handoff tools for this agent (`transfer_to_<name>`), if it hands over at all. */
@@ -43,6 +46,10 @@ export function agentSettings(
       tools: offered !== undefined,
     }),
     tools: offered,
+    // The agent's own model for this responder, if it names one.
+    llmOptions: agent?.models?.[opts.source]
+      ? { ...opts.llmOptions, model: agent.models[opts.source] }
+      : opts.llmOptions,
   };
 }
 

@@ -140,6 +140,20 @@ describe('fast and deep responders', () => {
     expect(fastSystem.content).toBe(`${OPENER_PROMPT}\n\nPersona: Camille, warm and brief.`);
   });
 
+  it('asks for the models the session’s agent names, each responder its own', async () => {
+    const sid = await stages.open('resp-models', {
+      agent: { name: 'big', version: 1, instructions: 'Think hard.', tools: [], models: { deep: 'large-model' } },
+    });
+    client.publish(channels.turn, sid, { turnId: 'm1', kind: 'end', text: 'which model', eouProb: 1, speechEndMs: 0 });
+    const optionsOf = (llm: FakeLLM) =>
+      waitFor(() => {
+        const i = llm.calls.findIndex((c) => c.some((m) => m.role === 'user' && m.content === 'which model'));
+        return i >= 0 ? llm.options[i] : undefined;
+      });
+    expect((await optionsOf(deep)).model).toBe('large-model');
+    expect((await optionsOf(fast)).model).toBeUndefined();
+  });
+
   it('an agent turn (a greeting): the deep responder says its text as written, no model, no opener', async () => {
     const sid = await stages.open('resp-greet');
     const got = { fast: [] as Reply[], deep: [] as Reply[] };

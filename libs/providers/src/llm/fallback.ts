@@ -51,7 +51,9 @@ export class FallbackLLM implements LLM {
       if (signal.aborted) return;
       // Each attempt has its own controller so a slow or abandoned attempt can be cancelled alone.
       const attempt = attemptSignal(signal);
-      const stream = llm.chat(messages, opts, attempt.signal)[Symbol.asyncIterator]();
+      // An agent's model is its stage's configured provider's to serve; a fallback keeps its own.
+      const asked = index === 0 || opts.model === undefined ? opts : { ...opts, model: undefined };
+      const stream = llm.chat(messages, asked, attempt.signal)[Symbol.asyncIterator]();
       try {
         const isLast = attemptNo === order.length - 1;
         const timeoutMs = isLast ? Infinity : this.#opts.ttftTimeoutMs;

@@ -80,7 +80,7 @@ export class OpenAICompatibleLLM implements LLM {
       // The signal goes to the SDK request, so an abort cancels the HTTP stream (the server sees a disconnect).
       const stream = await this.#client.chat.completions.create(
         {
-          model: this.model,
+          model: opts.model ?? this.model,
           messages: messages.map(toOpenAIMessage),
           stream: true,
           ...(this.#streamUsage ? { stream_options: { include_usage: true } } : {}),
