@@ -74,7 +74,7 @@ describe('agent profiles in va_agents', () => {
       [{ ...concierge, instructions: '' }, /instructions: may not be empty/],
       [{ ...concierge, tools: ['get time'] }, /tools\.0: must be 1–64/],
       [{ ...concierge, turn: { minDelayMs: -5 } }, /turn\.minDelayMs/],
-      [{ ...concierge, voice: 'alloy' }, /Unrecognized key.*voice/],
+      [{ ...concierge, avatar: 'camille.png' }, /Unrecognized key.*avatar/],
       ['not an object', /invalid agent profile/],
     ] as const;
     for (const [input, message] of bad) {

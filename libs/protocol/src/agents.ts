@@ -80,6 +80,11 @@ export const AgentProfile = z
     turn: TurnSettings.optional(),
     /** MCP servers whose tools it may use (all of each server's tools). */
     mcpServers: z.array(McpServerSpec).max(8).default([]),
+    /**
+     * The voice it speaks in (asked of the tts stage's configured provider): a flite voice (`kal`, `awb`, `rms`,
+     * `slt`), an OpenAI voice (`alloy`, `nova`…), an ElevenLabs voice id.
+     */
+    voice: z.string().min(1).max(128).optional(),
     /** The models its responders ask for (sent to each stage's configured provider), e.g. a larger deep model. */
     models: z
       .object({ fast: z.string().min(1).max(128).optional(), deep: z.string().min(1).max(128).optional() })

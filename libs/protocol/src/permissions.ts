@@ -122,7 +122,8 @@ export const STAGE_ACCESS = {
   },
   tts: {
     publishes: ['audio.out', 'speech'],
-    subscribes: ['turn', 'vad', 'reply.fast', 'reply.deep'],
+    // agent: a handoff's voice.
+    subscribes: ['turn', 'vad', 'reply.fast', 'reply.deep', 'agent'],
     serves: [],
     requests: [],
     actorHost: true,

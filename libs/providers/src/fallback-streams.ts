@@ -2,7 +2,7 @@ import { StreamResampler } from '@va/audio';
 import { ProviderError } from './errors.js';
 import { attemptSignal, errorMessage, firstOutput, type FailoverEvent } from './failover.js';
 import { ProviderHealth } from './health.js';
-import type { AudioChunk, SpeechChunk, STT, TranscriptEvent, TTS } from './types.js';
+import type { AudioChunk, SpeakOptions, SpeechChunk, STT, TranscriptEvent, TTS } from './types.js';
 
 export interface FallbackTtsOptions {
   /** An attempt whose first audio takes longer (from the first text it was given) is abandoned. */
@@ -88,7 +88,7 @@ export class FallbackTTS implements TTS {
     await Promise.all(this.ttses.map((t) => t.prewarm?.()));
   }
 
-  async *synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk> {
+  async *synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk> {
     const replay = new ReplayableText(text);
     const errors: string[] = [];
     const order = this.health.order();
@@ -96,7 +96,9 @@ export class FallbackTTS implements TTS {
       if (signal.aborted) return;
       const tts = this.ttses[index]!;
       const attempt = attemptSignal(signal);
-      const it = tts.synthesize(replay.reader(attempt.signal), attempt.signal)[Symbol.asyncIterator]();
+      // An agent's voice is its stage's configured provider's to give; a fallback speaks with its own.
+      const asked = index === 0 ? opts : undefined;
+      const it = tts.synthesize(replay.reader(attempt.signal), attempt.signal, asked)[Symbol.asyncIterator]();
       const resampler = await StreamResampler.create(tts.sampleRate, this.sampleRate);
       try {
         const isLast = attemptNo === order.length - 1;

@@ -122,6 +122,16 @@ export interface SpeechChunk extends Pcm, ServedFrom {
   textOffset: number;
 }
 
+/** How one synthesis should sound. */
+export interface SpeakOptions {
+  /**
+   * The voice (a session's agent names its own) instead of the adapter's: a flite voice (`kal`, `awb`, `rms`,
+   * `slt`), an OpenAI voice (`alloy`, `nova`…), an ElevenLabs voice id. A fallback chain asks it of its first
+   * provider only: the others keep their own.
+   */
+  voice?: string;
+}
+
 export interface TTS extends Prewarmable {
   readonly provider: string;
   readonly sampleRate: number;
@@ -129,7 +139,7 @@ export interface TTS extends Prewarmable {
    * Speaks streamed text: synthesis starts at the first complete sentence or clause so first audio comes
    * early. Ends after the input ends and everything is spoken, or when the signal fires.
    */
-  synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk>;
+  synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk>;
 }
 
 export interface VAD {

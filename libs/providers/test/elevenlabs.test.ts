@@ -298,3 +298,21 @@ describe('ElevenLabsTTS over HTTP (SDK)', () => {
     );
   });
 });
+
+describe('ElevenLabsTTS voice per synthesis', () => {
+  it('opens its stream-input socket on the voice a synthesis asks for (an agent’s), else its own', async () => {
+    const before = server.connections.length;
+    const tts = make({ voiceId: 'own-voice' });
+    const speak = async (voice?: string) => {
+      for await (const _ of tts.synthesize(
+        deltas('Hello there.'),
+        new AbortController().signal,
+        voice ? { voice } : undefined,
+      ));
+    };
+    await speak('agents-voice');
+    await speak();
+    expect(server.connections.slice(before).map((c) => c.voiceId)).toEqual(['agents-voice', 'own-voice']);
+    tts.close();
+  });
+});

@@ -184,3 +184,21 @@ async function firstChunkMs(tts: OpenAITTS, t0: number): Promise<number> {
   }
   return at;
 }
+
+describe('OpenAITTS voice per synthesis', () => {
+  it('speaks in the voice a synthesis asks for (an agent’s), else its own', async () => {
+    const before = server.requests.length;
+    const tts = make({ voice: 'alloy' });
+    const speak = (voice?: string) =>
+      (async () => {
+        for await (const _ of tts.synthesize(
+          deltas('Hello there.'),
+          new AbortController().signal,
+          voice ? { voice } : undefined,
+        ));
+      })();
+    await speak('nova');
+    await speak();
+    expect(server.requests.slice(before).map((r) => r.voice)).toEqual(['nova', 'alloy']);
+  });
+});

@@ -94,3 +94,34 @@ describe('tts registry', () => {
     await expect(createProvider('tts', 'fake', { TTS_FAKE_RTF: 'fast' })).rejects.toThrow(/TTS_FAKE_RTF/);
   });
 });
+
+describe('voice per synthesis', () => {
+  it('flite speaks in the voice a synthesis asks for, and names the voices it has when it has not that one', async () => {
+    const tts = new LocalTTS();
+    const speak = async (voice?: string) => {
+      const out: Int16Array[] = [];
+      for await (const c of tts.synthesize(
+        deltas('Good evening.'),
+        new AbortController().signal,
+        voice ? { voice } : undefined,
+      )) {
+        out.push(c.samples);
+      }
+      return Int16Array.from(out.flatMap((a) => [...a]));
+    };
+    const [own, kal] = await Promise.all([speak(), speak('kal')]);
+    expect(own.length).toBeGreaterThan(0);
+    expect(kal.length).toBeGreaterThan(0);
+    expect(Buffer.from(kal.buffer).equals(Buffer.from(own.buffer))).toBe(false);
+    await expect(speak('nobody')).rejects.toThrow(/flite has no voice "nobody" \(has .*kal/);
+  });
+
+  it('a fallback chain asks its first provider for the voice; a fallback speaks with its own', async () => {
+    // The first is too slow to start (its first audio later than the budget): the second speaks.
+    const [first, second] = [new FakeTTS({ ttfbMs: 5_000 }), new FakeTTS()];
+    const chain = new FallbackTTS([first, second], { ttfbTimeoutMs: 100 });
+    for await (const _ of chain.synthesize(deltas('Hi.'), new AbortController().signal, { voice: 'nova' }));
+    expect(first.voices).toEqual(['nova']);
+    expect(second.voices).toEqual([undefined]);
+  });
+});

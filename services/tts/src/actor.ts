@@ -11,13 +11,15 @@ export { MAX_SPOKEN_CHARS, TTS_DEFAULTS, type TtsActorOptions } from './session-
 /** The queue name of dropped text in `va.messages.dropped`. */
 const TEXT_QUEUE = 'tts.text';
 
-/** Speaks `text` once, whole: a filler phrase. */
-export async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk[]> {
+/** Speaks `text` once, whole: a filler phrase (in `voice`, or the adapter's own). */
+export async function synthesizeAll(tts: TTS, text: string, voice?: string): Promise<SpeechChunk[]> {
   const chunks: SpeechChunk[] = [];
   const input = (async function* () {
     yield text;
   })();
-  for await (const c of tts.synthesize(input, new AbortController().signal)) chunks.push(c);
+  for await (const c of tts.synthesize(input, new AbortController().signal, voice ? { voice } : undefined)) {
+    chunks.push(c);
+  }
   return chunks;
 }
 
@@ -27,15 +29,16 @@ export async function synthesizeAll(tts: TTS, text: string): Promise<SpeechChunk
  */
 export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
   const opts: TtsActorOptions = { ...TTS_DEFAULTS, ...options };
-  // Fillers are the same few phrases for every session of this instance: synthesized once, at the first session.
+  // Fillers are the same few phrases for every session of this instance: synthesized once per voice.
   const fillerAudio = new Map<string, Promise<SpeechChunk[]>>();
-  const fillerChunks = (text: string): Promise<SpeechChunk[]> => {
-    let audio = fillerAudio.get(text);
+  const fillerChunks = (text: string, voice?: string): Promise<SpeechChunk[]> => {
+    const key = `${voice ?? ''}\u0000${text}`;
+    let audio = fillerAudio.get(key);
     if (!audio) {
-      audio = synthesizeAll(tts, text);
+      audio = synthesizeAll(tts, text, voice);
       // A failed synthesis is retried next time rather than cached.
-      audio.catch(() => fillerAudio.delete(text));
-      fillerAudio.set(text, audio);
+      audio.catch(() => fillerAudio.delete(key));
+      fillerAudio.set(key, audio);
     }
     return audio;
   };
@@ -44,7 +47,9 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
     // Connect now (a provider's WebSocket, a TLS connection), not when the first answer is ready.
     void tts.prewarm?.();
     for (const text of opts.fillers) {
-      fillerChunks(text).catch((err: unknown) => ctx.log.warn({ err, text }, 'filler synthesis failed'));
+      fillerChunks(text, ctx.config.agent?.voice).catch((err: unknown) =>
+        ctx.log.warn({ err, text }, 'filler synthesis failed'),
+      );
     }
     const io: SessionSpeakerIo = {
       sessionId: ctx.sessionId,
@@ -72,6 +77,11 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
       fillerAudio: fillerChunks,
     };
     const voice = new SessionSpeaker(tts, opts, io);
+    // The agent's voice, and a handoff's (the new agent speaks from its first reply on).
+    voice.voice = ctx.config.agent?.voice;
+    ctx.subscribe(channels.agent, (change) => {
+      voice.voice = change.agent.voice;
+    });
     ctx.subscribe(channels.turn, (t) => voice.turn(t));
     ctx.subscribe(channels.vad, (v) => voice.vad(v));
     for (const source of RESPONDER_SOURCES) {

@@ -33,7 +33,7 @@ export interface SessionSpeakerIo extends SpeakerOutput {
   /** Text past MAX_SPOKEN_CHARS was dropped from `source`. */
   textDropped(source: ResponderSource): void;
   /** The audio of a filler phrase (synthesized once per instance). */
-  fillerAudio(text: string): Promise<SpeechChunk[]>;
+  fillerAudio(text: string, voice?: string): Promise<SpeechChunk[]>;
 }
 
 /**
@@ -60,6 +60,9 @@ export class SessionSpeaker implements FillerSource {
     private readonly opts: TtsActorOptions,
     private readonly io: SessionSpeakerIo,
   ) {}
+
+  /** The voice the session's agent speaks in (undefined: the TTS adapter's own); a handoff changes it. */
+  voice: string | undefined;
 
   get enabled(): boolean {
     return this.opts.fillers.length > 0;
@@ -111,7 +114,7 @@ export class SessionSpeaker implements FillerSource {
     // A greeting is what the agent says first: nothing to fill for.
     if (!this.enabled || this.withoutOpener.has(turnId)) return undefined;
     const text = this.opts.fillers[this.fillersSpoken++ % this.opts.fillers.length]!;
-    return { text, audio: this.io.fillerAudio(text) };
+    return { text, audio: this.io.fillerAudio(text, this.voice) };
   }
 
   stop(): void {
@@ -131,6 +134,7 @@ export class SessionSpeaker implements FillerSource {
       this.io,
       this,
       this.opts.fillerAfterMs,
+      this.voice,
     );
     const at = this.commits.get(turnId);
     if (at !== undefined) turn.committedAt(at);

@@ -87,7 +87,13 @@ export class TurnSpeaker {
     private readonly out: SpeakerOutput,
     private readonly fillers: FillerSource,
     private readonly fillerAfterMs: number,
+    /** The voice of the session's agent when the turn began (undefined: the adapter's own). */
+    private readonly voice?: string,
   ) {}
+
+  private get speakOptions(): { voice: string } | undefined {
+    return this.voice ? { voice: this.voice } : undefined;
+  }
 
   committedAt(at: number): void {
     this.commit(at);
@@ -125,7 +131,11 @@ export class TurnSpeaker {
     ]);
     // The opener gets its own abort so it can be skipped without touching the answer.
     const skipOpener = new AbortController();
-    const opener = this.tts.synthesize(this.fast.text, AbortSignal.any([this.signal, skipOpener.signal]));
+    const opener = this.tts.synthesize(
+      this.fast.text,
+      AbortSignal.any([this.signal, skipOpener.signal]),
+      this.speakOptions,
+    );
     const deepPump = this.pumpAnswer();
     try {
       await this.speakOpener(opener, skipOpener, resamplers[0]!);
@@ -149,7 +159,7 @@ export class TurnSpeaker {
   /** The answer is synthesized from its first delta on, whatever the opener is doing. */
   private async pumpAnswer(): Promise<void> {
     try {
-      for await (const c of this.tts.synthesize(this.deep.text, this.signal)) {
+      for await (const c of this.tts.synthesize(this.deep.text, this.signal, this.speakOptions)) {
         this.deepAudio.push(c);
         this.deepReady();
       }

@@ -46,8 +46,10 @@ class RecordedIo implements SessionSpeakerIo {
   textDropped(source: string): void {
     this.dropped.push(source);
   }
-  fillerAudio(text: string): Promise<SpeechChunk[]> {
-    return synthesizeAll(this.tts, text);
+  readonly fillerVoices: (string | undefined)[] = [];
+  fillerAudio(text: string, voice?: string): Promise<SpeechChunk[]> {
+    this.fillerVoices.push(voice);
+    return synthesizeAll(this.tts, text, voice);
   }
   /** Waits until every turn started so far has been spoken. */
   async settled(): Promise<void> {
@@ -108,6 +110,25 @@ describe('SessionSpeaker / TurnSpeaker (tts per session, without NATS)', () => {
       ['fast', '', false],
       ['deep', 'Hello, how can I help?', true],
     ]);
+  });
+
+  it('speaks in the session agent’s voice (the opener, the answer, the fillers); a handoff’s voice from its next turn', async () => {
+    const tts = new FakeTTS({ msPerChar: 5 });
+    const { io, voice } = setup(tts, { fillers: ['One moment.'] });
+    voice.voice = 'nova';
+    voice.turn({ turnId: 'v1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 0 });
+    voice.reply('fast', reply('v1', 0, 'Sure.', true), root);
+    await sleep(150); // late: a filler, in the agent's voice too
+    voice.reply('deep', reply('v1', 0, 'Here it is.', true), root);
+    await io.settled();
+    expect(tts.voices).toEqual(['nova', 'nova', 'nova']); // the opener, the answer, the filler
+    expect(io.fillerVoices).toEqual(['nova']);
+    voice.voice = 'onyx'; // handed over
+    voice.turn({ turnId: 'v2', kind: 'end', text: 'and', eouProb: 1, speechEndMs: 0 });
+    voice.reply('deep', reply('v2', 0, 'Billing here.', true), root);
+    voice.reply('fast', reply('v2', 0, '', true), root);
+    await io.settled();
+    expect(tts.voices.slice(3)).toEqual(['onyx', 'onyx']);
   });
 
   it('says one filler while the answer is late, but not over a user who is speaking', async () => {

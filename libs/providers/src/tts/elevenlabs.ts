@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ElevenLabsClient, type ElevenLabs } from '@elevenlabs/elevenlabs-js';
-import type { SpeechChunk, TTS } from '../types.js';
+import type { SpeakOptions, SpeechChunk, TTS } from '../types.js';
 import type { SentenceSegmenterOptions } from './segmenter.js';
 import { speakSegmentsStreamed } from './streamed-segments.js';
 import { optionalEnv, parseProviderEnv } from '../env.js';
@@ -88,9 +88,10 @@ export class ElevenLabsTTS implements TTS {
     this.#errors = new ElevenLabsErrors(this.provider, this.#apiKey);
   }
 
-  synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk> {
+  synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk> {
+    const voiceId = opts?.voice ?? this.voiceId;
     if (this.opts.transport === 'http') {
-      return speakSegmentsStreamed(text, signal, (t, s) => this.httpStream(t, s), {
+      return speakSegmentsStreamed(text, signal, (t, s) => this.httpStream(t, s, voiceId), {
         ...this.opts,
         provider: this.provider,
         inputRate: this.sampleRate,
@@ -99,7 +100,7 @@ export class ElevenLabsTTS implements TTS {
         toError: (err) => this.#errors.fromSdk(err),
       });
     }
-    return this.streamInput(text, signal);
+    return this.streamInput(text, signal, voiceId);
   }
 
   async prewarm(): Promise<void> {
@@ -111,7 +112,7 @@ export class ElevenLabsTTS implements TTS {
       }
       return;
     }
-    await this.#warm.prewarm(() => this.open(), this.opts.prewarmIdleMs ?? 15_000);
+    await this.#warm.prewarm(() => this.open(this.voiceId), this.opts.prewarmIdleMs ?? 15_000);
   }
 
   /** Closes a prewarmed socket nobody took. */
@@ -119,9 +120,14 @@ export class ElevenLabsTTS implements TTS {
     this.#warm.close();
   }
 
-  private async *streamInput(text: AsyncIterable<string>, signal: AbortSignal): AsyncGenerator<SpeechChunk> {
+  private async *streamInput(
+    text: AsyncIterable<string>,
+    signal: AbortSignal,
+    voiceId: string,
+  ): AsyncGenerator<SpeechChunk> {
     if (signal.aborted) return;
-    const conn = this.#warm.take() ?? this.open();
+    // The prewarmed socket speaks the default voice: another voice opens its own.
+    const conn = (voiceId === this.voiceId ? this.#warm.take() : undefined) ?? this.open(voiceId);
     const call = new StreamInputCall(conn, signal, {
       ...this.opts,
       sampleRate: this.sampleRate,
@@ -134,7 +140,7 @@ export class ElevenLabsTTS implements TTS {
     yield* call.run(text);
   }
 
-  private open(): Conn {
+  private open(voiceId: string): Conn {
     const params = new URLSearchParams({
       model_id: this.model,
       output_format: `pcm_${this.sampleRate}`,
@@ -143,7 +149,7 @@ export class ElevenLabsTTS implements TTS {
     if (this.opts.languageCode) params.set('language_code', this.opts.languageCode);
     if (this.opts.inactivityTimeoutS) params.set('inactivity_timeout', String(this.opts.inactivityTimeoutS));
     const base = this.#baseUrl.replace(/^http/, 'ws');
-    const url = `${base}/v1/text-to-speech/${encodeURIComponent(this.voiceId)}/stream-input?${params}`;
+    const url = `${base}/v1/text-to-speech/${encodeURIComponent(voiceId)}/stream-input?${params}`;
     return openSocket(url, {
       apiKey: this.#apiKey,
       connectTimeoutMs: this.opts.connectTimeoutMs ?? 10_000,
@@ -160,9 +166,9 @@ export class ElevenLabsTTS implements TTS {
     return this.#client;
   }
 
-  private async httpStream(text: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+  private async httpStream(text: string, signal: AbortSignal, voiceId: string): Promise<AsyncIterable<Uint8Array>> {
     return this.client().textToSpeech.stream(
-      this.voiceId,
+      voiceId,
       {
         text,
         modelId: this.model,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { samplesForMs } from '@va/audio';
-import type { SpeechChunk, TTS } from '../types.js';
+import type { SpeakOptions, SpeechChunk, TTS } from '../types.js';
 import type { SentenceSegmenterOptions } from './segmenter.js';
 import { speakStream } from './stream.js';
 
@@ -27,12 +27,15 @@ export class FakeTTS implements TTS {
   readonly sampleRate: number;
   /** Segment texts synthesized so far, in order (lets tests see the segmenting). */
   readonly segments: string[] = [];
+  /** The voice each synthesis asked for (undefined: the adapter's own). */
+  readonly voices: (string | undefined)[] = [];
 
   constructor(private readonly opts: FakeTtsOptions = {}) {
     this.sampleRate = opts.sampleRate ?? 16000;
   }
 
-  synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk> {
+  synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk> {
+    this.voices.push(opts?.voice);
     return speakStream(text, signal, (t, i, s) => this.speak(t, i, s), { ...this.opts, sampleRate: this.sampleRate });
   }
 

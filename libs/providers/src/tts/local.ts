@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readWav, resample } from '@va/audio';
 import { ProviderError } from '../errors.js';
-import type { SpeechChunk, TTS } from '../types.js';
+import type { SpeakOptions, SpeechChunk, TTS } from '../types.js';
 import { speakStream } from './stream.js';
 import type { SentenceSegmenterOptions } from './segmenter.js';
 
@@ -28,18 +28,23 @@ export class LocalTTS implements TTS {
   readonly sampleRate = 16000;
   private readonly binary: string;
   private readonly voice: string;
-  private voiceCheck: Promise<void> | undefined;
+  /** Each voice's check that flite has it (once per voice). */
+  private readonly voiceChecks = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: LocalTtsOptions = {}) {
     this.binary = opts.binary ?? 'flite';
     this.voice = opts.voice ?? 'slt';
   }
 
-  synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk> {
-    return speakStream(text, signal, (t, _i, s) => this.speak(t, s), { ...this.opts, sampleRate: this.sampleRate });
+  synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk> {
+    const voice = opts?.voice ?? this.voice;
+    return speakStream(text, signal, (t, _i, s) => this.speak(t, s, voice), {
+      ...this.opts,
+      sampleRate: this.sampleRate,
+    });
   }
 
-  private async speak(text: string, signal: AbortSignal): Promise<Int16Array> {
+  private async speak(text: string, signal: AbortSignal, voice: string): Promise<Int16Array> {
     // A temp file, not `-o /dev/stdout`: Node's stdio pipes are sockets, which flite cannot open as a file
     // (it then writes nothing and still exits 0).
     const file = join(tmpdir(), `va-flite-${process.pid}-${randomUUID()}.wav`);
@@ -50,8 +55,8 @@ export class LocalTTS implements TTS {
       // The voice check runs alongside the first synthesis (no added latency); both are awaited, so neither
       // process outlives this call.
       const [ran, known] = await Promise.allSettled([
-        run(this.binary, ['-voice', this.voice, '-t', clean, '-o', file], signal),
-        this.checkVoice(),
+        run(this.binary, ['-voice', voice, '-t', clean, '-o', file], signal),
+        this.checkVoice(voice),
       ]);
       if (ran.status === 'rejected') throw ran.reason;
       if (known.status === 'rejected') throw known.reason;
@@ -63,20 +68,21 @@ export class LocalTTS implements TTS {
   }
 
   /** flite falls back to its default voice (kal, 8 kHz) on an unknown name: silently, with exit status 0. */
-  private checkVoice(): Promise<void> {
-    if (this.voice.includes('/')) return Promise.resolve(); // a voice file: flite reports load errors on stderr
-    this.voiceCheck ??= new Promise<void>((resolve, reject) => {
+  private checkVoice(voice: string): Promise<void> {
+    if (voice.includes('/')) return Promise.resolve(); // a voice file: flite reports load errors on stderr
+    let check = this.voiceChecks.get(voice);
+    if (check) return check;
+    check = new Promise<void>((resolve, reject) => {
       execFile(this.binary, ['-lv'], { timeout: 10_000 }, (err, stdout) => {
         const voices = stdout.replace(/^.*?:/, '').trim().split(/\s+/);
         if (err) reject(new ProviderError('local', 'connection', `cannot start ${this.binary}: ${err.message}`));
-        else if (!voices.includes(this.voice))
-          reject(
-            new ProviderError('local', 'bad-request', `flite has no voice "${this.voice}" (has ${voices.join(', ')})`),
-          );
+        else if (!voices.includes(voice))
+          reject(new ProviderError('local', 'bad-request', `flite has no voice "${voice}" (has ${voices.join(', ')})`));
         else resolve();
       });
     });
-    return this.voiceCheck;
+    this.voiceChecks.set(voice, check);
+    return check;
   }
 }
 

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { z } from 'zod';
 import { kindOfStatus, ProviderError, redact } from '../errors.js';
-import type { SpeechChunk, TTS } from '../types.js';
+import type { SpeakOptions, SpeechChunk, TTS } from '../types.js';
 import type { SentenceSegmenterOptions } from './segmenter.js';
 import { speakSegmentsStreamed } from './streamed-segments.js';
 import { optionalEnv, parseProviderEnv } from '../env.js';
@@ -74,8 +74,9 @@ export class OpenAITTS implements TTS {
     });
   }
 
-  synthesize(text: AsyncIterable<string>, signal: AbortSignal): AsyncIterable<SpeechChunk> {
-    return speakSegmentsStreamed(text, signal, (input, s) => this.request(input, s), {
+  synthesize(text: AsyncIterable<string>, signal: AbortSignal, opts?: SpeakOptions): AsyncIterable<SpeechChunk> {
+    const voice = opts?.voice ?? this.voice;
+    return speakSegmentsStreamed(text, signal, (input, s) => this.request(input, s, voice), {
       ...this.opts,
       provider: this.provider,
       inputRate: OPENAI_TTS_PCM_RATE,
@@ -93,11 +94,11 @@ export class OpenAITTS implements TTS {
     }
   }
 
-  private async request(input: string, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+  private async request(input: string, signal: AbortSignal, voice: string): Promise<AsyncIterable<Uint8Array>> {
     const res = await this.#client.audio.speech.create(
       {
         model: this.model,
-        voice: this.voice,
+        voice,
         input,
         response_format: 'pcm',
         ...(this.opts.instructions ? { instructions: this.opts.instructions } : {}),
