@@ -1,24 +1,15 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { extractTrace, newHeaders } from '@va/bus';
-import {
-  channels,
-  DEFAULT_AGENT_NAME,
-  type AgentProfile,
-  type McpServerSpec,
-  type ResponderSource,
-} from '@va/protocol';
+import { channels, type AgentProfile, type McpServerSpec, type ResponderSource } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
-import { agentSettings, handoffTool } from './session-agent.js';
+import { SessionAgent } from './session-agent.js';
 import { SessionResponder, type AnsweringState } from './session-responder.js';
-import type { RemoteToolSource, Tool, ToolRegistry } from './tools.js';
+import type { RemoteToolSource, ToolRegistry } from './tools.js';
 
 export { prepareResponder } from './history.js';
-
-/** Where the session's agent after a handoff is kept for a successor (va_state). */
-const AGENT_STATE = 'agent';
 
 /** Where the turn being answered is kept for a successor (va_state). */
 const ANSWERING_STATE = 'answering';
@@ -57,72 +48,21 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
   return (ctx) => {
     // Connect now (TLS to the provider), not when the user's first turn ends.
     void opts.llm.prewarm?.();
-    // The session's agent (from session.open, or the last handoff a predecessor saw): its prompt and tools.
-    let agent = ctx.config.agent;
-    const build = (a: AgentProfile | undefined, persona: string | undefined) =>
-      agentSettings(
-        {
-          source: opts.source,
-          systemPrompt: opts.systemPrompt,
-          llmOptions: opts.llmOptions,
-          ...(opts.tools ? { tools: opts.tools } : {}),
-          ...(opts.mcp ? { mcp: opts.mcp } : {}),
-          ...(opts.handoff
-            ? { handoffTools: (from: AgentProfile) => handoffTools(from, (to, turnId) => transfer(to, turnId)) }
-            : {}),
-        },
-        a,
-        persona,
-      );
-    const initial = build(agent, ctx.config.persona);
-    const tools = initial.tools;
+    // The session's agent (from session.open, a handoff, or the last one a predecessor saw): its prompt and tools.
+    const agent = new SessionAgent(ctx, opts);
+    const { tools } = agent.settings;
     const settings: AnswerSettings = {
       stage: opts.stage,
       spanName: opts.source === 'fast' ? SPAN.fastGenerate : SPAN.deepGenerate,
       llm: opts.llm,
-      system: initial.system,
-      llmOptions: initial.llmOptions,
-      tools,
+      ...agent.settings,
       maxToolRounds: opts.maxToolRounds ?? 3,
       apologyOnFailure: opts.apologyOnFailure,
     };
-    /** From the next reply on, the session runs `next` (a handoff); kept for an instance that takes over. */
-    const become = (next: AgentProfile) => {
-      if (agent?.name === next.name && agent.version === next.version) return;
-      agent = next;
-      Object.assign(settings, build(next, next.persona));
-      void ctx.state.keep(AGENT_STATE, next);
-    };
-    /** The model called `transfer_to_<name>`: load that agent, switch to it here at once, tell the other stages. */
-    const transfer = async (to: string, turnId: string | undefined): Promise<AgentProfile> => {
-      const next = await opts.handoff!.load(ctx, to);
-      if (!next) throw new Error(`no agent named ${to}`);
-      const from = agent?.name ?? DEFAULT_AGENT_NAME;
-      become(next);
-      ctx.publish(channels.agent, { turnId: turnId ?? '', from, agent: next });
-      ctx.log.info({ from, to: next.name, version: next.version, turnId }, 'handed over');
-      return next;
-    };
-    ctx.subscribe(channels.agent, (change) => become(change.agent));
-    if (ctx.reclaimed) {
-      void ctx.track(
-        (async () => {
-          const saved = await ctx.state.get<AgentProfile>(AGENT_STATE).catch(() => undefined);
-          if (saved) become(saved);
-        })(),
-      );
-    }
+    // A handoff changes the prompt and tools of the turns that start after it.
+    agent.onChange = (next) => Object.assign(settings, next);
     const history = sessionHistory(ctx, { maxTokens: opts.historyTokens, tools: tools !== undefined });
-    const out: AnswerOutput = {
-      sessionId: ctx.sessionId,
-      reply: (msg, context) => ctx.publish(channel, msg, { context }),
-      tool: (msg, context) => ctx.publish(channels.tool, msg, { context }),
-      failed: (turnId, err) => {
-        ctx.log.error({ err, turnId }, 'generation failed');
-        ctx.bus.publishError(channel.subject(ctx.sessionId), 'provider-failed', `${opts.llm.provider}: ${String(err)}`);
-      },
-      toolFailed: (turnId, tool, outcome) => ctx.log.warn({ turnId, tool, outcome }, 'tool call failed'),
-    };
+    const out = busOutput(ctx, channel, opts.llm.provider);
     // Only the answer is worth answering again: an opener that comes late is no opener.
     const retriesOnTakeover = opts.source === 'deep';
     const turns: SessionResponder = new SessionResponder({
@@ -168,25 +108,30 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     });
 
     // Taken over from an instance that died answering a committed turn: answer it again.
-    if (ctx.reclaimed && retriesOnTakeover) {
-      void ctx.track(
-        (async () => {
-          const saved = await ctx.state.get<AnsweringState>(ANSWERING_STATE).catch(() => undefined);
-          if (!saved || ctx.signal.aborted) return;
-          if (!turns.retry(saved, extractTrace(newHeaders(saved.trace)))) return;
-          counter(METRIC.turnsRetried).add(1, { [ATTR.stage]: opts.stage });
-          ctx.log.info({ turnId: saved.turn.turnId }, 'answering again a turn the previous owner left unfinished');
-        })(),
-      );
-    }
+    if (ctx.reclaimed && retriesOnTakeover) void ctx.track(answerAgain(ctx, turns, opts.stage));
     return {};
   };
 }
 
-/** One `transfer_to_<name>` tool per agent the session's agent may hand over to. */
-function handoffTools(
-  from: AgentProfile,
-  transfer: (to: string, turnId: string | undefined) => Promise<AgentProfile>,
-): Tool[] {
-  return [...new Set(from.handoffs)].filter((to) => to !== from.name).map((to) => handoffTool(from, to, transfer));
+/** Where an answer's output goes: the reply channel, the tool channel, error events and logs. */
+function busOutput(ctx: ActorContext, channel: typeof channels.replyFast, provider: string): AnswerOutput {
+  return {
+    sessionId: ctx.sessionId,
+    reply: (msg, context) => ctx.publish(channel, msg, { context }),
+    tool: (msg, context) => ctx.publish(channels.tool, msg, { context }),
+    failed: (turnId, err) => {
+      ctx.log.error({ err, turnId }, 'generation failed');
+      ctx.bus.publishError(channel.subject(ctx.sessionId), 'provider-failed', `${provider}: ${String(err)}`);
+    },
+    toolFailed: (turnId, tool, outcome) => ctx.log.warn({ turnId, tool, outcome }, 'tool call failed'),
+  };
+}
+
+/** The committed turn a predecessor was answering when it died, answered again (counted, logged). */
+async function answerAgain(ctx: ActorContext, turns: SessionResponder, stage: string): Promise<void> {
+  const saved = await ctx.state.get<AnsweringState>(ANSWERING_STATE).catch(() => undefined);
+  if (!saved || ctx.signal.aborted) return;
+  if (!turns.retry(saved, extractTrace(newHeaders(saved.trace)))) return;
+  counter(METRIC.turnsRetried).add(1, { [ATTR.stage]: stage });
+  ctx.log.info({ turnId: saved.turn.turnId }, 'answering again a turn the previous owner left unfinished');
 }

@@ -33,14 +33,7 @@ export function turnDetectorActor(
   eou: EndOfUtteranceModel = heuristicEou,
 ) {
   return async (ctx: ActorContext): Promise<SessionActor> => {
-    // Service defaults, then what this session asked for in session.open.
-    const { endpointing, ...perSession } = ctx.config.turn ?? {};
-    const opts: EndpointingOptions = {
-      ...ENDPOINTING_DEFAULTS,
-      ...options,
-      ...perSession,
-      ...(endpointing ? { mode: endpointing } : {}),
-    };
+    const opts = sessionEndpointing(options, ctx.config.turn);
     const vad = await makeVad();
     // Taken over from an instance that died or drained: the turn in flight is where it left it.
     const saved = ctx.reclaimed ? await ctx.state.get<TurnState>(TURN_STATE).catch(() => undefined) : undefined;
@@ -160,4 +153,13 @@ function busEffects(
       ctx.log.info({ turnId }, 'false interruption: resuming');
     },
   };
+}
+
+/** Service defaults, then what this session asked for in session.open (its agent's turn settings). */
+function sessionEndpointing(
+  options: Partial<EndpointingOptions>,
+  turn: ActorContext['config']['turn'],
+): EndpointingOptions {
+  const { endpointing, ...perSession } = turn ?? {};
+  return { ...ENDPOINTING_DEFAULTS, ...options, ...perSession, ...(endpointing ? { mode: endpointing } : {}) };
 }
