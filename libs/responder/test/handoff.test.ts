@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentStore } from '@va/agents';
-import { channels, type AgentChange, type ChatMessage, type Reply } from '@va/protocol';
+import { BUCKETS, channels, type AgentChange, type ChatMessage, type Reply } from '@va/protocol';
 import { FakeLLM, type LLMOptions } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor, OPENER_PROMPT, ToolRegistry } from '@va/responder';
-import { startStagesInProcess, waitFor, type InProcessStages } from '@va/testkit';
+import { ActorInstances, startStagesInProcess, waitFor, type InProcessStages } from '@va/testkit';
 
 const RECEPTION = {
   name: 'reception',
@@ -98,5 +98,53 @@ describe('handoffs', () => {
     expect(systemOf(deepCall)).toContain('Persona: Bob from billing.');
     const fastSystem = await waitFor(() => fast.calls.map(systemOf).find((s) => s.includes('Bob from billing')));
     expect(fastSystem).not.toContain('You handle invoices');
+  });
+});
+
+describe('a handed-over session taken over by another instance', () => {
+  it('keeps the new agent: the successor answers as billing', async () => {
+    const instances = await ActorInstances.start();
+    try {
+      const agents = new AgentStore(instances.client, { create: true });
+      await agents.put(BILLING);
+      const reception = await agents.put(RECEPTION);
+      const factory = createResponderActor({
+        stage: 'deep-responder',
+        source: 'deep',
+        llm: deep,
+        systemPrompt: ANSWER_PROMPT,
+        tools: new ToolRegistry([]),
+        handoff: { load: (_ctx, name) => new AgentStore(instances.client).get(name) },
+        historyTokens: 500,
+        llmOptions: {},
+      });
+      const first = await instances.add('deep-responder', factory);
+      const sid = await instances.open('handoff-takeover', { agent: reception }, ['deep-responder']);
+      expect(first.host.sessionIds).toContain(sid);
+      const replies: Reply[] = [];
+      instances.client.subscribe(channels.replyDeep, sid, (r) => void replies.push(r));
+      await instances.client.nc.flush();
+      const answer = async (turnId: string, text: string) => {
+        instances.client.publish(channels.turn, sid, { turnId, kind: 'end', text, eouProb: 1, speechEndMs: 0 });
+        await waitFor(() => replies.some((r) => r.turnId === turnId && r.done), { message: turnId });
+        return replies
+          .filter((r) => r.turnId === turnId)
+          .map((r) => r.delta)
+          .join('');
+      };
+      expect(await answer('k1', 'about my invoice')).toBe(BILLING.greeting);
+      // The new agent is written to va_state just after the switch.
+      const state = await instances.client.kv(BUCKETS.state);
+      await waitFor(async () => (await state.get(`deep-responder.${sid}.agent`))?.operation === 'PUT', {
+        message: 'the new agent kept',
+      });
+      const second = await instances.add('deep-responder', factory);
+      const taken = second.claims(sid);
+      await first.crash();
+      await taken;
+      expect(await answer('k2', 'what is due')).toBe('Billing answers.');
+    } finally {
+      await instances.stop();
+    }
   });
 });
