@@ -15,6 +15,8 @@ export const REQUIRED_APT = [
   { bin: 'flite', pkg: 'flite' },
   { file: '/usr/lib/x86_64-linux-gnu/libpocketsphinx.so.3', pkg: 'libpocketsphinx3' },
   { file: '/usr/share/pocketsphinx/model/en-us/en-us.lm.bin', pkg: 'pocketsphinx-en-us' },
+  // A second synthesizer: the end-of-turn bench and its model's fit speak their corpus in flite's and its voices.
+  { bin: 'espeak-ng', pkg: 'espeak-ng' },
   // The browser end-to-end test drives the talk page in headless Chromium (playwright-core never downloads one).
   { bin: 'chromium', pkg: 'chromium', testsOnly: true },
 ];

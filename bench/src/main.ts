@@ -11,6 +11,7 @@ import { ensurePeerInstalled, runLivekitPeer } from './peer.js';
 import { distributionSvg, type Series } from './plot.js';
 import type { ProfileName, VariantName } from './profiles.js';
 import { capacitySvg } from './plot.js';
+import { eotBench } from './eot/cli.js';
 import { measureSttMemory } from './stt-memory.js';
 import type { ProcessUsage } from './resources.js';
 import { runScenario, type TurnMeasure } from './scenario.js';
@@ -25,6 +26,12 @@ const { values: args } = parseArgs({
     peer: { type: 'boolean', default: false },
     capacity: { type: 'boolean', default: false },
     'stt-memory': { type: 'boolean', default: false },
+    eot: { type: 'boolean', default: false },
+    corpus: { type: 'string' },
+    voices: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+    limit: { type: 'string' },
+    recognisers: { type: 'string', default: 'exact,pocketsphinx' },
     instances: { type: 'string', default: '1' },
     steps: { type: 'string' },
     'capacity-md': { type: 'string' },
@@ -38,9 +45,15 @@ if (args.help) {
     'usage: npm run bench -- [--quick] [--capacity [--instances N] [--steps 1,25,50]] [--json FILE] [--svg FILE]\n' +
       '                        [--markdown FILE] [--capacity-md FILE] [--capacity-svg FILE] [--peer] [--out DIR]\n' +
       '                        [--stt-memory]\n' +
+      '       npm run bench -- --eot [--corpus FILE] [--voices flite:kal,espeak-ng:en-us@1.1] [--seed N] [--limit N]\n' +
+      '                        [--recognisers exact,pocketsphinx] [--json FILE] [--svg FILE] [--markdown FILE]\n' +
       '  --capacity alone runs only the capacity ramp; a full run (no --quick) includes it.\n' +
       '  --stt-memory alone runs only the memory of stt before, during and after 6 offline sessions; a full run includes it.',
   );
+  process.exit(0);
+}
+if (args.eot) {
+  await eotBench(args);
   process.exit(0);
 }
 

@@ -1,3 +1,4 @@
+import type { SpeechTail } from './eou/prosody.js';
 import type { Pcm } from '@va/audio';
 import type { ChatMessage, ToolCall } from '@va/protocol';
 import type { FailoverReason } from './failover.js';
@@ -154,14 +155,22 @@ export interface VAD {
 }
 
 /**
- * Scores how finished an utterance sounds (0..1) from its words: how long the turn detector waits in a pause
- * before ending the user's turn. Synchronous and cheap: it runs on every frame of a pause.
+ * Scores how finished an utterance sounds (0..1) from its words — and, for a model that listens, from how they
+ * were said: how long the turn detector waits in a pause before ending the user's turn, and whether it starts the
+ * responders early (a preview). Synchronous and cheap: it runs on every frame of a pause, on partial words too.
  */
+/** An end-of-utterance score at or above this: the words sound finished (the turn detector previews them). */
+export const SOUNDS_FINISHED = 0.5;
+
 export interface EndOfUtteranceModel {
   readonly provider: string;
   /** Shown on the `turn.detect` span (`va.eou_model`). */
   readonly name: string;
-  score(text: string): number;
+  /**
+   * `speech`: the audio right before the pause (one object per pause, so a model may keep what it read of it);
+   * absent, the model judges the words alone.
+   */
+  score(text: string, speech?: SpeechTail): number;
 }
 
 export type ProviderKind = 'stt' | 'llm' | 'tts' | 'vad' | 'eou';

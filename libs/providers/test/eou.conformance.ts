@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { speak } from '@va/testkit';
 import type { EndOfUtteranceModel } from '../src/types.js';
 
 /** Complete turns a user might say, and the same words cut where a speaker pauses mid-sentence. */
@@ -38,6 +39,21 @@ export function eouConformance(name: string, make: () => EndOfUtteranceModel | P
       const mean = (texts: string[]) => texts.reduce((n, t) => n + eou.score(t), 0) / texts.length;
       expect(mean(FINISHED)).toBeGreaterThan(mean(UNFINISHED) + 0.3);
       expect(eou.score('')).toBeLessThan(mean(FINISHED));
+    });
+
+    it('takes the speech before the pause as well: a score in 0..1, the same for the same audio', async () => {
+      const eou = await make();
+      for (const text of ['what time is it', 'i would like a table for']) {
+        const speech = await speak(text);
+        const s = eou.score(text, speech);
+        expect(Number.isFinite(s), text).toBe(true);
+        expect(s).toBeGreaterThanOrEqual(0);
+        expect(s).toBeLessThanOrEqual(1);
+        expect(eou.score(text, speech)).toBe(s);
+        expect(eou.score(text, { samples: speech.samples.slice(), sampleRate: speech.sampleRate })).toBe(s);
+      }
+      const silence = { samples: new Int16Array(16000), sampleRate: 16000 };
+      expect(Number.isFinite(eou.score('yes', silence))).toBe(true);
     });
   });
 }

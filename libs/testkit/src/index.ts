@@ -20,6 +20,18 @@ export {
 } from './spawn-node.js';
 export { speak, utterances, wordAccuracy, type SpeakOptions, type Turn } from './speech.js';
 export {
+  speakMarked,
+  parseSpeakerVoices,
+  formatSpeakerVoice,
+  EOT_VOICES,
+  MIN_PAUSE_MS,
+  type SpeakerVoice,
+  type PauseStyle,
+  type MarkedPause,
+  type MarkedUtterance,
+  type SpeakMarkedOptions,
+} from './utterance-speech.js';
+export {
   startStagesInProcess,
   detachedActorContext,
   ActorInstances,

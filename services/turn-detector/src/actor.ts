@@ -62,7 +62,7 @@ export function turnDetectorActor(
         greeting = undefined;
       }
       frameContext = meta.context;
-      turns.arrived(frame.tsMs, (frame.samples.length * 1000) / frame.sampleRate);
+      turns.arrived(frame.tsMs, (frame.samples.length * 1000) / frame.sampleRate, frame);
       segmenter ??= new SpeechSegmenter(vad, { originMs: frame.tsMs });
       const events = await segmenter.push(frame.samples);
       const p = segmenter.lastProbability;

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { FrameClock } from '@va/audio';
 import { CANCEL_REASON, FRAME_MS, LIMITS, type Transcript, type Turn } from '@va/protocol';
 import { preciseNow } from '@va/telemetry';
-import { heuristicEou, type EndOfUtteranceModel } from '@va/providers';
+import { heuristicEou, SOUNDS_FINISHED, type EndOfUtteranceModel, type SpeechTail } from '@va/providers';
 import { endpointDelayMs, type EndpointingOptions } from './endpointing.js';
+import { RecentAudio } from './recent-audio.js';
 
 /** A final ending this far past the silence being judged belongs to speech after it. */
 const RESUMED_MARGIN_MS = 200;
@@ -13,7 +14,7 @@ const FINAL_COVER_MS = 300;
  * Words scoring below this sound unfinished: no preview for them (the early request would mostly be wasted), and
  * if their turn was ended anyway (`maxDelayMs`), speech right after it continues it.
  */
-export const PREVIEW_MIN_SCORE = 0.5;
+export const PREVIEW_MIN_SCORE = SOUNDS_FINISHED;
 /** Between frames, quiet may be assumed for about one frame; after this long without frames, the input stopped. */
 const HEARD_AHEAD_MS = FRAME_MS;
 const INPUT_STALL_MS = 250;
@@ -130,6 +131,9 @@ export class TurnTaking {
   /** Audio time of the first frame heard: words from before it were spoken before this instance took over. */
   private firstHeardMs: number | undefined;
   private decideTimer: NodeJS.Timeout | undefined;
+  /** The microphone's latest audio, and the speech before the pause being judged (what a listening model reads). */
+  private readonly audio = new RecentAudio();
+  private pauseSpeech: SpeechTail | undefined;
 
   constructor(
     private readonly opts: EndpointingOptions,
@@ -183,9 +187,10 @@ export class TurnTaking {
   }
 
   /** A frame came in (before the VAD has analysed it): the audio clock moves on. */
-  arrived(tsMs: number, durationMs: number): void {
+  arrived(tsMs: number, durationMs: number, audio?: { samples: Int16Array; sampleRate: number }): void {
     this.clock.observe(tsMs, durationMs, 1000);
     this.firstHeardMs ??= tsMs;
+    if (audio) this.audio.push(tsMs, audio.samples, audio.sampleRate);
   }
 
   /** The VAD analysed the frame that `arrived` last. */
@@ -225,7 +230,7 @@ export class TurnTaking {
       // speech also ended before (the VAD here never heard it), where the recogniser says it ended is the end.
       const spokenBefore = beforeTakeover || (this.firstHeardMs !== undefined && t.startMs < this.firstHeardMs);
       if (this.user.phase === 'listening' && spokenBefore && this.text !== '') {
-        this.user = { phase: 'judging', endMs: t.endMs };
+        this.speechStopped(t.endMs);
       }
       this.save();
     } else {
@@ -267,12 +272,14 @@ export class TurnTaking {
     this.cancelPreview(CANCEL_REASON.preemptAbandoned);
     this.user = { phase: 'speaking' };
     this.speechStartMs = atMs;
+    this.pauseSpeech = undefined;
     this.clearTimer();
   }
 
   /** speaking → judging: the speech stopped at `endMs`. */
   private speechStopped(endMs: number): void {
     this.user = { phase: 'judging', endMs };
+    this.pauseSpeech = this.audio.before(endMs);
   }
 
   /**
@@ -313,7 +320,7 @@ export class TurnTaking {
     if (this.user.phase !== 'judging') return;
     const endMs = this.user.endMs;
     const said = this.text;
-    const score = this.eou.score(said);
+    const score = this.eou.score(said, this.pauseSpeech);
     const needed = endpointDelayMs(score, this.opts);
     // Quiet that was heard: a detector running behind its frames must not end the turn on audio still queued.
     const quietFor = this.clock.heard(HEARD_AHEAD_MS, INPUT_STALL_MS) - endMs;

@@ -192,6 +192,7 @@ const TimedEnv = z.object({
   TIMED_STT_FINAL_MS: z.coerce.number().nonnegative().default(TIMED_STT_DEFAULTS.finalDelayMs),
   TIMED_STT_PARTIAL_MS: z.coerce.number().positive().default(TIMED_STT_DEFAULTS.partialEveryMs),
   TIMED_STT_MIN_SPEECH_MS: z.coerce.number().nonnegative().default(TIMED_STT_DEFAULTS.minSpeechMs),
+  TIMED_STT_END_SILENCE_MS: z.coerce.number().positive().default(TIMED_STT_DEFAULTS.endSilenceMs),
   TIMED_STT_TEXTS: z
     .string()
     .optional()
@@ -206,7 +207,10 @@ const TimedEnv = z.object({
     }),
 });
 
-/** `TIMED_STT_FINAL_MS`, `TIMED_STT_PARTIAL_MS`, `TIMED_STT_MIN_SPEECH_MS`, `TIMED_STT_TEXTS` (JSON array). */
+/**
+ * `TIMED_STT_FINAL_MS`, `TIMED_STT_PARTIAL_MS`, `TIMED_STT_MIN_SPEECH_MS`, `TIMED_STT_END_SILENCE_MS`,
+ * `TIMED_STT_TEXTS` (JSON array).
+ */
 export function timedSttFromEnv(env: NodeJS.ProcessEnv): TimedSTT {
   const parsed = TimedEnv.safeParse(env);
   if (!parsed.success)
@@ -215,6 +219,7 @@ export function timedSttFromEnv(env: NodeJS.ProcessEnv): TimedSTT {
     finalDelayMs: parsed.data.TIMED_STT_FINAL_MS,
     partialEveryMs: parsed.data.TIMED_STT_PARTIAL_MS,
     minSpeechMs: parsed.data.TIMED_STT_MIN_SPEECH_MS,
+    endSilenceMs: parsed.data.TIMED_STT_END_SILENCE_MS,
     texts: parsed.data.TIMED_STT_TEXTS,
   });
 }

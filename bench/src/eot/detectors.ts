@@ -1,0 +1,115 @@
+import { heuristicEou, logistic, ngramProsodyEou, readEouWeights, type SpeechTail } from '@va/providers';
+import type { Silence, Step } from './sweep.js';
+import type { StreamedTake } from './stream.js';
+import { tailBefore } from './takes.js';
+
+/** A detector as the sweep sees it: the probability that the user is done, from the words so far and the audio. */
+export interface Detector {
+  name: string;
+  /** Always 1 (VAD silence alone): the sweep needs one threshold only. */
+  constant?: boolean;
+  p(text: string, speech: SpeechTail): number;
+}
+
+/** The detectors side by side: silence alone, today's word list, the new model, and the new model deaf. */
+export function detectors(): Detector[] {
+  const model = ngramProsodyEou();
+  const weights = readEouWeights();
+  return [
+    { name: 'vad-only', constant: true, p: () => 1 },
+    { name: 'heuristic', p: (text) => heuristicEou.score(text) },
+    {
+      name: 'ngram-words',
+      p: (text) => (text.trim() === '' ? 0 : logistic(weights.text, model.features.read(text).text)),
+    },
+    { name: 'ngram-prosody', p: (text, speech) => model.score(text, speech) },
+  ];
+}
+
+/** The longest a policy waits: no step past it matters. */
+const HORIZON_MS = 3000;
+
+/** What the user has said of the take by audio time `atMs`: the finals, then the newest partial; settled or not. */
+class WordsSoFar {
+  private finals: string[] = [];
+  private partial = '';
+  settled = false;
+
+  apply(t: StreamedTake['transcripts'][number]['msg']): void {
+    if (t.final) {
+      if (t.text.trim() !== '') this.finals.push(t.text.trim());
+      this.partial = '';
+      this.settled = true;
+    } else {
+      this.partial = t.text;
+      this.settled = t.stable;
+    }
+  }
+
+  get text(): string {
+    return [...this.finals, this.partial].join(' ').replace(/\s+/g, ' ').trim();
+  }
+}
+
+/** One silence of a take as a detector saw it: what it said at its start and each time words arrived in it. */
+function silence(
+  take: StreamedTake,
+  detector: Detector,
+  label: Silence['label'],
+  startMs: number,
+  durationMs: number,
+  speech: SpeechTail,
+): Silence {
+  const abs = take.offsetMs + startMs;
+  const words = new WordsSoFar();
+  const heard = [...take.transcripts].sort((a, b) => a.atMs - b.atMs);
+  let i = 0;
+  for (; i < heard.length && heard[i]!.atMs <= abs; i++) words.apply(heard[i]!.msg);
+  const step = (fromMs: number): Step => ({ fromMs, p: detector.p(words.text, speech), settled: words.settled });
+  const steps = [step(0)];
+  for (; i < heard.length && heard[i]!.atMs < abs + Math.min(durationMs, HORIZON_MS); i++) {
+    words.apply(heard[i]!.msg);
+    steps.push(step(heard[i]!.atMs - abs));
+  }
+  return { label, durationMs, steps };
+}
+
+/** Every silence of a take — its pauses (holds) and its end — through one detector. */
+export function silencesOf(take: StreamedTake, detector: Detector): Silence[] {
+  const { heard } = take;
+  const holds = heard.pauses.map((p) =>
+    silence(take, detector, 'hold', p.startMs, p.endMs - p.startMs, tailBefore(heard.pcm, p.startMs)),
+  );
+  const endDuration = take.untilMs - (take.offsetMs + heard.speechEndMs);
+  return [
+    ...holds,
+    silence(take, detector, 'eot', heard.speechEndMs, endDuration, tailBefore(heard.pcm, heard.speechEndMs)),
+  ];
+}
+
+/** What the live turn detector did with a take: turns ended inside pauses, its wait after the real end, previews. */
+export interface LiveOutcome {
+  holds: number;
+  cutoffs: number;
+  /** Wait from the real end to the turn's end; undefined when it never ended the take's turn. */
+  latencyMs: number | undefined;
+  previews: number;
+  previewsCancelled: number;
+}
+
+export function liveOutcome(take: StreamedTake): LiveOutcome {
+  const ends = take.turns.filter((t) => t.msg.kind === 'end');
+  const previews = take.turns.filter((t) => t.msg.kind === 'preview');
+  const cutoffs = take.heard.pauses.filter((p) =>
+    ends.some((e) => e.atMs >= take.offsetMs + p.startMs && e.atMs < take.offsetMs + p.endMs),
+  ).length;
+  const endAt = take.offsetMs + take.heard.speechEndMs;
+  const end = ends.find((e) => e.atMs >= endAt);
+  return {
+    holds: take.heard.pauses.length,
+    cutoffs,
+    latencyMs: end ? end.atMs - endAt : undefined,
+    previews: previews.length,
+    previewsCancelled: previews.filter((p) => take.cancelled.has(p.msg.turnId)).length,
+  };
+}

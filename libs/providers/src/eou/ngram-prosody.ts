@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import type { EndOfUtteranceModel } from '../types.js';
+import { lmWords, NgramLanguageModel, type SentenceEnd } from './ngram.js';
+import { prosodyOf, type Prosody, type SpeechTail } from './prosody.js';
+
+/**
+ * The default end-of-utterance model: a small logistic model over what the Debian trigram says of the words (how
+ * likely the sentence ends after them) and how the speech before the pause sounded (pitch fall, final lengthening,
+ * fade). Two fits share the features: `speech` (words and audio) and `text` (words alone, when no audio is given).
+ * The weights are fitted by `npm run eot:train` on the training split of the bench corpus and committed
+ * (libs/providers/eou-model.json).
+ */
+export const TEXT_FEATURES = [
+  'ln_end',
+  'ln_end_after_word',
+  'trigram_seen',
+  'trailing_filler',
+  'unknown_share',
+] as const;
+export const SPEECH_FEATURES = [
+  'pitch_slope',
+  'final_pitch',
+  'above_floor',
+  'last_slope',
+  'final_voiced_s',
+  'energy_slope',
+  'voiced_share',
+] as const;
+
+/** Hesitations: the LM has them end sentences (its text is transcribed speech), a speaker who says one goes on. */
+const FILLERS = new Set(['um', 'uh', 'er', 'erm', 'hmm', 'mm', 'uhm']);
+
+const clip = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
+
+export function textFeatures(end: SentenceEnd, words: readonly string[]): number[] {
+  return [
+    end.lnEnd,
+    end.lnEndAfterWord,
+    end.order >= 3 ? 1 : 0,
+    FILLERS.has(words[words.length - 1] ?? '') ? 1 : 0,
+    words.length === 0 ? 0 : end.unknownWords / words.length,
+  ];
+}
+
+export function speechFeatures(p: Prosody): number[] {
+  return [
+    clip(p.pitchSlope, -60, 60),
+    clip(p.finalPitch, -12, 12),
+    clip(p.aboveFloor, 0, 24),
+    clip(p.lastSlope, -80, 80),
+    clip(p.finalVoicedMs / 1000, 0, 1),
+    clip(p.energySlope, -200, 200) / 100,
+    p.voicedShare,
+  ];
+}
+
+const Logistic = z.object({
+  bias: z.number(),
+  weights: z.array(z.number()),
+  /** Standardisation of each feature before its weight: (x − mean) / std. */
+  mean: z.array(z.number()),
+  std: z.array(z.number().positive()),
+});
+export type Logistic = z.infer<typeof Logistic>;
+
+export const EouWeights = z.object({
+  version: z.literal(1),
+  textFeatures: z.array(z.string()),
+  speechFeatures: z.array(z.string()),
+  text: Logistic,
+  speech: Logistic,
+  /** How the fit was made: reproducible with `npm run eot:train` from these. */
+  fitted: z.record(z.string(), z.unknown()),
+});
+export type EouWeights = z.infer<typeof EouWeights>;
+
+export function logistic(model: Logistic, x: readonly number[]): number {
+  let z = model.bias;
+  for (let i = 0; i < x.length; i++) z += model.weights[i]! * ((x[i]! - model.mean[i]!) / model.std[i]!);
+  return 1 / (1 + Math.exp(-z));
+}
+
+export const EOU_WEIGHTS_FILE = new URL('../../eou-model.json', import.meta.url);
+
+export function readEouWeights(file: URL | string = EOU_WEIGHTS_FILE): EouWeights {
+  const weights = EouWeights.parse(JSON.parse(readFileSync(file, 'utf8')));
+  const expect = (got: readonly string[], want: readonly string[], fit: Logistic, what: string) => {
+    if (got.join() !== want.join() || fit.weights.length !== want.length)
+      throw new Error(
+        `${String(file)}: the ${what} features are [${got.join(', ')}], this code reads [${want.join(', ')}]`,
+      );
+  };
+  expect(weights.textFeatures, TEXT_FEATURES, weights.text, 'text');
+  expect(weights.speechFeatures, [...TEXT_FEATURES, ...SPEECH_FEATURES], weights.speech, 'speech');
+  return weights;
+}
+
+/** Reads the features both the fit and the score use: the words through the n-gram, the audio through prosody. */
+export class EouFeatureReader {
+  /** What was read of each pause's audio: score() runs on every frame of a pause, the audio is read once. */
+  private readonly heard = new WeakMap<SpeechTail, Prosody>();
+
+  constructor(readonly lm: NgramLanguageModel) {}
+
+  read(text: string, speech?: SpeechTail): { text: number[]; speech?: number[] } {
+    const words = lmWords(text);
+    const t = textFeatures(this.lm.sentenceEnd(text), words);
+    if (!speech) return { text: t };
+    let prosody = this.heard.get(speech);
+    if (!prosody) {
+      prosody = prosodyOf(speech);
+      this.heard.set(speech, prosody);
+    }
+    return { text: t, speech: [...t, ...speechFeatures(prosody)] };
+  }
+}
+
+export class NgramProsodyEou implements EndOfUtteranceModel {
+  readonly provider = 'ngram-prosody';
+  readonly name = 'ngram-prosody';
+  readonly features: EouFeatureReader;
+
+  constructor(
+    lm: NgramLanguageModel,
+    private readonly weights: EouWeights,
+  ) {
+    this.features = new EouFeatureReader(lm);
+  }
+
+  score(text: string, speech?: SpeechTail): number {
+    if (lmWords(text).length === 0) return 0;
+    const f = this.features.read(text, speech);
+    return f.speech ? logistic(this.weights.speech, f.speech) : logistic(this.weights.text, f.text);
+  }
+}
+
+let shared: NgramProsodyEou | undefined;
+
+/** One model per process: the language model is ~30 MB and read-only. */
+export function ngramProsodyEou(): NgramProsodyEou {
+  shared ??= new NgramProsodyEou(NgramLanguageModel.load(), readEouWeights());
+  return shared;
+}
