@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     limit: { type: 'string' },
     recognisers: { type: 'string', default: 'exact,pocketsphinx' },
+    takes: { type: 'string' },
     instances: { type: 'string', default: '1' },
     steps: { type: 'string' },
     'capacity-md': { type: 'string' },
@@ -47,6 +48,7 @@ if (args.help) {
       '                        [--stt-memory]\n' +
       '       npm run bench -- --eot [--corpus FILE] [--voices flite:kal,espeak-ng:en-us@1.1] [--seed N] [--limit N]\n' +
       '                        [--recognisers exact,pocketsphinx] [--json FILE] [--svg FILE] [--markdown FILE]\n' +
+      '                        [--takes FILE.jsonl]\n' +
       '  --capacity alone runs only the capacity ramp; a full run (no --quick) includes it.\n' +
       '  --stt-memory alone runs only the memory of stt before, during and after 6 offline sessions; a full run includes it.',
   );

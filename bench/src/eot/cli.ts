@@ -1,8 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
+import { formatSpeakerVoice } from '@va/testkit';
 import { cpus } from 'node:os';
 import { runEot } from './eot.js';
 import { eotMarkdown, eotSvg } from './report.js';
-import type { Recogniser } from './stream.js';
+import type { Recogniser, StreamedTake } from './stream.js';
 
 export interface EotArgs {
   corpus?: string | undefined;
@@ -13,6 +14,25 @@ export interface EotArgs {
   json?: string | undefined;
   svg?: string | undefined;
   markdown?: string | undefined;
+  /** JSON lines, one per take: its words, pauses and what stt and the turn detector said of it, when. */
+  takes?: string | undefined;
+}
+
+async function appendTakes(file: string, recogniser: Recogniser, takes: StreamedTake[]): Promise<void> {
+  const lines = takes.map((t) =>
+    JSON.stringify({
+      recogniser,
+      voice: formatSpeakerVoice(t.take.voice),
+      text: t.take.text,
+      offsetMs: t.offsetMs,
+      speechEndMs: t.heard.speechEndMs,
+      pauses: t.heard.pauses,
+      transcripts: t.transcripts,
+      turns: t.turns,
+      cancelled: [...t.cancelled],
+    }),
+  );
+  await appendFile(file, `${lines.join('\n')}\n`);
 }
 
 /** `npm run bench -- --eot …`: runs the end-of-turn bench and writes what was asked for. */
@@ -38,6 +58,7 @@ export async function eotBench(args: EotArgs): Promise<void> {
     ...(limit !== undefined ? { limit } : {}),
     recognisers: recognisers as Recogniser[],
     onProgress: (line) => console.log(line),
+    ...(args.takes ? { onStreamed: (recogniser, takes) => appendTakes(args.takes!, recogniser, takes) } : {}),
   });
   const markdown = eotMarkdown(result);
   console.log(`\n${markdown}`);

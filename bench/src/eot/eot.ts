@@ -38,6 +38,8 @@ export interface EotOptions {
   limit?: number;
   recognisers: readonly Recogniser[];
   onProgress?: (line: string) => void;
+  /** Called with every take as streamed (what stt and the turn detector said of it), per recogniser. */
+  onStreamed?: (recogniser: Recogniser, takes: StreamedTake[]) => void | Promise<void>;
 }
 
 export interface EotResult {
@@ -193,6 +195,7 @@ export async function runEot(opts: EotOptions): Promise<EotResult> {
   for (const recogniser of opts.recognisers) {
     progress(`${recogniser}: streaming through stt and turn-detector`);
     const streamed = (await streamTakes({ recogniser, sessions, onProgress: progress })).flat();
+    await opts.onStreamed?.(recogniser, streamed);
     curves[recogniser] = sweepRows(recogniser, streamed, rows);
     liveRows(recogniser, streamed, rows);
   }

@@ -129,6 +129,8 @@ export const CANCEL_REASON = {
   preemptMismatch: 'preempt-mismatch',
   /** A preview turn the user went on speaking after. */
   preemptAbandoned: 'preempt-abandoned',
+  /** A turn ended on the recogniser's partial words whose final came out different: the final's turn replaces it. */
+  finalRevised: 'final-revised',
 } as const;
 
 export const Control = z

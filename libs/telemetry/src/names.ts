@@ -137,6 +137,8 @@ export const METRIC = {
   /** Barge-ins that paused the agent, and those that turned out to be noise (the agent resumed). */
   bargeIns: 'va.barge_ins',
   falseInterruptions: 'va.false_interruptions',
+  /** Turns ended on the recogniser's partial words whose final came out different (the final's turn replaced it). */
+  turnsRevised: 'va.turns.revised',
   /** Preemptive LLM requests cancelled because the committed turn differed, and their (estimated) tokens. */
   preemptiveWasted: 'va.preemptive.wasted_requests',
   preemptiveWastedTokens: 'va.preemptive.wasted_tokens',
@@ -197,6 +199,7 @@ export const METRIC_KIND = {
   [METRIC.e2e]: 'histogram',
   [METRIC.bargeIns]: 'counter',
   [METRIC.falseInterruptions]: 'counter',
+  [METRIC.turnsRevised]: 'counter',
   [METRIC.preemptiveWasted]: 'counter',
   [METRIC.preemptiveWastedTokens]: 'counter',
   [METRIC.fallbacks]: 'counter',

@@ -148,6 +148,10 @@ function busEffects(
       counter(METRIC.bargeIns).add(1, { [ATTR.stage]: STAGE });
       ctx.log.info({ turnId, atMs }, 'barge-in');
     },
+    revised: (from, to) => {
+      counter(METRIC.turnsRevised).add(1, { [ATTR.stage]: STAGE });
+      ctx.log.info({ turnId: from.turnId, newTurnId: to.turnId }, 'turn ended on a partial, replaced by its final');
+    },
     resumed: (turnId) => {
       counter(METRIC.falseInterruptions).add(1, { [ATTR.stage]: STAGE });
       ctx.log.info({ turnId }, 'false interruption: resuming');

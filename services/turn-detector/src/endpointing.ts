@@ -35,6 +35,12 @@ export interface EndpointingOptions {
   preemptiveGeneration: boolean;
   /** Speech resuming this soon after an unfinished-sounding turn was sent continues it: its words carry over. */
   continuationWindowMs: number;
+  /**
+   * Words the model scores at least this finished end the turn on the recogniser's stable partial, without
+   * waiting for its final (pocketsphinx's comes ~0.5 s after the speech); a final that differs replaces the turn.
+   * Above 1: always wait for the final.
+   */
+  earlyEndMinScore: number;
 }
 
 export const ENDPOINTING_DEFAULTS = {
@@ -48,6 +54,7 @@ export const ENDPOINTING_DEFAULTS = {
   resumeFalseInterruption: true,
   preemptiveGeneration: true,
   continuationWindowMs: 1500,
+  earlyEndMinScore: 0.8,
 } as const satisfies EndpointingOptions;
 
 /** The quiet an utterance needs before its turn ends: quadratic, so finished-sounding text ends fast. */

@@ -16,8 +16,11 @@ const env = parseEnv(
   ServiceEnv.extend({
     /** `silero` (default), `energy`, or a chain tried in order until one loads (`silero,energy`). */
     VAD_PROVIDER: z.string().default('silero'),
-    /** How finished the words sound (the `eou` provider kind): `heuristic` (default). */
-    EOU_PROVIDER: z.string().default('heuristic'),
+    /**
+     * How finished the words sound (the `eou` provider kind): `ngram-prosody` (the Debian trigram and the speech's
+     * prosody), falling back to `heuristic` (a word list) where the language model is not installed.
+     */
+    EOU_PROVIDER: z.string().default('ngram-prosody,heuristic'),
     /** `fixed` is LiveKit Agents' default (500 ms after VAD end), kept as the benchmark baseline. */
     TURN_ENDPOINTING: z.enum(['adaptive', 'fixed']).default(D.mode),
     TURN_FIXED_DELAY_MS: ms(D.fixedDelayMs),
@@ -28,6 +31,8 @@ const env = parseEnv(
     TURN_FALSE_INTERRUPTION_MS: ms(D.falseInterruptionMs),
     TURN_RESUME_FALSE_INTERRUPTION: flag(D.resumeFalseInterruption),
     TURN_PREEMPTIVE_GENERATION: flag(D.preemptiveGeneration),
+    /** End on the recogniser's stable partial when the words score at least this (above 1: wait for the final). */
+    TURN_EARLY_END_MIN_SCORE: z.coerce.number().min(0).default(D.earlyEndMinScore),
   }),
 );
 // One VAD held for the life of the process (never closed): the model every session's VAD shares is loaded
@@ -50,6 +55,7 @@ await runService({
       falseInterruptionMs: env.TURN_FALSE_INTERRUPTION_MS,
       resumeFalseInterruption: env.TURN_RESUME_FALSE_INTERRUPTION,
       preemptiveGeneration: env.TURN_PREEMPTIVE_GENERATION,
+      earlyEndMinScore: env.TURN_EARLY_END_MIN_SCORE,
     },
     eou,
   ),

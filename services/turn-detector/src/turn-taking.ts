@@ -28,7 +28,14 @@ const STT_LAG_GRACE_MS = 3_000;
 export interface TurnState {
   emittedUpToMs: number;
   agentTurn?: string;
-  lastEmitted?: { turnId: string; text: string; score: number; atWall: number };
+  lastEmitted?: {
+    turnId: string;
+    text: string;
+    score: number;
+    atWall: number;
+    /** Ended on a partial: the final for it is still to come, and the words before that partial. */
+    early?: { before: string };
+  };
   finals: string[];
   lastFinalEndMs: number;
   preview?: { turnId: string; text: string; atWall: number };
@@ -73,6 +80,8 @@ export interface TurnTakingEffects {
   save(state: TurnState): void;
   /** A user turn ended `delayMs` after its speech: the `turn-detect` span and the end-of-utterance metric. */
   ended(turn: { turnId: string; text: string; score: number; delayMs: number; previewedAt?: number }): void;
+  /** A turn ended on a partial was replaced by the final's different words (counted, logged). */
+  revised?(from: { turnId: string; text: string }, to: { turnId: string; text: string }): void;
   /** The user spoke over the agent's turn (counted, logged). */
   bargedIn(turnId: string, atMs: number): void;
   /** A barge-in without words: the agent plays on. */
@@ -218,6 +227,7 @@ export class TurnTaking {
    */
   transcript(t: Transcript, beforeTakeover = false): void {
     this.sttHeardMs = Math.max(this.sttHeardMs, t.endMs);
+    if (t.final && this.finalOfEarlyEnd(t)) return;
     if (t.endMs <= this.emittedUpToMs && this.emittedUpToMs >= 0) return; // late words of a turn already sent
     if (t.final) {
       if (t.text.trim() !== '') this.finals.push(t.text.trim());
@@ -332,7 +342,10 @@ export class TurnTaking {
     // speech (a loaded machine, a slow network) its words are not all in yet, and ending now would cut them.
     const sttBehind = this.sttHeardMs < endMs - FINAL_COVER_MS;
     const capMs = sttBehind ? this.opts.maxDelayMs + STT_LAG_GRACE_MS : this.opts.maxDelayMs;
-    if ((haveFinal && quietFor >= needed) || quietFor >= capMs) return this.endTurn(endMs, score);
+    // Confident words the recogniser has stopped changing need not wait for its final.
+    const early =
+      !haveFinal && !sttBehind && this.partialStable && this.partial !== '' && score >= this.opts.earlyEndMinScore;
+    if (((haveFinal || early) && quietFor >= needed) || quietFor >= capMs) return this.endTurn(endMs, score, early);
     const settled = haveFinal || (this.partialStable && this.partial !== '');
     if (
       this.opts.preemptiveGeneration &&
@@ -364,7 +377,7 @@ export class TurnTaking {
   }
 
   /** The user's turn ends: committed (the preview's id when its words are the same), and the agent's begins. */
-  private endTurn(endMs: number, score: number): void {
+  private endTurn(endMs: number, score: number, onPartial = false): void {
     this.clearTimer();
     // The user has had their say over the agent's turn: that is a barge-in, whatever the VAD made of it.
     if (this.text !== '') {
@@ -372,6 +385,7 @@ export class TurnTaking {
       this.commitBargeIn();
     }
     const said = this.text;
+    const before = this.finals.join(' ');
     this.user = { phase: 'listening' };
     if (said === '') return; // noise: VAD heard something the recogniser found no words in
     // The preview already started the responders: commit it if the words are the same, else start over.
@@ -384,11 +398,36 @@ export class TurnTaking {
     this.effects.ended({ turnId, text: said, score, delayMs, ...(previewedAt !== undefined ? { previewedAt } : {}) });
     this.effects.turn({ turnId, kind: 'end', text: said, eouProb: score, speechEndMs: endMs });
     this.agent = { phase: 'speaking', turnId };
-    this.lastEmitted = { turnId, text: said, score, atWall: Date.now() };
+    this.lastEmitted = { turnId, text: said, score, atWall: Date.now(), ...(onPartial ? { early: { before } } : {}) };
     this.emittedUpToMs = endMs;
     this.finals = [];
     this.partial = '';
     this.save();
+  }
+
+  /**
+   * The final for a turn ended on a partial: taken (true) as that turn's. Its words the same: nothing to do. Else,
+   * if the user has said nothing since, the turn is replaced — cancelled, and the final's words sent as a new turn
+   * (the responders answer those); if they have, the turn stands and the final is dropped.
+   */
+  private finalOfEarlyEnd(t: Transcript): boolean {
+    const last = this.lastEmitted;
+    if (!last?.early || t.endMs > this.emittedUpToMs + RESUMED_MARGIN_MS) return false;
+    const { before } = last.early;
+    delete last.early;
+    const text = [before, t.text.trim()].filter((w) => w !== '').join(' ');
+    const quietSince = this.user.phase === 'listening' && this.text === '' && this.agentTurn === last.turnId;
+    if (sameWords(text, last.text) || text.trim() === '' || !quietSince) return true;
+    this.effects.cancel(last.turnId, CANCEL_REASON.finalRevised);
+    const turnId = newTurnId();
+    this.effects.revised?.({ turnId: last.turnId, text: last.text }, { turnId, text });
+    const delayMs = Math.max(0, Date.now() - this.clock.wallOf(this.emittedUpToMs));
+    this.effects.ended({ turnId, text, score: last.score, delayMs });
+    this.effects.turn({ turnId, kind: 'end', text, eouProb: last.score, speechEndMs: this.emittedUpToMs });
+    this.agent = { phase: 'speaking', turnId };
+    this.lastEmitted = { turnId, text, score: last.score, atWall: Date.now() };
+    this.save();
+    return true;
   }
 
   /**

@@ -238,3 +238,73 @@ describe('TurnTaking (the turn-detector state machine, fake clock)', () => {
     expect(next.effects.turns.map((t) => t.text)).toEqual(['tell me a joke']);
   });
 });
+
+describe('ending a turn before the recogniser’s final (fake clock)', () => {
+  beforeEach(() => void vi.useFakeTimers({ now: 1_000_000 }));
+  afterEach(() => void vi.useRealTimers());
+  const stablePartial = (text: string, startMs: number, endMs: number): Transcript => ({
+    ...final(text, startMs, endMs),
+    final: false,
+    stable: true,
+  });
+
+  it('ends on a stable partial that sounds finished; the same words in the final change nothing', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, earlyEndMinScore: 0.8 });
+    mic.speak(600);
+    turns.transcript(stablePartial('what time is it', 0, 600));
+    mic.quiet(300);
+    expect(effects.log).toEqual(['vad start 0', 'turn end "what time is it"']); // no final yet
+    turns.transcript(final('What time is it?', 0, 600));
+    mic.quiet(300);
+    expect(effects.turns.map((t) => `${t.kind} ${t.text}`)).toEqual(['end what time is it']);
+    expect(effects.log.filter((l) => l.startsWith('cancel'))).toEqual([]);
+    expect(turns.transcriptsAfterMs).toBe(600); // the final was taken as the turn's, not as new words
+  });
+
+  it('replaces the turn when the final’s words differ: cancelled, and a new turn with the final’s words', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, earlyEndMinScore: 0.8 });
+    mic.speak(600);
+    turns.transcript(final('hello', 0, 200));
+    turns.transcript(stablePartial('what time is it', 300, 600));
+    mic.quiet(300);
+    const first = effects.turns[0]!;
+    expect(first.text).toBe('hello what time is it');
+    turns.transcript(final('what time was it', 300, 600));
+    expect(effects.log.slice(-2)).toEqual(['cancel final-revised', 'turn end "hello what time was it"']);
+    const second = effects.turns[1]!;
+    expect(second.turnId).not.toBe(first.turnId);
+    expect(turns.agentTurn).toBe(second.turnId);
+    mic.quiet(300);
+    expect(effects.turns).toHaveLength(2);
+  });
+
+  it('waits for the final when the partial is unsure, unstable, or the model not confident enough', () => {
+    for (const [partial, minScore] of [
+      [stablePartial('i would like a table for', 0, 600), 0.8], // sounds unfinished
+      [{ ...stablePartial('what time is it', 0, 600), stable: false }, 0.8], // still changing
+      [stablePartial('what time is it', 0, 600), 1.1], // early ends off
+    ] as const) {
+      const { effects, turns, mic } = setup({ preemptiveGeneration: false, earlyEndMinScore: minScore });
+      mic.speak(600);
+      turns.transcript(partial);
+      mic.quiet(500);
+      expect(effects.turns, partial.text).toEqual([]);
+      turns.transcript(final(partial.text, 0, 600));
+      mic.quiet(1500);
+      expect(effects.turns.map((t) => t.text)).toEqual([partial.text]);
+    }
+  });
+
+  it('keeps a turn ended early when the user has spoken again before its different final came', () => {
+    const { effects, turns, mic } = setup({ preemptiveGeneration: false, earlyEndMinScore: 0.8 });
+    mic.speak(600);
+    turns.transcript(stablePartial('what time is it', 0, 600));
+    mic.quiet(300);
+    mic.speak(400);
+    turns.transcript(final('what time was it', 0, 600));
+    expect(effects.log.filter((l) => l.startsWith('cancel final-revised'))).toEqual([]);
+    turns.transcript(final('in london', 900, 1300));
+    mic.quiet(400);
+    expect(effects.turns.filter((t) => t.kind === 'end').map((t) => t.text)).toEqual(['what time is it', 'in london']);
+  });
+});

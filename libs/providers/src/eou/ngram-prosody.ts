@@ -16,7 +16,10 @@ export const TEXT_FEATURES = [
   'ln_end_after_word',
   'trigram_seen',
   'trailing_filler',
+  'ln_words',
   'unknown_share',
+  'end_likely',
+  'end_unlikely',
 ] as const;
 export const SPEECH_FEATURES = [
   'pitch_slope',
@@ -24,8 +27,14 @@ export const SPEECH_FEATURES = [
   'above_floor',
   'last_slope',
   'final_voiced_s',
+  'final_run_ratio',
+  'final_level',
   'energy_slope',
   'voiced_share',
+  'at_floor',
+  'near_floor',
+  'rising_end',
+  'falling_end',
 ] as const;
 
 /** Hesitations: the LM has them end sentences (its text is transcribed speech), a speaker who says one goes on. */
@@ -33,25 +42,41 @@ const FILLERS = new Set(['um', 'uh', 'er', 'erm', 'hmm', 'mm', 'uhm']);
 
 const clip = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
+/**
+ * The words' features. Besides the raw log probabilities, two bins of the end's (a linear model cannot bend):
+ * sentences very likely over, and very likely not. More words before a pause: more likely the turn is done.
+ */
 export function textFeatures(end: SentenceEnd, words: readonly string[]): number[] {
   return [
     end.lnEnd,
     end.lnEndAfterWord,
     end.order >= 3 ? 1 : 0,
     FILLERS.has(words[words.length - 1] ?? '') ? 1 : 0,
+    Math.log1p(words.length),
     words.length === 0 ? 0 : end.unknownWords / words.length,
+    end.lnEnd > -1.5 ? 1 : 0,
+    end.lnEnd < -3 ? 1 : 0,
   ];
 }
 
+/** The prosody's features, with bins of the final pitch: at the speaker's floor (a final fall), rising, falling. */
 export function speechFeatures(p: Prosody): number[] {
+  const aboveFloor = clip(p.aboveFloor, 0, 24);
+  const lastSlope = clip(p.lastSlope, -80, 80);
   return [
     clip(p.pitchSlope, -60, 60),
     clip(p.finalPitch, -12, 12),
-    clip(p.aboveFloor, 0, 24),
-    clip(p.lastSlope, -80, 80),
+    aboveFloor,
+    lastSlope,
     clip(p.finalVoicedMs / 1000, 0, 1),
+    clip(p.finalRunRatio, 0, 4),
+    clip(p.finalLevel, -40, 0),
     clip(p.energySlope, -200, 200) / 100,
     p.voicedShare,
+    aboveFloor < 1 ? 1 : 0,
+    aboveFloor < 3 ? 1 : 0,
+    lastSlope > 10 ? 1 : 0,
+    lastSlope < -10 ? 1 : 0,
   ];
 }
 

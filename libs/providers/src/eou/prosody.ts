@@ -15,6 +15,10 @@ export interface Prosody {
   lastSlope: number;
   /** Length of the last voiced run (the final syllable's vowel, mostly), ms. */
   finalVoicedMs: number;
+  /** The last voiced run against the median voiced run of the stretch: final lengthening, whatever the rate. */
+  finalRunRatio: number;
+  /** Loudness of the last 100 ms of speech under the loudest frame, dB (≤ 0). */
+  finalLevel: number;
   /** Loudness change over the last 200 ms of speech, dB per second (a fade is negative; a cut stays flat). */
   energySlope: number;
   /** Share of the last 200 ms that is voiced. */
@@ -112,6 +116,8 @@ export const NO_PROSODY: Prosody = {
   aboveFloor: 0,
   lastSlope: 0,
   finalVoicedMs: 0,
+  finalRunRatio: 0,
+  finalLevel: 0,
   energySlope: 0,
   voicedShare: 0,
 };
@@ -131,12 +137,19 @@ export function prosodyOf(tail: SpeechTail): Prosody {
   const lastVoiced = within(300);
   const finalSt = within(150).map((f) => f.st);
   const allSt = voiced.map((f) => f.st);
-  // The last voiced run, past any unvoiced ending (a final "s" or "t").
-  let run = 0;
-  for (let i = frames.length - 1; i >= 0; i--) {
-    if (frames[i]!.st !== undefined) run++;
-    else if (run > 0) break;
+  // Voiced runs (syllable nuclei, roughly); the last one past any unvoiced ending (a final "s" or "t").
+  const runs: number[] = [];
+  let current = 0;
+  for (const f of frames) {
+    if (f.st !== undefined) current++;
+    else if (current > 0) {
+      runs.push(current);
+      current = 0;
+    }
   }
+  if (current > 0) runs.push(current);
+  const run = runs[runs.length - 1] ?? 0;
+  const lastLoud = frames.filter((f) => f.atMs >= endMs - 100).map((f) => f.db);
   const recent = frames.filter((f) => f.atMs >= endMs - 200);
   return {
     pitchSlope: slope(lastVoiced.map((f) => [f.atMs / 1000, f.st])),
@@ -144,6 +157,8 @@ export function prosodyOf(tail: SpeechTail): Prosody {
     aboveFloor: finalSt.length > 0 ? median(finalSt) - quantile(allSt, 0.1) : 0,
     lastSlope: slope(within(150).map((f) => [f.atMs / 1000, f.st])),
     finalVoicedMs: run * HOP_MS,
+    finalRunRatio: runs.length > 1 ? run / median(runs) : run > 0 ? 1 : 0,
+    finalLevel: lastLoud.length > 0 ? median(lastLoud) - peak : 0,
     energySlope: slope(recent.map((f) => [f.atMs / 1000, f.db])),
     voicedShare: recent.length > 0 ? recent.filter((f) => f.st !== undefined).length / recent.length : 0,
   };
