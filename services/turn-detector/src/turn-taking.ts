@@ -1,15 +1,23 @@
-import { randomBytes } from 'node:crypto';
 import { FrameClock } from '@va/audio';
-import { CANCEL_REASON, FRAME_MS, LIMITS, type Transcript, type Turn } from '@va/protocol';
+import { CANCEL_REASON, FRAME_MS, type Transcript, type Turn } from '@va/protocol';
 import { preciseNow } from '@va/telemetry';
 import { heuristicEou, SOUNDS_FINISHED, type EndOfUtteranceModel, type SpeechTail } from '@va/providers';
 import { endpointDelayMs, type EndpointingOptions } from './endpointing.js';
+import { AgentSide } from './agent-side.js';
 import { RecentAudio } from './recent-audio.js';
+import { RESUMED_MARGIN_MS, UserWords } from './user-words.js';
+import {
+  newTurnId,
+  sameWords,
+  wordCount,
+  type AgentState,
+  type HeardFrame,
+  type TurnState,
+  type TurnTakingEffects,
+  type UserState,
+} from './turn-state.js';
 
-/** A final ending this far past the silence being judged belongs to speech after it. */
-const RESUMED_MARGIN_MS = 200;
-/** A final counts for the speech being judged if it ends no earlier than this before the speech stopped. */
-const FINAL_COVER_MS = 300;
+export * from './turn-state.js';
 /**
  * Words scoring below this sound unfinished: no preview for them (the early request would mostly be wasted), and
  * if their turn was ended anyway (`maxDelayMs`), speech right after it continues it.
@@ -22,93 +30,6 @@ const INPUT_STALL_MS = 250;
 const STT_LAG_GRACE_MS = 3_000;
 
 /**
- * What a new owner needs to carry on mid-conversation: which audio is already answered, the agent turn a user
- * could barge in on, the words heard so far of the turn being collected, and a preview the responders started on.
- */
-export interface TurnState {
-  emittedUpToMs: number;
-  agentTurn?: string;
-  lastEmitted?: {
-    turnId: string;
-    text: string;
-    score: number;
-    atWall: number;
-    /** Ended on a partial: the final for it is still to come, and the words before that partial. */
-    early?: { before: string };
-  };
-  finals: string[];
-  lastFinalEndMs: number;
-  preview?: { turnId: string; text: string; atWall: number };
-}
-
-/**
- * The user's side: quiet (`listening`), talking (`speaking`, the VAD may still be inside its silence window), or
- * stopped at `endMs` while the end of their turn is judged (`judging`: quiet long enough for how finished the words
- * sound, and the recogniser's final in).
- */
-export type UserState = { phase: 'listening' } | { phase: 'speaking' } | { phase: 'judging'; endMs: number };
-
-/**
- * The agent's side: no reply (`idle`), a reply being answered or played (`speaking`), or paused because the user
- * spoke over it (`barged-in`) until words end it or quiet resumes it.
- */
-export type AgentState =
-  | { phase: 'idle' }
-  | { phase: 'speaking'; turnId: string }
-  | { phase: 'barged-in'; turnId: string; atWall: number; resumeTimer?: NodeJS.Timeout };
-
-/** One analysed audio frame: the VAD's confirmed transitions and how loud this frame was for it. */
-export interface HeardFrame {
-  tsMs: number;
-  /** Start/end the VAD confirmed with this frame (hysteresis and minimum durations applied). */
-  events: readonly { kind: 'start' | 'end'; atMs: number }[];
-  /** The VAD is inside speech: a start confirmed and no end yet. */
-  inSpeech: boolean;
-  /** This frame alone: above the VAD's start threshold (`speech`), below its end threshold (`quiet`), or between. */
-  level: 'speech' | 'quiet' | 'between';
-}
-
-/** What turn-taking does to the world; the actor sends it on the bus, a test records it. */
-export interface TurnTakingEffects {
-  /** A message on the session's `turn` channel (end, preview, barge-in, resume). */
-  turn(msg: Turn): void;
-  /** A confirmed VAD transition on the `vad` channel. */
-  vad(kind: 'start' | 'end', atMs: number): void;
-  /** Cancels a turn everywhere (`control`). */
-  cancel(turnId: string, reason: string): void;
-  /** Keeps the state for a successor. */
-  save(state: TurnState): void;
-  /** A user turn ended `delayMs` after its speech: the `turn-detect` span and the end-of-utterance metric. */
-  ended(turn: { turnId: string; text: string; score: number; delayMs: number; previewedAt?: number }): void;
-  /** A turn ended on a partial was replaced by the final's different words (counted, logged). */
-  revised?(from: { turnId: string; text: string }, to: { turnId: string; text: string }): void;
-  /** The user spoke over the agent's turn (counted, logged). */
-  bargedIn(turnId: string, atMs: number): void;
-  /** A barge-in without words: the agent plays on. */
-  resumed(turnId: string): void;
-}
-
-export function newTurnId(): string {
-  return `t${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-}
-
-/** Words as a recogniser's text compares: case and punctuation do not make a preview differ. */
-function sameWords(a: string, b: string): boolean {
-  const norm = (t: string) =>
-    t
-      .toLowerCase()
-      .replace(/[^\p{L}\p{N}' ]/gu, ' ')
-      .split(/\s+/)
-      .filter(Boolean)
-      .join(' ');
-  return norm(a) === norm(b);
-}
-
-export function wordCount(text: string): number {
-  return text.split(/\s+/).filter((w) => /[\p{L}\p{N}]/u.test(w)).length;
-}
-
-/**
  * One session's turn-taking: VAD start/end from the audio, end of turn from how long the user has been quiet
  * against how finished their words sound, and barge-in when the user speaks over the agent's reply. Two state
  * machines side by side — the user's (`listening → speaking → judging → listening`) and the agent's
@@ -117,17 +38,12 @@ export function wordCount(text: string): number {
  */
 export class TurnTaking {
   user: UserState = { phase: 'listening' };
-  agent: AgentState = { phase: 'idle' };
   /** Audio clock → wall clock; frames arrive in real time, so the newest one anchors both. */
   readonly clock = new FrameClock();
   private speechStartMs = 0;
-  /** Final transcripts of the user turn being collected, and the newest partial after them. */
-  private finals: string[] = [];
-  private partial = '';
-  private partialStable = false;
-  private lastFinalEndMs = -1;
-  /** How far the recogniser has heard (the newest transcript's end): behind the speech end = words still coming. */
-  private sttHeardMs = -1;
+  /** The words of the user turn being collected. */
+  private readonly words: UserWords;
+  private readonly agentSide: AgentSide;
   /** Speech end of the last turn emitted: transcripts of audio before it belong to that turn. */
   private emittedUpToMs = -1;
   private lastEmitted: TurnState['lastEmitted'];
@@ -150,44 +66,49 @@ export class TurnTaking {
     private readonly effects: TurnTakingEffects,
     saved?: TurnState,
   ) {
+    this.words = new UserWords(saved);
+    this.agentSide = new AgentSide(
+      opts,
+      effects,
+      () => this.clock.latestMs,
+      (turnId, atWall) => this.bargeInCommitted(turnId, atWall),
+    );
     if (!saved) return;
     this.emittedUpToMs = saved.emittedUpToMs;
-    if (saved.agentTurn) this.agent = { phase: 'speaking', turnId: saved.agentTurn };
+    if (saved.agentTurn) this.agentSide.speaks(saved.agentTurn);
     this.lastEmitted = saved.lastEmitted;
     this.preview = saved.preview;
-    this.finals = saved.finals;
-    this.lastFinalEndMs = saved.lastFinalEndMs;
+  }
+
+  /** The agent's side: idle, speaking or barged-in. */
+  get agent(): AgentState {
+    return this.agentSide.state;
   }
 
   /** The agent turn a user could barge in on. */
   get agentTurn(): string | undefined {
-    return this.agent.phase === 'idle' ? undefined : this.agent.turnId;
+    return this.agentSide.turnId;
   }
 
   /** Where a new owner asks stt to replay finals from. */
   get transcriptsAfterMs(): number {
-    return Math.max(this.emittedUpToMs, this.lastFinalEndMs);
+    return Math.max(this.emittedUpToMs, this.words.lastFinalEndMs);
   }
 
   get lastFinalMs(): number {
-    return this.lastFinalEndMs;
+    return this.words.lastFinalEndMs;
   }
 
   /** The user's words of the turn being collected, at most what one turn message may carry (the newest). */
   get text(): string {
-    return [...this.finals, this.partial]
-      .filter((t) => t.trim() !== '')
-      .join(' ')
-      .trim()
-      .slice(-LIMITS.textChars)
-      .trim();
+    return this.words.text;
   }
 
   get state(): TurnState {
     const state: TurnState = {
       emittedUpToMs: this.emittedUpToMs,
-      finals: this.finals,
-      lastFinalEndMs: this.lastFinalEndMs,
+      finals: this.words.finals,
+      lastFinalEndMs: this.words.lastFinalEndMs,
     };
     if (this.agentTurn) state.agentTurn = this.agentTurn;
     if (this.lastEmitted) state.lastEmitted = this.lastEmitted;
@@ -218,7 +139,7 @@ export class TurnTaking {
     ) {
       this.bargeIn(this.user.phase === 'speaking' ? Math.min(this.speechStartMs, run) : run);
     }
-    this.followPause();
+    this.agentSide.follow(this.user.phase === 'speaking');
   }
 
   /**
@@ -226,16 +147,11 @@ export class TurnTaking {
    * back from stt at takeover), spoken before this instance heard any audio.
    */
   transcript(t: Transcript, beforeTakeover = false): void {
-    this.sttHeardMs = Math.max(this.sttHeardMs, t.endMs);
+    this.words.heardUpTo(t);
     if (t.final && this.finalOfEarlyEnd(t)) return;
     if (t.endMs <= this.emittedUpToMs && this.emittedUpToMs >= 0) return; // late words of a turn already sent
+    this.words.add(t);
     if (t.final) {
-      if (t.text.trim() !== '') this.finals.push(t.text.trim());
-      // A turn's text is at most LIMITS.textChars: a user who never pauses keeps their latest words.
-      while (this.finals.length > 1 && this.finals.join(' ').length > LIMITS.textChars) this.finals.shift();
-      this.partial = '';
-      this.partialStable = false;
-      this.lastFinalEndMs = Math.max(this.lastFinalEndMs, t.endMs);
       // Words that began before this instance heard any audio were spoken before it took the session over: if the
       // speech also ended before (the VAD here never heard it), where the recogniser says it ended is the end.
       const spokenBefore = beforeTakeover || (this.firstHeardMs !== undefined && t.startMs < this.firstHeardMs);
@@ -243,26 +159,19 @@ export class TurnTaking {
         this.speechStopped(t.endMs);
       }
       this.save();
-    } else {
-      this.partial = t.text;
-      this.partialStable = t.stable;
     }
-    if (this.agent.phase === 'barged-in' && wordCount(this.text) >= this.opts.minInterruptionWords)
-      this.commitBargeIn();
+    this.agentSide.heardWords(wordCount(this.text));
     this.decide();
   }
 
   /** The agent's turn finished playing. */
   playedOut(turnId: string): void {
-    if (this.agentTurn !== turnId) return;
-    if (this.agent.phase === 'barged-in') clearTimeout(this.agent.resumeTimer);
-    this.agent = { phase: 'idle' };
-    this.save();
+    if (this.agentSide.playedOut(turnId)) this.save();
   }
 
   stop(): void {
     this.clearTimer();
-    if (this.agent.phase === 'barged-in') clearTimeout(this.agent.resumeTimer);
+    this.agentSide.stop();
   }
 
   private save(): void {
@@ -334,19 +243,15 @@ export class TurnTaking {
     const needed = endpointDelayMs(score, this.opts);
     // Quiet that was heard: a detector running behind its frames must not end the turn on audio still queued.
     const quietFor = this.clock.heard(HEARD_AHEAD_MS, INPUT_STALL_MS) - endMs;
-    const haveFinal =
-      this.lastFinalEndMs >= endMs - FINAL_COVER_MS &&
-      this.lastFinalEndMs <= endMs + RESUMED_MARGIN_MS &&
-      this.partial === '';
+    const haveFinal = this.words.finalFor(endMs);
     // `maxDelayMs` ends a turn whose final never comes; but while the recogniser is still behind the end of the
     // speech (a loaded machine, a slow network) its words are not all in yet, and ending now would cut them.
-    const sttBehind = this.sttHeardMs < endMs - FINAL_COVER_MS;
+    const sttBehind = this.words.behind(endMs);
     const capMs = sttBehind ? this.opts.maxDelayMs + STT_LAG_GRACE_MS : this.opts.maxDelayMs;
     // Confident words the recogniser has stopped changing need not wait for its final.
-    const early =
-      !haveFinal && !sttBehind && this.partialStable && this.partial !== '' && score >= this.opts.earlyEndMinScore;
+    const early = !haveFinal && !sttBehind && this.words.stablePartial && score >= this.opts.earlyEndMinScore;
     if (((haveFinal || early) && quietFor >= needed) || quietFor >= capMs) return this.endTurn(endMs, score, early);
-    const settled = haveFinal || (this.partialStable && this.partial !== '');
+    const settled = haveFinal || this.words.stablePartial;
     if (
       this.opts.preemptiveGeneration &&
       !this.preview &&
@@ -367,7 +272,7 @@ export class TurnTaking {
     if (this.user.phase !== 'judging' || this.vadEndWall === 0) return;
     const now = Date.now();
     const earliest = this.vadEndWall + this.opts.fixedDelayMs;
-    const haveFinal = this.lastFinalEndMs >= this.user.endMs - FINAL_COVER_MS && this.partial === '';
+    const haveFinal = this.words.finalFor(this.user.endMs, false);
     if (now >= earliest && (haveFinal || now >= earliest + this.opts.maxDelayMs)) {
       this.vadEndWall = 0;
       return this.endTurn(this.user.endMs, heuristicEou.score(this.text));
@@ -382,10 +287,10 @@ export class TurnTaking {
     // The user has had their say over the agent's turn: that is a barge-in, whatever the VAD made of it.
     if (this.text !== '') {
       if (this.agent.phase === 'speaking') this.bargeIn(this.speechStartMs);
-      this.commitBargeIn();
+      this.agentSide.commit();
     }
     const said = this.text;
-    const before = this.finals.join(' ');
+    const before = this.words.settledText;
     this.user = { phase: 'listening' };
     if (said === '') return; // noise: VAD heard something the recogniser found no words in
     // The preview already started the responders: commit it if the words are the same, else start over.
@@ -397,11 +302,10 @@ export class TurnTaking {
     const delayMs = Math.max(0, Date.now() - this.clock.wallOf(endMs));
     this.effects.ended({ turnId, text: said, score, delayMs, ...(previewedAt !== undefined ? { previewedAt } : {}) });
     this.effects.turn({ turnId, kind: 'end', text: said, eouProb: score, speechEndMs: endMs });
-    this.agent = { phase: 'speaking', turnId };
+    this.agentSide.speaks(turnId);
     this.lastEmitted = { turnId, text: said, score, atWall: Date.now(), ...(onPartial ? { early: { before } } : {}) };
     this.emittedUpToMs = endMs;
-    this.finals = [];
-    this.partial = '';
+    this.words.clear();
     this.save();
   }
 
@@ -424,7 +328,7 @@ export class TurnTaking {
     const delayMs = Math.max(0, Date.now() - this.clock.wallOf(this.emittedUpToMs));
     this.effects.ended({ turnId, text, score: last.score, delayMs });
     this.effects.turn({ turnId, kind: 'end', text, eouProb: last.score, speechEndMs: this.emittedUpToMs });
-    this.agent = { phase: 'speaking', turnId };
+    this.agentSide.speaks(turnId);
     this.lastEmitted = { turnId, text, score: last.score, atWall: Date.now() };
     this.save();
     return true;
@@ -437,7 +341,7 @@ export class TurnTaking {
   greet(text: string, atMs: number): void {
     const turnId = newTurnId();
     this.effects.turn({ turnId, kind: 'agent', text, eouProb: 1, speechEndMs: atMs });
-    this.agent = { phase: 'speaking', turnId };
+    this.agentSide.speaks(turnId);
     this.save();
   }
 
@@ -457,62 +361,24 @@ export class TurnTaking {
     this.save();
   }
 
-  // ── the agent's side ───────────────────────────────────────────────────────────────────────────────────────
-
-  /**
-   * speaking → barged-in: the user speaks over the agent's turn: pause its playout at once, then end the turn
-   * when words come (`commitBargeIn`) or play on when none do (`resumeAfterNoise`).
-   */
   private bargeIn(atMs: number): void {
-    if (this.agent.phase !== 'speaking') return;
-    const { turnId } = this.agent;
-    this.agent = { phase: 'barged-in', turnId, atWall: Date.now() };
-    this.effects.bargedIn(turnId, atMs);
-    this.effects.turn({ turnId, kind: 'barge-in', text: '', eouProb: 0, speechEndMs: atMs });
-    // Words may be in before the VAD has heard enough (the recogniser can be quicker): they count.
-    if (!this.opts.resumeFalseInterruption || wordCount(this.text) >= this.opts.minInterruptionWords) {
-      this.commitBargeIn();
-    }
+    this.agentSide.bargeIn(atMs, wordCount(this.text));
   }
 
-  /** barged-in → idle: words over the agent end its turn everywhere (LLMs, tts, playout); the user's begins. */
-  private commitBargeIn(): void {
-    if (this.agent.phase !== 'barged-in') return;
-    const { turnId, atWall, resumeTimer } = this.agent;
-    clearTimeout(resumeTimer);
-    this.agent = { phase: 'idle' };
-    // Talking again right after a turn that was sent unfinished ("a table with…", ended by `maxDelayMs`): the
-    // user was not done, their words carry over. A finished question followed by another stays two turns.
+  /**
+   * A barge-in ended the agent's turn. Talking again right after a turn that was sent unfinished ("a table
+   * with…", ended by `maxDelayMs`): the user was not done, their words carry over. A finished question followed by
+   * another stays two turns.
+   */
+  private bargeInCommitted(turnId: string, atWall: number): void {
     const last = this.lastEmitted;
     if (
       last?.turnId === turnId &&
       last.score < PREVIEW_MIN_SCORE &&
       atWall - last.atWall < this.opts.continuationWindowMs
     ) {
-      this.finals.unshift(last.text);
+      this.words.prepend(last.text);
     }
-    this.effects.cancel(turnId, CANCEL_REASON.bargeIn);
     this.save();
-  }
-
-  /** barged-in → speaking: quiet for `falseInterruptionMs` without words (a cough, a door): play on. */
-  private resumeAfterNoise(): void {
-    if (this.agent.phase !== 'barged-in') return;
-    const { turnId } = this.agent;
-    this.agent = { phase: 'speaking', turnId };
-    this.effects.resumed(turnId);
-    this.effects.turn({ turnId, kind: 'resume', text: '', eouProb: 0, speechEndMs: this.clock.latestMs });
-  }
-
-  /** While barged in: the resume countdown runs only while the user is quiet. */
-  private followPause(): void {
-    const agent = this.agent;
-    if (agent.phase !== 'barged-in') return;
-    if (this.user.phase === 'speaking') {
-      clearTimeout(agent.resumeTimer);
-      agent.resumeTimer = undefined;
-    } else {
-      agent.resumeTimer ??= setTimeout(() => this.resumeAfterNoise(), this.opts.falseInterruptionMs);
-    }
   }
 }
