@@ -30,7 +30,7 @@ export {
   type MarkedPause,
   type MarkedUtterance,
   type SpeakMarkedOptions,
-} from './utterance-speech.js';
+} from './utterance-speech/index.js';
 export {
   startStagesInProcess,
   detachedActorContext,
