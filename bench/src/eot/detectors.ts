@@ -1,4 +1,11 @@
-import { heuristicEou, logistic, ngramProsodyEou, readEouWeights, type SpeechTail } from '@va/providers';
+import {
+  heuristicEou,
+  logistic,
+  ngramProsodyEou,
+  readEouWeights,
+  SOUNDS_FINISHED,
+  type SpeechTail,
+} from '@va/providers';
 import type { Silence, Step } from './sweep.js';
 import type { StreamedTake } from './stream.js';
 import { tailBefore } from './takes.js';
@@ -8,6 +15,8 @@ export interface Detector {
   name: string;
   /** Always 1 (VAD silence alone): the sweep needs one threshold only. */
   constant?: boolean;
+  /** From this score the words sound finished: where the turn detector previews them. */
+  finishedAt: number;
   p(text: string, speech: SpeechTail): number;
 }
 
@@ -16,13 +25,14 @@ export function detectors(): Detector[] {
   const model = ngramProsodyEou();
   const weights = readEouWeights();
   return [
-    { name: 'vad-only', constant: true, p: () => 1 },
-    { name: 'heuristic', p: (text) => heuristicEou.score(text) },
+    { name: 'vad-only', constant: true, finishedAt: 1, p: () => 1 },
+    { name: 'heuristic', finishedAt: SOUNDS_FINISHED, p: (text) => heuristicEou.score(text) },
     {
       name: 'ngram-words',
+      finishedAt: SOUNDS_FINISHED,
       p: (text) => (text.trim() === '' ? 0 : logistic(weights.text, model.features.read(text).text)),
     },
-    { name: 'ngram-prosody', p: (text, speech) => model.score(text, speech) },
+    { name: 'ngram-prosody', finishedAt: SOUNDS_FINISHED, p: (text, speech) => model.score(text, speech) },
   ];
 }
 

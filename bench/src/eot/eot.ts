@@ -1,4 +1,3 @@
-import { SOUNDS_FINISHED } from '@va/providers';
 import { EOT_VOICES, formatSpeakerVoice, parseSpeakerVoices, type MarkedUtterance } from '@va/testkit';
 import { DEFAULT_CORPUS, loadCorpus, takes, type EotTake } from './corpus.js';
 import { detectors, liveOutcome, silencesOf, type LiveOutcome } from './detectors.js';
@@ -127,7 +126,7 @@ function sweepRows(recogniser: Recogniser, streamed: StreamedTake[], rows: EotRo
       });
     }
     if (!detector.constant) {
-      const cost = previewCost(silences, SOUNDS_FINISHED, streamed.length);
+      const cost = previewCost(silences, detector.finishedAt, streamed.length);
       rows.push({ ...base, name: 'eot_previews_per_turn', value: round(cost.perTurn, 2), unit: 'n' });
       rows.push({ ...base, name: 'eot_preview_cancelled_pct', value: round(cost.cancelledPct), unit: '%' });
     }

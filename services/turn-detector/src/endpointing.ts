@@ -1,8 +1,8 @@
 /**
- * End-of-turn policy (no open end-of-turn model ships offline): VAD silence plus an end-of-utterance
- * score from the words. The score sets how long the user must have been quiet before the turn ends, between
- * `minDelayMs` (a finished sentence) and `maxDelayMs` (a trailing "and", "with", "um"…); the recogniser's final
- * must be in, unless `maxDelayMs` has passed.
+ * End-of-turn policy: VAD silence plus an end-of-utterance score (the `eou` model: the words, and how they were
+ * said). The score sets how long the user must have been quiet before the turn ends, between `minDelayMs`
+ * (finished) and `maxDelayMs` (not yet); the recogniser's final must be in — unless `maxDelayMs` has passed, or the partial is
+ * stable and the score ≥ `earlyEndMinScore`.
  */
 export interface EndpointingOptions {
   /**
@@ -57,7 +57,12 @@ export const ENDPOINTING_DEFAULTS = {
   earlyEndMinScore: 0.8,
 } as const satisfies EndpointingOptions;
 
-/** The quiet an utterance needs before its turn ends: quadratic, so finished-sounding text ends fast. */
+/**
+ * The quiet an utterance needs before its turn ends: quadratic, so finished-sounding words end fast and a middling
+ * score waits a little. (The end-of-turn bench's best policies for the model are steeper — end at once above ~0.75,
+ * else wait the timeout — and cut off fewer pauses, but make a plain "what time is it" wait 1.5 s: the deployed
+ * mapping favours the common finished turn; `npm run bench -- --eot` shows both, the curve and the live row.)
+ */
 export function endpointDelayMs(score: number, opts: Pick<EndpointingOptions, 'minDelayMs' | 'maxDelayMs'>): number {
   const unsure = 1 - Math.min(1, Math.max(0, score));
   return opts.minDelayMs + unsure * unsure * (opts.maxDelayMs - opts.minDelayMs);

@@ -18,6 +18,7 @@ import {
 } from './turn-state.js';
 
 export * from './turn-state.js';
+
 /**
  * Words scoring below this sound unfinished: no preview for them (the early request would mostly be wasted), and
  * if their turn was ended anyway (`maxDelayMs`), speech right after it continues it.

@@ -16,7 +16,6 @@ export const TEXT_FEATURES = [
   'ln_end_after_word',
   'trigram_seen',
   'trailing_filler',
-  'ln_words',
   'unknown_share',
   'end_likely',
   'end_unlikely',
@@ -44,7 +43,8 @@ const clip = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v)
 
 /**
  * The words' features. Besides the raw log probabilities, two bins of the end's (a linear model cannot bend):
- * sentences very likely over, and very likely not. More words before a pause: more likely the turn is done.
+ * sentences very likely over, and very likely not. Not the number of words: in the corpus every pause comes
+ * before the end, so fewer words "mean" a pause — and a plain "yes" would wait a second and a half.
  */
 export function textFeatures(end: SentenceEnd, words: readonly string[]): number[] {
   return [
@@ -52,7 +52,6 @@ export function textFeatures(end: SentenceEnd, words: readonly string[]): number
     end.lnEndAfterWord,
     end.order >= 3 ? 1 : 0,
     FILLERS.has(words[words.length - 1] ?? '') ? 1 : 0,
-    Math.log1p(words.length),
     words.length === 0 ? 0 : end.unknownWords / words.length,
     end.lnEnd > -1.5 ? 1 : 0,
     end.lnEnd < -3 ? 1 : 0,
