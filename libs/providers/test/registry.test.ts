@@ -18,7 +18,7 @@ const COVERED: Record<ProviderKind, string[]> = {
   llm: ['cerebras', 'compatible', 'fake', 'groq', 'llamacpp', 'ollama', 'openai', 'vllm'],
   tts: ['elevenlabs', 'fake', 'local', 'openai'],
   vad: ['energy', 'fake', 'silero'],
-  eou: ['heuristic'],
+  eou: ['heuristic', 'ngram-prosody'],
 };
 
 describe('provider registry', () => {
