@@ -1,11 +1,4 @@
-import {
-  heuristicEou,
-  logistic,
-  ngramProsodyEou,
-  readEouWeights,
-  SOUNDS_FINISHED,
-  type SpeechTail,
-} from '@va/providers';
+import { heuristicEou, ngramProsodyEou, SOUNDS_FINISHED, type SpeechTail } from '@va/providers';
 import type { Silence, Step } from './sweep.js';
 import type { StreamedTake } from './stream.js';
 import { tailBefore } from './takes.js';
@@ -23,15 +16,11 @@ export interface Detector {
 /** The detectors side by side: silence alone, today's word list, the new model, and the new model deaf. */
 export function detectors(): Detector[] {
   const model = ngramProsodyEou();
-  const weights = readEouWeights();
   return [
     { name: 'vad-only', constant: true, finishedAt: 1, p: () => 1 },
     { name: 'heuristic', finishedAt: SOUNDS_FINISHED, p: (text) => heuristicEou.score(text) },
-    {
-      name: 'ngram-words',
-      finishedAt: SOUNDS_FINISHED,
-      p: (text) => (text.trim() === '' ? 0 : logistic(weights.text, model.features.read(text).text)),
-    },
+    // Without the audio the model uses its words-alone fit.
+    { name: 'ngram-words', finishedAt: SOUNDS_FINISHED, p: (text) => model.score(text) },
     { name: 'ngram-prosody', finishedAt: SOUNDS_FINISHED, p: (text, speech) => model.score(text, speech) },
   ];
 }
@@ -72,7 +61,7 @@ function silence(
 ): Silence {
   const abs = take.offsetMs + startMs;
   const words = new WordsSoFar();
-  const heard = [...take.transcripts].sort((a, b) => a.atMs - b.atMs);
+  const heard = take.transcripts; // in arrival order: atMs only grows
   let i = 0;
   for (; i < heard.length && heard[i]!.atMs <= abs; i++) words.apply(heard[i]!.msg);
   const step = (fromMs: number): Step => ({ fromMs, p: detector.p(words.text, speech), settled: words.settled });

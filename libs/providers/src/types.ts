@@ -154,14 +154,14 @@ export interface VAD {
   close(): Promise<void>;
 }
 
+/** An end-of-utterance score at or above this: the words sound finished (the turn detector previews them). */
+export const SOUNDS_FINISHED = 0.5;
+
 /**
  * Scores how finished an utterance sounds (0..1) from its words — and, for a model that listens, from how they
  * were said: how long the turn detector waits in a pause before ending the user's turn, and whether it starts the
  * responders early (a preview). Synchronous and cheap: it runs on every frame of a pause, on partial words too.
  */
-/** An end-of-utterance score at or above this: the words sound finished (the turn detector previews them). */
-export const SOUNDS_FINISHED = 0.5;
-
 export interface EndOfUtteranceModel {
   readonly provider: string;
   /** Shown on the `turn.detect` span (`va.eou_model`). */

@@ -1,5 +1,5 @@
 import { FrameClock } from '@va/audio';
-import { CANCEL_REASON, FRAME_MS, type Transcript, type Turn } from '@va/protocol';
+import { CANCEL_REASON, FRAME_MS, type Transcript } from '@va/protocol';
 import { preciseNow } from '@va/telemetry';
 import { heuristicEou, SOUNDS_FINISHED, type EndOfUtteranceModel, type SpeechTail } from '@va/providers';
 import { endpointDelayMs, type EndpointingOptions } from './endpointing.js';
@@ -300,14 +300,26 @@ export class TurnTaking {
     if (!previewed) this.cancelPreview(CANCEL_REASON.preemptMismatch);
     this.preview = undefined;
     const turnId = previewed ?? newTurnId();
-    const delayMs = Math.max(0, Date.now() - this.clock.wallOf(endMs));
-    this.effects.ended({ turnId, text: said, score, delayMs, ...(previewedAt !== undefined ? { previewedAt } : {}) });
-    this.effects.turn({ turnId, kind: 'end', text: said, eouProb: score, speechEndMs: endMs });
-    this.agentSide.speaks(turnId);
-    this.lastEmitted = { turnId, text: said, score, atWall: Date.now(), ...(onPartial ? { early: { before } } : {}) };
+    this.emitEnd(turnId, said, score, endMs, previewedAt, onPartial ? { before } : undefined);
     this.emittedUpToMs = endMs;
     this.words.clear();
     this.save();
+  }
+
+  /** An `end` turn out (span, metric, message); the agent's turn begins on it. */
+  private emitEnd(
+    turnId: string,
+    text: string,
+    score: number,
+    endMs: number,
+    previewedAt?: number,
+    early?: { before: string },
+  ): void {
+    const delayMs = Math.max(0, Date.now() - this.clock.wallOf(endMs));
+    this.effects.ended({ turnId, text, score, delayMs, ...(previewedAt !== undefined ? { previewedAt } : {}) });
+    this.effects.turn({ turnId, kind: 'end', text, eouProb: score, speechEndMs: endMs });
+    this.agentSide.speaks(turnId);
+    this.lastEmitted = { turnId, text, score, atWall: Date.now(), ...(early ? { early } : {}) };
   }
 
   /**
@@ -326,11 +338,7 @@ export class TurnTaking {
     this.effects.cancel(last.turnId, CANCEL_REASON.finalRevised);
     const turnId = newTurnId();
     this.effects.revised?.({ turnId: last.turnId, text: last.text }, { turnId, text });
-    const delayMs = Math.max(0, Date.now() - this.clock.wallOf(this.emittedUpToMs));
-    this.effects.ended({ turnId, text, score: last.score, delayMs });
-    this.effects.turn({ turnId, kind: 'end', text, eouProb: last.score, speechEndMs: this.emittedUpToMs });
-    this.agentSide.speaks(turnId);
-    this.lastEmitted = { turnId, text, score: last.score, atWall: Date.now() };
+    this.emitEnd(turnId, text, last.score, this.emittedUpToMs);
     this.save();
     return true;
   }
