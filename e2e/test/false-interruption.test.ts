@@ -39,7 +39,9 @@ describe('a cough during the answer', () => {
     expect(story.interrupted).toBe(false);
     expect(story.resumes).toBe(1);
     const root = spans.find((s) => s.traceId === story.traceId && s.name === SPAN.turn)!;
-    expect(root.events.map((e) => e.name)).toEqual([EVENT.bargeIn, EVENT.resume]);
+    // The turn's story is one barge-in, then one resume (a slow machine may add budget_exceeded notes beside it).
+    const turnEvents = root.events.map((e) => e.name).filter((n) => n !== EVENT.budgetExceeded);
+    expect(turnEvents).toEqual([EVENT.bargeIn, EVENT.resume]);
 
     // The agent went quiet while the user coughed, and played on afterwards.
     const cough = summary.utterances[1]!;

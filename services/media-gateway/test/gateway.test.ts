@@ -209,7 +209,8 @@ describe('media-gateway session', () => {
       all.some((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'c1'),
     );
     const events = root.find((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'c1')!.events;
-    expect(events.map((e) => e.name)).toEqual([EVENT.bargeIn, EVENT.resume]);
+    // (A slow machine may add budget_exceeded notes beside the story.)
+    expect(events.map((e) => e.name).filter((n) => n !== EVENT.budgetExceeded)).toEqual([EVENT.bargeIn, EVENT.resume]);
   });
 
   it('holds a preview turn’s audio until the turn is committed, and drops a cancelled preview unplayed', async () => {
