@@ -1,4 +1,5 @@
-import { heuristicEou, ngramProsodyEou, SOUNDS_FINISHED, type SpeechTail } from '@va/providers';
+import { heuristicEou, ngramProsodyEou, SOUNDS_FINISHED, SpeakerPitch, type SpeechTail } from '@va/providers';
+import { formatSpeakerVoice } from '@va/testkit';
 import type { Silence, Step } from './sweep.js';
 import type { StreamedTake } from './stream.js';
 import { tailBefore } from './takes.js';
@@ -73,17 +74,21 @@ function silence(
   return { label, durationMs, steps };
 }
 
-/** Every silence of a take — its pauses (holds) and its end — through one detector. */
-export function silencesOf(take: StreamedTake, detector: Detector): Silence[] {
+/**
+ * Every silence of a take — its pauses (holds) and its end — through one detector. `speakers`: each voice's pitch
+ * range as its session learns it (one map per detector, the takes in their order).
+ */
+export function silencesOf(take: StreamedTake, detector: Detector, speakers: Map<string, SpeakerPitch>): Silence[] {
   const { heard } = take;
+  const voice = formatSpeakerVoice(take.take.voice);
+  const speaker = speakers.get(voice) ?? new SpeakerPitch();
+  speakers.set(voice, speaker);
+  const tail = (atMs: number): SpeechTail => ({ ...tailBefore(heard.pcm, atMs), speaker });
   const holds = heard.pauses.map((p) =>
-    silence(take, detector, 'hold', p.startMs, p.endMs - p.startMs, tailBefore(heard.pcm, p.startMs)),
+    silence(take, detector, 'hold', p.startMs, p.endMs - p.startMs, tail(p.startMs)),
   );
   const endDuration = take.untilMs - (take.offsetMs + heard.speechEndMs);
-  return [
-    ...holds,
-    silence(take, detector, 'eot', heard.speechEndMs, endDuration, tailBefore(heard.pcm, heard.speechEndMs)),
-  ];
+  return [...holds, silence(take, detector, 'eot', heard.speechEndMs, endDuration, tail(heard.speechEndMs))];
 }
 
 /** What the live turn detector did with a take: turns ended inside pauses, its wait after the real end, previews. */

@@ -1,3 +1,4 @@
+import { SpeakerPitch } from '@va/providers';
 import { EOT_VOICES, formatSpeakerVoice, parseSpeakerVoices, type MarkedUtterance } from '@va/testkit';
 import { DEFAULT_CORPUS, loadCorpus, takes, type EotTake } from './corpus.js';
 import { detectors, liveOutcome, silencesOf, type LiveOutcome } from './detectors.js';
@@ -99,7 +100,8 @@ async function synthesizeEval(opts: EotOptions, voices: ReturnType<typeof parseS
 function sweepRows(recogniser: Recogniser, streamed: StreamedTake[], rows: EotRow[]): Record<string, PolicyPoint[]> {
   const curves: Record<string, PolicyPoint[]> = {};
   for (const detector of detectors()) {
-    const silences = streamed.flatMap((t) => silencesOf(t, detector));
+    const speakers = new Map<string, SpeakerPitch>();
+    const silences = streamed.flatMap((t) => silencesOf(t, detector, speakers));
     const points = sweep(silences, detector.constant);
     curves[detector.name] = paretoFrontier(points);
     const base = { recogniser, detector: detector.name };

@@ -8,8 +8,12 @@ import {
   heuristicEou,
   lmWords,
   NgramLanguageModel,
+  NO_PROSODY,
   readEouWeights,
+  SpeakerPitch,
   soundsUnfinished,
+  speechFeatures,
+  SPEECH_FEATURES,
 } from '../src/eou/index.js';
 import { eouConformance } from './eou.conformance.js';
 
@@ -64,5 +68,34 @@ describe('the ngram-prosody model', () => {
     expect(() => readEouWeights(file)).toThrow(/text features are \[ln_end\]/);
     writeFileSync(file, JSON.stringify({ ...weights, version: 2 }));
     expect(() => readEouWeights(file)).toThrow();
+  });
+});
+
+describe("a speaker's pitch range", () => {
+  const stretch = (median: number, floor: number, final?: number) => ({
+    ...NO_PROSODY,
+    pitchSt: { median, floor, ...(final === undefined ? {} : { final }) },
+  });
+  const feature = (p: ReturnType<typeof stretch>, range?: { median: number; floor: number }) => {
+    const f = speechFeatures(p, range);
+    return (name: (typeof SPEECH_FEATURES)[number]) => f[SPEECH_FEATURES.indexOf(name)];
+  };
+
+  it("judges a stretch by its own range until three are heard, then by the speaker's", () => {
+    const speaker = new SpeakerPitch();
+    // A short stretch all high in the voice: against itself its end is at its floor; not against the speaker.
+    const high = stretch(14, 13, 13);
+    expect(speaker.range(high)).toEqual({ median: 14, floor: 13 });
+    for (const s of [stretch(8, 2), stretch(9, 3), stretch(8, 2)]) speaker.learn(s);
+    expect(speaker.range(high)).toEqual({ median: 8, floor: 2 });
+    const f = feature(high, speaker.range(high));
+    expect(f('above_speaker_floor')).toBe(11);
+    expect(f('at_speaker_floor')).toBe(0);
+    expect(f('over_speaker_median')).toBe(1);
+    // Down at the speaker's floor: a final fall.
+    expect(feature(stretch(8, 2, 2.5), speaker.range(high))('at_speaker_floor')).toBe(1);
+    // Nothing voiced: nothing learnt, neutral features.
+    speaker.learn(NO_PROSODY);
+    expect(feature(NO_PROSODY, speaker.range(NO_PROSODY))('above_speaker_floor')).toBe(0);
   });
 });

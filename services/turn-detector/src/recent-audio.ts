@@ -1,4 +1,4 @@
-import { PROSODY_WINDOW_MS, type SpeechTail } from '@va/providers';
+import { PROSODY_WINDOW_MS, SpeakerPitch, type SpeechTail } from '@va/providers';
 
 /** Audio kept past the prosody window: the quiet frames the pause is confirmed on come after the speech. */
 const MARGIN_MS = 300;
@@ -6,9 +6,11 @@ const MARGIN_MS = 300;
 /**
  * The session's latest microphone audio, by audio time: what an end-of-utterance model that listens reads of the
  * speech before a pause (`before(endMs)`). A ring of PROSODY_WINDOW_MS + a margin; a gap in the audio or a new
- * sample rate starts it over.
+ * sample rate starts it over. Each tail carries the session's speaker: the model learns the speaker's pitch range
+ * from the tails it reads.
  */
 export class RecentAudio {
+  readonly speaker = new SpeakerPitch();
   private ring = new Int16Array(0);
   private sampleRate = 0;
   /** Samples held (≤ ring length), the next write position, and the audio time just after the newest sample. */
@@ -48,6 +50,6 @@ export class RecentAudio {
     const first = Math.min(take, cap - start);
     out.set(this.ring.subarray(start, start + first));
     out.set(this.ring.subarray(0, take - first), first);
-    return { samples: out, sampleRate: this.sampleRate };
+    return { samples: out, sampleRate: this.sampleRate, speaker: this.speaker };
   }
 }

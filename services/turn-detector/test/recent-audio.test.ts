@@ -31,6 +31,10 @@ describe('the recent microphone audio a listening end-of-utterance model reads',
     audio.push(1000, frame(99), 16000); // a gap: what came before is not the speech before this
     expect(audio.before(1020)!.samples.length).toBe(320);
     audio.push(1020, new Int16Array(160).fill(7), 8000);
-    expect(audio.before(1040)).toEqual({ samples: new Int16Array(160).fill(7), sampleRate: 8000 });
+    expect(audio.before(1040)).toEqual({
+      samples: new Int16Array(160).fill(7),
+      sampleRate: 8000,
+      speaker: audio.speaker,
+    });
   });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { EndOfUtteranceModel } from '../types.js';
 import { lmWords, NgramLanguageModel, type SentenceEnd } from './ngram.js';
-import { prosodyOf, type Prosody, type SpeechTail } from './prosody.js';
+import { prosodyOf, type Prosody, type SpeakerPitch, type SpeechTail } from './prosody.js';
 
 /**
  * The default end-of-utterance model: a small logistic model over what the Debian trigram says of the words (how
@@ -34,7 +34,34 @@ export const SPEECH_FEATURES = [
   'near_floor',
   'rising_end',
   'falling_end',
+  'above_speaker_floor',
+  'above_speaker_median',
+  'at_speaker_floor',
+  'over_speaker_median',
 ] as const;
+
+/**
+ * Features whose pairwise products the speech fit also weighs: a fall means more after words that can end a
+ * sentence, a long last syllable more at the speaker's floor (a linear model cannot say "and" on its own).
+ */
+const PAIRED = [
+  'ln_end',
+  'ln_end_after_word',
+  'pitch_slope',
+  'final_pitch',
+  'above_floor',
+  'last_slope',
+  'final_voiced_s',
+  'final_run_ratio',
+  'final_level',
+  'above_speaker_floor',
+  'above_speaker_median',
+] as const;
+const PAIRS = PAIRED.flatMap((a, i) => PAIRED.slice(i).map((b) => [a, b] as const));
+export const PAIR_FEATURES = PAIRS.map(([a, b]) => `${a}*${b}`);
+/** Every feature of the speech fit, in order. */
+export const SPEECH_FIT_FEATURES: readonly string[] = [...TEXT_FEATURES, ...SPEECH_FEATURES, ...PAIR_FEATURES];
+const PAIR_INDEX = PAIRS.map(([a, b]) => [SPEECH_FIT_FEATURES.indexOf(a), SPEECH_FIT_FEATURES.indexOf(b)] as const);
 
 /** Hesitations: the LM has them end sentences (its text is transcribed speech), a speaker who says one goes on. */
 const FILLERS = new Set(['um', 'uh', 'er', 'erm', 'hmm', 'mm', 'uhm']);
@@ -58,10 +85,16 @@ export function textFeatures(end: SentenceEnd, words: readonly string[]): number
   ];
 }
 
-/** The prosody's features, with bins of the final pitch: at the speaker's floor (a final fall), rising, falling. */
-export function speechFeatures(p: Prosody): number[] {
+/**
+ * The prosody's features, with bins of the final pitch: at the stretch's floor (a final fall), rising, falling;
+ * then the final pitch against the speaker's own range (learnt over the session: `range`), with its bins.
+ */
+export function speechFeatures(p: Prosody, range?: { median: number; floor: number }): number[] {
   const aboveFloor = clip(p.aboveFloor, 0, 24);
   const lastSlope = clip(p.lastSlope, -80, 80);
+  const final = p.pitchSt?.final;
+  const aboveSpeakerFloor = final !== undefined && range ? clip(final - range.floor, -12, 24) : 0;
+  const aboveSpeakerMedian = final !== undefined && range ? clip(final - range.median, -12, 24) : 0;
   return [
     clip(p.pitchSlope, -60, 60),
     clip(p.finalPitch, -12, 12),
@@ -76,7 +109,18 @@ export function speechFeatures(p: Prosody): number[] {
     aboveFloor < 3 ? 1 : 0,
     lastSlope > 10 ? 1 : 0,
     lastSlope < -10 ? 1 : 0,
+    aboveSpeakerFloor,
+    aboveSpeakerMedian,
+    aboveSpeakerFloor < 1 ? 1 : 0,
+    aboveSpeakerMedian > 2 ? 1 : 0,
   ];
+}
+
+/** The speech fit's features: the words', the audio's, and the products of PAIRED. */
+export function speechFitFeatures(text: readonly number[], audio: readonly number[]): number[] {
+  const x = [...text, ...audio];
+  for (const [i, j] of PAIR_INDEX) x.push(x[i]! * x[j]!);
+  return x;
 }
 
 const Logistic = z.object({
@@ -116,14 +160,17 @@ export function readEouWeights(file: URL | string = EOU_WEIGHTS_FILE): EouWeight
       );
   };
   expect(weights.textFeatures, TEXT_FEATURES, weights.text, 'text');
-  expect(weights.speechFeatures, [...TEXT_FEATURES, ...SPEECH_FEATURES], weights.speech, 'speech');
+  expect(weights.speechFeatures, SPEECH_FIT_FEATURES, weights.speech, 'speech');
   return weights;
 }
 
 /** Reads the features both the fit and the score use: the words through the n-gram, the audio through prosody. */
 export class EouFeatureReader {
-  /** What was read of each pause's audio: score() runs on every frame of a pause, the audio is read once. */
-  private readonly heard = new WeakMap<SpeechTail, Prosody>();
+  /**
+   * What was read of each pause's audio: score() runs on every frame of a pause, the audio is read once — and
+   * learnt into its speaker's range once, after it was judged against the range so far.
+   */
+  private readonly heard = new WeakMap<SpeechTail, number[]>();
 
   constructor(readonly lm: NgramLanguageModel) {}
 
@@ -131,13 +178,19 @@ export class EouFeatureReader {
     const words = lmWords(text);
     const t = textFeatures(this.lm.sentenceEnd(text), words);
     if (!speech) return { text: t };
-    let prosody = this.heard.get(speech);
-    if (!prosody) {
-      prosody = prosodyOf(speech);
-      this.heard.set(speech, prosody);
+    let audio = this.heard.get(speech);
+    if (!audio) {
+      audio = audioFeatures(prosodyOf(speech), speech.speaker);
+      this.heard.set(speech, audio);
     }
-    return { text: t, speech: [...t, ...speechFeatures(prosody)] };
+    return { text: t, speech: speechFitFeatures(t, audio) };
   }
+}
+
+function audioFeatures(prosody: Prosody, speaker: SpeakerPitch | undefined): number[] {
+  const features = speechFeatures(prosody, speaker?.range(prosody) ?? prosody.pitchSt);
+  speaker?.learn(prosody);
+  return features;
 }
 
 export class NgramProsodyEou implements EndOfUtteranceModel {

@@ -23,12 +23,19 @@ export interface Prosody {
   energySlope: number;
   /** Share of the last 200 ms that is voiced. */
   voicedShare: number;
+  /**
+   * Where the pitch was, semitones over 100 Hz (unset when nothing was voiced): the stretch's median and low end,
+   * and the last ~150 ms of voicing (unset when it ended unvoiced). A speaker's own range is learnt from these.
+   */
+  pitchSt?: { median: number; floor: number; final?: number };
 }
 
 /** The speech right before a pause: PCM16 mono that ends where the speech stopped, up to ~1.5 s of it. */
 export interface SpeechTail {
   samples: Int16Array;
   sampleRate: number;
+  /** The speaker's pitch range so far (one per session): the model reads it, and learns this tail into it. */
+  speaker?: SpeakerPitch;
 }
 
 /** Audio the prosody reads: the last this-many ms before the speech stopped. */
@@ -161,5 +168,43 @@ export function prosodyOf(tail: SpeechTail): Prosody {
     finalLevel: lastLoud.length > 0 ? median(lastLoud) - peak : 0,
     energySlope: slope(recent.map((f) => [f.atMs / 1000, f.db])),
     voicedShare: recent.length > 0 ? recent.filter((f) => f.st !== undefined).length / recent.length : 0,
+    ...(allSt.length > 0
+      ? {
+          pitchSt: {
+            median: median(allSt),
+            floor: quantile(allSt, 0.1),
+            ...(finalSt.length > 0 ? { final: median(finalSt) } : {}),
+          },
+        }
+      : {}),
   };
+}
+
+/** Pitch stretches a speaker's range is taken from: the latest this-many, and at least a few. */
+const SPEAKER_HISTORY = 40;
+const SPEAKER_MIN_HISTORY = 3;
+
+/**
+ * One speaker's pitch range, learnt over a session from the speech before each pause: a fall to the speaker's own
+ * floor is a finished sentence far more surely than a fall within 1.5 s of audio (voices differ by an octave).
+ */
+export class SpeakerPitch {
+  private readonly medians: number[] = [];
+  private readonly floors: number[] = [];
+
+  /** The range to judge `p` against: the speaker's (medians of the past stretches), else the stretch's own. */
+  range(p: Prosody): { median: number; floor: number } | undefined {
+    if (this.medians.length >= SPEAKER_MIN_HISTORY) return { median: median(this.medians), floor: median(this.floors) };
+    return p.pitchSt && { median: p.pitchSt.median, floor: p.pitchSt.floor };
+  }
+
+  learn(p: Prosody): void {
+    if (!p.pitchSt) return;
+    this.medians.push(p.pitchSt.median);
+    this.floors.push(p.pitchSt.floor);
+    if (this.medians.length > SPEAKER_HISTORY) {
+      this.medians.shift();
+      this.floors.shift();
+    }
+  }
 }
