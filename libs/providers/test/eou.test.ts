@@ -14,6 +14,7 @@ import {
   soundsUnfinished,
   speechFeatures,
   SPEECH_FEATURES,
+  type Prosody,
 } from '../src/eou/index.js';
 import { eouConformance } from './eou.conformance.js';
 
@@ -72,11 +73,11 @@ describe('the ngram-prosody model', () => {
 });
 
 describe("a speaker's pitch range", () => {
-  const stretch = (median: number, floor: number, final?: number) => ({
+  const stretch = (median: number, floor: number, final?: number): Prosody => ({
     ...NO_PROSODY,
     pitchSt: { median, floor, ...(final === undefined ? {} : { final }) },
   });
-  const feature = (p: ReturnType<typeof stretch>, range?: { median: number; floor: number }) => {
+  const feature = (p: Prosody, range?: { median: number; floor: number }) => {
     const f = speechFeatures(p, range);
     return (name: (typeof SPEECH_FEATURES)[number]) => f[SPEECH_FEATURES.indexOf(name)];
   };
