@@ -80,6 +80,12 @@ function userTextOf(summary: SessionRecording, start: number, end: number): stri
     .join(' ');
 }
 
+/** The turn's `turn-detect` span: its own where the trace holds two (a turn ended on a partial, then replaced). */
+function turnDetectOf(spans: readonly ReceivedSpan[], turnId: string): ReceivedSpan | undefined {
+  const detects = spans.filter((s) => s.name === SPAN.turnDetect);
+  return detects.find((s) => s.attributes[ATTR.turnId] === turnId) ?? detects[0];
+}
+
 export function buildReport(
   summary: SessionRecording,
   spans: readonly ReceivedSpan[],
@@ -104,7 +110,7 @@ export function buildReport(
       interrupted: t.interrupted,
       bargeInStopMs: bargeInStopMs(t),
       resumes: t.resumes,
-      eouDelayMs: numberAttr(mine.find((s) => s.name === SPAN.turnDetect)?.attributes[ATTR.eouDelayMs]),
+      eouDelayMs: numberAttr(turnDetectOf(mine, t.turnId)?.attributes[ATTR.eouDelayMs]),
       traceId: t.traceId,
       e2eMs: t.e2eMs,
       firstAudioMs: t.firstAudioMs,

@@ -9,6 +9,7 @@ import {
   type RecordedTurn,
   FRAME_MS,
 } from '@va/protocol';
+import type { Context } from '@va/telemetry';
 import { MicReplayRing } from './mic-replay.js';
 import { TurnMarks } from './turn-marks.js';
 import { PlayoutBuffer, PlayoutHolds, spokenText } from './playout.js';
@@ -56,9 +57,9 @@ export class GatewaySession {
     this.startWall = Date.now();
     if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), true);
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
-    ctx.subscribe(channels.turn, (t) => {
+    ctx.subscribe(channels.turn, (t, meta) => {
       if (t.kind === 'preview') this.holds.preview(t.turnId);
-      else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs);
+      else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs, meta.context);
       else if (t.kind === 'barge-in') this.pause(t.turnId, t.speechEndMs);
       else if (t.kind === 'agent') this.onAgentTurn(t.turnId, t.speechEndMs);
       else this.resume(t.turnId);
@@ -139,10 +140,10 @@ export class GatewaySession {
     else this.segments.push({ turnId, source, startMs: atMs, endMs: atMs + FRAME_MS });
   }
 
-  private onSpeechStart(atMs: number): void {
+  private onSpeechStart(atMs: number, parent?: Context): void {
     this.lastActivityMs = Math.max(this.lastActivityMs, atMs);
     if (this.open) return; // the user goes on after a pause: same turn
-    this.open = new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs));
+    this.open = new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), false, parent);
   }
 
   /** Drops a preview that will not be committed (cancelled, or superseded by a different turn). */
@@ -166,9 +167,10 @@ export class GatewaySession {
     if (turn && this.holds.resume(turnId)) turn.resumed();
   }
 
-  private onTurnEnd(turnId: string, text: string, speechEndMs: number): void {
-    // A turn end without a vad start we saw (e.g. the gateway restarted): open its root now.
-    if (!this.open) this.onSpeechStart(speechEndMs);
+  private onTurnEnd(turnId: string, text: string, speechEndMs: number, trace: Context): void {
+    // A turn end without a vad start we saw (the gateway restarted, or a final replaced a turn ended on its
+    // partial): open its root now, in the trace the turn detector sent it in.
+    if (!this.open) this.onSpeechStart(speechEndMs, trace);
     const turn = this.open!;
     this.open = undefined;
     this.marks.mark(turnId, 'turnEndMs', this.nowMs);

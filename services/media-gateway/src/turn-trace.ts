@@ -55,8 +55,10 @@ export class TurnTrace {
     startTime: Date,
     /** The agent speaks first (a greeting): no user speech, so no voice-to-voice latency to measure. */
     readonly greeting = false,
+    /** The trace the turn belongs to when it is already known (a turn end with no speech start seen). */
+    parent: Context = otelContext.active(),
   ) {
-    this.root = startStageSpan(SPAN.turn, { parent: otelContext.active(), sessionId, stage: STAGE, startTime });
+    this.root = startStageSpan(SPAN.turn, { parent, sessionId, stage: STAGE, startTime });
     if (greeting) this.root.setAttribute(ATTR.greeting, true);
     this.rootContext = contextOf(this.root);
   }

@@ -11,7 +11,7 @@ import {
   type Playout,
   type SessionId,
 } from '@va/protocol';
-import { ATTR, EVENT, shutdownTelemetry, SPAN, startTelemetry } from '@va/telemetry';
+import { ATTR, contextOf, EVENT, shutdownTelemetry, SPAN, startStageSpan, startTelemetry } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { GatewaySession } from '../src/actor.js';
 
@@ -352,6 +352,38 @@ describe('media-gateway session', () => {
     expect(root.attributes[ATTR.sessionId]).toBe('gw-trace');
     expect(typeof root.attributes[ATTR.e2eMs]).toBe('number');
     expect(spans.some((s) => s.name === SPAN.gatewayPlayout && s.parentSpanId === root.spanId)).toBe(true);
+  });
+
+  it('opens the root of a turn end it saw no speech start for in the trace the turn came in', async () => {
+    // A final that replaced a turn ended on its partial, or a gateway restarted mid-turn: the turn detector's trace.
+    const { sid, session } = await gateway('gw-late-end');
+    const detect = startStageSpan(SPAN.turnDetect, { sessionId: 'gw-late-end', stage: 'turn-detector' });
+    const traceId = detect.spanContext().traceId;
+    client.publish(
+      channels.turn,
+      sid,
+      { turnId: 'late1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 20 },
+      { context: contextOf(detect) },
+    );
+    detect.end();
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    client.publishAudio('out', sid, {
+      samples: frame(5),
+      sampleRate: 16000,
+      seq: 0,
+      tsMs: 0,
+      turnId: 'late1',
+      source: 'deep',
+      textOffset: 2,
+      text: 'Ok',
+    });
+    client.publish(channels.speech, sid, { turnId: 'late1', source: 'deep', text: 'Ok', frames: 1, skipped: false });
+    await firstFrame(session);
+    const spans = await otlp.waitForSpans((all) => all.some((s) => s.name === SPAN.turn && s.traceId === traceId));
+    const root = spans.find((s) => s.name === SPAN.turn && s.traceId === traceId)!;
+    expect(root.attributes[ATTR.turnId]).toBe('late1');
+    expect(root.parentSpanId).toBe(detect.spanContext().spanId);
   });
 
   it('replays the microphone audio it sent from a point on, newest kept within the bound (stt taking over)', async () => {

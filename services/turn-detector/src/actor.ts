@@ -4,6 +4,7 @@ import { heuristicEou, SpeechSegmenter, type EndOfUtteranceModel, type VAD } fro
 import {
   ATTR,
   context,
+  contextOf,
   counter,
   EVENT,
   METRIC,
@@ -117,15 +118,24 @@ function busEffects(
   vadProvider: string,
   frameContext: () => Context,
 ): TurnTakingEffects {
-  const publishOpts = () => ({ context: frameContext() });
+  // A turn ended on a partial and replaced by its final is the same user turn: the replacement goes out in the
+  // trace of the turn it replaces, under its turn-detect span (the frames since carry no trace: the gateway opens
+  // one on the next speech).
+  let lastEnd: { turnId: string; context: Context } | undefined;
+  let replacing: Context | undefined;
+  const turnContext = () => replacing ?? frameContext();
+  const publishOpts = () => ({ context: turnContext() });
   return {
-    turn: (msg) => ctx.publish(channels.turn, msg, publishOpts()),
+    turn: (msg) => {
+      ctx.publish(channels.turn, msg, publishOpts());
+      if (msg.kind === 'end') replacing = undefined;
+    },
     vad: (kind, atMs) => ctx.publish(channels.vad, { kind, atMs }, publishOpts()),
     cancel: (turnId, reason) => ctx.publish(channels.control, { kind: 'cancel', turnId, reason }, publishOpts()),
     save: (state) => ctx.state.keep(TURN_STATE, state),
     ended: ({ turnId, text, score, delayMs, previewedAt }) => {
       const span = startStageSpan(SPAN.turnDetect, {
-        parent: frameContext(),
+        parent: turnContext(),
         sessionId: ctx.sessionId,
         turnId,
         stage: STAGE,
@@ -141,6 +151,7 @@ function busEffects(
       });
       if (traceText()) span.setAttribute(ATTR.text, text);
       if (previewedAt !== undefined) span.addEvent(EVENT.preview, previewedAt);
+      lastEnd = { turnId, context: contextOf(span) };
       recordLatency(METRIC.eouDelay, delayMs, { span, attributes: { [ATTR.stage]: STAGE } });
       span.end();
     },
@@ -149,6 +160,7 @@ function busEffects(
       ctx.log.info({ turnId, atMs }, 'barge-in');
     },
     revised: (from, to) => {
+      if (lastEnd?.turnId === from.turnId) replacing = lastEnd.context;
       counter(METRIC.turnsRevised).add(1, { [ATTR.stage]: STAGE });
       ctx.log.info({ turnId: from.turnId, newTurnId: to.turnId }, 'turn ended on a partial, replaced by its final');
     },

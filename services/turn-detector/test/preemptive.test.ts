@@ -172,4 +172,17 @@ describe('preemptive generation', () => {
     );
     expect(wasted).toBe(1);
   });
+
+  it('a turn ended on its partial and replaced by a different final stays in one trace', async () => {
+    const run = await userTurn('pre-revised', false, { partial: 'what time is it', final: 'what time was it' });
+    await waitFor(() => run.turns.filter((t) => t.kind === 'end').length === 2);
+    const [early, replacement] = run.turns.filter((t) => t.kind === 'end');
+    expect([early!.text, replacement!.text]).toEqual(['what time is it', 'what time was it']);
+    expect(run.controls).toEqual([{ kind: 'cancel', turnId: early!.turnId, reason: 'final-revised' }]);
+    // Both turn-detect spans in one trace: the user said one thing, the recogniser changed its mind.
+    await otlp.waitForSpans(() => spansOf('pre-revised', SPAN.turnDetect).length === 2);
+    const detects = spansOf('pre-revised', SPAN.turnDetect);
+    expect(detects.map((s) => s.attributes[ATTR.turnId]).sort()).toEqual([early!.turnId, replacement!.turnId].sort());
+    expect(detects[0]!.traceId).toBe(detects[1]!.traceId);
+  });
 });
