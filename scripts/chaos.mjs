@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run chaos: faults during a scripted conversation through two instances of every stage.
-// Usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
+// Usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
 //   --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)
 //   --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer
 import { writeFile } from 'node:fs/promises';
@@ -22,15 +22,16 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    'usage: npm run chaos -- [--scenario kill|nats-restart|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]\n' +
+    'usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]\n' +
       '  --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)\n' +
       "  --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer",
   );
   process.exit(0);
 }
-const scenarios = values.scenario === 'all' ? ['kill', 'nats-restart', 'rolling'] : [values.scenario];
-if (!scenarios.every((s) => ['kill', 'nats-restart', 'rolling'].includes(s))) {
-  console.error(`--scenario must be kill, nats-restart, rolling or all (got ${values.scenario})`);
+const SCENARIOS = ['kill', 'nats-restart', 'nats-node', 'rolling'];
+const scenarios = values.scenario === 'all' ? SCENARIOS : [values.scenario];
+if (!scenarios.every((s) => SCENARIOS.includes(s))) {
+  console.error(`--scenario must be ${SCENARIOS.join(', ')} or all (got ${values.scenario})`);
   process.exit(2);
 }
 const turns = Number(values.turns);

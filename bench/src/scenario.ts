@@ -79,7 +79,10 @@ export async function runScenario(opts: ScenarioOptions): Promise<ScenarioResult
       (watcher = watchProcesses([
         ...stages.map((s) => ({ name: s.stage, pid: s.pid })),
         // Not stages, but on the same cores: the bus, and this process (the fake LLM servers, the span collector).
-        { name: NATS_SERVER, pid: pipeline.nats.pid },
+        ...('nodes' in pipeline.nats ? pipeline.nats.nodes : [pipeline.nats]).map((n) => ({
+          name: NATS_SERVER,
+          pid: n.pid,
+        })),
         { name: HARNESS, pid: process.pid },
       ])),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),

@@ -61,6 +61,8 @@ function commandText(v: unknown): string {
 }
 
 const compose = readYaml('docker-compose.yml');
+/** The NATS cluster's nodes, as the stages' NATS_URL and the routes name them. */
+const NATS_NODES = ['nats-1', 'nats-2', 'nats-3'];
 const services = obj(compose.services, 'services');
 const service = (name: string): Obj => obj(services[name], `service ${name}`);
 const env = (name: string): Record<string, string> =>
@@ -119,10 +121,13 @@ describe('the seven stages', () => {
 
   it.each(STAGES)('%s reaches NATS and exports OTLP/HTTP JSON to the collector', (stage) => {
     const e = env(stage);
-    const nats = /^nats:\/\/([a-z0-9-]+):(\d+)$/.exec(e.NATS_URL ?? '');
-    expect(nats, `${stage}: NATS_URL`).not.toBeNull();
-    expect(Object.keys(services)).toContain(nats![1]);
-    expect(Number(nats![2])).toBe(4222);
+    // Every node of the cluster, so the stage reconnects to another when its node goes.
+    const urls = (e.NATS_URL ?? '').split(',');
+    expect(
+      urls.map((u) => /^nats:\/\/([a-z0-9-]+):4222$/.exec(u)?.[1]),
+      `${stage}: NATS_URL`,
+    ).toEqual(NATS_NODES);
+    expect(e.NATS_KV_REPLICAS).toBe('3');
 
     const otlp = /^http:\/\/([a-z0-9-]+):(\d+)$/.exec(e.OTEL_EXPORTER_OTLP_ENDPOINT ?? '');
     expect(
@@ -147,8 +152,10 @@ describe('the seven stages', () => {
       expect(test).toMatch(/^CMD node -e /);
       expect(['always', 'unless-stopped', 'on-failure']).toContain(s.restart);
       const deps = obj(s.depends_on, `${stage}.depends_on`);
-      expect(obj(deps.nats, 'depends_on.nats').condition).toBe('service_healthy');
-      expect(service('nats').healthcheck).toBeDefined();
+      for (const node of NATS_NODES) {
+        expect(obj(deps[node], `depends_on.${node}`).condition).toBe('service_healthy');
+        expect(service(node).healthcheck).toBeDefined();
+      }
       for (const [dep, cond] of Object.entries(deps)) {
         expect(Object.keys(services), `${stage} depends on ${dep}`).toContain(dep);
         if (obj(cond, dep).condition === 'service_healthy') expect(service(dep).healthcheck, dep).toBeDefined();
@@ -204,29 +211,33 @@ describe('the seven stages', () => {
 });
 
 describe('infrastructure', () => {
-  it('runs NATS with JetStream stored on a volume', () => {
-    const nats = service('nats');
-    expect(str(nats.image, 'nats.image')).toMatch(/^nats:2\.\d+/);
-    const cmd = commandText(nats.command);
-    const volumeTargets = mounts('nats').map((m) => m.target);
-    if (/(^|\s)(-js|--jetstream)(\s|$)/.test(cmd)) {
-      const sd = /(?:-sd|--store_dir)\s+(\S+)/.exec(cmd);
-      expect(volumeTargets).toContain(sd![1]);
-    } else {
-      const conf = /-c\s+(\S+)/.exec(cmd);
-      expect(conf, 'nats: -js or a config file').not.toBeNull();
+  it('runs NATS as a three-node cluster, each node with JetStream stored on its own volume, routed to all three', () => {
+    const dataVolumes = new Set<string>();
+    for (const node of NATS_NODES) {
+      const nats = service(node);
+      expect(str(nats.image, `${node}.image`)).toMatch(/^nats:2\.\d+/);
+      expect(obj(nats.environment, `${node}.environment`).SERVER_NAME).toBe(node);
+      const conf = /-c\s+(\S+)/.exec(commandText(nats.command));
+      expect(conf, `${node}: a config file`).not.toBeNull();
       // The config and the files it includes (mounted beside it).
       const dir = conf![1]!.slice(0, conf![1]!.lastIndexOf('/'));
-      const main = read(mountedFile('nats', conf![1]!));
+      const main = read(mountedFile(node, conf![1]!));
       const included = [...main.matchAll(/^include \.\/(\S+)$/gm)]
         .map((m) => `${dir}/${m[1]}`)
-        .filter((target) => mounts('nats').some((x) => x.target === target && x.source.startsWith('./')))
-        .map((target) => read(mountedFile('nats', target)));
+        .filter((target) => mounts(node).some((x) => x.target === target && x.source.startsWith('./')))
+        .map((target) => read(mountedFile(node, target)));
       const text = [main, ...included].join('\n');
       const storeDir = /jetstream\s*\{[^}]*store_dir:\s*"?([^\s"]+)"?/.exec(text);
       expect(storeDir, 'nats.conf enables JetStream with a store_dir').not.toBeNull();
-      expect(volumeTargets).toContain(storeDir![1]);
+      const data = mounts(node).find((m) => m.target === storeDir![1]);
+      expect(data, `${node}: a volume at the store dir`).toBeDefined();
+      dataVolumes.add(data!.source);
+      expect(text).toMatch(/server_name:\s*\$SERVER_NAME/);
+      const routes = /cluster\s*\{[\s\S]*?routes:\s*\[([^\]]*)\]/.exec(text);
+      expect(routes, `${node}: a cluster block with routes`).not.toBeNull();
+      expect([...routes![1]!.matchAll(/nats-route:\/\/([a-z0-9-]+):6222/g)].map((m) => m[1])).toEqual(NATS_NODES);
     }
+    expect(dataVolumes.size, 'one store per node').toBe(NATS_NODES.length);
   });
 
   it('publishes nothing beyond loopback, and not NATS’ client port at all', () => {
@@ -250,9 +261,11 @@ describe('infrastructure', () => {
       const holders = Object.keys(services).filter((n) => mounts(n).some((m) => m.source === mount!.source));
       expect(holders.sort(), stage).toEqual(['nats-passwords', stage].sort());
     }
-    expect(obj(obj(service('nats').depends_on, 'nats.depends_on')['nats-passwords'], 'dep').condition).toBe(
-      'service_completed_successfully',
-    );
+    for (const node of NATS_NODES) {
+      expect(obj(obj(service(node).depends_on, `${node}.depends_on`)['nats-passwords'], 'dep').condition).toBe(
+        'service_completed_successfully',
+      );
+    }
     // The generator, run for real on the checked-in auth.conf, and nats-server on the result.
     const tmp = mkdtempSync(join(tmpdir(), 'va-compose-nats-'));
     try {
@@ -267,13 +280,14 @@ describe('infrastructure', () => {
       const auth = readFileSync(join(tmp, 'out/nats/auth.conf'), 'utf8');
       expect(auth).toContain(`password: "${password}"`);
       expect(auth).not.toMatch(/password: \$/);
-      for (const f of ['nats-compose.conf', 'nats.conf']) {
+      for (const f of ['nats-compose.conf', 'nats.conf', 'nats-cluster.conf']) {
         const text = readFileSync(join(ROOT, 'deploy/nats', f), 'utf8');
         writeFileSync(join(tmp, 'etc', f), text.replace('store_dir: /data', `store_dir: ${join(tmp, 'js')}`));
       }
       symlinkSync(join(tmp, 'out/nats'), join(tmp, 'etc/generated'));
       const check = spawnSync(findNatsServerBinary(), ['-t', '-c', join(tmp, 'etc/nats-compose.conf')], {
         encoding: 'utf8',
+        env: { ...process.env, SERVER_NAME: 'nats-1' },
       });
       expect(check.status, check.stderr).toBe(0);
       // Run again: the passwords stay.

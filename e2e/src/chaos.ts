@@ -4,7 +4,7 @@ import { createLogger } from '@va/telemetry';
 import { runConversation, type Pipeline, type ScriptTurn } from './pipeline.js';
 
 /** What is done to the running stages while the scripted conversation goes on. */
-export type ChaosScenario = 'kill' | 'nats-restart' | 'rolling';
+export type ChaosScenario = 'kill' | 'nats-restart' | 'nats-node' | 'rolling';
 
 export interface ChaosOptions {
   scenario: ChaosScenario;
@@ -33,7 +33,9 @@ export interface ChaosEvent {
   atTurn: number;
   /**
    * kill: SIGKILL → the session owned again by a live instance of the stage; nats-restart: restart → a client
-   * reconnected and reading KV; rolling: SIGTERM → the instance drained (sessions handed over) and exited.
+   * reconnected and reading KV; nats-node: kill -9 of one node of the cluster → every stage instance's heartbeat
+   * written again (each reconnected to a node left and writing KV); rolling: SIGTERM → the instance drained
+   * (sessions handed over) and exited.
    */
   recoveryMs: number | null;
   /** What the user said in that turn, and what the agent heard of it (the transcript of the turn it answered). */
@@ -99,6 +101,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     outDir: opts.outDir,
     sessionId: sid,
     instances: opts.instances ?? 2,
+    // nats-node: the bus is a three-node JetStream cluster, every bucket with three replicas.
+    ...(opts.scenario === 'nats-node' ? { natsClusterNodes: 3 } : {}),
     // A dead instance's sessions are taken over within ~lease + heartbeat/2: the goal is ≤ 1 s.
     env: { VA_HEARTBEAT_MS: '200', VA_LEASE_MS: '700' },
     llmTtftMs: 100,
@@ -197,6 +201,43 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         }
         events.push({ action: 'nats-server restart', atTurn, recoveryMs });
         progress(`turn ${atTurn}: restarted nats-server; back after ${recoveryMs ?? '–'} ms`);
+      } else if (opts.scenario === 'nats-node') {
+        const cluster = pipeline.nats;
+        if (!('nodes' in cluster)) throw new Error('nats-node needs the pipeline on a NATS cluster');
+        const heartbeats = await bus.kv(BUCKETS.instances);
+        // Every stage instance's heartbeat revision now (reads are served by any replica).
+        const revisions = async () => {
+          const keys: string[] = [];
+          for await (const k of await heartbeats.keys()) keys.push(k);
+          const entries = await Promise.all(
+            keys.map(async (k) => [k, (await heartbeats.get(k))?.revision ?? 0] as const),
+          );
+          return new Map(entries);
+        };
+        // One node, then — once it is back and current — another.
+        for (const [i, victim] of [0, 1].entries()) {
+          const atTurn = Math.max(2, Math.floor(((i + 1) * turns) / 3));
+          await midTurn(atTurn);
+          const before = await revisions();
+          const t0 = performance.now();
+          process.kill(cluster.nodes[victim]!.pid, 'SIGKILL');
+          let recoveryMs: number | null = null;
+          for (let waited = 0; waited < 20_000; waited += 50) {
+            const now = await revisions().catch(() => undefined);
+            if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) {
+              recoveryMs = Math.round(performance.now() - t0);
+              break;
+            }
+            await sleep(50);
+          }
+          events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs });
+          progress(
+            `turn ${atTurn}: killed nats node ${victim + 1}; every instance writing again after ${recoveryMs ?? '–'} ms`,
+          );
+          // Restarted as an orchestrator would, with its store: it catches up from the others.
+          await cluster.restartNode(victim);
+          progress(`nats node ${victim + 1} back and current`);
+        }
       } else {
         // Rolling restart: every instance of every stage, one at a time, each replaced before the next goes.
         const originals = pipeline.stages.filter((s) => s.stage !== 'media-gateway').slice();

@@ -9,9 +9,11 @@ import { LOCAL_STT_PROCESS_ENV } from '@va/providers';
 import { createLogger } from '@va/telemetry';
 import {
   spawnNode,
+  startNatsCluster,
   startNatsServer,
   startOtlpReceiver,
   type ChildHandle,
+  type NatsClusterHandle,
   type NatsServerHandle,
   type NatsServerOptions,
   type OtlpReceiver,
@@ -116,6 +118,8 @@ export interface StartPipelineOptions {
   stageEnv?: Partial<Record<string, Record<string, string>>>;
   /** Options of the nats-server started (e.g. `config` = deploy/nats/auth.conf and `env` with its passwords). */
   nats?: NatsServerOptions;
+  /** A JetStream cluster of this many nodes instead of one server (NATS_URL lists them all; buckets get 3 replicas). */
+  natsClusterNodes?: number;
   /**
    * Per-process NATS credentials (e.g. `{NATS_USER, NATS_PASSWORD}`), merged over `env` for each stage, the
    * gateway (`media-gateway`) and the harness's own observer connection (`observer`).
@@ -130,7 +134,8 @@ export interface StartPipelineOptions {
 
 /** Everything but the gateway, running: the bus, a span collector, the LLM server and six stage processes. */
 export interface Pipeline {
-  nats: NatsServerHandle;
+  /** One nats-server, or a cluster (`natsClusterNodes`): `url` is what NATS_URL holds either way. */
+  nats: NatsServerHandle | NatsClusterHandle;
   otlp: OtlpReceiver;
   /** The local LLM servers (fast, deep) when no real LLM is configured. */
   llms: LocalLlmServer[];
@@ -151,7 +156,7 @@ export interface Pipeline {
 /** Starts nats-server, an OTLP receiver, the local LLM server (unless one is configured) and six stages. */
 export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pipeline> {
   const progress = opts.onProgress ?? (() => undefined);
-  let nats: NatsServerHandle | undefined;
+  let nats: NatsServerHandle | NatsClusterHandle | undefined;
   let otlp: OtlpReceiver | undefined;
   const llms: LocalLlmServer[] = [];
   const stages: RunningStage[] = [];
@@ -162,7 +167,9 @@ export async function startPipeline(opts: StartPipelineOptions = {}): Promise<Pi
     await nats?.stop();
   };
   try {
-    nats = await startNatsServer(opts.nats);
+    nats = opts.natsClusterNodes
+      ? await startNatsCluster({ ...opts.nats, nodes: opts.natsClusterNodes })
+      : await startNatsServer(opts.nats);
     otlp = await startOtlpReceiver();
     // A configured LLM (a base URL, or a named provider such as openai or groq) replaces the local servers.
     const external =

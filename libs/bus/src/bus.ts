@@ -56,6 +56,36 @@ export interface BusOptions {
   logger?: Logger;
   /** How to authenticate; default read from the environment ({@link natsAuthFromEnv}). */
   auth?: NatsAuth;
+  /**
+   * Replicas of the KV buckets this connection creates (an existing bucket is used as it is). Default
+   * NATS_KV_REPLICAS, else 3 when the server is one of a cluster of three or more, else 1.
+   */
+  kvReplicas?: number;
+}
+
+/**
+ * NATS server URLs from a list or a comma-separated string (NATS_URL may name every server of a cluster): the
+ * client tries them in turn and reconnects to any of them.
+ */
+export function natsServers(servers: string | readonly string[]): string[] {
+  const list = (typeof servers === 'string' ? [servers] : servers).flatMap((s) => s.split(','));
+  const urls = list.map((s) => s.trim()).filter((s) => s !== '');
+  if (urls.length === 0) throw new Error('no NATS server URL given (NATS_URL)');
+  return urls;
+}
+
+/** Replicas for new KV buckets: NATS_KV_REPLICAS, else what the server's cluster can hold (3 of 3+, else 1). */
+function kvReplicasFor(nc: NatsConnection, configured: number | undefined): number {
+  const fromEnv = process.env.NATS_KV_REPLICAS;
+  const wanted = configured ?? (fromEnv ? Number(fromEnv) : undefined);
+  if (wanted !== undefined) {
+    if (!Number.isInteger(wanted) || wanted < 1 || wanted > 5) {
+      throw new Error(`NATS_KV_REPLICAS must be an integer 1–5 (got ${String(wanted)})`);
+    }
+    return wanted;
+  }
+  const { cluster, connect_urls: peers = [] } = nc.info ?? {};
+  return cluster && peers.length >= 3 ? 3 : 1;
 }
 
 /**
@@ -78,6 +108,7 @@ export class Bus {
     readonly nc: NatsConnection,
     readonly stage: string,
     readonly log: Logger,
+    kvReplicas = 1,
   ) {
     this.counters = new BusCounters(stage);
     this.stats = this.counters.stats;
@@ -87,12 +118,12 @@ export class Bus {
     this.json = new JsonPath(nc, this.counters, this.gate, this.subs);
     this.audio = new AudioPath(nc, this.counters, this.gate, this.errors, this.subs);
     this.requests = new RequestPath(nc, this.counters, this.gate, this.errors, this.subs);
-    this.buckets = new KvBuckets(nc);
+    this.buckets = new KvBuckets(nc, kvReplicas);
   }
 
   static async connect(opts: BusOptions): Promise<Bus> {
     const log = opts.logger ?? createLogger(opts.stage);
-    const servers = opts.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+    const servers = natsServers(opts.servers ?? process.env.NATS_URL ?? 'nats://127.0.0.1:4222');
     const name = opts.instanceId ? `${opts.stage}/${opts.instanceId}` : opts.stage;
     const auth = authOptions(opts.auth ?? natsAuthFromEnv());
     const nc = await connect({
@@ -105,8 +136,9 @@ export class Bus {
       noAsyncTraces: true,
       ...auth.options,
     });
-    log.info({ server: nc.getServer(), ...auth.describe }, 'nats connected');
-    const bus = new Bus(nc, opts.stage, log);
+    const kvReplicas = kvReplicasFor(nc, opts.kvReplicas);
+    log.info({ server: nc.getServer(), kvReplicas, ...auth.describe }, 'nats connected');
+    const bus = new Bus(nc, opts.stage, log, kvReplicas);
     bus.subs.track(bus.logStatus());
     return bus;
   }

@@ -29,13 +29,19 @@ export async function plainBucket(kv: KV, bucket: string): Promise<KV> {
 export class KvBuckets {
   private readonly created = new Map<string, Promise<KV>>();
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(
+    private readonly nc: NatsConnection,
+    /** Replicas of a bucket this connection creates (a bucket that exists is used as it is). */
+    private readonly replicas = 1,
+  ) {}
 
   /** Opens (creating if needed) a bucket: one handle per bucket, and a failed open is tried again next time. */
   create(bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
     let kv = this.created.get(bucket);
     if (!kv) {
-      kv = new Kvm(this.nc).create(bucket, { history: 1, ...opts }).then((b) => plainBucket(b, bucket));
+      kv = new Kvm(this.nc)
+        .create(bucket, { history: 1, replicas: this.replicas, ...opts })
+        .then((b) => plainBucket(b, bucket));
       kv.catch(() => this.created.delete(bucket));
       this.created.set(bucket, kv);
     }

@@ -1,5 +1,13 @@
 export { waitFor, freePort, type WaitForOptions } from './wait.js';
-export { startNatsServer, findNatsServerBinary, type NatsServerOptions, type NatsServerHandle } from './nats-server.js';
+export {
+  startNatsServer,
+  startNatsCluster,
+  findNatsServerBinary,
+  type NatsServerOptions,
+  type NatsServerHandle,
+  type NatsClusterOptions,
+  type NatsClusterHandle,
+} from './nats-server.js';
 export {
   startOtlpReceiver,
   flattenTraces,

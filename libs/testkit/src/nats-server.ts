@@ -102,10 +102,15 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   }
 }
 
-async function launch(binary: string, port: number, opts: NatsServerOptions): Promise<NatsServerHandle> {
+async function launch(
+  binary: string,
+  port: number,
+  opts: NatsServerOptions,
+  extraArgs: readonly string[] = [],
+): Promise<NatsServerHandle> {
   const { jetstream = true, maxLifetimeSec = 1800 } = opts;
   const storeDir = mkdtempSync(join(tmpdir(), 'va-nats-'));
-  const serverArgs = ['-a', '127.0.0.1', '-p', String(port)];
+  const serverArgs = ['-a', '127.0.0.1', '-p', String(port), ...extraArgs];
   if (opts.config !== undefined) {
     const configFile = join(storeDir, 'server.conf');
     writeFileSync(configFile, opts.config);
@@ -228,4 +233,109 @@ function waitUntilReady(wrapper: ChildProcess, port: number): Promise<number> {
       fail(text.includes('address already in use') ? new PortInUseError(message) : new Error(message));
     });
   });
+}
+
+export interface NatsClusterOptions extends Omit<NatsServerOptions, 'jetstream'> {
+  /** Servers in the cluster (default 3), each with JetStream and its own store. */
+  nodes?: number;
+}
+
+export interface NatsClusterHandle {
+  /** Every node's client URL, comma-separated: what NATS_URL holds for a cluster. */
+  url: string;
+  urls: string[];
+  /** The nodes; `pid` of one is what a test kills (kill -9 = a server lost), then `restartNode` brings it back. */
+  nodes: NatsServerHandle[];
+  /** Starts node `i` again (same ports, same store) and waits until its JetStream is current. */
+  restartNode(i: number): Promise<void>;
+  /** Restarts every node in turn, each back and current before the next goes. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const CLUSTER_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * A JetStream cluster on loopback (default three nodes, cluster `va`, full mesh of routes): resolves once every
+ * node reports itself healthy (`/healthz`: JetStream's meta group has a leader and the node is current).
+ */
+export async function startNatsCluster(opts: NatsClusterOptions = {}): Promise<NatsClusterHandle> {
+  const { nodes: count = 3, ...serverOpts } = opts;
+  const binary = findNatsServerBinary();
+  installExitHook();
+  // Ports picked up front (routes name every peer); a port taken meanwhile fails the start: tried again whole.
+  for (let attempt = 1; ; attempt++) {
+    const ports = await Promise.all(
+      Array.from({ length: count }, async () => ({
+        client: await freePort(),
+        route: await freePort(),
+        monitor: await freePort(),
+      })),
+    );
+    const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
+    const started = await Promise.allSettled(
+      ports.map((p, i) =>
+        launch(binary, p.client, serverOpts, [
+          '--server_name',
+          `va-nats-${i + 1}`,
+          '--cluster_name',
+          'va',
+          '--cluster',
+          `nats://127.0.0.1:${p.route}`,
+          '--routes',
+          routes,
+          '-m',
+          String(p.monitor),
+        ]),
+      ),
+    );
+    const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(nodes.map((n) => n.stop()));
+      if (failed.reason instanceof PortInUseError && attempt < PORT_ATTEMPTS) continue;
+      throw failed.reason;
+    }
+    const healthy = (i: number) => waitHealthy(ports[i]!.monitor);
+    try {
+      await Promise.all(nodes.map((_, i) => healthy(i)));
+    } catch (err) {
+      await Promise.all(nodes.map((n) => n.stop()));
+      throw err;
+    }
+    const urls = nodes.map((n) => n.url);
+    const restartNode = async (i: number) => {
+      await nodes[i]!.restart();
+      await healthy(i);
+    };
+    return {
+      url: urls.join(','),
+      urls,
+      nodes,
+      restartNode,
+      restart: async () => {
+        for (let i = 0; i < nodes.length; i++) await restartNode(i);
+      },
+      stop: async () => void (await Promise.all(nodes.map((n) => n.stop()))),
+    };
+  }
+}
+
+/** Polls a node's monitoring `/healthz` until it answers 200 (JetStream ready and current on that node). */
+async function waitHealthy(monitorPort: number): Promise<void> {
+  const deadline = Date.now() + CLUSTER_READY_TIMEOUT_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${monitorPort}/healthz`, { signal: AbortSignal.timeout(1000) });
+      last = `${res.status} ${await res.text()}`;
+      if (res.ok) return;
+    } catch (err) {
+      last = String(err);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `nats-server (monitor port ${monitorPort}) not healthy within ${CLUSTER_READY_TIMEOUT_MS} ms: ${last}`,
+  );
 }
