@@ -72,6 +72,10 @@ for (const scenario of scenarios) {
   for (const e of r.events) {
     console.log(
       `  turn ${e.atTurn}: ${e.action}${e.stage ? ` ${e.stage}` : ''} → ${e.recoveryMs ?? '–'} ms` +
+        (e.kvRecoveryMs !== undefined ? ` (KV writable again after ${e.kvRecoveryMs ?? '–'} ms)` : '') +
+        (e.answerHeardWhole !== undefined
+          ? `; answer heard ${e.answerHeardWhole ? 'whole, once' : 'NOT whole once'}`
+          : '') +
         (e.said !== undefined ? `; said "${e.said}", heard "${e.heard ?? ''}"` : ''),
     );
   }

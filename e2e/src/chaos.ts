@@ -1,5 +1,5 @@
 import { Bus } from '@va/bus';
-import { BUCKETS, channels, sessionId as parseSessionId, STAGES, type SessionRecording } from '@va/protocol';
+import { BUCKETS, channels, sessionId as parseSessionId, STAGES, subjects, type SessionRecording } from '@va/protocol';
 import { createLogger } from '@va/telemetry';
 import { runConversation, type Pipeline, type ScriptTurn } from './pipeline.js';
 
@@ -33,11 +33,18 @@ export interface ChaosEvent {
   atTurn: number;
   /**
    * kill: SIGKILL → the session owned again by a live instance of the stage; nats-restart: restart → a client
-   * reconnected and reading KV; nats-node: kill -9 of one node of the cluster → every stage instance's heartbeat
-   * written again (each reconnected to a node left and writing KV); rolling: SIGTERM → the instance drained
-   * (sessions handed over) and exited.
+   * reconnected and reading KV; nats-node: kill -9 of one node of the cluster → every stage instance answering
+   * on the bus again (reconnected to a node left); rolling: SIGTERM → the instance drained (sessions handed over)
+   * and exited.
    */
   recoveryMs: number | null;
+  /**
+   * nats-node: kill -9 → every instance's heartbeat written again. A bucket whose stream leader was on the node
+   * lost waits for JetStream to elect another (nats-server: seconds); the conversation does not (core NATS).
+   */
+  kvRecoveryMs?: number | null;
+  /** The answer of the turn the fault fell in was heard whole, each word once (unset: no answer to compare). */
+  answerHeardWhole?: boolean;
   /** What the user said in that turn, and what the agent heard of it (the transcript of the turn it answered). */
   said?: string;
   heard?: string;
@@ -72,6 +79,19 @@ const SENTENCES = [
 
 export function chaosScript(turns: number): { turns: ScriptTurn[] } {
   return { turns: Array.from({ length: turns }, (_, i) => ({ say: SENTENCES[i % SENTENCES.length]!, pauseMs: 600 })) };
+}
+
+const normalizeWords = (text: string) =>
+  text
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}' ]/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+
+function occurrences(haystack: string, needle: string): number {
+  let n = 0;
+  for (let at = haystack.indexOf(needle); at >= 0; at = haystack.indexOf(needle, at + 1)) n++;
+  return n;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -205,34 +225,43 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const cluster = pipeline.nats;
         if (!('nodes' in cluster)) throw new Error('nats-node needs the pipeline on a NATS cluster');
         const heartbeats = await bus.kv(BUCKETS.instances);
-        // Every stage instance's heartbeat revision now (reads are served by any replica).
-        const revisions = async () => {
-          const keys: string[] = [];
-          for await (const k of await heartbeats.keys()) keys.push(k);
-          const entries = await Promise.all(
-            keys.map(async (k) => [k, (await heartbeats.get(k))?.revision ?? 0] as const),
-          );
-          return new Map(entries);
-        };
+        // Every stage instance's heartbeat revision (a direct get: any replica answers, with or without a leader).
+        const revisions = async (keys: readonly string[]) =>
+          new Map(await Promise.all(keys.map(async (k) => [k, (await heartbeats.get(k))?.revision ?? 0] as const)));
         // One node, then — once it is back and current — another.
         for (const [i, victim] of [0, 1].entries()) {
           const atTurn = Math.max(2, Math.floor(((i + 1) * turns) / 3));
           await midTurn(atTurn);
-          const before = await revisions();
+          const keys: string[] = [];
+          for await (const k of await heartbeats.keys()) keys.push(k);
+          const before = await revisions(keys);
           const t0 = performance.now();
           process.kill(cluster.nodes[victim]!.pid, 'SIGKILL');
+          const since = () => Math.round(performance.now() - t0);
+          // Every instance answers its sessions endpoint again: reconnected to a node left (core NATS).
+          const answering = async () => {
+            const asks = keys.map((k) => {
+              const dot = k.indexOf('.');
+              const subject = subjects.svcSessions(k.slice(0, dot), k.slice(dot + 1));
+              return bus.nc.request(subject, '', { timeout: 250 }).then(
+                () => true,
+                () => false,
+              );
+            });
+            return (await Promise.all(asks)).every(Boolean);
+          };
           let recoveryMs: number | null = null;
-          for (let waited = 0; waited < 20_000; waited += 50) {
-            const now = await revisions().catch(() => undefined);
-            if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) {
-              recoveryMs = Math.round(performance.now() - t0);
-              break;
-            }
+          let kvRecoveryMs: number | null = null;
+          for (let waited = 0; waited < 20_000 && kvRecoveryMs === null; waited += 50) {
+            if (recoveryMs === null && (await answering())) recoveryMs = since();
+            const now = await revisions(keys).catch(() => undefined);
+            if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) kvRecoveryMs = since();
             await sleep(50);
           }
-          events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs });
+          events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs, kvRecoveryMs });
           progress(
-            `turn ${atTurn}: killed nats node ${victim + 1}; every instance writing again after ${recoveryMs ?? '–'} ms`,
+            `turn ${atTurn}: killed nats node ${victim + 1}; every instance on the bus again after ` +
+              `${recoveryMs ?? '–'} ms, writing KV again after ${kvRecoveryMs ?? '–'} ms`,
           );
           // Restarted as an orchestrator would, with its store: it catches up from the others.
           await cluster.restartNode(victim);
@@ -281,7 +310,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (!u) continue;
     e.said = u.say;
     const t = rec.turns.find((x) => x.speechEndMs >= u.startMs && x.speechStartMs <= u.endMs + 300);
-    if (t) e.heard = t.userText;
+    if (!t) continue;
+    e.heard = t.userText;
+    // What the user heard of the answer: every word once (a tts killed mid-answer resumes where audio stopped).
+    const answer = result.report.turns.find((r) => r.turnId === t.turnId)?.answer.trim();
+    if (answer) e.answerHeardWhole = occurrences(normalizeWords(t.spokenText), normalizeWords(answer)) === 1;
   }
   const crashes = Object.entries(result.exits)
     .filter(([, e]) => e.code !== 0 && e.signal !== 'SIGKILL')

@@ -9,6 +9,13 @@ import type { Logger } from '@va/telemetry';
 export class Instances {
   private readonly lastSeen = new Map<string, number>();
   private readonly departed = new Set<string>();
+  /**
+   * This instance's own heartbeat is failing (the bucket has no leader: a NATS node of the cluster lost): peers'
+   * silence says nothing then, and none is taken for dead. `heardAgainAt`: when own beats went through again —
+   * peers are judged from then on, so they too have a lease's time to be heard.
+   */
+  private beatFailing = false;
+  private heardAgainAt = 0;
 
   constructor(
     private readonly kv: KV,
@@ -37,7 +44,8 @@ export class Instances {
   isAlive(owner: string): boolean {
     if (owner === this.instanceId) return true;
     if (this.departed.has(owner)) return false;
-    const seen = this.lastSeen.get(owner) ?? this.startedAt;
+    if (this.beatFailing) return true;
+    const seen = Math.max(this.lastSeen.get(owner) ?? this.startedAt, this.heardAgainAt);
     return performance.now() - seen <= this.leaseMs;
   }
 
@@ -45,8 +53,14 @@ export class Instances {
   async beat(status: object): Promise<void> {
     try {
       await this.kv.put(this.key, JSON.stringify(status));
+      if (this.beatFailing) {
+        this.beatFailing = false;
+        this.heardAgainAt = performance.now();
+        this.log.info('heartbeat through again: peers judged from now on');
+      }
     } catch (err) {
-      this.log.warn({ err }, 'heartbeat failed');
+      if (!this.beatFailing) this.log.warn({ err }, 'heartbeat failed: no peer taken for dead until it goes through');
+      this.beatFailing = true;
     }
   }
 

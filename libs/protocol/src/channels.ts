@@ -14,6 +14,8 @@ import {
   SpeechDone,
   Transcript,
   TranscriptReplayReply,
+  ReplyReplayRequest,
+  ReplyReplayReply,
   TranscriptReplayRequest,
   ToolExchange,
   Turn,
@@ -123,5 +125,19 @@ export const sessionRequests = {
     schema: TranscriptReplayRequest,
     reply: TranscriptReplayReply,
     subject: subjects.transcriptReplay,
+  },
+  replyFastReplay: {
+    scope: 'session-request',
+    name: 'reply.fast.replay',
+    schema: ReplyReplayRequest,
+    reply: ReplyReplayReply,
+    subject: subjects.replyFastReplay,
+  },
+  replyDeepReplay: {
+    scope: 'session-request',
+    name: 'reply.deep.replay',
+    schema: ReplyReplayRequest,
+    reply: ReplyReplayReply,
+    subject: subjects.replyDeepReplay,
   },
 } as const satisfies Record<string, SessionRequestChannel>;

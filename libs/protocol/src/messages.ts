@@ -251,6 +251,23 @@ export const TRANSCRIPT_REPLAY_MAX = 32;
 export const TranscriptReplayReply = z.object({ finals: z.array(Transcript).max(TRANSCRIPT_REPLAY_MAX) }).strict();
 export type TranscriptReplayReply = z.infer<typeof TranscriptReplayReply>;
 
+/** The reply a responder has streamed so far for one turn (a new tts owner asks: its predecessor died speaking it). */
+export const ReplyReplayRequest = z.object({ turnId: TurnId }).strict();
+export type ReplyReplayRequest = z.infer<typeof ReplyReplayRequest>;
+
+/**
+ * Every delta of the turn's reply so far, joined (`text`); `nextSeq`: the seq of the next delta (live deltas from
+ * there on are new); `done`: the reply is complete. An unknown turn is empty, `nextSeq` 0.
+ */
+export const ReplyReplayReply = z
+  .object({
+    text: z.string().max(LIMITS.textChars * 4),
+    nextSeq: z.number().int().nonnegative(),
+    done: z.boolean(),
+  })
+  .strict();
+export type ReplyReplayReply = z.infer<typeof ReplyReplayReply>;
+
 /**
  * `forged`: a message on a subject that its sender did not publish (nats-server relayed it; see @va/bus origin).
  * `forbidden`: a request the asker may not make (e.g. ctx.get for a session its stage holds no lease on).

@@ -96,7 +96,8 @@ export const STAGE_ACCESS = {
     publishes: ['reply.fast'],
     // agent: a handoff changes the persona its opener speaks in.
     subscribes: ['turn', 'agent'],
-    serves: [],
+    // The opener so far, for a tts instance taking a session over mid-turn.
+    serves: ['reply.fast.replay'],
     requests: [],
     actorHost: true,
     opensSessions: false,
@@ -108,7 +109,8 @@ export const STAGE_ACCESS = {
     // agent: it hands the conversation over (a transfer_to_<name> call) and follows the change.
     publishes: ['reply.deep', 'tool', 'agent'],
     subscribes: ['turn', 'agent'],
-    serves: [],
+    // The answer so far, for a tts instance taking a session over mid-answer.
+    serves: ['reply.deep.replay'],
     requests: [],
     actorHost: true,
     opensSessions: false,
@@ -125,7 +127,8 @@ export const STAGE_ACCESS = {
     // agent: a handoff's voice.
     subscribes: ['turn', 'vad', 'reply.fast', 'reply.deep', 'agent'],
     serves: [],
-    requests: [],
+    // Taking a session over mid-answer: the replies so far, to speak on from where its predecessor stopped.
+    requests: ['reply.fast.replay', 'reply.deep.replay'],
     actorHost: true,
     opensSessions: false,
     kv: {},

@@ -30,6 +30,9 @@ export const subjects = {
   audioReplay: (sid: SessionId) => sess(sid, 'audio.replay'),
   /** Request (turn-detector → stt): recent final transcripts, for a new turn-detector owner. */
   transcriptReplay: (sid: SessionId) => sess(sid, 'transcript.replay'),
+  /** Requests (tts → the fast / deep responder): the reply so far to a turn, for a new tts owner mid-answer. */
+  replyFastReplay: (sid: SessionId) => sess(sid, 'reply.fast.replay'),
+  replyDeepReplay: (sid: SessionId) => sess(sid, 'reply.deep.replay'),
   speech: (sid: SessionId) => sess(sid, 'speech'),
   playout: (sid: SessionId) => sess(sid, 'playout'),
   control: (sid: SessionId) => sess(sid, 'control'),

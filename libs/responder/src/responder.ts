@@ -1,10 +1,11 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { extractTrace, newHeaders } from '@va/bus';
-import { channels, type AgentProfile, type McpServerSpec, type ResponderSource } from '@va/protocol';
+import { channels, sessionRequests, type AgentProfile, type McpServerSpec, type ResponderSource } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
+import { ReplyLog } from './reply-log.js';
 import { SessionAgent } from './session-agent.js';
 import { SessionResponder, type AnsweringState } from './session-responder.js';
 import type { RemoteToolSource, ToolRegistry } from './tools.js';
@@ -62,7 +63,13 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
     // A handoff changes the prompt and tools of the turns that start after it.
     agent.onChange = (next) => Object.assign(settings, next);
     const history = sessionHistory(ctx, { maxTokens: opts.historyTokens, tools: tools !== undefined });
-    const out = busOutput(ctx, channel, opts.llm.provider);
+    // What was streamed, for a tts instance that takes the session over mid-turn.
+    const replies = new ReplyLog();
+    const out = busOutput(ctx, channel, opts.llm.provider, replies);
+    ctx.serve(
+      opts.source === 'fast' ? sessionRequests.replyFastReplay : sessionRequests.replyDeepReplay,
+      ({ turnId }) => replies.replay(turnId),
+    );
     // Only the answer is worth answering again: an opener that comes late is no opener.
     const retriesOnTakeover = opts.source === 'deep';
     const turns: SessionResponder = new SessionResponder({
@@ -96,11 +103,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
       // The agent speaks first: its greeting is the answer, said as written (no model; no opener before it).
       if (turn.kind === 'agent') {
         if (opts.source === 'deep' && turn.text !== '') {
-          ctx.publish(
-            channel,
-            { turnId: turn.turnId, seq: 0, delta: turn.text, done: true },
-            { context: meta.context },
-          );
+          out.reply({ turnId: turn.turnId, seq: 0, delta: turn.text, done: true }, meta.context);
         }
         return;
       }
@@ -114,10 +117,18 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
 }
 
 /** Where an answer's output goes: the reply channel, the tool channel, error events and logs. */
-function busOutput(ctx: ActorContext, channel: typeof channels.replyFast, provider: string): AnswerOutput {
+function busOutput(
+  ctx: ActorContext,
+  channel: typeof channels.replyFast,
+  provider: string,
+  replies: ReplyLog,
+): AnswerOutput {
   return {
     sessionId: ctx.sessionId,
-    reply: (msg, context) => ctx.publish(channel, msg, { context }),
+    reply: (msg, context) => {
+      ctx.publish(channel, msg, { context });
+      replies.sent(msg);
+    },
     tool: (msg, context) => ctx.publish(channels.tool, msg, { context }),
     failed: (turnId, err) => {
       ctx.log.error({ err, turnId }, 'generation failed');

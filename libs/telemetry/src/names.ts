@@ -148,6 +148,8 @@ export const METRIC = {
   answerGap: 'va.answer_gap',
   /** Fillers spoken because the answer was late. */
   fillers: 'va.fillers',
+  /** tts: turns a new owner spoke on from where its predecessor's audio stopped. */
+  ttsResumed: 'va.tts.resumed',
   /** Tool calls (attributes: tool name, outcome) and their duration (ms). */
   toolCalls: 'va.tool.calls',
   toolDuration: 'va.tool.duration',
@@ -205,6 +207,7 @@ export const METRIC_KIND = {
   [METRIC.fallbacks]: 'counter',
   [METRIC.answerGap]: 'histogram',
   [METRIC.fillers]: 'counter',
+  [METRIC.ttsResumed]: 'counter',
   [METRIC.toolCalls]: 'counter',
   [METRIC.toolDuration]: 'histogram',
   [METRIC.contextGet]: 'histogram',

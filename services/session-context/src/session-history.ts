@@ -17,6 +17,10 @@ import type { Summarizer } from './summarizer.js';
 
 type SpanContext = Link['context'];
 
+/** A failed history write is tried again after this, doubling up to the max, until it goes through. */
+const WRITE_RETRY_MIN_MS = 100;
+const WRITE_RETRY_MAX_MS = 2000;
+
 /** Where the session's history goes and what it runs on: the actor gives KV and the session's lifetime. */
 export interface SessionHistoryIo {
   readonly sessionId: string;
@@ -133,13 +137,20 @@ export class SessionHistory {
   }
 
   private async flush(): Promise<void> {
+    let retryMs = WRITE_RETRY_MIN_MS;
     while (this.dirty) {
       this.dirty = false;
       try {
         await this.io.put(this.doc);
+        retryMs = WRITE_RETRY_MIN_MS;
       } catch (err) {
-        // The next change writes the whole document again.
-        this.io.error({ err }, 'history write failed');
+        // Written again (the whole document, as it is by then) until it goes through: the bucket may be without
+        // a leader for seconds (a NATS node of the cluster lost), and a successor must find every word.
+        this.io.error({ err }, 'history write failed: retrying');
+        this.dirty = true;
+        if (this.io.signal.aborted) break;
+        await new Promise((r) => setTimeout(r, retryMs));
+        retryMs = Math.min(WRITE_RETRY_MAX_MS, retryMs * 2);
       }
     }
     this.writing = undefined;

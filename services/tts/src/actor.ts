@@ -1,12 +1,20 @@
-import type { ActorContext, SessionActor } from '@va/actor';
-import { channels, RESPONDER_SOURCES } from '@va/protocol';
+import { RecentMap, type ActorContext, type SessionActor } from '@va/actor';
+import { extractTrace, newHeaders } from '@va/bus';
+import { channels, RESPONDER_SOURCES, sessionRequests, type Reply, type ResponderSource } from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';
-import { ATTR, counter, METRIC } from '@va/telemetry';
+import { ATTR, counter, METRIC, type Context } from '@va/telemetry';
 import { SessionSpeaker, TTS_DEFAULTS, type SessionSpeakerIo, type TtsActorOptions } from './session-speaker.js';
-import { STAGE } from './turn-speaker.js';
+import { STAGE, type SpeechProgress } from './turn-speaker.js';
 
 export { STAGE } from './turn-speaker.js';
 export { MAX_SPOKEN_CHARS, TTS_DEFAULTS, type TtsActorOptions } from './session-speaker.js';
+
+/** Where the turn being spoken is kept for a successor (va_state). */
+const SPEAKING_STATE = 'speaking';
+/** How long a new owner waits for the responders' replies so far before going on with the live deltas alone. */
+const REPLY_REPLAY_TIMEOUT_MS = 500;
+/** How often, at most, how far the turn being spoken has gone out is written. */
+const SPEAKING_SAVE_MS = 200;
 
 /** The queue name of dropped text in `va.messages.dropped`. */
 const TEXT_QUEUE = 'tts.text';
@@ -51,6 +59,10 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         ctx.log.warn({ err, text }, 'filler synthesis failed'),
       );
     }
+    // How far the turn being spoken has gone out (va_state), for the instance that takes the session over.
+    let speaking: string | undefined;
+    let unsaved: SpeakingState | undefined;
+    let saveTimer: NodeJS.Timeout | undefined;
     const io: SessionSpeakerIo = {
       sessionId: ctx.sessionId,
       sampleRate: ctx.config.sampleRate,
@@ -69,8 +81,26 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         counter(METRIC.fillers).add(1, { [ATTR.stage]: STAGE });
         ctx.log.info({ turnId, text }, 'answer late: filler spoken');
       },
+      // Written at most every SPEAKING_SAVE_MS (a provider may report progress every frame): a successor repeats
+      // at most that much.
+      progress: (turnId, sent) => {
+        speaking = turnId;
+        unsaved = { turnId, sent, trace: traceRecord(turnContexts.get(turnId)) };
+        saveTimer ??= setTimeout(() => {
+          saveTimer = undefined;
+          if (unsaved) ctx.state.keep(SPEAKING_STATE, unsaved);
+          unsaved = undefined;
+        }, SPEAKING_SAVE_MS);
+      },
       turnSignal: (turnId) => ctx.turnSignal(turnId),
-      endTurn: (turnId) => ctx.endTurn(turnId),
+      endTurn: (turnId) => {
+        ctx.endTurn(turnId);
+        turnContexts.delete(turnId);
+        if (speaking !== turnId) return;
+        speaking = undefined;
+        unsaved = undefined;
+        ctx.state.drop(SPEAKING_STATE);
+      },
       track: (work) => void ctx.track(work),
       textDropped: (source) =>
         ctx.dropped(TEXT_QUEUE, 'too-long', source === 'fast' ? channels.replyFast.name : channels.replyDeep.name),
@@ -84,10 +114,68 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
     });
     ctx.subscribe(channels.turn, (t) => voice.turn(t));
     ctx.subscribe(channels.vad, (v) => voice.vad(v));
+    // The trace each turn's replies came in, for the successor's spans.
+    const turnContexts = new RecentMap<string, Context>(8);
+    // Taken over: replies wait until the turn in flight is resumed (its deltas so far first, then these).
+    let held: [ResponderSource, Reply, Context][] | undefined = ctx.reclaimed ? [] : undefined;
     for (const source of RESPONDER_SOURCES) {
       const channel = source === 'fast' ? channels.replyFast : channels.replyDeep;
-      ctx.subscribe(channel, (m, meta) => voice.reply(source, m, meta.context));
+      ctx.subscribe(channel, (m, meta) => {
+        if (!turnContexts.has(m.turnId)) turnContexts.set(m.turnId, meta.context);
+        if (held) held.push([source, m, meta.context]);
+        else voice.reply(source, m, meta.context);
+      });
     }
-    return { stop: () => voice.stop() };
+    if (ctx.reclaimed) {
+      void ctx.track(
+        resumeSpeaking(ctx, voice).finally(() => {
+          for (const [source, m, context] of held ?? []) voice.reply(source, m, context);
+          held = undefined;
+        }),
+      );
+    }
+    return {
+      stop: () => {
+        clearTimeout(saveTimer);
+        voice.stop();
+      },
+    };
   };
+}
+
+/** The turn being spoken, as far as its audio went out (va_state). */
+interface SpeakingState {
+  turnId: string;
+  sent: SpeechProgress;
+  /** W3C trace context of the turn, so the successor's spans join its trace. */
+  trace: Record<string, string>;
+}
+
+function traceRecord(context: Context | undefined): Record<string, string> {
+  const hdrs = newHeaders({}, context);
+  return Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
+}
+
+/**
+ * Taken over from an instance that died speaking a turn: asks both responders for their reply so far and speaks
+ * on from where the predecessor's audio stopped (the sentence it was in is said again, whole), so the user hears
+ * the whole answer once. Without the replies (a responder gone too), the turn goes on with the live deltas alone.
+ */
+async function resumeSpeaking(ctx: ActorContext, voice: SessionSpeaker): Promise<void> {
+  const saved = await ctx.state.get<SpeakingState>(SPEAKING_STATE).catch(() => undefined);
+  if (!saved || ctx.isCancelled(saved.turnId)) return;
+  const ask = (ch: typeof sessionRequests.replyFastReplay | typeof sessionRequests.replyDeepReplay) =>
+    ctx.request(ch, { turnId: saved.turnId }, { timeoutMs: REPLY_REPLAY_TIMEOUT_MS });
+  try {
+    const [fast, deep] = await Promise.all([
+      ask(sessionRequests.replyFastReplay),
+      ask(sessionRequests.replyDeepReplay),
+    ]);
+    if (ctx.signal.aborted || ctx.isCancelled(saved.turnId)) return;
+    voice.resume(saved.turnId, saved.sent, { fast, deep }, extractTrace(newHeaders(saved.trace)));
+    counter(METRIC.ttsResumed).add(1, { [ATTR.stage]: STAGE });
+    ctx.log.info({ turnId: saved.turnId, sentTo: saved.sent.sentTo }, 'resumed the turn where its audio stopped');
+  } catch (err) {
+    ctx.log.warn({ err: String(err), turnId: saved.turnId }, 'turn not resumed: no reply so far from the responders');
+  }
 }

@@ -1,8 +1,16 @@
-import { LIMITS, type Reply, type ResponderSource, type Turn, type Vad } from '@va/protocol';
+import {
+  LIMITS,
+  RESPONDER_SOURCES,
+  type Reply,
+  type ReplyReplayReply,
+  type ResponderSource,
+  type Turn,
+  type Vad,
+} from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';
 import type { Context } from '@va/telemetry';
 import { RecentMap, RecentSet } from '@va/actor';
-import { TurnSpeaker, type FillerSource, type SpeakerOutput } from './turn-speaker.js';
+import { TurnSpeaker, type FillerSource, type SpeakerOutput, type SpeechProgress } from './turn-speaker.js';
 
 /** Text one source (opener or answer) of a turn may speak: what a `speech` message can carry. */
 export const MAX_SPOKEN_CHARS = LIMITS.textChars * 4;
@@ -102,6 +110,27 @@ export class SessionSpeaker implements FillerSource {
     }
   }
 
+  /**
+   * Taken over mid-turn: the turn the predecessor was speaking, how far its audio went, and the replies so far
+   * (from the responders). Speaks on from there; live deltas already past the replies' `nextSeq` follow.
+   */
+  resume(
+    turnId: string,
+    sent: SpeechProgress,
+    replies: Record<ResponderSource, ReplyReplayReply>,
+    context: Context,
+  ): void {
+    if (this.finished.has(turnId) || this.turns.has(turnId)) return;
+    // Committed: the predecessor was speaking it.
+    this.commits.set(turnId, performance.now());
+    const turn = this.turnFor(turnId, context, sent);
+    for (const source of RESPONDER_SOURCES) {
+      const r = replies[source];
+      turn[source].nextSeq = r.nextSeq;
+      turn.text(source, r.text, r.done);
+    }
+  }
+
   vad(v: Vad): void {
     this.userSpeaking = v.kind === 'start';
   }
@@ -121,7 +150,7 @@ export class SessionSpeaker implements FillerSource {
     for (const t of [...this.turns.values()]) this.endTurn(t);
   }
 
-  private turnFor(turnId: string, context: Context): TurnSpeaker {
+  private turnFor(turnId: string, context: Context, resumed?: SpeechProgress): TurnSpeaker {
     const existing = this.turns.get(turnId);
     if (existing) return existing;
     // A new turn supersedes whatever the previous one still had to say.
@@ -136,6 +165,7 @@ export class SessionSpeaker implements FillerSource {
       this.opts.fillerAfterMs,
       this.voice,
     );
+    if (resumed) turn.resumeAfter(resumed);
     const at = this.commits.get(turnId);
     if (at !== undefined) turn.committedAt(at);
     if (this.withoutOpener.has(turnId)) turn.text('fast', '', true);

@@ -30,6 +30,15 @@ export interface SpeakerOutput {
   failed(turnId: string, err: unknown): void;
   /** A filler was spoken (counted, logged), or could not be synthesized. */
   filler(turnId: string, text: string, err?: unknown): void;
+  /** The audio sent of a turn now reaches further into its text (a sentence more): kept for a successor. */
+  progress?(turnId: string, sent: SpeechProgress): void;
+}
+
+/** How far a turn's audio has gone out: into each source's text, and the frame sequence and clock. */
+export interface SpeechProgress {
+  sentTo: Record<ResponderSource, number>;
+  seq: number;
+  audioMs: number;
 }
 
 /** What the session knows that a turn's filler depends on. */
@@ -46,6 +55,8 @@ export interface FillerSource {
 class SourceText {
   readonly text = new AsyncQueue<string>();
   received = '';
+  /** Text before this was spoken by a predecessor (a takeover mid-turn): not synthesized again. */
+  base = 0;
   nextSeq = 0;
   firstTextAt: number | undefined;
   span: Span | undefined;
@@ -99,6 +110,19 @@ export class TurnSpeaker {
     this.commit(at);
   }
 
+  /**
+   * Taken over mid-turn: the predecessor's audio reached `sent` (a sentence boundary of each source's text, the
+   * frame sequence and clock). Only the text past it is synthesized; frames go on from its sequence.
+   */
+  resumeAfter(sent: SpeechProgress): void {
+    for (const source of ['fast', 'deep'] as const) {
+      this[source].base = sent.sentTo[source];
+      this.sentTo[source] = sent.sentTo[source];
+    }
+    this.seq = sent.seq;
+    this.audioMs = sent.audioMs;
+  }
+
   /** A delta of `source`'s text (already bounded); `end` when that source is done. */
   text(source: ResponderSource, delta: string, end: boolean): void {
     const s = this[source];
@@ -111,8 +135,11 @@ export class TurnSpeaker {
         stage: STAGE,
         attributes: { [ATTR.provider]: this.tts.provider, [ATTR.source]: source },
       });
+      const before = s.received.length;
       s.received += delta;
-      s.text.push(delta);
+      // Past what a predecessor already spoke, if anything.
+      const fresh = delta.slice(Math.max(0, s.base - before));
+      if (fresh) s.text.push(fresh);
     }
     if (end) s.text.end();
   }
@@ -267,7 +294,9 @@ export class TurnSpeaker {
     this.firstSentAt ??= performance.now();
     const { sampleRate } = this.out;
     const from = this.sentTo[source];
-    this.sentTo[source] = Math.max(from, chunk.textOffset);
+    // A resumed source's synthesizer counts from where the predecessor stopped.
+    const textOffset = (source === 'filler' ? 0 : this[source].base) + chunk.textOffset;
+    this.sentTo[source] = Math.max(from, textOffset);
     this.out.audio(
       {
         samples,
@@ -276,12 +305,19 @@ export class TurnSpeaker {
         tsMs: this.audioMs,
         turnId: this.turnId,
         source,
-        textOffset: chunk.textOffset,
-        text: text.slice(from, chunk.textOffset),
+        textOffset,
+        text: text.slice(from, textOffset),
       },
       this.context,
     );
     this.audioMs += (samples.length * 1000) / sampleRate;
+    if (source !== 'filler' && this.sentTo[source] > from) {
+      this.out.progress?.(this.turnId, {
+        sentTo: { fast: this.sentTo.fast, deep: this.sentTo.deep },
+        seq: this.seq,
+        audioMs: this.audioMs,
+      });
+    }
   }
 
   private done(source: ResponderSource, frames: number, skipped: boolean): void {

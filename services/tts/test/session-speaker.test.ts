@@ -4,6 +4,7 @@ import { FakeTTS, type SpeechChunk, type TTS } from '@va/providers';
 import { context } from '@va/telemetry';
 import { synthesizeAll } from '../src/actor.js';
 import { MAX_SPOKEN_CHARS, SessionSpeaker, TTS_DEFAULTS, type SessionSpeakerIo } from '../src/session-speaker.js';
+import type { SpeechProgress } from '../src/turn-speaker.js';
 
 /** Everything a session's voice sent, without a bus. */
 class RecordedIo implements SessionSpeakerIo {
@@ -46,6 +47,10 @@ class RecordedIo implements SessionSpeakerIo {
   textDropped(source: string): void {
     this.dropped.push(source);
   }
+  readonly progresses: SpeechProgress[] = [];
+  progress(_turnId: string, sent: SpeechProgress): void {
+    this.progresses.push(structuredClone(sent));
+  }
   readonly fillerVoices: (string | undefined)[] = [];
   fillerAudio(text: string, voice?: string): Promise<SpeechChunk[]> {
     this.fillerVoices.push(voice);
@@ -86,6 +91,48 @@ describe('SessionSpeaker / TurnSpeaker (tts per session, without NATS)', () => {
       ['deep', 'It is ten past four.', false],
     ]);
     expect(io.ended).toEqual(['t1']);
+  });
+
+  it('a successor speaks on from where its predecessor’s audio stopped: every word once, frames in sequence', async () => {
+    const answer = 'The first sentence. The second one. And a third.';
+    // The predecessor speaks the turn; what it kept after the answer's first sentence is what it left behind.
+    const first = setup();
+    first.voice.turn({ turnId: 't1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 0 });
+    first.voice.reply('fast', reply('t1', 0, 'Sure.', true), root);
+    first.voice.reply('deep', reply('t1', 0, 'The first sentence. The second'), root);
+    first.voice.reply('deep', reply('t1', 1, ' one. And a third.'), root);
+    first.voice.reply('deep', reply('t1', 2, '', true), root);
+    await first.io.settled();
+    const left = first.io.progresses.find((p) => p.sentTo.deep === 'The first sentence.'.length)!;
+    expect(left, JSON.stringify(first.io.progresses)).toBeDefined();
+    expect(left.sentTo.fast).toBe('Sure.'.length);
+    const sentBefore = first.io.frames.filter((f) => f.seq < left.seq);
+
+    // The successor: the replies so far from the responders, then live deltas (one it already has, the end).
+    const next = setup();
+    next.voice.resume(
+      't1',
+      left,
+      {
+        fast: { text: 'Sure.', nextSeq: 1, done: true },
+        deep: { text: 'The first sentence. The second', nextSeq: 1, done: false },
+      },
+      root,
+    );
+    next.voice.reply('deep', reply('t1', 0, 'The first sentence. The second'), root); // a duplicate: dropped
+    next.voice.reply('deep', reply('t1', 1, ' one. And a third.'), root);
+    next.voice.reply('deep', reply('t1', 2, '', true), root);
+    await next.io.settled();
+
+    const heard = [...sentBefore, ...next.io.frames].map((f) => f.text ?? '').join('');
+    expect(heard).toBe(`Sure.${answer}`);
+    expect(next.io.order).toEqual(['deep']);
+    expect(next.io.frames[0]!.seq).toBe(left.seq);
+    expect(next.io.frames[0]!.tsMs).toBe(left.audioMs);
+    expect(next.io.speeches.map((s) => [s.source, s.text])).toEqual([
+      ['fast', 'Sure.'],
+      ['deep', answer],
+    ]);
   });
 
   it('skips the opener when the answer has audio before the opener has any text', async () => {

@@ -1,0 +1,89 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stateKey } from '@va/actor';
+import { Bus } from '@va/bus';
+import { BUCKETS, channels, sessionRequests, type AudioFrame, type SpeechDone } from '@va/protocol';
+import { FakeTTS } from '@va/providers';
+import { ActorInstances, waitFor } from '@va/testkit';
+import { STAGE, ttsActor } from '../src/actor.js';
+
+// Two tts instances on a real nats-server; the one speaking an answer is crashed mid-answer (connection gone, no
+// handover). The other takes the session over and speaks on from where the audio stopped: the user hears every
+// word of the answer once. The test client plays both responders (their deltas and their replies so far).
+
+let instances: ActorInstances;
+let client: Bus;
+
+beforeAll(async () => {
+  instances = await ActorInstances.start();
+  client = instances.client;
+});
+afterEach(() => instances.stopInstances());
+afterAll(() => instances?.stop());
+
+// Synthesis at about real time, so an answer is still being spoken when its speaker dies.
+const startInstance = () => instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 20, rtf: 0.5 }), { fillers: [] }));
+
+describe('tts taken over mid-answer', () => {
+  it('the successor speaks on from where the audio stopped: every word heard once, in order', async () => {
+    const first = await startInstance();
+    const sid = await instances.open('tts-takeover', {}, [STAGE]);
+    expect(first.host.sessionIds).toContain(sid);
+    const second = await startInstance();
+
+    const frames: AudioFrame[] = [];
+    const speeches: SpeechDone[] = [];
+    client.subscribeAudio('out', sid, (f) => void frames.push(f));
+    client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+    // The responders' memory of what they streamed, as they answer reply.*.replay.
+    const streamed = { fast: { text: '', nextSeq: 0, done: false }, deep: { text: '', nextSeq: 0, done: false } };
+    client.serveSession(sessionRequests.replyFastReplay, sid, () => streamed.fast);
+    client.serveSession(sessionRequests.replyDeepReplay, sid, () => streamed.deep);
+    await client.nc.flush();
+    const say = (source: 'fast' | 'deep', delta: string, done = false) => {
+      const s = streamed[source];
+      client.publish(source === 'fast' ? channels.replyFast : channels.replyDeep, sid, {
+        turnId: 't1',
+        seq: s.nextSeq,
+        delta,
+        done,
+      });
+      s.text += delta;
+      s.nextSeq++;
+      s.done = done;
+    };
+
+    client.publish(channels.turn, sid, { turnId: 't1', kind: 'end', text: 'tell me', eouProb: 1, speechEndMs: 0 });
+    say('fast', 'Sure.', true);
+    say('deep', 'The first sentence. The second');
+    // The first sentence of the answer is out, and its speaker has kept how far it got.
+    const state = await client.kv(BUCKETS.state);
+    await waitFor(
+      async () => {
+        const e = await state.get(stateKey(STAGE, sid, 'speaking'));
+        return e?.operation === 'PUT' && e.json<{ sent: { sentTo: { deep: number } } }>().sent.sentTo.deep > 0;
+      },
+      { timeoutMs: 10_000, message: 'the first instance kept how far the answer went' },
+    );
+    const claimed = second.claims(sid);
+    await first.crash();
+    const beforeCrash = frames.length;
+
+    // The rest of the answer is streamed while no instance holds the session, and after.
+    say('deep', ' one. And a third.');
+    await claimed;
+    say('deep', '', true);
+    await waitFor(() => speeches.some((s) => s.source === 'deep'), {
+      timeoutMs: 15_000,
+      message: 'the answer spoken to its end by the successor',
+    });
+
+    const answer = 'The first sentence. The second one. And a third.';
+    expect(frames.map((f) => f.text ?? '').join('')).toBe(`Sure.${answer}`);
+    const resumed = frames.slice(beforeCrash);
+    expect(resumed.length).toBeGreaterThan(0);
+    expect(resumed.every((f) => f.source === 'deep')).toBe(true);
+    // The frame sequence goes on from the predecessor's.
+    expect(resumed[0]!.seq).toBeGreaterThan(0);
+    expect(speeches.find((s) => s.source === 'deep')!.text).toBe(answer);
+  }, 30_000);
+});
