@@ -4,7 +4,12 @@ import { defineConfig } from 'vitest/config';
  * Tests that run the whole pipeline (seven processes, real-time speech): on a 2-core machine two of them at once
  * starve each other and their timing-based turn-taking goes wrong, so they run one after another, after the rest.
  */
-const PIPELINE = ['e2e/test/**/*.test.ts', 'services/media-gateway/test/browser.test.ts', 'bench/test/**/*.test.ts'];
+const PIPELINE = [
+  'e2e/test/**/*.test.ts',
+  'services/media-gateway/test/browser.test.ts',
+  'services/media-gateway/test/failover.test.ts',
+  'bench/test/**/*.test.ts',
+];
 
 const shared = {
   // Tests start real nats-servers and child processes: give them room.

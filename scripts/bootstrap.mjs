@@ -19,6 +19,8 @@ export const REQUIRED_APT = [
   { bin: 'espeak-ng', pkg: 'espeak-ng' },
   // The browser end-to-end test drives the talk page in headless Chromium (playwright-core never downloads one).
   { bin: 'chromium', pkg: 'chromium', testsOnly: true },
+  // The gateway failover test puts the talk page behind nginx (deploy/nginx/voice-agent.conf), as in production.
+  { bin: 'nginx', pkg: 'nginx-light', testsOnly: true },
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

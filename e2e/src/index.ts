@@ -4,3 +4,5 @@ export * from './trace-view.js';
 export * from './gateway.js';
 export * from './soak.js';
 export * from './chaos.js';
+export * from './reverse-proxy.js';
+export * from './browser.js';

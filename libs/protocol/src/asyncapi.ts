@@ -84,7 +84,11 @@ class AsyncApiDoc {
         const opens = ch.name === 'session.open' || ch.name === 'session.close';
         this.sendAndReceive(
           id,
-          opens ? stagesThat((a) => a.opensSessions) : ['every stage'],
+          opens
+            ? stagesThat(
+                (a) => a.opensSessions || (ch.name === 'session.close' && 'closesOrphans' in a && a.closesOrphans),
+              )
+            : ['every stage'],
           opens ? stagesThat((a) => a.actorHost) : [],
         );
       }

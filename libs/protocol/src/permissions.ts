@@ -41,6 +41,11 @@ export interface StageAccess {
   actorHost: boolean;
   /** Opens and closes sessions: publishes `session.open`/`.close` and collects the acks on a plain `_INBOX`. */
   opensSessions: boolean;
+  /**
+   * Closes a session nobody feeds audio to any more (its gateway died and no other instance resumed it):
+   * publishes `session.close`, so every stage releases it.
+   */
+  closesOrphans?: boolean;
   /** KV buckets it uses besides the actor host's own keys, and which keys. */
   kv: Partial<Record<BucketName, KeyScope>>;
   /** Keys of other stages it reads (get and watch, never writes): a bucket, and whose keys (`all`: everyone's). */
@@ -90,6 +95,8 @@ export const STAGE_ACCESS = {
     requests: ['transcript.replay'],
     actorHost: true,
     opensSessions: false,
+    // It hears every microphone frame: a session with none for long has lost its gateway for good.
+    closesOrphans: true,
     kv: {},
   },
   'fast-responder': {
@@ -259,6 +266,7 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   sub.add(`${inboxPrefix(stage)}.>`);
 
   if (access.opensSessions) add(pub, [subjects.sessionOpen, subjects.sessionClose]);
+  if (access.closesOrphans) pub.add(subjects.sessionClose);
 
   const kv: Partial<Record<BucketName, KeyScope>> = { ...access.kv };
   if (access.actorHost) {

@@ -52,9 +52,15 @@ export class GatewaySession {
   constructor(
     private readonly ctx: ActorContext,
     private readonly sampleRate: number,
-    opts: { greeting?: boolean } = {},
+    opts: {
+      greeting?: boolean;
+      /** Resumed (another gateway served it until it died): the session clock goes on from this wall time. */
+      startWall?: number;
+    } = {},
   ) {
-    this.startWall = Date.now();
+    this.startWall = opts.startWall ?? Date.now();
+    // The stages' clock runs on across the gap: the first frame is dated now, on the session's clock.
+    if (opts.startWall !== undefined) this.seq = Math.max(0, Math.round((Date.now() - opts.startWall) / FRAME_MS));
     if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), true);
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
     ctx.subscribe(channels.turn, (t, meta) => {
@@ -74,6 +80,11 @@ export class GatewaySession {
       p?.complete.add(s.source);
       if (turn) this.maybeFinish(turn);
     });
+  }
+
+  /** Wall time of the session clock's zero. */
+  get startedAt(): number {
+    return this.startWall;
   }
 
   /** Session clock (ms of audio sent so far). */

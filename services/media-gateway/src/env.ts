@@ -4,6 +4,7 @@ import { STAGES } from '@va/protocol';
 import { z } from 'zod';
 import { HTTP_LIMITS_DEFAULTS } from './http-limits.js';
 import { WEB_LIMITS_DEFAULTS } from './web/server.js';
+import { RESUME_GRACE_MS } from './web/session.js';
 
 /** The gateway's environment (README "How a stage runs"), checked at start. */
 export const GatewayEnv = ServiceEnv.extend({
@@ -46,6 +47,14 @@ export const GatewayEnv = ServiceEnv.extend({
   GATEWAY_HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.headersTimeoutMs),
   GATEWAY_HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.requestTimeoutMs),
   GATEWAY_HTTP_MAX_CONNECTIONS: z.coerce.number().int().positive().default(HTTP_LIMITS_DEFAULTS.maxConnections),
+  /**
+   * Signs the talk page's resume tokens: every gateway instance behind one address shares it, so a page whose
+   * gateway died resumes its session on another (≥ 16 bytes). Unset: a random one per process (resume on the
+   * same instance only).
+   */
+  GATEWAY_RESUME_SECRET: z.string().min(16).optional(),
+  /** A session whose page lost its socket waits this long for the page to come back before it is closed. */
+  GATEWAY_RESUME_GRACE_MS: z.coerce.number().int().min(0).default(RESUME_GRACE_MS),
   /** The agent a session runs when it names none (a profile in `va_agents`); unset: the stored `default`. */
   GATEWAY_AGENT: z.string().optional(),
   /** The talk page links each turn to its trace: `{traceId}` is replaced, e.g. Grafana's Explore on Tempo. */

@@ -1,4 +1,5 @@
-import { ActorContext, closeSession } from '@va/actor';
+import { randomBytes } from 'node:crypto';
+import { ActorContext, closeSession, stateKey } from '@va/actor';
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { BUCKETS, type SampleRate, type SessionId } from '@va/protocol';
@@ -14,6 +15,11 @@ export interface OpenedSession {
   readonly log: Logger;
   /** Ends open turns, closes the session on every stage (`reason` in `session.close`), releases the context. */
   close(reason: string): void;
+  /**
+   * The transport connection was lost: releases it here, and closes the session on every stage after `graceMs`
+   * unless it was resumed (on any instance) by then.
+   */
+  detach(graceMs: number, reason: string): Promise<void>;
 }
 
 export interface OpenSessionOptions {
@@ -53,18 +59,103 @@ export async function openGatewaySession(
   const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
   ctx.followControl();
   const session = new GatewaySession(ctx, opts.sampleRate, { greeting: agent?.greeting !== undefined });
+  const attachment = newAttachment();
+  // What another gateway instance needs to resume the session if this one dies (and who holds it now).
+  await ctx.state.put(GATEWAY_STATE, {
+    sampleRate: opts.sampleRate,
+    startWall: session.startedAt,
+    attachment,
+  } satisfies GatewayState);
+  return held(bus, ctx, session, log, attachment);
+}
+
+/** Where a gateway keeps a session's clock and holder (va_state), for the instance that resumes it. */
+const GATEWAY_STATE = 'gateway';
+
+export interface GatewayState {
+  sampleRate: SampleRate;
+  /** Wall time of the session clock's zero. */
+  startWall: number;
+  /** Which attachment (a socket on some instance) holds the session now: a later one supersedes it. */
+  attachment: string;
+}
+
+/** The session is not there to resume: never opened here, or closed since. */
+export class SessionGoneError extends Error {
+  override readonly name = 'SessionGoneError';
+}
+
+/**
+ * Takes over a session whose transport connection was lost (its gateway died, or the page's network dropped):
+ * the stages still hold it; this attachment supersedes the last, and the session clock goes on from where it
+ * was. The caller has checked that the asker may (a resume token).
+ */
+export async function resumeGatewaySession(
+  bus: Bus,
+  sessionId: SessionId,
+  opts: { log?: Record<string, unknown> } = {},
+): Promise<OpenedSession> {
+  const log = bus.log.child({ sessionId, ...opts.log });
+  const stateKv = await bus.kv(BUCKETS.state);
+  const saved = await stateKv.get(stateKey(STAGE, sessionId, GATEWAY_STATE));
+  if (!saved || saved.operation !== 'PUT') throw new SessionGoneError(`no session ${sessionId} to resume`);
+  const state = saved.json<GatewayState>();
+  const config = { sampleRate: state.sampleRate, language: 'en-US' };
+  const ctx = new ActorContext(sessionId, config, STAGE, bus, stateKv, false, log);
+  ctx.followControl();
+  const attachment = newAttachment();
+  await ctx.state.put(GATEWAY_STATE, { ...state, attachment } satisfies GatewayState);
+  const session = new GatewaySession(ctx, state.sampleRate, { startWall: state.startWall });
+  log.info({ atMs: session.nowMs }, 'session resumed');
+  return held(bus, ctx, session, log, attachment);
+}
+
+function newAttachment(): string {
+  return randomBytes(6).toString('hex');
+}
+
+/** A session held by this attachment: closing it closes it everywhere; detaching leaves it to be resumed. */
+function held(bus: Bus, ctx: ActorContext, session: GatewaySession, log: Logger, attachment: string): OpenedSession {
+  const { sessionId } = ctx;
   let closed = false;
+  const release = () => {
+    if (closed) return false;
+    closed = true;
+    session.close();
+    ctx.close('closed');
+    return true;
+  };
   return {
     sessionId,
     ctx,
     session,
     log,
     close: (reason) => {
-      if (closed) return;
-      closed = true;
-      session.close();
+      if (!release()) return;
       closeSession(bus, sessionId, reason);
-      ctx.close('closed');
+      forget(bus, sessionId);
+    },
+    detach: async (graceMs, reason) => {
+      if (!release()) return;
+      // Lost, not ended: the page may come back (here or through another instance) within the grace period.
+      await new Promise((r) => setTimeout(r, graceMs).unref());
+      const now = await bus
+        .kv(BUCKETS.state)
+        .then((kv) => kv.get(stateKey(STAGE, sessionId, GATEWAY_STATE)))
+        .catch(() => null);
+      const holder = now?.operation === 'PUT' ? now.json<GatewayState>().attachment : undefined;
+      if (holder !== attachment) return log.info({ holder }, 'session resumed elsewhere');
+      log.info({ graceMs }, 'session not resumed in time: closed');
+      closeSession(bus, sessionId, reason);
+      forget(bus, sessionId);
     },
   };
+}
+
+/** A closed session's resume state goes (a resume of it is refused from then on). */
+function forget(bus: Bus, sessionId: SessionId): void {
+  void bus
+    .kv(BUCKETS.state)
+    .then((kv) => kv.delete(stateKey(STAGE, sessionId, GATEWAY_STATE)))
+    .catch((err: unknown) => bus.log.warn({ err: String(err), sessionId }, 'gateway state not deleted'));
 }

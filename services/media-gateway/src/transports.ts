@@ -14,7 +14,8 @@ import type { LiveKitConfig } from './livekit/token.js';
 import { runRecordedSession } from './recorded-session.js';
 import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
 import { startWebServer } from './web/server.js';
-import { busSessionFactory } from './web/session.js';
+import { ResumeTokens } from './web/resume-token.js';
+import { busSessionFactory, RESUME_TOKEN_TTL_MS } from './web/session.js';
 
 /**
  * How users reach the agent. Every transport turns its connections (a browser socket, a room participant, a
@@ -46,6 +47,8 @@ export function webTransport({ bus, admission, agents, env, httpLimits, log }: T
           traceUrl: env.GATEWAY_TRACE_URL,
           agents,
           ...(env.GATEWAY_AGENT ? { defaultAgent: env.GATEWAY_AGENT } : {}),
+          resumeTokens: new ResumeTokens(env.GATEWAY_RESUME_SECRET, RESUME_TOKEN_TTL_MS),
+          resumeGraceMs: env.GATEWAY_RESUME_GRACE_MS,
         }),
         host: env.GATEWAY_WEB_HOST,
         port: env.GATEWAY_WEB_PORT,

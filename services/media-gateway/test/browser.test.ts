@@ -5,39 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '@va/audio';
-import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
+import { chromiumArgs, CHROMIUM, startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
 import { STAGES } from '@va/protocol';
 import { SPAN } from '@va/telemetry';
 import { utterances, wordAccuracy } from '@va/testkit';
 
-/** Debian's `chromium` (bootstrap installs it for the tests); playwright-core never downloads a browser. */
-const CHROMIUM = '/usr/bin/chromium';
 /** Where the screenshot goes: this package's test output folder (git-ignored). */
 const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output');
 const SAID = 'the weather is nice today';
-
-/**
- * The flags DESIGN.md §9 allows (no background networking on a closed network), the fake microphone playing
- * `wav` once, and what playwright needs to drive it: a fresh profile and the DevTools pipe. Nothing else:
- * playwright's own default flags are not used.
- */
-function chromiumArgs(wav: string, profile: string): string[] {
-  return [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--use-file-for-fake-audio-capture=${wav}%noloop`,
-    `--user-data-dir=${profile}`,
-    '--remote-debugging-pipe',
-  ];
-}
 
 /** What the talk page counts of the agent audio it played (`window.talkPage.stats`; runs in the page). */
 interface PlayedStats {

@@ -5,16 +5,23 @@ import type { PageEvent, SessionFactory, WebSession } from '../src/web/session.j
 /** A session that records every mic tick (with its time) and answers each marked frame with its negation. */
 export class FakeSession implements WebSession {
   readonly sessionId = 'fake-1';
+  readonly resumed = false;
   readonly ticks: { at: number; frame: Int16Array }[] = [];
   closed = false;
+  /** How the socket's end was taken: the session ended (true) or only lost (false). */
+  ended: boolean | undefined;
   constructor(readonly emit: (e: PageEvent) => void) {}
   tick(mic: Int16Array): Int16Array | undefined {
     this.ticks.push({ at: performance.now(), frame: mic });
     const m = marker(mic);
     return m === undefined ? undefined : new Int16Array(320).fill(-m);
   }
-  async close(): Promise<void> {
+  resumeToken(): string {
+    return 'fake-token';
+  }
+  async close(ended = true): Promise<void> {
     this.closed = true;
+    this.ended = ended;
   }
 }
 

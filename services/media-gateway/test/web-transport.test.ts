@@ -7,6 +7,7 @@ import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
 import { CLOSE, startWebServer, type WebServer } from '../src/web/server.js';
 import { Admission } from '../src/admission.js';
 import { AgentStore } from '@va/agents';
+import { ResumeTokens } from '../src/web/resume-token.js';
 import { busSessionFactory } from '../src/web/session.js';
 
 let server: WebServer | undefined;
@@ -328,6 +329,68 @@ describe('web transport on the bus', () => {
     expect(await unknown.closed).toBe(CLOSE.badMessage);
     expect(errors(unknown)).toEqual([{ type: 'error', code: 'unknown-agent', message: 'no agent named "nobody"' }]);
     expect(configs.size).toBe(opensBefore);
+  });
+
+  it('a lost socket is resumed with its token on another instance; a forged token is refused; one not resumed in time is closed', async () => {
+    const closed: string[] = [];
+    client.subscribeGlobal(channels.sessionClose, (m) => void closed.push(m.sessionId));
+    await client.nc.flush();
+    const secret = 'web-transport-test-secret';
+    const factory = (graceMs: number) =>
+      busSessionFactory(bus, {
+        admission: new Admission(bus, { stages: [], openTimeoutMs: 200, log: bus.log }),
+        resumeTokens: new ResumeTokens(secret, 60_000),
+        resumeGraceMs: graceMs,
+      });
+    // Two instances sharing the secret: one serves the page until its socket is lost.
+    server = await startWebServer({ factory: factory(60_000) });
+    const other = await startWebServer({ factory: factory(60_000) });
+    try {
+      const c = await connect(server);
+      const ready = (await waitFor(() => c.events.find((e) => e.type === 'ready'))) as {
+        sessionId: string;
+        resumeToken: string;
+        resumed: boolean;
+      };
+      expect(ready.resumed).toBe(false);
+      const sid = parseSessionId(ready.sessionId);
+      const heard: number[] = [];
+      client.subscribeAudio('in', sid, (f) => void heard.push(f.tsMs));
+      await client.nc.flush();
+      await waitFor(() => heard.length > 5);
+      c.ws.terminate(); // no closing handshake: lost, not hung up
+      await waitFor(() => server!.sessions === 0);
+      await sleep(100);
+      expect(closed).not.toContain(sid);
+
+      // A forged token (another session's id under this one's signature) is refused, and the page is told.
+      const [, expiry, signature] = ready.resumeToken.split('.');
+      const forged = await connect(other, {}, `?resume=${encodeURIComponent(`web-other-1.${expiry}.${signature}`)}`);
+      expect(await forged.closed).toBe(CLOSE.badMessage);
+      expect(errors(forged)[0]).toMatchObject({ code: 'resume-refused' });
+
+      // The real token on the other instance: the same session, its clock going on from where it was.
+      const before = heard[heard.length - 1]!;
+      const back = await connect(other, {}, `?resume=${encodeURIComponent(ready.resumeToken)}`);
+      const resumed = (await waitFor(() => back.events.find((e) => e.type === 'ready'))) as typeof ready;
+      expect(resumed).toMatchObject({ sessionId: sid, resumed: true });
+      await waitFor(() => heard[heard.length - 1]! > before + 100);
+      // The first instance's grace runs out later: the session is held elsewhere, so it does not close it.
+      back.ws.close(1000, 'user stopped');
+      await waitFor(() => closed.includes(sid), { message: 'hung up: closed on the bus' });
+    } finally {
+      await other.close();
+    }
+
+    // Lost and never resumed: closed when the grace period ends.
+    await server.close();
+    server = await startWebServer({ factory: factory(300) });
+    const lost = await connect(server);
+    const lostReady = (await waitFor(() => lost.events.find((e) => e.type === 'ready'))) as { sessionId: string };
+    lost.ws.terminate();
+    await sleep(150);
+    expect(closed).not.toContain(lostReady.sessionId);
+    await waitFor(() => closed.includes(lostReady.sessionId), { message: 'closed after the grace period' });
   });
 });
 

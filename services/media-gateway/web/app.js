@@ -21,6 +21,17 @@ let running = false;
 let ready = false;
 let retryMs = 500;
 let retryTimer;
+/** The session's resume token (the gateway sends fresh ones): a lost socket reconnects to the same session. */
+let resumeToken;
+/**
+ * Microphone audio captured while the socket is down, sent first once the session is resumed (what the user said
+ * in the gap reaches the agent); at most ~2 s, the oldest dropped beyond.
+ */
+const GAP_BUFFER_MAX_BYTES = 2 * 16000 * 2;
+let gapAudio = [];
+let gapBytes = 0;
+/** The gateway said the resume token was no good (its error comes just before the 1008 close). */
+let resumeRefused = false;
 /** Why the gateway last said it was busy (its error event comes just before the 1013 close). */
 let busyReason = '';
 let playAt = 0;
@@ -79,17 +90,30 @@ async function openMicrophone() {
   worklet = new AudioWorkletNode(audio, 'mic-16k', { numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1 });
   worklet.port.onmessage = (e) => {
     if (ready && ws.readyState === WebSocket.OPEN) ws.send(e.data);
+    else if (resumeToken && running) keepForResume(e.data);
   };
   audio.createMediaStreamSource(stream).connect(worklet);
   await audio.resume();
 }
 
+function keepForResume(bytes) {
+  gapAudio.push(bytes);
+  gapBytes += bytes.byteLength;
+  while (gapBytes > GAP_BUFFER_MAX_BYTES && gapAudio.length > 1) gapBytes -= gapAudio.shift().byteLength;
+}
+
 function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  status('Connecting…');
-  // `/?agent=<name>` talks to that agent (a profile stored with `npm run agent -- put`).
+  status(resumeToken ? 'Reconnecting to the same conversation…' : 'Connecting…');
+  // `/?agent=<name>` talks to that agent (a profile stored with `npm run agent -- put`); a lost socket resumes
+  // its session (any gateway instance takes it up with the token).
   const agent = new URLSearchParams(location.search).get('agent');
-  ws = new WebSocket(`${scheme}://${location.host}/ws${agent ? `?agent=${encodeURIComponent(agent)}` : ''}`);
+  const query = resumeToken
+    ? `?resume=${encodeURIComponent(resumeToken)}`
+    : agent
+      ? `?agent=${encodeURIComponent(agent)}`
+      : '';
+  ws = new WebSocket(`${scheme}://${location.host}/ws${query}`);
   ws.binaryType = 'arraybuffer';
   ws.onmessage = (e) => (typeof e.data === 'string' ? onEvent(JSON.parse(e.data)) : play(e.data));
   ws.onclose = (e) => {
@@ -101,6 +125,15 @@ function connect() {
       // serves are fine; the user decides when to try again.
       stop();
       status(`The agent is busy right now — please try again in a moment. (${busyReason || e.reason})`, true);
+      return;
+    }
+    if (e.code === 1008 && resumeToken && resumeRefused) {
+      // The session could not be taken up again (ended, or the token expired): a new one, right away.
+      resumeToken = undefined;
+      resumeRefused = false;
+      gapAudio = [];
+      gapBytes = 0;
+      connect();
       return;
     }
     if (e.code === 4000 || e.code === 1008) {
@@ -120,6 +153,9 @@ function connect() {
 function stop() {
   running = false;
   ready = false;
+  resumeToken = undefined;
+  gapAudio = [];
+  gapBytes = 0;
   clearTimeout(retryTimer);
   if (ws) ws.close(1000, 'user stopped');
   stopPlayback();
@@ -236,6 +272,13 @@ function onEvent(e) {
     case 'ready':
       retryMs = 500;
       ready = true;
+      resumeToken = e.resumeToken;
+      window.talkPage.sessionId = e.sessionId;
+      window.talkPage.resumes = (window.talkPage.resumes ?? 0) + (e.resumed ? 1 : 0);
+      // What the user said while the socket was down goes first.
+      for (const bytes of gapAudio) ws.send(bytes);
+      gapAudio = [];
+      gapBytes = 0;
       openMicrophone().then(
         () => status(`Connected (session ${e.sessionId}). Speak.`),
         (err) => {
@@ -278,8 +321,12 @@ function onEvent(e) {
       // The user barged in: drop what is scheduled (the gateway has already stopped sending this turn).
       stopPlayback();
       break;
+    case 'resume-token':
+      resumeToken = e.token;
+      break;
     case 'error':
       if (e.code === 'busy') busyReason = e.message;
+      if (e.code === 'resume-refused') resumeRefused = true;
       status(`Gateway: ${e.message}`, true);
       break;
     default:

@@ -84,8 +84,14 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
       // Written at most every SPEAKING_SAVE_MS (a provider may report progress every frame): a successor repeats
       // at most that much.
       progress: (turnId, sent) => {
-        speaking = turnId;
-        unsaved = { turnId, sent, trace: traceRecord(turnContexts.get(turnId)) };
+        const state: SpeakingState = { turnId, sent, trace: traceRecord(turnContexts.get(turnId)) };
+        // A turn's first progress is written at once: a successor then knows the turn even if this dies now.
+        if (speaking !== turnId) {
+          speaking = turnId;
+          ctx.state.keep(SPEAKING_STATE, state);
+          return;
+        }
+        unsaved = state;
         saveTimer ??= setTimeout(() => {
           saveTimer = undefined;
           if (unsaved) ctx.state.keep(SPEAKING_STATE, unsaved);
@@ -163,7 +169,8 @@ function traceRecord(context: Context | undefined): Record<string, string> {
  */
 async function resumeSpeaking(ctx: ActorContext, voice: SessionSpeaker): Promise<void> {
   const saved = await ctx.state.get<SpeakingState>(SPEAKING_STATE).catch(() => undefined);
-  if (!saved || ctx.isCancelled(saved.turnId)) return;
+  if (!saved) return ctx.log.info('taken over with no turn being spoken');
+  if (ctx.isCancelled(saved.turnId)) return;
   const ask = (ch: typeof sessionRequests.replyFastReplay | typeof sessionRequests.replyDeepReplay) =>
     ctx.request(ch, { turnId: saved.turnId }, { timeoutMs: REPLY_REPLAY_TIMEOUT_MS });
   try {

@@ -1,4 +1,4 @@
-import type { ActorContext, SessionActor } from '@va/actor';
+import { closeSession, type ActorContext, type SessionActor } from '@va/actor';
 import { channels, sessionRequests } from '@va/protocol';
 import { heuristicEou, SpeechSegmenter, type EndOfUtteranceModel, type VAD } from '@va/providers';
 import {
@@ -21,6 +21,8 @@ import { TurnTaking, wordCount, type TurnState, type TurnTakingEffects } from '.
 export const STAGE = 'turn-detector';
 /** How long a new owner waits for stt's recent finals before going on without them. */
 const TRANSCRIPT_REPLAY_TIMEOUT_MS = 500;
+/** A session with no microphone frame for this long has lost its gateway for good (none resumed it). */
+export const ORPHAN_AFTER_MS = 30_000;
 /** Where the turn in flight is kept (va_state), for the instance that takes the session over if this one dies. */
 const TURN_STATE = 'turn';
 
@@ -32,7 +34,9 @@ export function turnDetectorActor(
   makeVad: () => Promise<VAD>,
   options: Partial<EndpointingOptions> = {},
   eou: EndOfUtteranceModel = heuristicEou,
+  lifetime: { orphanAfterMs?: number } = {},
 ) {
+  const orphanAfterMs = lifetime.orphanAfterMs ?? ORPHAN_AFTER_MS;
   return async (ctx: ActorContext): Promise<SessionActor> => {
     const opts = sessionEndpointing(options, ctx.config.turn);
     const vad = await makeVad();
@@ -52,7 +56,25 @@ export function turnDetectorActor(
     // out with the first microphone frame: the gateway sends audio only once every stage has the session open.
     let greeting = ctx.reclaimed ? undefined : ctx.config.agent?.greeting;
 
+    // A live gateway sends a frame every 20 ms, speech or not: none for this long means it died and no other
+    // instance resumed the session. Closed, so every stage releases it (no lease or actor left behind).
+    let lastFrameAt = performance.now();
+    const orphanCheck =
+      orphanAfterMs > 0
+        ? setInterval(
+            () => {
+              if (performance.now() - lastFrameAt < orphanAfterMs) return;
+              clearInterval(orphanCheck);
+              ctx.log.warn({ orphanAfterMs }, 'no microphone audio: the gateway is gone; session closed');
+              closeSession(ctx.bus, ctx.sessionId, 'gateway gone');
+            },
+            Math.min(5000, Math.max(50, orphanAfterMs / 4)),
+          )
+        : undefined;
+    orphanCheck?.unref();
+
     ctx.subscribeAudio('in', async (frame, meta) => {
+      lastFrameAt = performance.now();
       if (frame.sampleRate !== vad.sampleRate) {
         ctx.rejectAudio(meta, `turn-detector: frame at ${frame.sampleRate} Hz, VAD needs ${vad.sampleRate} Hz`);
         return;
@@ -103,6 +125,7 @@ export function turnDetectorActor(
 
     return {
       stop: async () => {
+        clearInterval(orphanCheck);
         turns.stop();
         await vad.close();
       },

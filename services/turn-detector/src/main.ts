@@ -1,7 +1,7 @@
 import { parseEnv, runService, ServiceEnv } from '@va/actor';
 import { failoverCounter, providerChain } from '@va/providers';
 import { z } from 'zod';
-import { STAGE, turnDetectorActor } from './actor.js';
+import { ORPHAN_AFTER_MS, STAGE, turnDetectorActor } from './actor.js';
 import { ENDPOINTING_DEFAULTS as D } from './endpointing.js';
 
 const ms = (fallback: number) => z.coerce.number().int().nonnegative().default(fallback);
@@ -33,6 +33,8 @@ const env = parseEnv(
     TURN_PREEMPTIVE_GENERATION: flag(D.preemptiveGeneration),
     /** End on the recogniser's stable partial when the words score at least this (above 1: wait for the final). */
     TURN_EARLY_END_MIN_SCORE: z.coerce.number().min(0).default(D.earlyEndMinScore),
+    /** A session with no microphone frame for this long (its gateway gone, none resumed it) is closed; 0: never. */
+    TURN_ORPHAN_AFTER_MS: ms(ORPHAN_AFTER_MS),
   }),
 );
 // One VAD held for the life of the process (never closed): the model every session's VAD shares is loaded
@@ -58,5 +60,6 @@ await runService({
       earlyEndMinScore: env.TURN_EARLY_END_MIN_SCORE,
     },
     eou,
+    { orphanAfterMs: env.TURN_ORPHAN_AFTER_MS },
   ),
 });

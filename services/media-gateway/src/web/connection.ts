@@ -5,10 +5,12 @@ import { FRAME_MS } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
 import type { RawData, WebSocket } from 'ws';
 import { micSilence } from '../actor.js';
+import { SessionGoneError } from '../open-session.js';
 import { MicQueue } from '../mic-queue.js';
 import { runClock } from '../wav-transport.js';
 import type { ClientLimiter } from './client-limits.js';
 import { CLOSE, countRefusal, type WebLimits } from './limits.js';
+import { ResumeRefusedError } from './resume-token.js';
 import {
   WEB_SAMPLE_RATE,
   type PageEvent,
@@ -19,6 +21,8 @@ import {
 
 const FRAME_SAMPLES = (WEB_SAMPLE_RATE * FRAME_MS) / 1000;
 const DROP_REPORT_EVERY_MS = 5000;
+/** WebSocket close code seen when the connection ended without a closing handshake. */
+const ABNORMAL_CLOSURE = 1006;
 /** A socket is told of its bad messages at most this often per kind (a flood of them gets one answer a second). */
 const ERROR_EVERY_MS = 1000;
 
@@ -66,6 +70,13 @@ export class WebConnection {
           this.close(CLOSE.badMessage, 'unknown agent');
           return;
         }
+        if (err instanceof ResumeRefusedError || err instanceof SessionGoneError) {
+          // A token that is forged, expired, or for a session that has ended: the page starts a new session.
+          this.server.log?.warn({ err: err.message, client: this.client }, 'resume refused');
+          this.send({ type: 'error', code: 'resume-refused', message: err.message });
+          this.close(CLOSE.badMessage, 'resume refused');
+          return;
+        }
         if (err instanceof SessionRefusedError) {
           // The pipeline is full: the page says so and the caller tries again later (the refusal is logged).
           this.send({
@@ -83,7 +94,14 @@ export class WebConnection {
       }
       if (ws.readyState !== ws.OPEN) return; // the page left while the session was opening
       const s = this.session;
-      this.send({ type: 'ready', sessionId: s.sessionId, sampleRate: WEB_SAMPLE_RATE, frameMs: FRAME_MS });
+      this.send({
+        type: 'ready',
+        sessionId: s.sessionId,
+        sampleRate: WEB_SAMPLE_RATE,
+        frameMs: FRAME_MS,
+        resumeToken: s.resumeToken(),
+        resumed: s.resumed,
+      });
       const tick = (i: number) => {
         const agent = s.tick(this.mic.take() ?? micSilence(FRAME_SAMPLES, i + 1));
         if (agent) this.sendAudio(agent);
@@ -120,8 +138,24 @@ export class WebConnection {
     this.send({ type: 'error', code, message });
   }
 
+  /** The gateway closed the socket (a limit, a refusal): the session ends with it. */
+  closedByGateway = false;
+  /** The gateway is shutting down: its sessions wait for their pages to resume them on another instance. */
+  shuttingDown = false;
+
   close(code: number, reason: string): void {
+    this.closedByGateway = true;
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);
+  }
+
+  /**
+   * Whether the socket's end ends the session, or only loses it (resumable). Ended: closed by a limit here, or
+   * closed cleanly by the page (hung up: 1000, tab closed: 1001, no status: 1005). Lost: no closing handshake
+   * (1006: the network, a proxy or a process died) or this gateway shutting down (the page resumes elsewhere).
+   */
+  sessionEnded(closeCode: number): boolean {
+    if (this.shuttingDown) return false;
+    return this.closedByGateway || closeCode !== ABNORMAL_CLOSURE;
   }
 
   onMessage(data: RawData, isBinary: boolean): void {
@@ -225,13 +259,13 @@ export function acceptSocket(ws: WebSocket, client: string, sockets: Sockets, re
   const stop = new AbortController();
   ws.on('message', (data: RawData, isBinary: boolean) => conn.onMessage(data, isBinary));
 
-  const ended = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  const ended = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
   const run = conn.serve(factory, stop.signal, request);
   const done = ended
-    .then(async () => {
+    .then(async (code) => {
       stop.abort();
       await run;
-      await conn.session?.close();
+      await conn.session?.close(conn.sessionEnded(code));
     })
     .catch((err: unknown) => log?.error({ err: String(err) }, 'web session did not close cleanly'))
     .finally(() => {

@@ -86,9 +86,14 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const client = admitUpgrade(req, socket, allowedHosts, opts.trustProxy ?? false, clients);
     if (client === undefined) return;
-    // `/ws?agent=<name>`: the agent this page talks to (checked when the session opens).
-    const agent = new URL(req.url ?? '/', 'http://x').searchParams.get('agent') ?? undefined;
-    wss.handleUpgrade(req, socket, head, (ws) => acceptSocket(ws, client, sockets, agent ? { agent } : {}));
+    // `/ws?agent=<name>`: the agent this page talks to (checked when the session opens); `/ws?resume=<token>`:
+    // the session a page lost its socket to (checked before anything is attached).
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    const agent = query.get('agent') ?? undefined;
+    const resume = query.get('resume') ?? undefined;
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      acceptSocket(ws, client, sockets, { ...(agent ? { agent } : {}), ...(resume ? { resume } : {}) }),
+    );
   });
 
   const watchdog = watchConnections(live, limits, log);
@@ -112,7 +117,9 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     },
     async close() {
       clearInterval(watchdog);
-      for (const ws of live.keys()) {
+      for (const [ws, conn] of live) {
+        // The pages reconnect and resume their sessions on another instance.
+        conn.shuttingDown = true;
         ws.close(CLOSE.normal, 'gateway shutting down');
         // A page that does not answer the closing handshake is cut off.
         setTimeout(() => ws.terminate(), 1000).unref();

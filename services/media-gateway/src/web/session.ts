@@ -3,14 +3,18 @@ import type { Admission } from '../admission.js';
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { channels, sessionId as parseSessionId, type AudioSource, type TurnTimeline } from '@va/protocol';
-import { openGatewaySession } from '../open-session.js';
+import { openGatewaySession, resumeGatewaySession, type OpenedSession } from '../open-session.js';
+import { ResumeTokens } from './resume-token.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
 export const WEB_SAMPLE_RATE = 16000 as const;
 
 /** What the page is told, as JSON text messages. */
 export type PageEvent =
-  | { type: 'ready'; sessionId: string; sampleRate: number; frameMs: number }
+  /** `resumeToken`: what the page presents (`/ws?resume=<token>`) to take the session up again after a lost socket. */
+  | { type: 'ready'; sessionId: string; sampleRate: number; frameMs: number; resumeToken: string; resumed: boolean }
+  /** A fresh resume token (each is short-lived). */
+  | { type: 'resume-token'; token: string }
   | { type: 'transcript'; text: string; final: boolean; startMs: number; endMs: number }
   /** Captions: the words of an agent frame as it is played (a preview never played shows nothing). */
   | { type: 'reply'; source: AudioSource; turnId: string; text: string }
@@ -35,14 +39,24 @@ export type PageEvent =
 /** One conversation behind one socket: what the transport's clock drives. */
 export interface WebSession {
   readonly sessionId: string;
+  /** Taken up again after a lost socket (rather than opened). */
+  readonly resumed: boolean;
+  /** A token the page may present to resume this session (signed, short-lived). */
+  resumeToken(): string;
   /** One 20 ms step: the user's frame in, the agent's frame to play out (undefined: nothing to play). */
   tick(mic: Int16Array): Int16Array | undefined;
-  close(): Promise<void>;
+  /**
+   * The socket closed. `ended`: the page hung up (a normal close): the session closes everywhere. Otherwise it
+   * was lost: the session waits `resumeGraceMs` for the page to come back (here or on another instance).
+   */
+  close(ended?: boolean): Promise<void>;
 }
 
-/** What the page asked for when it connected (`/ws?agent=<name>`). */
+/** What the page asked for when it connected (`/ws?agent=<name>`, `/ws?resume=<token>`). */
 export interface SessionRequest {
   agent?: string;
+  /** A resume token: take up the session it names instead of opening one. */
+  resume?: string;
 }
 
 /** Opens a session; `emit` sends events to the page for as long as the session lives. */
@@ -58,7 +72,15 @@ export interface BusSessionOptions {
   /** Agent profiles, and the agent of a page that names none (else the stored `default`). */
   agents?: AgentStore;
   defaultAgent?: string;
+  /** Resume tokens (signed with the secret every instance shares); default: this instance's own secret. */
+  resumeTokens?: ResumeTokens;
+  /** How long a session whose socket was lost waits for the page to come back before it is closed. */
+  resumeGraceMs?: number;
 }
+
+/** Resume tokens live this long; the page gets a fresh one every third of it. */
+export const RESUME_TOKEN_TTL_MS = 60_000;
+export const RESUME_GRACE_MS = 15_000;
 
 /**
  * Sessions on the bus, as `main.ts` opens a script session: open it on every other stage, then a
@@ -66,19 +88,34 @@ export interface BusSessionOptions {
  * turn's playout (with its latency) to the page.
  */
 export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
+  const tokens = opts.resumeTokens ?? new ResumeTokens(undefined, RESUME_TOKEN_TTL_MS);
+  const graceMs = opts.resumeGraceMs ?? RESUME_GRACE_MS;
   return async (emit, request = {}) => {
-    const sid = parseSessionId(
-      `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+    let opened: OpenedSession;
+    if (request.resume !== undefined) {
+      // Refused (ResumeRefusedError, SessionGoneError): the page is told, and starts a new session.
+      const sid = tokens.verify(request.resume);
+      opened = await resumeGatewaySession(bus, sid, { log: { transport: 'web' } });
+    } else {
+      const sid = parseSessionId(
+        `${opts.idPrefix ?? 'web'}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`,
+      );
+      // Refused (SessionRefusedError) when the pipeline is full: the server tells the page to try again.
+      opened = await openGatewaySession(bus, sid, {
+        admission: opts.admission,
+        sampleRate: WEB_SAMPLE_RATE,
+        log: { transport: 'web' },
+        ...(opts.agents ? { agents: opts.agents } : {}),
+        ...(request.agent || opts.defaultAgent ? { agent: request.agent || opts.defaultAgent } : {}),
+      });
+    }
+    const { ctx, session, log, sessionId: sid } = opened;
+    // A fresh token well before the last one expires.
+    const refresh = setInterval(
+      () => emit({ type: 'resume-token', token: tokens.issue(sid) }),
+      Math.max(1000, tokens.ttlMs / 3),
     );
-    // Refused (SessionRefusedError) when the pipeline is full: the server tells the page to try again.
-    const opened = await openGatewaySession(bus, sid, {
-      admission: opts.admission,
-      sampleRate: WEB_SAMPLE_RATE,
-      log: { transport: 'web' },
-      ...(opts.agents ? { agents: opts.agents } : {}),
-      ...(request.agent || opts.defaultAgent ? { agent: request.agent || opts.defaultAgent } : {}),
-    });
-    const { ctx, session, log } = opened;
+    refresh.unref();
     ctx.subscribe(channels.transcript, (t) =>
       emit({ type: 'transcript', text: t.text, final: t.final, startMs: t.startMs, endMs: t.endMs }),
     );
@@ -105,12 +142,20 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     let closed = false;
     return {
       sessionId: sid,
+      resumed: request.resume !== undefined,
+      resumeToken: () => tokens.issue(sid),
       tick: (mic) => session.tick(mic),
-      close: async () => {
+      close: async (ended = true) => {
         if (closed) return;
         closed = true;
-        opened.close('socket closed');
-        log.info({ turns: session.records.length }, 'session closed');
+        clearInterval(refresh);
+        if (ended) {
+          opened.close('socket closed');
+          log.info({ turns: session.records.length }, 'session closed');
+        } else {
+          log.info({ graceMs }, 'socket lost: the session waits for the page to resume it');
+          void opened.detach(graceMs, 'page gone');
+        }
       },
     };
   };

@@ -1,0 +1,119 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeWav } from '@va/audio';
+import {
+  chromiumArgs,
+  CHROMIUM,
+  startPipeline,
+  startReverseProxy,
+  startWebGateway,
+  type Pipeline,
+  type ReverseProxy,
+  type RunningGateway,
+} from '@va/e2e';
+import { utterances, wordAccuracy } from '@va/testkit';
+
+const FIRST = 'the weather is nice today';
+const SECOND = 'set an alarm for seven in the morning';
+/** Both gateways sign and check resume tokens with it. */
+const SECRET = 'failover-test-secret-0123456789';
+
+declare const talkPage: { sessionId?: string; resumes?: number; stats: { agentMsPlayed: number } };
+
+// Two gateway processes behind Debian's nginx (deploy/nginx/voice-agent.conf), the real talk page in headless
+// Chromium: the gateway serving the call is killed (-9) while the agent answers; the page reconnects through
+// nginx to the other, presents its resume token, and the conversation goes on in the same session.
+describe('the talk page survives the death of its gateway', () => {
+  let pipeline: Pipeline | undefined;
+  const gateways: RunningGateway[] = [];
+  let proxy: ReverseProxy | undefined;
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  let work: string;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'va-failover-'));
+    // The fake microphone: a lead-in, the first question, quiet while the agent answers (the gateway dies in it),
+    // the second, then quiet.
+    const mic = await utterances(
+      [
+        { say: '', pauseMs: 500 },
+        { say: FIRST, pauseMs: 9000 },
+        { say: SECOND, pauseMs: 15_000 },
+      ],
+      { sampleRate: 48_000 },
+    );
+    const wav = join(work, 'mic.wav');
+    await writeFile(wav, writeWav(mic));
+    pipeline = await startPipeline({ llmTtftMs: 100, llmTokensPerSecond: 20, maxLifetimeSec: 300 });
+    const env = { GATEWAY_RESUME_SECRET: SECRET, GATEWAY_WEB_TRUST_PROXY: '1' };
+    for (let i = 0; i < 2; i++) gateways.push(await startWebGateway(pipeline, { port: 0, maxLifetimeSec: 300, env }));
+    proxy = await startReverseProxy(
+      gateways.map((g) => new URL(g.url).host),
+      300,
+    );
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      ignoreDefaultArgs: true,
+      args: chromiumArgs(wav, join(work, 'profile')),
+      timeout: 30_000,
+    });
+    page = await browser.newPage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close().catch(() => undefined);
+    await proxy?.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await pipeline?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  }, 60_000);
+
+  it('kill -9 of the serving gateway mid-answer: the page resumes its session on the other, and the next turn is answered', async () => {
+    const p = page!;
+    await p.goto(`${proxy!.url}/?processing=off`);
+    await p.click('#start');
+    await p.waitForSelector('#status:has-text("Connected")', { timeout: 20_000 });
+    const sessionId = await p.evaluate(() => talkPage.sessionId);
+    expect(sessionId).toMatch(/^web-/);
+
+    // Which instance serves the call: the one that opened the session.
+    const serving = await Promise.race(
+      gateways.map((g, i) => g.child.waitForJson((l) => l.msg === 'session opened', 20_000).then(() => i)),
+    );
+    const survivor = gateways[1 - serving]!;
+
+    // The first answer is playing: kill its gateway.
+    await p.waitForFunction(() => talkPage.stats.agentMsPlayed > 300, undefined, { timeout: 60_000 });
+    process.kill(gateways[serving]!.child.pid, 'SIGKILL');
+
+    // The page comes back to the same session through the other instance.
+    await survivor.child.waitForJson((l) => l.msg === 'session resumed' && l.sessionId === sessionId, 20_000);
+    await p.waitForFunction(() => talkPage.resumes === 1, undefined, { timeout: 20_000 });
+    expect(await p.evaluate(() => talkPage.sessionId)).toBe(sessionId);
+
+    // The second question is heard and answered in that session.
+    const second = p.locator('.turn.you:not(.partial)').nth(1);
+    await second.waitFor({ timeout: 60_000 });
+    expect(wordAccuracy(SECOND, await second.innerText())).toBeGreaterThanOrEqual(0.5);
+    // The agent's line below it gets its answer, played in full (its trace link comes last). The first answer's
+    // line was cut short with its gateway, which never reported its playout.
+    await p.waitForFunction(
+      () => {
+        const lines = [...document.querySelectorAll('#log > .turn')];
+        const you = lines.filter((l) => l.classList.contains('you') && !l.classList.contains('partial'));
+        const after = lines.slice(lines.indexOf(you[1]!) + 1);
+        return you.length >= 2 && after.some((l) => l.classList.contains('agent') && l.querySelector('.trace'));
+      },
+      undefined,
+      { timeout: 60_000 },
+    );
+    const answers = await p.locator('.turn.agent .answer').allInnerTexts();
+    expect(answers[answers.length - 1]!.trim().length).toBeGreaterThan(0);
+    // The survivor now holds the session: nothing closed it.
+    expect(survivor.child.lines.some((l) => l.includes('"session closed"'))).toBe(false);
+  }, 240_000);
+});
