@@ -101,13 +101,14 @@ describe('the talk page survives the death of its gateway', () => {
     expect(wordAccuracy(SECOND, await second.innerText())).toBeGreaterThanOrEqual(0.5);
     // The agent's line below it gets its answer, played in full (its trace link comes last). The first answer's
     // line was cut short with its gateway, which never reported its playout.
+    // (A string: it runs in the page, whose DOM this file's types do not describe.)
     await p.waitForFunction(
-      () => {
+      `(() => {
         const lines = [...document.querySelectorAll('#log > .turn')];
         const you = lines.filter((l) => l.classList.contains('you') && !l.classList.contains('partial'));
-        const after = lines.slice(lines.indexOf(you[1]!) + 1);
+        const after = lines.slice(lines.indexOf(you[1]) + 1);
         return you.length >= 2 && after.some((l) => l.classList.contains('agent') && l.querySelector('.trace'));
-      },
+      })()`,
       undefined,
       { timeout: 60_000 },
     );
