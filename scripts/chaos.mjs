@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm run chaos: faults during a scripted conversation through two instances of every stage.
-// Usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
+// Usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all|each] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
 //   --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)
 //   --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer
+//   all (the default): every fault in ONE conversation on a three-node NATS cluster; each: every scenario in its own
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,21 +23,23 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    'usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]\n' +
+    'usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all|each] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]\n' +
       '  --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)\n' +
       "  --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer",
   );
   process.exit(0);
 }
+// `all`: every fault in one conversation (on a three-node NATS cluster); `each`: every scenario in its own.
 const SCENARIOS = ['kill', 'nats-restart', 'nats-node', 'rolling'];
-const scenarios = values.scenario === 'all' ? SCENARIOS : [values.scenario];
-if (!scenarios.every((s) => SCENARIOS.includes(s))) {
-  console.error(`--scenario must be ${SCENARIOS.join(', ')} or all (got ${values.scenario})`);
+const scenarios = values.scenario === 'each' ? SCENARIOS : [values.scenario];
+if (!scenarios.every((s) => [...SCENARIOS, 'all'].includes(s))) {
+  console.error(`--scenario must be ${SCENARIOS.join(', ')} all or each (got ${values.scenario})`);
   process.exit(2);
 }
 const turns = Number(values.turns);
-if (!Number.isInteger(turns) || turns < 4) {
-  console.error('--turns must be an integer ≥ 4');
+const minTurns = values.scenario === 'all' ? 20 : 4;
+if (!Number.isInteger(turns) || turns < minTurns) {
+  console.error(`--turns must be an integer ≥ ${minTurns}`);
   process.exit(2);
 }
 

@@ -3,8 +3,11 @@ import { BUCKETS, channels, sessionId as parseSessionId, STAGES, subjects, type 
 import { createLogger } from '@va/telemetry';
 import { runConversation, type Pipeline, type ScriptTurn } from './pipeline.js';
 
-/** What is done to the running stages while the scripted conversation goes on. */
-export type ChaosScenario = 'kill' | 'nats-restart' | 'nats-node' | 'rolling';
+/**
+ * What is done to the running stages while the scripted conversation goes on. `all`: every fault in ONE
+ * conversation (at least 20 turns), on a three-node NATS cluster.
+ */
+export type ChaosScenario = 'kill' | 'nats-restart' | 'nats-node' | 'rolling' | 'all';
 
 export interface ChaosOptions {
   scenario: ChaosScenario;
@@ -122,7 +125,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     sessionId: sid,
     instances: opts.instances ?? 2,
     // nats-node: the bus is a three-node JetStream cluster, every bucket with three replicas.
-    ...(opts.scenario === 'nats-node' ? { natsClusterNodes: 3 } : {}),
+    ...(opts.scenario === 'nats-node' || opts.scenario === 'all' ? { natsClusterNodes: 3 } : {}),
     // A dead instance's sessions are taken over within ~lease + heartbeat/2: the goal is ≤ 1 s.
     env: { VA_HEARTBEAT_MS: '200', VA_LEASE_MS: '700' },
     llmTtftMs: 100,
@@ -176,37 +179,34 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       const kills = 6;
       const every = Math.max(1, Math.floor((turns - 2) / kills));
 
-      if (opts.scenario === 'kill') {
-        for (let i = 0; i < kills; i++) {
-          const stage = stages[i % stages.length]!;
-          const atTurn = 2 + i * every;
-          if (atTurn > turns) break;
-          await (opts.killAt === 'answer' ? midAnswer(atTurn) : midTurn(atTurn));
-          const was = await owner(stage);
-          const pid = was ? pidOf(was) : undefined;
-          if (!was || !pid) {
-            events.push({ action: 'kill -9 (no owner found)', stage, atTurn, recoveryMs: null });
-            continue;
-          }
-          killed.add(pid);
-          const t0 = performance.now();
-          process.kill(pid, 'SIGKILL');
-          let recoveryMs: number | null = null;
-          for (let waited = 0; waited < 10_000; waited += 20) {
-            const now = await owner(stage);
-            if (now && now !== was) {
-              recoveryMs = Math.round(performance.now() - t0);
-              break;
-            }
-            await sleep(20);
-          }
-          events.push({ action: 'kill -9 session owner', stage, atTurn, recoveryMs });
-          progress(`turn ${atTurn}: killed ${stage} (pid ${pid}); owned again after ${recoveryMs ?? '–'} ms`);
-          // Back to two instances, as an orchestrator would restart the pod.
-          pipeline.spawnStage(stage);
+      /** kill -9 of the stage's session owner at `atTurn`; recovered once another instance owns the session. */
+      const killOwner = async (stage: string, atTurn: number, at: 'speech' | 'answer') => {
+        await (at === 'answer' ? midAnswer(atTurn) : midTurn(atTurn));
+        const was = await owner(stage);
+        const pid = was ? pidOf(was) : undefined;
+        if (!was || !pid) {
+          events.push({ action: 'kill -9 (no owner found)', stage, atTurn, recoveryMs: null });
+          return;
         }
-      } else if (opts.scenario === 'nats-restart') {
-        const atTurn = Math.max(2, Math.floor(turns / 2));
+        killed.add(pid);
+        const t0 = performance.now();
+        process.kill(pid, 'SIGKILL');
+        let recoveryMs: number | null = null;
+        for (let waited = 0; waited < 10_000; waited += 20) {
+          const now = await owner(stage);
+          if (now && now !== was) {
+            recoveryMs = Math.round(performance.now() - t0);
+            break;
+          }
+          await sleep(20);
+        }
+        events.push({ action: `kill -9 session owner (${at})`, stage, atTurn, recoveryMs });
+        progress(`turn ${atTurn}: killed ${stage} (pid ${pid}); owned again after ${recoveryMs ?? '–'} ms`);
+        // Back to two instances, as an orchestrator would restart the pod.
+        pipeline.spawnStage(stage);
+      };
+
+      const restartNats = async (atTurn: number) => {
         await midTurn(atTurn);
         const t0 = performance.now();
         await pipeline.nats.restart();
@@ -221,58 +221,57 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         }
         events.push({ action: 'nats-server restart', atTurn, recoveryMs });
         progress(`turn ${atTurn}: restarted nats-server; back after ${recoveryMs ?? '–'} ms`);
-      } else if (opts.scenario === 'nats-node') {
+      };
+
+      const heartbeats = await bus.kv(BUCKETS.instances);
+      // Every stage instance's heartbeat revision (a direct get: any replica answers, with or without a leader).
+      const revisions = async (keys: readonly string[]) =>
+        new Map(await Promise.all(keys.map(async (k) => [k, (await heartbeats.get(k))?.revision ?? 0] as const)));
+      /** kill -9 of one node of the cluster at `atTurn`, then restarted with its store (it catches up). */
+      const loseNatsNode = async (victim: number, atTurn: number) => {
         const cluster = pipeline.nats;
-        if (!('nodes' in cluster)) throw new Error('nats-node needs the pipeline on a NATS cluster');
-        const heartbeats = await bus.kv(BUCKETS.instances);
-        // Every stage instance's heartbeat revision (a direct get: any replica answers, with or without a leader).
-        const revisions = async (keys: readonly string[]) =>
-          new Map(await Promise.all(keys.map(async (k) => [k, (await heartbeats.get(k))?.revision ?? 0] as const)));
-        // One node, then — once it is back and current — another.
-        for (const [i, victim] of [0, 1].entries()) {
-          const atTurn = Math.max(2, Math.floor(((i + 1) * turns) / 3));
-          await midTurn(atTurn);
-          const keys: string[] = [];
-          for await (const k of await heartbeats.keys()) keys.push(k);
-          const before = await revisions(keys);
-          const t0 = performance.now();
-          process.kill(cluster.nodes[victim]!.pid, 'SIGKILL');
-          const since = () => Math.round(performance.now() - t0);
-          // Every instance answers its sessions endpoint again: reconnected to a node left (core NATS).
-          const answering = async () => {
-            const asks = keys.map((k) => {
-              const dot = k.indexOf('.');
-              const subject = subjects.svcSessions(k.slice(0, dot), k.slice(dot + 1));
-              return bus.nc.request(subject, '', { timeout: 250 }).then(
-                () => true,
-                () => false,
-              );
-            });
-            return (await Promise.all(asks)).every(Boolean);
-          };
-          let recoveryMs: number | null = null;
-          let kvRecoveryMs: number | null = null;
-          for (let waited = 0; waited < 20_000 && kvRecoveryMs === null; waited += 50) {
-            if (recoveryMs === null && (await answering())) recoveryMs = since();
-            const now = await revisions(keys).catch(() => undefined);
-            if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) kvRecoveryMs = since();
-            await sleep(50);
-          }
-          events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs, kvRecoveryMs });
-          progress(
-            `turn ${atTurn}: killed nats node ${victim + 1}; every instance on the bus again after ` +
-              `${recoveryMs ?? '–'} ms, writing KV again after ${kvRecoveryMs ?? '–'} ms`,
-          );
-          // Restarted as an orchestrator would, with its store: it catches up from the others.
-          await cluster.restartNode(victim);
-          progress(`nats node ${victim + 1} back and current`);
+        if (!('nodes' in cluster)) throw new Error('a NATS node loss needs the pipeline on a NATS cluster');
+        await midTurn(atTurn);
+        const keys: string[] = [];
+        for await (const k of await heartbeats.keys()) keys.push(k);
+        const before = await revisions(keys);
+        const t0 = performance.now();
+        process.kill(cluster.nodes[victim]!.pid, 'SIGKILL');
+        const since = () => Math.round(performance.now() - t0);
+        // Every instance answers its sessions endpoint again: reconnected to a node left (core NATS).
+        const answering = async () => {
+          const asks = keys.map((k) => {
+            const dot = k.indexOf('.');
+            const subject = subjects.svcSessions(k.slice(0, dot), k.slice(dot + 1));
+            return bus.nc.request(subject, '', { timeout: 250 }).then(
+              () => true,
+              () => false,
+            );
+          });
+          return (await Promise.all(asks)).every(Boolean);
+        };
+        let recoveryMs: number | null = null;
+        let kvRecoveryMs: number | null = null;
+        for (let waited = 0; waited < 20_000 && kvRecoveryMs === null; waited += 50) {
+          if (recoveryMs === null && (await answering())) recoveryMs = since();
+          const now = await revisions(keys).catch(() => undefined);
+          if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) kvRecoveryMs = since();
+          await sleep(50);
         }
-      } else {
-        // Rolling restart: every instance of every stage, one at a time, each replaced before the next goes.
-        const originals = pipeline.stages.filter((s) => s.stage !== 'media-gateway').slice();
-        const perTurn = Math.max(1, Math.ceil(originals.length / Math.max(1, turns - 3)));
+        events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs, kvRecoveryMs });
+        progress(
+          `turn ${atTurn}: killed nats node ${victim + 1}; every instance on the bus again after ` +
+            `${recoveryMs ?? '–'} ms, writing KV again after ${kvRecoveryMs ?? '–'} ms`,
+        );
+        await cluster.restartNode(victim);
+        progress(`nats node ${victim + 1} back and current`);
+      };
+
+      /** Every instance running now replaced with SIGTERM, one at a time, from `fromTurn`, `perTurn` a turn. */
+      const rollingRestart = async (fromTurn: number, perTurn: number) => {
+        const originals = pipeline.stages.filter((s) => s.stage !== 'media-gateway' && !killed.has(s.pid));
         for (const [i, running] of originals.entries()) {
-          const atTurn = 2 + Math.floor(i / perTurn);
+          const atTurn = fromTurn + Math.floor(i / perTurn);
           await midTurn(atTurn, 200);
           const replacement = pipeline.spawnStage(running.stage);
           await replacement.child.waitForJson((l) => l.msg === 'actor host started', 60_000);
@@ -286,6 +285,38 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           });
           progress(`turn ${atTurn}: replaced ${running.stage} pid ${running.pid} (exit ${exit.code ?? exit.signal})`);
         }
+      };
+
+      if (opts.scenario === 'kill') {
+        for (let i = 0; i < kills && 2 + i * every <= turns; i++) {
+          await killOwner(stages[i % stages.length]!, 2 + i * every, opts.killAt ?? 'speech');
+        }
+      } else if (opts.scenario === 'nats-restart') {
+        await restartNats(Math.max(2, Math.floor(turns / 2)));
+      } else if (opts.scenario === 'nats-node') {
+        // One node, then — once it is back and current — another.
+        await loseNatsNode(0, Math.max(2, Math.floor(turns / 3)));
+        await loseNatsNode(1, Math.max(3, Math.floor((2 * turns) / 3)));
+      } else if (opts.scenario === 'rolling') {
+        const count = pipeline.stages.filter((s) => s.stage !== 'media-gateway').length;
+        await rollingRestart(2, Math.max(1, Math.ceil(count / Math.max(1, turns - 3))));
+      } else {
+        // Everything, in one conversation on a three-node cluster: each stage's owner killed (the talkers while
+        // the user speaks, the deep responder and tts while the answer streams), a NATS node lost and then
+        // another, and a rolling restart of every instance at the end.
+        const plan: [string, 'speech' | 'answer'][] = [
+          ['stt', 'speech'],
+          ['turn-detector', 'speech'],
+          ['fast-responder', 'speech'],
+          ['deep-responder', 'answer'],
+          ['tts', 'answer'],
+          ['session-context', 'speech'],
+        ];
+        for (const [i, [stage, at]] of plan.entries()) await killOwner(stage, 2 + 2 * i, at);
+        await loseNatsNode(0, 14);
+        await loseNatsNode(1, 16);
+        const count = pipeline.stages.filter((s) => s.stage !== 'media-gateway' && !killed.has(s.pid)).length;
+        await rollingRestart(18, Math.max(1, Math.ceil(count / Math.max(1, turns - 18))));
       }
     } finally {
       await bus.close().catch(() => undefined);

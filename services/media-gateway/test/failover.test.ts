@@ -1,6 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '@va/audio';
@@ -16,6 +17,8 @@ import {
 } from '@va/e2e';
 import { utterances, wordAccuracy } from '@va/testkit';
 
+/** This package's test output folder (git-ignored). */
+const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output');
 const FIRST = 'the weather is nice today';
 const SECOND = 'set an alarm for seven in the morning';
 /** Both gateways sign and check resume tokens with it. */
@@ -88,10 +91,17 @@ describe('the talk page survives the death of its gateway', () => {
 
     // The first answer is playing: kill its gateway.
     await p.waitForFunction(() => talkPage.stats.agentMsPlayed > 300, undefined, { timeout: 60_000 });
+    const killedAt = Date.now();
     process.kill(gateways[serving]!.child.pid, 'SIGKILL');
 
     // The page comes back to the same session through the other instance.
-    await survivor.child.waitForJson((l) => l.msg === 'session resumed' && l.sessionId === sessionId, 20_000);
+    const resumed = await survivor.child.waitForJson<{ time: number }>(
+      (l) => l.msg === 'session resumed' && l.sessionId === sessionId,
+      20_000,
+    );
+    // How long the call was without a gateway (README, Reliability): written beside the other test outputs.
+    await mkdir(OUT_DIR, { recursive: true });
+    await writeFile(join(OUT_DIR, 'failover.json'), JSON.stringify({ resumedAfterMs: resumed.time - killedAt }) + '\n');
     await p.waitForFunction(() => talkPage.resumes === 1, undefined, { timeout: 20_000 });
     expect(await p.evaluate(() => talkPage.sessionId)).toBe(sessionId);
 
