@@ -232,9 +232,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         const cluster = pipeline.nats;
         if (!('nodes' in cluster)) throw new Error('a NATS node loss needs the pipeline on a NATS cluster');
         await midTurn(atTurn);
-        const keys: string[] = [];
-        for await (const k of await heartbeats.keys()) keys.push(k);
-        const before = await revisions(keys);
+        // The live instances: those whose heartbeat moves (a killed one's key stays until its TTL).
+        const all: string[] = [];
+        for await (const k of await heartbeats.keys()) all.push(k);
+        const first = await revisions(all);
+        await sleep(600);
+        const before = await revisions(all);
+        const keys = all.filter((k) => (before.get(k) ?? 0) > (first.get(k) ?? 0));
         const t0 = performance.now();
         process.kill(cluster.nodes[victim]!.pid, 'SIGKILL');
         const since = () => Math.round(performance.now() - t0);

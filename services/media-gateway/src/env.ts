@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { HTTP_LIMITS_DEFAULTS } from './http-limits.js';
 import { WEB_LIMITS_DEFAULTS } from './web/server.js';
 import { RESUME_GRACE_MS } from './web/session.js';
+import { ROOM_LEASE_DEFAULTS } from './livekit/room-leases.js';
 
 /** The gateway's environment (README "How a stage runs"), checked at start. */
 export const GatewayEnv = ServiceEnv.extend({
@@ -62,6 +63,12 @@ export const GatewayEnv = ServiceEnv.extend({
   /** The LiveKit transport's dispatch endpoint. */
   GATEWAY_HTTP_HOST: z.string().default('127.0.0.1'),
   GATEWAY_HTTP_PORT: z.coerce.number().int().min(0).max(65_535).default(8081),
+  /**
+   * LiveKit rooms are leased to one gateway instance (`va_leases`): renewed this often, and taken over by another
+   * instance once not renewed for `GATEWAY_ROOM_LEASE_MS`.
+   */
+  GATEWAY_ROOM_RENEW_MS: z.coerce.number().int().positive().default(ROOM_LEASE_DEFAULTS.renewMs),
+  GATEWAY_ROOM_LEASE_MS: z.coerce.number().int().positive().default(ROOM_LEASE_DEFAULTS.expireMs),
   /** Rooms the agent joins at start, comma-separated. */
   LIVEKIT_ROOMS: z.string().default(''),
   /** `1`: serve `GET /token` (client tokens for anyone who can reach the endpoint). */

@@ -69,6 +69,7 @@ const stopped = new Promise<void>((resolve) => {
 
 const deps: TransportDeps = {
   bus,
+  instanceId,
   admission,
   agents: new AgentStore(bus),
   env,

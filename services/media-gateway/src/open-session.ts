@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ActorContext, closeSession, stateKey } from '@va/actor';
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
-import { BUCKETS, type SampleRate, type SessionId } from '@va/protocol';
+import { BUCKETS, leaseKey, STAGES, type SampleRate, type SessionId } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
 import type { Admission } from './admission.js';
 import { GatewaySession, STAGE } from './actor.js';
@@ -99,6 +99,15 @@ export async function resumeGatewaySession(
   const stateKv = await bus.kv(BUCKETS.state);
   const saved = await stateKv.get(stateKey(STAGE, sessionId, GATEWAY_STATE));
   if (!saved || saved.operation !== 'PUT') throw new SessionGoneError(`no session ${sessionId} to resume`);
+  // The stages still hold it (a session closed meanwhile — e.g. no gateway for too long — has no lease left).
+  const leases = await bus.kv(BUCKETS.leases);
+  const stageLeases = await Promise.all(
+    STAGES.filter((s) => s !== STAGE).map((s) => leases.get(leaseKey(s, sessionId)).catch(() => null)),
+  );
+  if (!stageLeases.some((e) => e?.operation === 'PUT')) {
+    forget(bus, sessionId);
+    throw new SessionGoneError(`session ${sessionId} has ended`);
+  }
   const state = saved.json<GatewayState>();
   const config = { sampleRate: state.sampleRate, language: 'en-US' };
   const ctx = new ActorContext(sessionId, config, STAGE, bus, stateKv, false, log);

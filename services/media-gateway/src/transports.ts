@@ -16,6 +16,7 @@ import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
 import { startWebServer } from './web/server.js';
 import { ResumeTokens } from './web/resume-token.js';
 import { busSessionFactory, RESUME_TOKEN_TTL_MS } from './web/session.js';
+import { BUCKETS } from '@va/protocol';
 
 /**
  * How users reach the agent. Every transport turns its connections (a browser socket, a room participant, a
@@ -29,6 +30,8 @@ export interface Transport {
 /** What every transport is given by main.ts. */
 export interface TransportDeps {
   bus: Bus;
+  /** This gateway process among its peers (room leases name their holder by it). */
+  instanceId: string;
   admission: Admission;
   /** Agent profiles (`va_agents`): each session's agent is resolved from them as it opens. */
   agents: AgentStore;
@@ -74,7 +77,7 @@ export function webTransport({ bus, admission, agents, env, httpLimits, log }: T
 
 /** The agent in LiveKit rooms: sent there by the dispatch endpoint or `LIVEKIT_ROOMS`, one session per participant. */
 export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, rooms: readonly string[]): Transport {
-  const { bus, admission, agents, env, httpLimits, log } = deps;
+  const { bus, admission, agents, env, httpLimits, log, instanceId } = deps;
   return {
     run: async (stopped) => {
       // Loaded here only: rtc-node brings its native library, which the other transports do not need.
@@ -107,10 +110,22 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
         log.warn({}, 'GET /token is open without GATEWAY_DISPATCH_SECRET: anyone who reaches the port can join rooms');
       }
       log.info({ url: server.url, identity: dispatcher.identity, livekitUrl: config.url }, 'dispatch endpoint ready');
-      // Not awaited: a room that cannot be joined yet (LiveKit still starting) is tried again, backing off up to
-      // 30 s, and one LiveKit puts the agent out of is joined again, until SIGTERM or a DELETE /dispatch/<room>.
-      for (const room of rooms) void dispatcher.keepJoined(room);
+      // Each room is served by one gateway instance, the holder of its lease; another takes a room over (and its
+      // participants' sessions) within ~1 s of its holder's death. Not awaited: a room that cannot be joined yet
+      // (LiveKit still starting) is tried again, backing off up to 30 s, and one LiveKit puts the agent out of is
+      // joined again, until SIGTERM or a DELETE /dispatch/<room>.
+      const { RoomLeases } = await import('./livekit/room-leases.js');
+      const leases = new RoomLeases(
+        await bus.kv(BUCKETS.leases),
+        instanceId,
+        dispatcher,
+        { renewMs: env.GATEWAY_ROOM_RENEW_MS, expireMs: env.GATEWAY_ROOM_LEASE_MS },
+        log,
+      );
+      await leases.start();
+      for (const room of rooms) void leases.claim(room);
       await stopped;
+      leases.stop();
       await server.close(); // leaves every room; their sessions close on the bus
       await dispose();
       return 0;

@@ -1,7 +1,7 @@
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import type { Admission } from '../admission.js';
-import { openGatewaySession } from '../open-session.js';
+import { openGatewaySession, resumeGatewaySession, SessionGoneError } from '../open-session.js';
 import { PIPELINE_RATE } from './audio.js';
 import type { SessionFactory } from './room.js';
 
@@ -21,14 +21,22 @@ export interface BusSessionOptions {
  */
 export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFactory {
   return async (sessionId, identity) => {
-    const opened = await openGatewaySession(bus, sessionId, {
-      admission: opts.admission,
-      sampleRate: PIPELINE_RATE,
-      ...(opts.language ? { language: opts.language } : {}),
-      log: { identity },
-      ...(opts.agents ? { agents: opts.agents } : {}),
-      ...(opts.agent ? { agent: opts.agent } : {}),
+    // A participant's session id is the same on every gateway (room + identity): one whose gateway died is taken
+    // up where it was (history, agent, turn state); otherwise a new one is opened.
+    const resumed = await resumeGatewaySession(bus, sessionId, { log: { identity } }).catch((err: unknown) => {
+      if (err instanceof SessionGoneError) return undefined;
+      throw err;
     });
+    const opened =
+      resumed ??
+      (await openGatewaySession(bus, sessionId, {
+        admission: opts.admission,
+        sampleRate: PIPELINE_RATE,
+        ...(opts.language ? { language: opts.language } : {}),
+        log: { identity },
+        ...(opts.agents ? { agents: opts.agents } : {}),
+        ...(opts.agent ? { agent: opts.agent } : {}),
+      }));
     return {
       tick: (mic) => opened.session.tick(mic),
       close: () => opened.close('participant left'),

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bus } from '@va/bus';
+import { BUCKETS, channels, type SessionId } from '@va/protocol';
+import { createLogger } from '@va/telemetry';
+import { ActorInstances, waitFor } from '@va/testkit';
+import { Admission } from '../src/admission.js';
+import { LiveKitDispatcher } from '../src/livekit/dispatch.js';
+import { sessionIdFor, type RoomEvents } from '../src/livekit/room.js';
+import { RoomLeases } from '../src/livekit/room-leases.js';
+import { busSessionFactory } from '../src/livekit/session.js';
+import type { LiveKitConfig } from '../src/livekit/token.js';
+import { FakeRoom, FakeSource } from './fake-room.js';
+
+// Two gateway instances serving LiveKit rooms through the project's fake room (no LiveKit server runs here), on a
+// real nats-server with a stage holding the sessions. The instance serving a room dies (its connection gone, no
+// leave): the other takes the room's lease over, joins the room, and its participant's session is taken up where
+// it was — the same session, never closed, never opened again.
+
+const cfg: LiveKitConfig = {
+  url: 'ws://127.0.0.1:7880',
+  apiKey: 'devkey',
+  apiSecret: 'failover-test-secret-0123456789',
+};
+const ROOM = 'standup';
+const log = createLogger('livekit-failover-test', {}, 'silent');
+
+/** A room where `alice` is already talking when the agent joins. */
+class RoomWithAlice extends FakeRoom {
+  override async connect(url: string, token: string, events: RoomEvents): Promise<void> {
+    await super.connect(url, token, events);
+    events.participantConnected('alice');
+  }
+}
+
+let instances: ActorInstances;
+
+beforeAll(async () => {
+  instances = await ActorInstances.start();
+  // The stage that holds each session (the others would too): what a resumed gateway finds alive.
+  await instances.add('turn-detector', async () => ({}));
+});
+afterAll(() => instances?.stop());
+
+async function gateway(id: string) {
+  const bus = await Bus.connect({ stage: 'media-gateway', servers: instances.nats.url, logger: log });
+  const rooms: FakeRoom[] = [];
+  const dispatcher = new LiveKitDispatcher({
+    config: cfg,
+    agentId: id,
+    openSession: busSessionFactory(bus, {
+      admission: new Admission(bus, { stages: ['turn-detector'], openTimeoutMs: 2000, log }),
+    }),
+    newRoom: (name) => {
+      const room = new RoomWithAlice(name);
+      rooms.push(room);
+      return room;
+    },
+    transport: { newSource: () => new FakeSource() },
+  });
+  const leases = new RoomLeases(await bus.kv(BUCKETS.leases), id, dispatcher, { renewMs: 100, expireMs: 500 }, log);
+  await leases.start();
+  return { id, bus, dispatcher, leases, rooms };
+}
+
+describe('LiveKit rooms survive the death of their gateway', () => {
+  it('another instance takes the room over within about a second and resumes its participant’s session', async () => {
+    const { client } = instances;
+    const opens: SessionId[] = [];
+    const closes: SessionId[] = [];
+    client.subscribeGlobal(channels.sessionOpen, (m) => void opens.push(m.sessionId));
+    client.subscribeGlobal(channels.sessionClose, (m) => void closes.push(m.sessionId));
+    await client.nc.flush();
+    const sid = sessionIdFor(ROOM, 'alice');
+
+    const a = await gateway('gw-a');
+    const b = await gateway('gw-b');
+    try {
+      expect(await a.leases.claim(ROOM)).toBe(true);
+      await waitFor(() => opens.includes(sid), { message: 'alice’s session opened by the first gateway' });
+      // The second is told of the room too (LIVEKIT_ROOMS): it leaves it to the holder.
+      expect(await b.leases.claim(ROOM)).toBe(false);
+      const frames: number[] = [];
+      client.subscribeAudio('in', sid, (f) => void frames.push(f.tsMs));
+      await client.nc.flush();
+      await waitFor(() => frames.length > 5, { message: 'alice’s microphone on the bus' });
+      expect(b.rooms).toHaveLength(0);
+
+      // The first gateway dies: no more renewals, no leave, its connection gone.
+      a.leases.stop();
+      await a.bus.close();
+      await waitFor(() => b.rooms.some((r) => r.connected), { timeoutMs: 5000, message: 'the room joined again' });
+      expect(b.leases.held).toEqual([ROOM]);
+
+      // Alice's session goes on: the same session id, not closed, not opened again, its clock moving on.
+      const before = frames[frames.length - 1]!;
+      await waitFor(() => frames[frames.length - 1]! > before + 200, {
+        message: 'alice’s audio through the new gateway',
+      });
+      expect(opens.filter((s) => s === sid)).toHaveLength(1);
+      expect(closes).not.toContain(sid);
+    } finally {
+      // The dead one's room clock still ticks in this process: stopped (its bus is gone, nothing reaches NATS).
+      await a.dispatcher.stop().catch(() => undefined);
+      b.leases.stop();
+      await b.dispatcher.stop();
+      await b.bus.close();
+    }
+  });
+});
