@@ -5,4 +5,3 @@ export * from './gateway.js';
 export * from './soak.js';
 export * from './chaos.js';
 export * from './reverse-proxy.js';
-export * from './browser.js';

@@ -1,14 +1,14 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeWav } from '@va/audio';
-import { chromiumArgs, CHROMIUM, startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
+import { startPipeline, startWebGateway, type Pipeline, type RunningGateway } from '@va/e2e';
 import { STAGES } from '@va/protocol';
 import { SPAN } from '@va/telemetry';
-import { utterances, wordAccuracy } from '@va/testkit';
+import { wordAccuracy } from '@va/testkit';
+import { talkPageBrowser } from './talk-page.js';
 
 /** Where the screenshot goes: this package's test output folder (git-ignored). */
 const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output');
@@ -31,25 +31,13 @@ describe('the talk page in headless Chromium', () => {
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'va-browser-'));
-    // The fake microphone: a lead-in while the page connects, the sentence, then quiet while the agent answers.
-    const mic = await utterances(
-      [
-        { say: '', pauseMs: 500 },
-        { say: SAID, pauseMs: 12_000 },
-      ],
-      { sampleRate: 48_000 },
-    );
-    const wav = join(work, 'mic.wav');
-    await writeFile(wav, writeWav(mic));
     pipeline = await startPipeline({ llmTtftMs: 100, llmTokensPerSecond: 80, maxLifetimeSec: 300 });
     gateway = await startWebGateway(pipeline, { port: 0, maxLifetimeSec: 300 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      ignoreDefaultArgs: true,
-      args: chromiumArgs(wav, join(work, 'profile')),
-      timeout: 30_000,
-    });
-    page = await browser.newPage();
+    // The fake microphone: a lead-in while the page connects, the sentence, then quiet while the agent answers.
+    ({ browser, page } = await talkPageBrowser(work, [
+      { say: '', pauseMs: 500 },
+      { say: SAID, pauseMs: 12_000 },
+    ]));
   }, 120_000);
 
   afterAll(async () => {

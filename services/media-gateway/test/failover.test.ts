@@ -2,12 +2,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeWav } from '@va/audio';
 import {
-  chromiumArgs,
-  CHROMIUM,
   startPipeline,
   startReverseProxy,
   startWebGateway,
@@ -15,7 +12,8 @@ import {
   type ReverseProxy,
   type RunningGateway,
 } from '@va/e2e';
-import { utterances, wordAccuracy } from '@va/testkit';
+import { wordAccuracy } from '@va/testkit';
+import { talkPageBrowser } from './talk-page.js';
 
 /** This package's test output folder (git-ignored). */
 const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-output');
@@ -39,18 +37,6 @@ describe('the talk page survives the death of its gateway', () => {
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'va-failover-'));
-    // The fake microphone: a lead-in, the first question, quiet while the agent answers (the gateway dies in it),
-    // the second, then quiet.
-    const mic = await utterances(
-      [
-        { say: '', pauseMs: 500 },
-        { say: FIRST, pauseMs: 9000 },
-        { say: SECOND, pauseMs: 15_000 },
-      ],
-      { sampleRate: 48_000 },
-    );
-    const wav = join(work, 'mic.wav');
-    await writeFile(wav, writeWav(mic));
     pipeline = await startPipeline({ llmTtftMs: 100, llmTokensPerSecond: 20, maxLifetimeSec: 300 });
     const env = { GATEWAY_RESUME_SECRET: SECRET, GATEWAY_WEB_TRUST_PROXY: '1' };
     for (let i = 0; i < 2; i++) gateways.push(await startWebGateway(pipeline, { port: 0, maxLifetimeSec: 300, env }));
@@ -58,13 +44,13 @@ describe('the talk page survives the death of its gateway', () => {
       gateways.map((g) => new URL(g.url).host),
       300,
     );
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      ignoreDefaultArgs: true,
-      args: chromiumArgs(wav, join(work, 'profile')),
-      timeout: 30_000,
-    });
-    page = await browser.newPage();
+    // The fake microphone: a lead-in, the first question, quiet while the agent answers (the gateway dies in it),
+    // the second, then quiet.
+    ({ browser, page } = await talkPageBrowser(work, [
+      { say: '', pauseMs: 500 },
+      { say: FIRST, pauseMs: 9000 },
+      { say: SECOND, pauseMs: 15_000 },
+    ]));
   }, 120_000);
 
   afterAll(async () => {

@@ -99,6 +99,21 @@ async function agentTurn(
   await client.nc.flush();
 }
 
+/** A one-frame answer ("Ok"), all of its source sent. */
+function oneAnswerFrame(sid: SessionId, turnId: string): void {
+  client.publishAudio('out', sid, {
+    samples: frame(5),
+    sampleRate: 16000,
+    seq: 0,
+    tsMs: 0,
+    turnId,
+    source: 'deep',
+    textOffset: 2,
+    text: 'Ok',
+  });
+  client.publish(channels.speech, sid, { turnId, source: 'deep', text: 'Ok', frames: 1, skipped: false });
+}
+
 /** Ticks until the gateway has something to play (the frames travel over NATS first). */
 async function firstFrame(session: GatewaySession): Promise<Int16Array> {
   return waitFor(() => session.tick(mic()), { message: 'agent audio to play' });
@@ -333,17 +348,7 @@ describe('media-gateway session', () => {
     // The root span ends when the agent's answer has played, carrying the voice-to-voice latency.
     client.publish(channels.turn, sid, { turnId: 'r1', kind: 'end', text: 'hi', eouProb: 1, speechEndMs: 20 });
     await new Promise((r) => setTimeout(r, 30));
-    client.publishAudio('out', sid, {
-      samples: frame(5),
-      sampleRate: 16000,
-      seq: 0,
-      tsMs: 0,
-      turnId: 'r1',
-      source: 'deep',
-      textOffset: 2,
-      text: 'Ok',
-    });
-    client.publish(channels.speech, sid, { turnId: 'r1', source: 'deep', text: 'Ok', frames: 1, skipped: false });
+    oneAnswerFrame(sid, 'r1');
     await firstFrame(session);
     const spans = await otlp.waitForSpans((all) => all.some((s) => s.name === SPAN.turn && s.traceId === traceId));
     const root = spans.find((s) => s.name === SPAN.turn && s.traceId === traceId)!;
@@ -368,17 +373,7 @@ describe('media-gateway session', () => {
     detect.end();
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 30));
-    client.publishAudio('out', sid, {
-      samples: frame(5),
-      sampleRate: 16000,
-      seq: 0,
-      tsMs: 0,
-      turnId: 'late1',
-      source: 'deep',
-      textOffset: 2,
-      text: 'Ok',
-    });
-    client.publish(channels.speech, sid, { turnId: 'late1', source: 'deep', text: 'Ok', frames: 1, skipped: false });
+    oneAnswerFrame(sid, 'late1');
     await firstFrame(session);
     const spans = await otlp.waitForSpans((all) => all.some((s) => s.name === SPAN.turn && s.traceId === traceId));
     const root = spans.find((s) => s.name === SPAN.turn && s.traceId === traceId)!;
