@@ -86,4 +86,36 @@ describe('tts taken over mid-answer', () => {
     expect(resumed[0]!.seq).toBeGreaterThan(0);
     expect(speeches.find((s) => s.source === 'deep')!.text).toBe(answer);
   }, 30_000);
+
+  it('a speaker that dies before the turn’s first audio: the successor speaks the whole answer', async () => {
+    // The first instance's synthesis takes 2 s to start: it dies with the whole turn received and nothing sent.
+    const first = await instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 20, ttfbMs: 2000 }), { fillers: [] }));
+    const sid = await instances.open('tts-takeover-early', {}, [STAGE]);
+    expect(first.host.sessionIds).toContain(sid);
+    const second = await startInstance();
+    const frames: AudioFrame[] = [];
+    const speeches: SpeechDone[] = [];
+    client.subscribeAudio('out', sid, (f) => void frames.push(f));
+    client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+    const answer = 'It is four o clock.';
+    client.serveSession(sessionRequests.replyFastReplay, sid, () => ({ text: 'Sure.', nextSeq: 1, done: true }));
+    client.serveSession(sessionRequests.replyDeepReplay, sid, () => ({ text: answer, nextSeq: 1, done: true }));
+    await client.nc.flush();
+    client.publish(channels.turn, sid, { turnId: 't2', kind: 'end', text: 'time?', eouProb: 1, speechEndMs: 0 });
+    client.publish(channels.replyFast, sid, { turnId: 't2', seq: 0, delta: 'Sure.', done: true });
+    client.publish(channels.replyDeep, sid, { turnId: 't2', seq: 0, delta: answer, done: true });
+    const state = await client.kv(BUCKETS.state);
+    await waitFor(async () => (await state.get(stateKey(STAGE, sid, 'speaking')))?.operation === 'PUT', {
+      timeoutMs: 5000,
+      message: 'the turn kept before its first audio',
+    });
+    const claimed = second.claims(sid);
+    await first.crash();
+    await claimed;
+    await waitFor(() => speeches.some((s) => s.source === 'deep'), {
+      timeoutMs: 15_000,
+      message: 'the answer spoken by the successor',
+    });
+    expect(frames.map((f) => f.text ?? '').join('')).toBe(`Sure.${answer}`);
+  }, 30_000);
 });
