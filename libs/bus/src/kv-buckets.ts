@@ -2,8 +2,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import pRetry from 'p-retry';
 
-/** JetStream not answering yet (no leader, no responders, a request timed out): worth another try. */
-const TRANSIENT_JETSTREAM = /timeout|no responders|not enabled|temporarily unavailable|leader/i;
+/**
+ * JetStream not answering yet (no leader, no responders, a request timed out; on a cluster, a stream just created
+ * not yet known to the node asked): worth another try.
+ */
+const TRANSIENT_JETSTREAM = /timeout|no responders|not enabled|temporarily unavailable|leader|stream not found/i;
 
 /**
  * The bucket, if its stream is what a KV bucket needs and no more. Whoever creates a bucket first sets its stream's
@@ -45,12 +48,16 @@ export class KvBuckets {
     if (!kv) {
       // Retried while JetStream is not ready to answer (a cluster still forming its stream's group, a leader being
       // elected): a stage starting with the bus must not die of it. Anything else fails at once.
-      kv = pRetry(() => new Kvm(this.nc).create(bucket, { history: 1, replicas: this.replicas, ...opts }), {
-        retries: 8,
-        minTimeout: 250,
-        maxTimeout: 4000,
-        shouldRetry: (err) => TRANSIENT_JETSTREAM.test(`${err.name} ${err.message}`),
-      }).then((b) => plainBucket(b, bucket));
+      kv = pRetry(
+        async () =>
+          plainBucket(await new Kvm(this.nc).create(bucket, { history: 1, replicas: this.replicas, ...opts }), bucket),
+        {
+          retries: 8,
+          minTimeout: 250,
+          maxTimeout: 4000,
+          shouldRetry: (err) => TRANSIENT_JETSTREAM.test(`${err.name} ${err.message}`),
+        },
+      );
       kv.catch(() => this.created.delete(bucket));
       this.created.set(bucket, kv);
     }
