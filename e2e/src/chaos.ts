@@ -317,10 +317,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           ['session-context', 'speech'],
         ];
         for (const [i, [stage, at]] of plan.entries()) await killOwner(stage, 2 + 2 * i, at);
-        await loseNatsNode(0, 14);
-        await loseNatsNode(1, 16);
+        await loseNatsNode(0, 13);
+        await loseNatsNode(1, 15);
+        // Over three turns, so the last replacement is up well before the conversation ends.
         const count = pipeline.stages.filter((s) => s.stage !== 'media-gateway' && !killed.has(s.pid)).length;
-        await rollingRestart(18, Math.max(1, Math.ceil(count / Math.max(1, turns - 18))));
+        await rollingRestart(16, Math.ceil(count / 3));
       }
     } finally {
       await bus.close().catch(() => undefined);
