@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { connect, errors, fakeFactory, marker, pcm, sleep } from './web-client.js';
+import { ActorHost } from '@va/actor';
 import { Bus } from '@va/bus';
 import { CANCEL_REASON, channels, sessionId as parseSessionId, type SessionId } from '@va/protocol';
 import { startNatsServer, waitFor, type NatsServerHandle } from '@va/testkit';
@@ -336,9 +337,13 @@ describe('web transport on the bus', () => {
     client.subscribeGlobal(channels.sessionClose, (m) => void closed.push(m.sessionId));
     await client.nc.flush();
     const secret = 'web-transport-test-secret';
+    // A stage holding the sessions (a resume is refused for a session no stage holds any more).
+    const stageBus = await Bus.connect({ stage: 'turn-detector', servers: nats.url });
+    const stage = new ActorHost({ stage: 'turn-detector', bus: stageBus, createActor: async () => ({}) });
+    await stage.start();
     const factory = (graceMs: number) =>
       busSessionFactory(bus, {
-        admission: new Admission(bus, { stages: [], openTimeoutMs: 200, log: bus.log }),
+        admission: new Admission(bus, { stages: ['turn-detector'], openTimeoutMs: 2000, log: bus.log }),
         resumeTokens: new ResumeTokens(secret, 60_000),
         resumeGraceMs: graceMs,
       });
@@ -391,6 +396,8 @@ describe('web transport on the bus', () => {
     await sleep(150);
     expect(closed).not.toContain(lostReady.sessionId);
     await waitFor(() => closed.includes(lostReady.sessionId), { message: 'closed after the grace period' });
+    await stage.drain();
+    await stageBus.drain();
   });
 });
 
