@@ -3,7 +3,7 @@ import { stateKey } from '@va/actor';
 import { Bus } from '@va/bus';
 import { BUCKETS, channels, sessionRequests, type AudioFrame, type SpeechDone } from '@va/protocol';
 import { FakeTTS } from '@va/providers';
-import { ActorInstances, waitFor } from '@va/testkit';
+import { ActorInstances, waitFor, type ActorInstance } from '@va/testkit';
 import { STAGE, ttsActor } from '../src/actor.js';
 
 // Two tts instances on a real nats-server; the one speaking an answer is crashed mid-answer (connection gone, no
@@ -23,17 +23,21 @@ afterAll(() => instances?.stop());
 // Synthesis at about real time, so an answer is still being spoken when its speaker dies.
 const startInstance = () => instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 20, rtf: 0.5 }), { fillers: [] }));
 
+/** A session spoken by `first` (opened while it is the only instance), a second instance, and what they send. */
+async function twoSpeakers(id: string, first: ActorInstance) {
+  const sid = await instances.open(id, {}, [STAGE]);
+  expect(first.host.sessionIds).toContain(sid);
+  const second = await startInstance();
+  const frames: AudioFrame[] = [];
+  const speeches: SpeechDone[] = [];
+  client.subscribeAudio('out', sid, (f) => void frames.push(f));
+  client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+  return { first, second, sid, frames, speeches };
+}
+
 describe('tts taken over mid-answer', () => {
   it('the successor speaks on from where the audio stopped: every word heard once, in order', async () => {
-    const first = await startInstance();
-    const sid = await instances.open('tts-takeover', {}, [STAGE]);
-    expect(first.host.sessionIds).toContain(sid);
-    const second = await startInstance();
-
-    const frames: AudioFrame[] = [];
-    const speeches: SpeechDone[] = [];
-    client.subscribeAudio('out', sid, (f) => void frames.push(f));
-    client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+    const { first, second, sid, frames, speeches } = await twoSpeakers('tts-takeover', await startInstance());
     // The responders' memory of what they streamed, as they answer reply.*.replay.
     const streamed = { fast: { text: '', nextSeq: 0, done: false }, deep: { text: '', nextSeq: 0, done: false } };
     client.serveSession(sessionRequests.replyFastReplay, sid, () => streamed.fast);
@@ -89,14 +93,8 @@ describe('tts taken over mid-answer', () => {
 
   it('a speaker that dies before the turn’s first audio: the successor speaks the whole answer', async () => {
     // The first instance's synthesis takes 2 s to start: it dies with the whole turn received and nothing sent.
-    const first = await instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 20, ttfbMs: 2000 }), { fillers: [] }));
-    const sid = await instances.open('tts-takeover-early', {}, [STAGE]);
-    expect(first.host.sessionIds).toContain(sid);
-    const second = await startInstance();
-    const frames: AudioFrame[] = [];
-    const speeches: SpeechDone[] = [];
-    client.subscribeAudio('out', sid, (f) => void frames.push(f));
-    client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+    const slow = await instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 20, ttfbMs: 2000 }), { fillers: [] }));
+    const { first, second, sid, frames, speeches } = await twoSpeakers('tts-takeover-early', slow);
     const answer = 'It is four o clock.';
     client.serveSession(sessionRequests.replyFastReplay, sid, () => ({ text: 'Sure.', nextSeq: 1, done: true }));
     client.serveSession(sessionRequests.replyDeepReplay, sid, () => ({ text: answer, nextSeq: 1, done: true }));
