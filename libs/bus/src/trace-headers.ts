@@ -43,6 +43,17 @@ export function newHeaders(values: Record<string, string> = {}, ctx?: Context): 
   return injectTrace(h, ctx);
 }
 
+/** `ctx`'s trace context as plain fields (`traceparent`, `tracestate`), to keep in KV state for a successor. */
+export function traceFields(ctx?: Context): Record<string, string> {
+  const hdrs = newHeaders({}, ctx);
+  return Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
+}
+
+/** The context kept by {@link traceFields}. */
+export function traceFromFields(fields: Record<string, string>): Context {
+  return extractTrace(newHeaders(fields));
+}
+
 /**
  * Encoded trace headers per span context, for messages sent many times under one context (a turn's audio
  * frames): the headers are built and encoded once, and the same bytes go out with every frame. Bounded.

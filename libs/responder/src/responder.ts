@@ -1,5 +1,5 @@
 import type { ActorContext, SessionActor } from '@va/actor';
-import { extractTrace, newHeaders } from '@va/bus';
+import { traceFields, traceFromFields } from '@va/bus';
 import { channels, sessionRequests, type AgentProfile, type McpServerSpec, type ResponderSource } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
@@ -91,10 +91,7 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
             keepAnswering: {
               keep: (state: AnsweringState) => ctx.state.keep(ANSWERING_STATE, state),
               drop: () => ctx.state.drop(ANSWERING_STATE),
-              trace: (parent) => {
-                const hdrs = newHeaders({}, parent);
-                return Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
-              },
+              trace: traceFields,
             },
           }
         : {}),
@@ -142,7 +139,7 @@ function busOutput(
 async function answerAgain(ctx: ActorContext, turns: SessionResponder, stage: string): Promise<void> {
   const saved = await ctx.state.get<AnsweringState>(ANSWERING_STATE).catch(() => undefined);
   if (!saved || ctx.signal.aborted) return;
-  if (!turns.retry(saved, extractTrace(newHeaders(saved.trace)))) return;
+  if (!turns.retry(saved, traceFromFields(saved.trace))) return;
   counter(METRIC.turnsRetried).add(1, { [ATTR.stage]: stage });
   ctx.log.info({ turnId: saved.turn.turnId }, 'answering again a turn the previous owner left unfinished');
 }

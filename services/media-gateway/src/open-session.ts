@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ActorContext, closeSession, stateKey } from '@va/actor';
 import type { AgentStore } from '@va/agents';
-import type { Bus } from '@va/bus';
+import type { Bus, KV } from '@va/bus';
 import { BUCKETS, leaseKey, STAGES, type SampleRate, type SessionId } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
 import type { Admission } from './admission.js';
@@ -56,7 +56,8 @@ export async function openGatewaySession(
   });
   log.info({ stages: acks.map((a) => `${a.stage}@${a.instanceId}`) }, 'session opened');
   const config = { sampleRate: opts.sampleRate, language: opts.language ?? 'en-US' };
-  const ctx = new ActorContext(sessionId, config, STAGE, bus, await bus.kv(BUCKETS.state), false, log);
+  const stateKv = await bus.kv(BUCKETS.state);
+  const ctx = new ActorContext(sessionId, config, STAGE, bus, stateKv, false, log);
   ctx.followControl();
   const session = new GatewaySession(ctx, opts.sampleRate, { greeting: agent?.greeting !== undefined });
   const attachment = newAttachment();
@@ -66,7 +67,7 @@ export async function openGatewaySession(
     startWall: session.startedAt,
     attachment,
   } satisfies GatewayState);
-  return held(bus, ctx, session, log, attachment);
+  return held(bus, stateKv, ctx, session, log, attachment);
 }
 
 /** Where a gateway keeps a session's clock and holder (va_state), for the instance that resumes it. */
@@ -97,18 +98,17 @@ export async function resumeGatewaySession(
 ): Promise<OpenedSession> {
   const log = bus.log.child({ sessionId, ...opts.log });
   const stateKv = await bus.kv(BUCKETS.state);
-  const saved = await stateKv.get(stateKey(STAGE, sessionId, GATEWAY_STATE));
-  if (!saved || saved.operation !== 'PUT') throw new SessionGoneError(`no session ${sessionId} to resume`);
+  const state = await savedState(stateKv, sessionId);
+  if (!state) throw new SessionGoneError(`no session ${sessionId} to resume`);
   // The stages still hold it (a session closed meanwhile — e.g. no gateway for too long — has no lease left).
   const leases = await bus.kv(BUCKETS.leases);
   const stageLeases = await Promise.all(
     STAGES.filter((s) => s !== STAGE).map((s) => leases.get(leaseKey(s, sessionId)).catch(() => null)),
   );
   if (!stageLeases.some((e) => e?.operation === 'PUT')) {
-    forget(bus, sessionId);
+    forget(bus, stateKv, sessionId);
     throw new SessionGoneError(`session ${sessionId} has ended`);
   }
-  const state = saved.json<GatewayState>();
   const config = { sampleRate: state.sampleRate, language: 'en-US' };
   const ctx = new ActorContext(sessionId, config, STAGE, bus, stateKv, false, log);
   ctx.followControl();
@@ -116,7 +116,7 @@ export async function resumeGatewaySession(
   await ctx.state.put(GATEWAY_STATE, { ...state, attachment } satisfies GatewayState);
   const session = new GatewaySession(ctx, state.sampleRate, { startWall: state.startWall });
   log.info({ atMs: session.nowMs }, 'session resumed');
-  return held(bus, ctx, session, log, attachment);
+  return held(bus, stateKv, ctx, session, log, attachment);
 }
 
 function newAttachment(): string {
@@ -124,7 +124,14 @@ function newAttachment(): string {
 }
 
 /** A session held by this attachment: closing it closes it everywhere; detaching leaves it to be resumed. */
-function held(bus: Bus, ctx: ActorContext, session: GatewaySession, log: Logger, attachment: string): OpenedSession {
+function held(
+  bus: Bus,
+  stateKv: KV,
+  ctx: ActorContext,
+  session: GatewaySession,
+  log: Logger,
+  attachment: string,
+): OpenedSession {
   const { sessionId } = ctx;
   let closed = false;
   const release = () => {
@@ -142,29 +149,30 @@ function held(bus: Bus, ctx: ActorContext, session: GatewaySession, log: Logger,
     close: (reason) => {
       if (!release()) return;
       closeSession(bus, sessionId, reason);
-      forget(bus, sessionId);
+      forget(bus, stateKv, sessionId);
     },
     detach: async (graceMs, reason) => {
       if (!release()) return;
       // Lost, not ended: the page may come back (here or through another instance) within the grace period.
       await new Promise((r) => setTimeout(r, graceMs).unref());
-      const now = await bus
-        .kv(BUCKETS.state)
-        .then((kv) => kv.get(stateKey(STAGE, sessionId, GATEWAY_STATE)))
-        .catch(() => null);
-      const holder = now?.operation === 'PUT' ? now.json<GatewayState>().attachment : undefined;
+      const holder = (await savedState(stateKv, sessionId).catch(() => undefined))?.attachment;
       if (holder !== attachment) return log.info({ holder }, 'session resumed elsewhere');
       log.info({ graceMs }, 'session not resumed in time: closed');
       closeSession(bus, sessionId, reason);
-      forget(bus, sessionId);
+      forget(bus, stateKv, sessionId);
     },
   };
 }
 
+/** The gateway's state of a session, if it has one (not resumable without). */
+async function savedState(stateKv: KV, sessionId: SessionId): Promise<GatewayState | undefined> {
+  const e = await stateKv.get(stateKey(STAGE, sessionId, GATEWAY_STATE));
+  return e?.operation === 'PUT' ? e.json<GatewayState>() : undefined;
+}
+
 /** A closed session's resume state goes (a resume of it is refused from then on). */
-function forget(bus: Bus, sessionId: SessionId): void {
-  void bus
-    .kv(BUCKETS.state)
-    .then((kv) => kv.delete(stateKey(STAGE, sessionId, GATEWAY_STATE)))
+function forget(bus: Bus, stateKv: KV, sessionId: SessionId): void {
+  void stateKv
+    .delete(stateKey(STAGE, sessionId, GATEWAY_STATE))
     .catch((err: unknown) => bus.log.warn({ err: String(err), sessionId }, 'gateway state not deleted'));
 }

@@ -1,5 +1,5 @@
-import { RecentMap, type ActorContext, type SessionActor } from '@va/actor';
-import { extractTrace, newHeaders } from '@va/bus';
+import type { ActorContext, SessionActor } from '@va/actor';
+import { traceFields, traceFromFields } from '@va/bus';
 import { channels, RESPONDER_SOURCES, sessionRequests, type Reply, type ResponderSource } from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';
 import { ATTR, counter, METRIC, type Context } from '@va/telemetry';
@@ -61,8 +61,10 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
     }
     // How far the turn being spoken has gone out (va_state), for the instance that takes the session over.
     let speaking: string | undefined;
-    let unsaved: SpeakingState | undefined;
+    let unsaved: { turnId: string; sent: SpeechProgress; context: Context } | undefined;
     let saveTimer: NodeJS.Timeout | undefined;
+    const save = (turnId: string, sent: SpeechProgress, context: Context) =>
+      ctx.state.keep(SPEAKING_STATE, { turnId, sent, trace: traceFields(context) } satisfies SpeakingState);
     const io: SessionSpeakerIo = {
       sessionId: ctx.sessionId,
       sampleRate: ctx.config.sampleRate,
@@ -83,25 +85,23 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
       },
       // Written at most every SPEAKING_SAVE_MS (a provider may report progress every frame): a successor repeats
       // at most that much.
-      progress: (turnId, sent) => {
-        const state: SpeakingState = { turnId, sent, trace: traceRecord(turnContexts.get(turnId)) };
+      progress: (turnId, sent, context) => {
         // A turn's first progress is written at once: a successor then knows the turn even if this dies now.
         if (speaking !== turnId) {
           speaking = turnId;
-          ctx.state.keep(SPEAKING_STATE, state);
+          save(turnId, sent, context);
           return;
         }
-        unsaved = state;
+        unsaved = { turnId, sent, context };
         saveTimer ??= setTimeout(() => {
           saveTimer = undefined;
-          if (unsaved) ctx.state.keep(SPEAKING_STATE, unsaved);
+          if (unsaved) save(unsaved.turnId, unsaved.sent, unsaved.context);
           unsaved = undefined;
         }, SPEAKING_SAVE_MS);
       },
       turnSignal: (turnId) => ctx.turnSignal(turnId),
       endTurn: (turnId) => {
         ctx.endTurn(turnId);
-        turnContexts.delete(turnId);
         if (speaking !== turnId) return;
         speaking = undefined;
         unsaved = undefined;
@@ -120,14 +120,11 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
     });
     ctx.subscribe(channels.turn, (t) => voice.turn(t));
     ctx.subscribe(channels.vad, (v) => voice.vad(v));
-    // The trace each turn's replies came in, for the successor's spans.
-    const turnContexts = new RecentMap<string, Context>(8);
     // Taken over: replies wait until the turn in flight is resumed (its deltas so far first, then these).
     let held: [ResponderSource, Reply, Context][] | undefined = ctx.reclaimed ? [] : undefined;
     for (const source of RESPONDER_SOURCES) {
       const channel = source === 'fast' ? channels.replyFast : channels.replyDeep;
       ctx.subscribe(channel, (m, meta) => {
-        if (!turnContexts.has(m.turnId)) turnContexts.set(m.turnId, meta.context);
         if (held) held.push([source, m, meta.context]);
         else voice.reply(source, m, meta.context);
       });
@@ -157,11 +154,6 @@ interface SpeakingState {
   trace: Record<string, string>;
 }
 
-function traceRecord(context: Context | undefined): Record<string, string> {
-  const hdrs = newHeaders({}, context);
-  return Object.fromEntries(hdrs.keys().map((k) => [k, hdrs.get(k)]));
-}
-
 /**
  * Taken over from an instance that died speaking a turn: asks both responders for their reply so far and speaks
  * on from where the predecessor's audio stopped (the sentence it was in is said again, whole), so the user hears
@@ -179,7 +171,7 @@ async function resumeSpeaking(ctx: ActorContext, voice: SessionSpeaker): Promise
       ask(sessionRequests.replyDeepReplay),
     ]);
     if (ctx.signal.aborted || ctx.isCancelled(saved.turnId)) return;
-    voice.resume(saved.turnId, saved.sent, { fast, deep }, extractTrace(newHeaders(saved.trace)));
+    voice.resume(saved.turnId, saved.sent, { fast, deep }, traceFromFields(saved.trace));
     counter(METRIC.ttsResumed).add(1, { [ATTR.stage]: STAGE });
     ctx.log.info({ turnId: saved.turnId, sentTo: saved.sent.sentTo }, 'resumed the turn where its audio stopped');
   } catch (err) {

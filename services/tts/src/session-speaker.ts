@@ -167,7 +167,7 @@ export class SessionSpeaker implements FillerSource {
     );
     if (resumed) turn.resumeAfter(resumed);
     // Kept before any audio: a successor that takes over before the first sentence is out still knows the turn.
-    else this.io.progress?.(turnId, { sentTo: { fast: 0, deep: 0 }, seq: 0, audioMs: 0 });
+    else this.io.progress?.(turnId, { sentTo: { fast: 0, deep: 0 }, seq: 0, audioMs: 0 }, context);
     const at = this.commits.get(turnId);
     if (at !== undefined) turn.committedAt(at);
     if (this.withoutOpener.has(turnId)) turn.text('fast', '', true);

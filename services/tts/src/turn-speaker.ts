@@ -30,8 +30,8 @@ export interface SpeakerOutput {
   failed(turnId: string, err: unknown): void;
   /** A filler was spoken (counted, logged), or could not be synthesized. */
   filler(turnId: string, text: string, err?: unknown): void;
-  /** The audio sent of a turn now reaches further into its text (a sentence more): kept for a successor. */
-  progress?(turnId: string, sent: SpeechProgress): void;
+  /** The audio sent of a turn (in `context`'s trace) now reaches further into its text: kept for a successor. */
+  progress?(turnId: string, sent: SpeechProgress, context: Context): void;
 }
 
 /** How far a turn's audio has gone out: into each source's text, and the frame sequence and clock. */
@@ -312,11 +312,11 @@ export class TurnSpeaker {
     );
     this.audioMs += (samples.length * 1000) / sampleRate;
     if (source !== 'filler' && this.sentTo[source] > from) {
-      this.out.progress?.(this.turnId, {
-        sentTo: { fast: this.sentTo.fast, deep: this.sentTo.deep },
-        seq: this.seq,
-        audioMs: this.audioMs,
-      });
+      this.out.progress?.(
+        this.turnId,
+        { sentTo: { fast: this.sentTo.fast, deep: this.sentTo.deep }, seq: this.seq, audioMs: this.audioMs },
+        this.context,
+      );
     }
   }
 
