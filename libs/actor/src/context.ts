@@ -57,7 +57,7 @@ export class ActorContext {
   ) {
     this.log = log.child({ sessionId });
     const key = (name: string) => stateKey(stage, sessionId, name);
-    this.state = sessionState(stateKv, key, (work) => this.track(work), this.log);
+    this.state = sessionState(stateKv, key, (work) => this.track(work), this.log, this.session.signal);
   }
 
   /** Fires when the session ends here (closed, handed over, lost, shut down). */

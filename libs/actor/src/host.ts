@@ -60,6 +60,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   private readonly subs: BusSubscription[] = [];
   private readonly watches: { stop(): void }[] = [];
   private timers: NodeJS.Timeout[] = [];
+  private stopFollowingConnection: (() => void) | undefined;
   private service: Service | undefined;
   private startedAt = 0;
   private draining = false;
@@ -115,6 +116,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     const { leaseMs } = this.opts;
     this.instances = new Instances(instancesKv, this.stage, this.instanceId, leaseMs, this.startedAt, this.log);
     this.stateKv = stateKv;
+    this.stopFollowingConnection = this.bus.onConnectionChange((state) => this.instances.connection(state));
     await this.heartbeat();
     await this.watch(instancesKv, (e) => this.onInstanceEntry(e));
     await this.watch(leasesKv, (e) => this.onLeaseEntry(e));
@@ -276,6 +278,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     await Promise.all(this.sessionIds.map((sessionId) => this.handOver(sessionId)));
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const w of this.watches.splice(0)) w.stop();
+    this.stopFollowingConnection?.();
     await this.instances.leave();
     await this.service?.stop().catch(() => undefined);
     this.log.info('drained');

@@ -16,6 +16,11 @@ export class Instances {
    */
   private beatFailing = false;
   private heardAgainAt = 0;
+  /**
+   * This instance's connection is down (its server lost): it hears no heartbeat, and the ones sent meanwhile are
+   * not delivered again — peers are judged from the reconnect on.
+   */
+  private disconnected = false;
 
   constructor(
     private readonly kv: KV,
@@ -44,9 +49,16 @@ export class Instances {
   isAlive(owner: string): boolean {
     if (owner === this.instanceId) return true;
     if (this.departed.has(owner)) return false;
-    if (this.beatFailing) return true;
+    if (this.beatFailing || this.disconnected) return true;
     const seen = Math.max(this.lastSeen.get(owner) ?? this.startedAt, this.heardAgainAt);
     return performance.now() - seen <= this.leaseMs;
+  }
+
+  /** Follows this instance's own connection: while it is down, and a lease after, no peer is taken for dead. */
+  connection(state: 'disconnect' | 'reconnect'): void {
+    this.disconnected = state === 'disconnect';
+    if (state === 'reconnect') this.heardAgainAt = performance.now();
+    this.log.info(`connection ${state}: peers judged from the reconnect on`);
   }
 
   /** Proves this instance alive, with what it says about itself; a failure is logged (the next beat retries). */

@@ -44,4 +44,21 @@ describe('Instances: who is alive', () => {
     vi.advanceTimersByTime(200);
     expect(me.isAlive('peer'), 'still silent a lease after the bucket came back').toBe(false);
   });
+
+  it('judges no peer on the silence of its own dropped connection, and gives each a lease from the reconnect', async () => {
+    const kv = new FakeHeartbeatKv();
+    const log = createLogger('instances-test', {}, 'silent');
+    const me = new Instances(kv as unknown as KV, 'stt', 'me', 700, performance.now(), log);
+    me.apply(peerBeat('peer'));
+    await me.beat({});
+    // This instance's server is lost: it hears nothing while it reconnects, though its beats go through after.
+    me.connection('disconnect');
+    vi.advanceTimersByTime(900);
+    expect(me.isAlive('peer'), 'unheard only because this instance was cut off').toBe(true);
+    me.connection('reconnect');
+    vi.advanceTimersByTime(600);
+    expect(me.isAlive('peer')).toBe(true);
+    vi.advanceTimersByTime(200);
+    expect(me.isAlive('peer'), 'still silent a lease after the reconnect').toBe(false);
+  });
 });

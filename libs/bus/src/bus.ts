@@ -46,6 +46,9 @@ export {
   type SubscribeOptions,
 } from './types.js';
 
+/** This client's connection to the NATS cluster dropped, or was made again. */
+export type ConnectionChange = 'disconnect' | 'reconnect';
+
 export interface BusOptions {
   /** NATS server URL(s); default NATS_URL or nats://127.0.0.1:4222. */
   servers?: string | string[];
@@ -103,6 +106,7 @@ export class Bus {
   private readonly requests: RequestPath;
   private readonly buckets: KvBuckets;
   private disconnected = false;
+  private readonly connectionListeners = new Set<(state: ConnectionChange) => void>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -145,14 +149,26 @@ export class Bus {
 
   private async logStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
-      if (s.type === 'disconnect') this.disconnected = true;
-      else if (s.type === 'reconnect') this.disconnected = false;
+      if (s.type === 'disconnect' || s.type === 'reconnect') {
+        this.disconnected = s.type === 'disconnect';
+        for (const listener of this.connectionListeners) listener(s.type);
+      }
       // Client pings and reconnect attempts are chatty; state changes are what an operator needs.
       if (s.type === 'ping' || s.type === 'reconnecting') this.log.debug({ status: s }, `nats ${s.type}`);
       // e.g. a permissions violation: something this stage does is refused by the server's config.
       else if (s.type === 'error') this.log.error({ status: s }, `nats ${s.type}`);
       else this.log.info({ status: s }, `nats ${s.type}`);
     }
+  }
+
+  /**
+   * Calls `listener` when the connection drops and when it is made again (to any server of the list); returns
+   * the unsubscribe. Whatever this client was delivered in between is lost: a reader of heartbeats judges no
+   * peer on that silence.
+   */
+  onConnectionChange(listener: (state: ConnectionChange) => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
   }
 
   /** Connected to a NATS server now (not closed, not between a disconnect and a reconnect). */

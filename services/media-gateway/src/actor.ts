@@ -12,7 +12,7 @@ import {
 import type { Context } from '@va/telemetry';
 import { MicReplayRing } from './mic-replay.js';
 import { TurnMarks } from './turn-marks.js';
-import { PlayoutBuffer, PlayoutHolds, spokenText } from './playout.js';
+import { ArrivedText, PlayoutBuffer, PlayoutHolds, spokenText } from './playout.js';
 import { STAGE, TurnTrace } from './turn-trace.js';
 
 export { STAGE };
@@ -30,6 +30,9 @@ export class GatewaySession {
   private seq = 0;
   private readonly buffer = new PlayoutBuffer();
   private readonly holds = new PlayoutHolds();
+  private readonly arrived = new ArrivedText();
+  /** The turn whose repeated audio was last reported (one log line per turn). */
+  private repeatedTurn: string | undefined;
   /** The user turn being spoken (opened at vad start, bound to a turn id at turn end). */
   private open: TurnTrace | undefined;
   private readonly turns = new Map<string, TurnTrace>();
@@ -138,10 +141,18 @@ export class GatewaySession {
     if (!f.turnId || !f.source) return;
     const turn = this.turns.get(f.turnId);
     if (!turn && !this.holds.previewOf(f.turnId)) return;
+    const text = this.arrived.admit(f);
+    if (text === undefined) {
+      if (this.repeatedTurn !== f.turnId) {
+        this.repeatedTurn = f.turnId;
+        this.ctx.log.info({ turnId: f.turnId, source: f.source }, 'repeated agent audio dropped (a tts successor)');
+      }
+      return;
+    }
     turn?.arrived();
     this.marks.mark(f.turnId, 'audioReadyMs', this.nowMs);
     if (f.source === 'deep') this.marks.mark(f.turnId, 'answerAudioMs', this.nowMs);
-    this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, text: f.text ?? '' });
+    this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, text });
   }
 
   /** Played stretches of agent audio: a frame right after the last of its turn and source extends it. */

@@ -1,4 +1,4 @@
-import { AUDIO_SOURCES, type AudioSource } from '@va/protocol';
+import { AUDIO_SOURCES, type AudioFrame, type AudioSource } from '@va/protocol';
 
 /** One frame of agent audio waiting to be played, with the words it speaks. */
 export interface OutFrame {
@@ -111,5 +111,35 @@ export class PlayoutHolds {
   /** Plays a paused turn on; false if it was not held. */
   resume(turnId: string): boolean {
     return this.held.delete(turnId);
+  }
+}
+
+/** Turns whose arrived text is remembered at most (a session has one or two in flight). */
+const ARRIVED_TURNS = 16;
+
+/**
+ * How far each turn's agent text has arrived (the highest `textOffset` per turn and responder). A tts instance
+ * that took a turn over from an older record of its predecessor's progress speaks some words again: those frames
+ * are dropped, and the words of its first new frame cut to what is new — so the user hears each word once.
+ */
+export class ArrivedText {
+  private readonly reached = new Map<string, number>();
+
+  /** The words `frame` brings that had not arrived yet (maybe ''), or undefined when it repeats arrived audio. */
+  admit(frame: Pick<AudioFrame, 'turnId' | 'source' | 'textOffset' | 'text'>): string | undefined {
+    const text = frame.text ?? '';
+    if (frame.source === 'filler' || frame.textOffset === undefined) return text;
+    const key = `${frame.turnId}/${frame.source}`;
+    const top = this.reached.get(key);
+    if (top === undefined) {
+      this.reached.set(key, frame.textOffset);
+      if (this.reached.size > ARRIVED_TURNS * 2) this.reached.delete(this.reached.keys().next().value!);
+      return text;
+    }
+    // A frame of the same stream at the same offset brings no words; one that claims words there repeats them.
+    if (frame.textOffset < top || (frame.textOffset === top && text !== '')) return undefined;
+    this.reached.set(key, frame.textOffset);
+    const fresh = frame.textOffset - top;
+    return text.length > fresh ? text.slice(text.length - fresh) : text;
   }
 }

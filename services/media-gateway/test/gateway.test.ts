@@ -305,6 +305,49 @@ describe('media-gateway session', () => {
     expect(session.idle).toBe(true);
   });
 
+  it('drops the words a tts successor speaks again (it resumed from an older record): each heard once', async () => {
+    const { sid, session, playouts } = await gateway('gw-repeat');
+    const answer = 'One two. Three four.';
+    client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
+    client.publish(channels.turn, sid, { turnId: 'r1', kind: 'end', text: 'count', eouProb: 0.9, speechEndMs: 40 });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    client.publish(channels.speech, sid, { turnId: 'r1', source: 'fast', text: '', frames: 0, skipped: false });
+    // The first tts instance sends up to offset 12 ("One two. Thr") and dies; its last progress record said 8.
+    // The successor speaks on from 8: its frames up to 12 repeat, the one to 16 brings "ee f" of "Three f".
+    const frames: [number, number, number][] = [
+      [0, 4, 0],
+      [4, 8, 1],
+      [8, 12, 2],
+      [8, 10, 3],
+      [10, 12, 4],
+      [8, 16, 5],
+      [16, 20, 6],
+    ];
+    for (const [from, to, value] of frames) {
+      client.publishAudio('out', sid, {
+        samples: frame(100 + value),
+        sampleRate: 16000,
+        seq: value,
+        tsMs: value * 20,
+        turnId: 'r1',
+        source: 'deep',
+        textOffset: to,
+        text: answer.slice(from, to),
+      });
+    }
+    client.publish(channels.speech, sid, { turnId: 'r1', source: 'deep', text: answer, frames: 5, skipped: false });
+    await client.nc.flush();
+    const played = [(await firstFrame(session))[0]];
+    for (let i = 0; i < 10; i++) {
+      const f = session.tick(mic());
+      if (f) played.push(f[0]);
+    }
+    await waitFor(() => playouts.length === 1);
+    expect(played, 'the repeated frames (103, 104) never played').toEqual([100, 101, 102, 105, 106]);
+    expect(playouts[0]).toMatchObject({ turnId: 'r1', spokenText: answer, interrupted: false });
+  });
+
   it('answers bad input with error events and keeps working', async () => {
     const { sid, session, playouts } = await gateway('gw-bad');
     const errors: ErrorEvent[] = [];
