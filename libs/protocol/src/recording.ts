@@ -73,3 +73,31 @@ export const SessionRecording = z.object({
   text: z.boolean().default(true),
 });
 export type SessionRecording = z.infer<typeof SessionRecording>;
+
+/**
+ * `{"turns":[{"say":"text","pauseMs":1200}]}`: user turns in order. After each, the user waits until the
+ * agent has finished answering and then stays silent `pauseMs` more, as a person would; with
+ * `"waitForAgent": false` the pause starts right after the utterance (run-on turns). A turn with
+ * `"interruptAfterMs": N` starts N ms after the agent's first audio of the previous turn, over the agent
+ * (a barge-in).
+ */
+export const ConversationScript = z.object({
+  turns: z
+    .array(
+      z
+        .object({
+          /** Words the user speaks; or, with `noiseMs`, a cough (a noise burst with no words) instead. */
+          say: z.string().min(1).max(2000).optional(),
+          noiseMs: z.number().int().positive().max(5000).optional(),
+          pauseMs: z.number().int().nonnegative().max(60_000).default(1200),
+          waitForAgent: z.boolean().default(true),
+          interruptAfterMs: z.number().int().nonnegative().max(60_000).optional(),
+        })
+        .refine((t) => (t.say === undefined) !== (t.noiseMs === undefined), {
+          message: 'a script turn has either "say" or "noiseMs"',
+        }),
+    )
+    .min(1)
+    .max(100),
+});
+export type ConversationScript = z.infer<typeof ConversationScript>;

@@ -80,6 +80,8 @@ export const ATTR = {
   filler: 'va.filler',
   /** The agent's turn was not an answer but spoken first (its profile's greeting). */
   greeting: 'va.greeting',
+  /** A turn's root at a gateway that took its answer up after the gateway playing it died. */
+  takenOver: 'va.taken_over',
   /** A tool call: the tool's name, its outcome (ok, error, timeout), and its id. */
   toolName: 'va.tool.name',
   toolOutcome: 'va.tool.outcome',

@@ -1,5 +1,4 @@
 import type { ActorContext } from '@va/actor';
-import { dither } from '@va/audio';
 import {
   channels,
   sessionRequests,
@@ -17,6 +16,9 @@ import { STAGE, TurnTrace } from './turn-trace.js';
 
 export { STAGE };
 
+/** Turn ids a session remembers having had (a few are in flight at once). */
+const KNOWN_TURNS = 64;
+
 /** Words of the agent's voice as they are played: captions in step with the audio. */
 export type HeardListener = (turnId: string, source: AudioSource, text: string) => void;
 
@@ -31,6 +33,13 @@ export class GatewaySession {
   private readonly buffer = new PlayoutBuffer();
   private readonly holds = new PlayoutHolds();
   private readonly arrived = new ArrivedText();
+  /**
+   * Resumed after the gateway serving it died: the answer it was playing is unknown here, yet tts speaks on (paced
+   * by the microphone, which is back) — its audio is taken up as a turn of its own. `known`: turn ids this
+   * session has had, so a turn is taken up once and never after it ended.
+   */
+  private readonly resumed: boolean;
+  private readonly known = new Set<string>();
   /** The turn whose repeated audio was last reported (one log line per turn). */
   private repeatedTurn: string | undefined;
   /** The user turn being spoken (opened at vad start, bound to a turn id at turn end). */
@@ -62,13 +71,16 @@ export class GatewaySession {
     } = {},
   ) {
     this.startWall = opts.startWall ?? Date.now();
+    this.resumed = opts.startWall !== undefined;
     // The stages' clock runs on across the gap: the first frame is dated now, on the session's clock.
     if (opts.startWall !== undefined) this.seq = Math.max(0, Math.round((Date.now() - opts.startWall) / FRAME_MS));
-    if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), true);
+    if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), 'greeting');
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
     ctx.subscribe(channels.turn, (t, meta) => {
-      if (t.kind === 'preview') this.holds.preview(t.turnId);
-      else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs, meta.context);
+      if (t.kind === 'preview') {
+        this.remember(t.turnId);
+        this.holds.preview(t.turnId);
+      } else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs, meta.context);
       else if (t.kind === 'barge-in') this.pause(t.turnId, t.speechEndMs);
       else if (t.kind === 'agent') this.onAgentTurn(t.turnId, t.speechEndMs);
       else this.resume(t.turnId);
@@ -139,7 +151,7 @@ export class GatewaySession {
 
   private onAgentAudio(f: AudioFrame): void {
     if (!f.turnId || !f.source) return;
-    const turn = this.turns.get(f.turnId);
+    const turn = this.turns.get(f.turnId) ?? (this.holds.previewOf(f.turnId) ? undefined : this.takeUp(f.turnId));
     if (!turn && !this.holds.previewOf(f.turnId)) return;
     const text = this.arrived.admit(f);
     if (text === undefined) {
@@ -155,6 +167,22 @@ export class GatewaySession {
     this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, text });
   }
 
+  /** After a resume: an answer the dead gateway was playing, its audio still coming — played as a turn here. */
+  private takeUp(turnId: string): TurnTrace | undefined {
+    if (!this.resumed || this.known.has(turnId)) return undefined;
+    this.remember(turnId);
+    const turn = new TurnTrace(this.ctx.sessionId, this.nowMs, new Date(this.startWall + this.nowMs), 'taken-over');
+    turn.commit(turnId, '', this.nowMs, this.holds.commit(turnId));
+    this.turns.set(turnId, turn);
+    this.ctx.log.info({ turnId }, 'answer in flight taken up after the resume');
+    return turn;
+  }
+
+  private remember(turnId: string): void {
+    this.known.add(turnId);
+    if (this.known.size > KNOWN_TURNS) this.known.delete(this.known.values().next().value!);
+  }
+
   /** Played stretches of agent audio: a frame right after the last of its turn and source extends it. */
   private addSegment(turnId: string, source: AudioSource, atMs: number): void {
     const last = this.segments[this.segments.length - 1];
@@ -165,7 +193,7 @@ export class GatewaySession {
   private onSpeechStart(atMs: number, parent?: Context): void {
     this.lastActivityMs = Math.max(this.lastActivityMs, atMs);
     if (this.open) return; // the user goes on after a pause: same turn
-    this.open = new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), false, parent);
+    this.open = new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), 'user', parent);
   }
 
   /** Drops a preview that will not be committed (cancelled, or superseded by a different turn). */
@@ -197,6 +225,7 @@ export class GatewaySession {
     this.open = undefined;
     this.marks.mark(turnId, 'turnEndMs', this.nowMs);
     // A committed preview keeps what it already has (audio waiting in the buffer); other previews are stale.
+    this.remember(turnId);
     turn.commit(turnId, text, speechEndMs, this.holds.commit(turnId));
     for (const stale of this.holds.previewIds) this.dropPreview(stale);
     this.turns.set(turnId, turn);
@@ -205,9 +234,10 @@ export class GatewaySession {
 
   /** The agent speaks first (a greeting): a turn of its own; a user turn being spoken meanwhile stays open. */
   private onAgentTurn(turnId: string, atMs: number): void {
-    const turn = this.greeting ?? new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), true);
+    const turn = this.greeting ?? new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), 'greeting');
     this.greeting = undefined;
     this.marks.mark(turnId, 'turnEndMs', this.nowMs);
+    this.remember(turnId);
     turn.commit(turnId, '', atMs, this.holds.commit(turnId));
     this.turns.set(turnId, turn);
   }
@@ -254,21 +284,4 @@ export class GatewaySession {
     this.greeting?.abandon();
     this.greeting = undefined;
   }
-}
-
-/** Distinct frames of comfort noise made once per frame size, handed out in turn (a copy each). */
-const SILENCE_BANK = 64;
-const silenceBanks = new Map<number, Int16Array[]>();
-
-/**
- * Comfort noise for the microphone when the transport has nothing: digital zero upsets recognisers. The frame is
- * shared (one of a bank made once): read it, never write to it.
- */
-export function micSilence(samples: number, seed: number): Int16Array {
-  let bank = silenceBanks.get(samples);
-  if (!bank) {
-    bank = Array.from({ length: SILENCE_BANK }, (_, i) => dither(new Int16Array(samples), 6, i + 1));
-    silenceBanks.set(samples, bank);
-  }
-  return bank[Math.abs(seed) % SILENCE_BANK]!;
 }

@@ -1,13 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { samplesForMs, writeWavChannels } from '@va/audio';
+import { samplesForMs, writeWavChannels, runClock, TrackRecorder, type MicSource, micSilence } from '@va/audio';
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { FRAME_MS, requests, type SessionId, type SessionRecording } from '@va/protocol';
 import type { Admission } from './admission.js';
-import { micSilence } from './actor.js';
 import { openGatewaySession } from './open-session.js';
-import { runClock, TrackRecorder, type MicSource } from './wav-transport.js';
 
 export interface RecordedSessionOptions {
   sampleRate: 16000 | 24000 | 48000;

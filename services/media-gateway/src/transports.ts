@@ -1,9 +1,9 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SessionRefusedError } from '@va/actor';
-import { readWav, resample } from '@va/audio';
+import { readWav, resample, ScriptMic, WavMic, type MicSource } from '@va/audio';
 import type { Bus } from '@va/bus';
-import { sessionId as parseSessionId } from '@va/protocol';
+import { BUCKETS, ConversationScript, sessionId as parseSessionId } from '@va/protocol';
 import { createProvider } from '@va/providers';
 import type { Logger } from '@va/telemetry';
 import type { AgentStore } from '@va/agents';
@@ -12,11 +12,9 @@ import type { GatewayEnv } from './env.js';
 import type { HttpLimits } from './http-limits.js';
 import type { LiveKitConfig } from './livekit/token.js';
 import { runRecordedSession } from './recorded-session.js';
-import { Script, ScriptMic, WavMic, type MicSource } from './wav-transport.js';
 import { startWebServer } from './web/server.js';
 import { ResumeTokens } from './web/resume-token.js';
 import { busSessionFactory, RESUME_TOKEN_TTL_MS } from './web/session.js';
-import { BUCKETS } from '@va/protocol';
 
 /**
  * How users reach the agent. Every transport turns its connections (a browser socket, a room participant, a
@@ -143,7 +141,7 @@ export function recordedTransport({ bus, admission, agents, env, log }: Transpor
     run: async (stopped) => {
       let newMic: () => MicSource;
       if (env.GATEWAY_SCRIPT) {
-        const script = Script.parse(JSON.parse(await readFile(env.GATEWAY_SCRIPT, 'utf8')));
+        const script = ConversationScript.parse(JSON.parse(await readFile(env.GATEWAY_SCRIPT, 'utf8')));
         newMic = await ScriptMic.prepare(script, await createProvider('tts', 'local'), rate);
       } else {
         const pcm = await resample(readWav(await readFile(env.GATEWAY_WAV!)), rate);

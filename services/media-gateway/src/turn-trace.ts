@@ -53,13 +53,17 @@ export class TurnTrace {
     private readonly sessionId: string,
     readonly speechStartMs: number,
     startTime: Date,
-    /** The agent speaks first (a greeting): no user speech, so no voice-to-voice latency to measure. */
-    readonly greeting = false,
+    /**
+     * `greeting`: the agent speaks first. `taken-over`: an answer another gateway was playing when it died, taken
+     * up by this one after the session's resume. Neither has user speech seen here: no voice-to-voice latency.
+     */
+    readonly kind: 'user' | 'greeting' | 'taken-over' = 'user',
     /** The trace the turn belongs to when it is already known (a turn end with no speech start seen). */
     parent: Context = otelContext.active(),
   ) {
     this.root = startStageSpan(SPAN.turn, { parent, sessionId, stage: STAGE, startTime });
-    if (greeting) this.root.setAttribute(ATTR.greeting, true);
+    if (kind === 'greeting') this.root.setAttribute(ATTR.greeting, true);
+    if (kind === 'taken-over') this.root.setAttribute(ATTR.takenOver, true);
     this.rootContext = contextOf(this.root);
   }
 
@@ -112,7 +116,7 @@ export class TurnTrace {
           this.firstArrival === undefined ? 0 : Math.round((wallNow() - this.firstArrival) * 10) / 10,
       },
     });
-    if (this.speechEndMs !== undefined && !this.greeting) {
+    if (this.speechEndMs !== undefined && this.kind === 'user') {
       const e2e = atMs - this.speechEndMs;
       this.root.setAttribute(ATTR.e2eMs, e2e);
       recordLatency(METRIC.e2e, e2e, { span: this.root, attributes: { [ATTR.stage]: STAGE } });
@@ -140,7 +144,7 @@ export class TurnTrace {
   }
 
   get e2eMs(): number | null {
-    return this.firstAudioMs !== undefined && this.speechEndMs !== undefined && !this.greeting
+    return this.firstAudioMs !== undefined && this.speechEndMs !== undefined && this.kind === 'user'
       ? this.firstAudioMs - this.speechEndMs
       : null;
   }

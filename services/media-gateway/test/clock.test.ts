@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runClock } from '../src/wav-transport.js';
+import { runClock } from '@va/audio';
 
 describe('runClock (one timer for every session)', () => {
   it('steps sessions started at different moments together, none before its time, and stops each on its own', async () => {

@@ -348,6 +348,50 @@ describe('media-gateway session', () => {
     expect(playouts[0]).toMatchObject({ turnId: 'r1', spokenText: answer, interrupted: false });
   });
 
+  it('resumed after its predecessor died, plays the rest of the answer that was playing (a turn it never saw end)', async () => {
+    const sid = sessionId('gw-taken-over');
+    const ctx = await detachedActorContext(bus, sid, 'media-gateway');
+    const session = new GatewaySession(ctx, 16000, { startWall: Date.now() - 5000 });
+    const playouts: Playout[] = [];
+    client.subscribe(channels.playout, sid, (p) => void playouts.push(p));
+    await Promise.all([bus.nc.flush(), client.nc.flush()]);
+    // tts speaks on: the answer's remaining frames, then its end.
+    for (const [i, [from, to]] of [
+      [10, 14],
+      [14, 20],
+    ].entries()) {
+      client.publishAudio('out', sid, {
+        samples: frame(700 + i),
+        sampleRate: 16000,
+        seq: 40 + i,
+        tsMs: (40 + i) * 20,
+        turnId: 'old-1',
+        source: 'deep',
+        textOffset: to!,
+        text: 'Paris is the capital.'.slice(from, to),
+      });
+    }
+    client.publish(channels.speech, sid, { turnId: 'old-1', source: 'deep', text: '', frames: 12, skipped: false });
+    await client.nc.flush();
+    expect((await firstFrame(session))[0]).toBe(700);
+    expect(session.tick(mic())?.[0]).toBe(701);
+    session.tick(mic());
+    await waitFor(() => playouts.length === 1);
+    expect(playouts[0]).toMatchObject({ turnId: 'old-1', spokenText: 'he capital', interrupted: false });
+    const spans = await otlp.waitForSpans((all) =>
+      all.some((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'old-1'),
+    );
+    const root = spans.find((s) => s.name === SPAN.turn && s.attributes[ATTR.turnId] === 'old-1')!;
+    expect(root.attributes[ATTR.takenOver]).toBe(true);
+    expect(root.attributes[ATTR.e2eMs], 'no user speech seen here: no voice-to-voice latency').toBeUndefined();
+    // A session opened here plays no turn it has not had.
+    const fresh = await gateway('gw-not-resumed');
+    oneAnswerFrame(fresh.sid, 'never-seen');
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fresh.session.tick(mic())).toBeUndefined();
+  });
+
   it('answers bad input with error events and keeps working', async () => {
     const { sid, session, playouts } = await gateway('gw-bad');
     const errors: ErrorEvent[] = [];

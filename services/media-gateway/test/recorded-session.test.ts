@@ -8,7 +8,7 @@ import { createLogger } from '@va/telemetry';
 import { startNatsServer, type NatsServerHandle } from '@va/testkit';
 import { Admission } from '../src/admission.js';
 import { runRecordedSession } from '../src/recorded-session.js';
-import type { MicSource } from '../src/wav-transport.js';
+import { type MicSource } from '@va/audio';
 
 /** A microphone that "says" one line: 200 ms of frames, then nothing. */
 class OneLineMic implements MicSource {

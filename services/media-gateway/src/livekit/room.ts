@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { AudioFrame } from '@livekit/rtc-node';
 import { FRAME_MS, sessionId as parseSessionId, type SessionId } from '@va/protocol';
-import { micSilence } from '../actor.js';
 import { MicQueue } from '../mic-queue.js';
-import { runClock } from '../wav-transport.js';
+import { runClock, micSilence } from '@va/audio';
 import { AgentVoice, micFrames, newAgentSource, PIPELINE_FRAME_SAMPLES, type AudioSourceLike } from './audio.js';
 
 /** A subscribed remote audio track: its frames, and a way to stop reading them. */

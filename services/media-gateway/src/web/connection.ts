@@ -1,13 +1,11 @@
 import { SessionRefusedError } from '@va/actor';
 import { UnknownAgentError } from '@va/agents';
-import { Framer } from '@va/audio';
+import { Framer, runClock, micSilence } from '@va/audio';
 import { FRAME_MS } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
 import type { RawData, WebSocket } from 'ws';
-import { micSilence } from '../actor.js';
 import { SessionGoneError } from '../open-session.js';
 import { MicQueue } from '../mic-queue.js';
-import { runClock } from '../wav-transport.js';
 import type { ClientLimiter } from './client-limits.js';
 import { CLOSE, countRefusal, type WebLimits } from './limits.js';
 import { ResumeRefusedError } from './resume-token.js';
