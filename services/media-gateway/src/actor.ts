@@ -34,8 +34,8 @@ export class GatewaySession {
   private readonly holds = new PlayoutHolds();
   private readonly arrived = new ArrivedText();
   /**
-   * Resumed after the gateway serving it died: the answer it was playing is unknown here, yet tts speaks on (paced
-   * by the microphone, which is back) — its audio is taken up as a turn of its own. `known`: turn ids this
+   * Resumed after the gateway serving it died: the answer it was playing is unknown here, yet its audio may still
+   * come (the sentences tts synthesizes after the death) — taken up as a turn of its own. `known`: turn ids this
    * session has had, so a turn is taken up once and never after it ended.
    */
   private readonly resumed: boolean;
@@ -167,7 +167,7 @@ export class GatewaySession {
     this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, text });
   }
 
-  /** After a resume: an answer the dead gateway was playing, its audio still coming — played as a turn here. */
+  /** After a resume: audio of an answer the dead gateway was playing — played as a turn here. */
   private takeUp(turnId: string): TurnTrace | undefined {
     if (!this.resumed || this.known.has(turnId)) return undefined;
     this.remember(turnId);
