@@ -19,8 +19,9 @@ export const REQUIRED_APT = [
   { bin: 'espeak-ng', pkg: 'espeak-ng' },
   // The browser end-to-end test drives the talk page in headless Chromium (playwright-core never downloads one).
   { bin: 'chromium', pkg: 'chromium', testsOnly: true },
-  // The gateway failover test puts the talk page behind nginx (deploy/nginx/voice-agent.conf), as in production.
-  { bin: 'nginx', pkg: 'nginx-light', testsOnly: true },
+  // The gateway failover test and `npm run chaos` put the talk page behind nginx (deploy/nginx/voice-agent.conf),
+  // as in production.
+  { bin: 'nginx', pkg: 'nginx-light' },
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');

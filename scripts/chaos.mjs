@@ -3,7 +3,8 @@
 // Usage: npm run chaos -- [--scenario kill|nats-restart|nats-node|rolling|all|each] [--turns N] [--stages a,b] [--at speech|answer] [--json FILE]
 //   --stages (kill only): the stages to kill, in turn, six kills in all (default: each stage but the gateway once)
 //   --at (kill only): 400 ms into the user's speech (default), or 300 ms into the streaming answer
-//   all (the default): every fault in ONE conversation on a three-node NATS cluster; each: every scenario in its own
+//   all (the default): every fault in ONE conversation on a three-node NATS cluster, played by a caller on the talk page
+//   through two gateways behind nginx (the serving one is killed too); each: every scenario in its own
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +77,10 @@ for (const scenario of scenarios) {
     console.log(
       `  turn ${e.atTurn}: ${e.action}${e.stage ? ` ${e.stage}` : ''} → ${e.recoveryMs ?? '–'} ms` +
         (e.kvRecoveryMs !== undefined ? ` (KV writable again after ${e.kvRecoveryMs ?? '–'} ms)` : '') +
+        (e.resumedMs !== undefined
+          ? ` (the caller's socket lost → resumed in ${e.resumedMs ?? '–'} ms; agent silent ` +
+            `${e.audibleGapMs === null ? 'for the rest of that answer' : `${e.audibleGapMs} ms`})`
+          : '') +
         (e.answerHeardWhole !== undefined
           ? `; answer heard ${e.answerHeardWhole ? 'whole, once' : 'NOT whole once'}`
           : '') +

@@ -2,6 +2,7 @@ import { Bus } from '@va/bus';
 import { BUCKETS, channels, sessionId as parseSessionId, STAGES, subjects, type SessionRecording } from '@va/protocol';
 import { createLogger } from '@va/telemetry';
 import { runConversation, type Pipeline, type ScriptTurn } from './pipeline.js';
+import type { WebFront } from './web-front.js';
 
 /**
  * What is done to the running stages while the scripted conversation goes on. `all`: every fault in ONE
@@ -46,6 +47,13 @@ export interface ChaosEvent {
    * lost waits for JetStream to elect another (nats-server: seconds); the conversation does not (core NATS).
    */
   kvRecoveryMs?: number | null;
+  /**
+   * A gateway killed: its caller's socket lost → the session taken up again on another gateway (what the caller
+   * saw), and the agent's silence the user heard — the last agent audio before the loss to the first after it,
+   * when the same answer went on (null: the rest of that answer was not heard).
+   */
+  resumedMs?: number | null;
+  audibleGapMs?: number | null;
   /** The answer of the turn the fault fell in was heard whole, each word once (unset: no answer to compare). */
   answerHeardWhole?: boolean;
   /** What the user said in that turn, and what the agent heard of it (the transcript of the turn it answered). */
@@ -114,7 +122,9 @@ function pidOf(instanceId: string): number | undefined {
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const turns = opts.turns ?? 20;
   const progress = opts.onProgress ?? (() => undefined);
-  const sid = parseSessionId(`chaos-${opts.scenario}-${Date.now().toString(36)}`);
+  // `all` is played by a caller on the talk page (the gateway chooses the session's id when it opens).
+  const web = opts.scenario === 'all';
+  let sid = parseSessionId(`chaos-${opts.scenario}-${Date.now().toString(36)}`);
   const events: ChaosEvent[] = [];
   const killed = new Set<number>();
   let chaos: Promise<void> = Promise.resolve();
@@ -131,13 +141,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     llmTtftMs: 100,
     llmTokensPerSecond: 80,
     onProgress: progress,
-    onRunning: (_stages, pipeline) => {
-      chaos = act(pipeline).catch((err: unknown) => progress(`chaos routine failed: ${String(err)}`));
+    // `all`: two web gateways behind nginx, so the one serving the call can be killed too.
+    ...(web ? { web: { gateways: 2 } } : {}),
+    onRunning: (_stages, pipeline, sessionId, front) => {
+      sid = sessionId;
+      chaos = act(pipeline, front).catch((err: unknown) => progress(`chaos routine failed: ${String(err)}`));
     },
   });
   await chaos;
 
-  async function act(pipeline: Pipeline): Promise<void> {
+  async function act(pipeline: Pipeline, front: WebFront | undefined): Promise<void> {
     const bus = await Bus.connect({
       stage: 'chaos',
       servers: pipeline.nats.url,
@@ -204,6 +217,44 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         progress(`turn ${atTurn}: killed ${stage} (pid ${pid}); owned again after ${recoveryMs ?? '–'} ms`);
         // Back to two instances, as an orchestrator would restart the pod.
         pipeline.spawnStage(stage);
+      };
+
+      /**
+       * kill -9 of the gateway serving the call 800 ms after its answer began to stream (while it plays); recovered once another gateway has
+       * taken the session up (the caller reconnected through nginx with its resume token). Then a new gateway on
+       * the dead one's port, as an orchestrator restarts the pod.
+       */
+      const killGateway = async (atTurn: number) => {
+        if (!front) throw new Error('a gateway kill needs the conversation on the talk page (web front)');
+        await midAnswer(atTurn);
+        await sleep(500);
+        const serving = front.serving(sid);
+        if (!serving) {
+          events.push({
+            action: 'kill -9 (no serving gateway found)',
+            stage: 'media-gateway',
+            atTurn,
+            recoveryMs: null,
+          });
+          return;
+        }
+        const index = front.gateways.indexOf(serving);
+        const pid = serving.child.pid;
+        killed.add(pid);
+        const t0 = performance.now();
+        process.kill(pid, 'SIGKILL');
+        let recoveryMs: number | null = null;
+        for (let waited = 0; waited < 20_000; waited += 20) {
+          if (front.serving(sid) !== serving && front.serving(sid) !== undefined) {
+            recoveryMs = Math.round(performance.now() - t0);
+            break;
+          }
+          await sleep(20);
+        }
+        events.push({ action: 'kill -9 serving gateway (answer)', stage: 'media-gateway', atTurn, recoveryMs });
+        progress(`turn ${atTurn}: killed media-gateway (pid ${pid}); session resumed after ${recoveryMs ?? '–'} ms`);
+        await serving.child.exited;
+        await front.replace(index);
       };
 
       const restartNats = async (atTurn: number) => {
@@ -306,8 +357,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         await rollingRestart(2, Math.max(1, Math.ceil(count / Math.max(1, turns - 3))));
       } else {
         // Everything, in one conversation on a three-node cluster: each stage's owner killed (the talkers while
-        // the user speaks, the deep responder and tts while the answer streams), a NATS node lost and then
-        // another, and a rolling restart of every instance at the end.
+        // the user speaks, the deep responder and tts while the answer streams), the gateway serving the call
+        // killed while the answer plays, a NATS node lost and then another, and a rolling restart of every stage
+        // instance at the end.
         const plan: [string, 'speech' | 'answer'][] = [
           ['stt', 'speech'],
           ['turn-detector', 'speech'],
@@ -317,6 +369,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           ['session-context', 'speech'],
         ];
         for (const [i, [stage, at]] of plan.entries()) await killOwner(stage, 2 + 2 * i, at);
+        // The gateway serving the call, while the answer plays (the caller resumes on the other, through nginx).
+        await killGateway(11);
         await loseNatsNode(0, 13);
         await loseNatsNode(1, 15);
         // Over three turns, so the last replacement is up well before the conversation ends.
@@ -331,6 +385,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   // Which utterances each answered turn covers: every one its user speech overlaps (a turn that ran two
   // utterances together answers both, late for the first).
   const rec = result.summary;
+  // What the caller saw of each gateway kill: the socket lost → resumed, and the agent's silence it heard.
+  const call = result.webCall;
+  const gatewayKills = events.filter((e) => e.stage === 'media-gateway' && e.recoveryMs !== null);
+  for (const [i, e] of gatewayKills.entries()) {
+    const r = call?.reconnects[i];
+    if (!call || !r) continue;
+    e.resumedMs = r.resumedAtMs === null ? null : Math.round(r.resumedAtMs - r.lostAtMs);
+    const before = call.captions.filter((c) => c.atMs <= r.lostAtMs).at(-1);
+    const after = call.captions.find((c) => c.atMs > r.lostAtMs);
+    e.audibleGapMs = before && after && after.turnId === before.turnId ? Math.round(after.atMs - before.atMs) : null;
+  }
   // Answered = the deep responder's answer was played (an opener alone is not an answer).
   const withAnswer = new Set(rec.segments.filter((s) => s.source === 'deep').map((s) => s.turnId));
   const answers = new Map<number, number>();

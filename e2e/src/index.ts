@@ -5,3 +5,5 @@ export * from './gateway.js';
 export * from './soak.js';
 export * from './chaos.js';
 export * from './reverse-proxy.js';
+export * from './web-caller.js';
+export * from './web-front.js';

@@ -4,7 +4,14 @@ import { fileURLToPath } from 'node:url';
 import { AgentStore } from '@va/agents';
 import { Bus, natsAuthFromEnv } from '@va/bus';
 import { startLocalLlmServer, LOCAL_MODEL_ID, type LocalLlmServer } from '@va/local-llm';
-import { channels, sessionId as parseSessionId, SessionRecording, STAGES, type AgentProfileInput } from '@va/protocol';
+import {
+  channels,
+  sessionId as parseSessionId,
+  SessionRecording,
+  STAGES,
+  type AgentProfileInput,
+  type SessionId,
+} from '@va/protocol';
 import { LOCAL_STT_PROCESS_ENV } from '@va/providers';
 import { createLogger } from '@va/telemetry';
 import {
@@ -12,6 +19,7 @@ import {
   startNatsCluster,
   startNatsServer,
   startOtlpReceiver,
+  type ChildExit,
   type ChildHandle,
   type NatsClusterHandle,
   type NatsServerHandle,
@@ -21,6 +29,8 @@ import {
   type ReceivedSpan,
 } from '@va/testkit';
 import { buildReport, type ConversationReport } from './report.js';
+import type { WebCallResult } from './web-caller.js';
+import { runWebConversation, startWebFront, type WebFront } from './web-front.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -46,8 +56,17 @@ export interface PipelineOptions extends StartPipelineOptions {
   agent?: AgentProfileInput;
   /** Tool services to run beside the stages (their `dist/main.js`), up before the sessions open. */
   toolServices?: readonly string[];
-  /** Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things). */
-  onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline) => void;
+  /**
+   * Called once every process is up and the conversation starts (e.g. to sample their CPU, or to break things),
+   * with the session's id (a web gateway chooses it).
+   */
+  onRunning?: (stages: readonly RunningStage[], pipeline: Pipeline, sessionId: SessionId, front?: WebFront) => void;
+  /**
+   * Play the script as a caller on the talk page (Node, as index.html does) through `gateways` web gateways behind
+   * nginx, instead of the gateway playing it itself: a gateway can then die mid-call and the caller resume on
+   * another. One session; `onRunning` gets every gateway among the stages.
+   */
+  web?: { gateways: number };
   /** Called with the stages up and ready, before any session opens (e.g. to read their idle memory). */
   beforeSessions?: (stages: readonly RunningStage[]) => Promise<void>;
   /** Called once every session has ended, before the stages are stopped (e.g. to read what they keep). */
@@ -91,6 +110,8 @@ export interface ConversationResult {
   stages: RunningStage[];
   /** How each stage exited after SIGTERM (code 0 = a clean drain). */
   exits: Record<string, { code: number | null; signal: string | null }>;
+  /** `web`: what the caller on the talk page saw (captions, played turns, every loss and resume of its socket). */
+  webCall?: WebCallResult;
 }
 
 export function serviceEntry(stage: string): string {
@@ -290,6 +311,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
   const { stages, env, otlp } = pipeline;
   let observer: Bus | undefined;
   let gateway: ChildHandle | undefined;
+  let front: WebFront | undefined;
   const toolServices: ChildHandle[] = [];
   try {
     // Watch the session as a bystander: what each stage said, per turn.
@@ -304,20 +326,25 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       openers: new Map<string, string>(),
       answers: new Map<string, string>(),
     };
-    observer.subscribe(channels.turn, ids[0]!, (t) => {
-      if (t.kind === 'end') said.transcripts.set(t.turnId, t.text);
-    });
-    const collect = (into: Map<string, string>) => (r: { turnId: string; delta: string }) =>
-      void into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
     const sentAudio = new Map<string, Int16Array[]>();
-    observer.subscribeAudio('out', ids[0]!, (f) => {
-      if (!f.turnId) return;
-      const frames = sentAudio.get(f.turnId) ?? [];
-      frames.push(f.samples);
-      sentAudio.set(f.turnId, frames);
-    });
-    observer.subscribe(channels.replyFast, ids[0]!, collect(said.openers));
-    observer.subscribe(channels.replyDeep, ids[0]!, collect(said.answers));
+    const bystander = observer;
+    /** What each stage said of the (first) session, per turn. */
+    const watch = (id: SessionId) => {
+      bystander.subscribe(channels.turn, id, (t) => {
+        if (t.kind === 'end') said.transcripts.set(t.turnId, t.text);
+      });
+      const collect = (into: Map<string, string>) => (r: { turnId: string; delta: string }) =>
+        void into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
+      bystander.subscribeAudio('out', id, (f) => {
+        if (!f.turnId) return;
+        const frames = sentAudio.get(f.turnId) ?? [];
+        frames.push(f.samples);
+        sentAudio.set(f.turnId, frames);
+      });
+      bystander.subscribe(channels.replyFast, id, collect(said.openers));
+      bystander.subscribe(channels.replyDeep, id, collect(said.answers));
+    };
+    if (!opts.web) watch(ids[0]!);
     await observer.nc.flush();
 
     const agentName = opts.agent ? await storeAgent(pipeline.nats.url, opts.agent, opts.credentials) : undefined;
@@ -330,64 +357,103 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       toolServices.push(child);
       await child.waitForJson((l: { msg?: string }) => l.msg === 'tool service ready', 30_000);
     }
-    const scriptPath = join(outDir, `${sid}.script.json`);
-    await writeFile(scriptPath, JSON.stringify(opts.script));
-    await opts.beforeSessions?.(stages);
-    gateway = spawnNode(serviceEntry('media-gateway'), {
-      env: {
-        ...env,
-        ...opts.credentials?.('media-gateway'),
-        GATEWAY_SCRIPT: scriptPath,
-        GATEWAY_OUT_DIR: outDir,
-        // The report prints what was said and heard: the session file must hold the words (off by default).
-        GATEWAY_RECORD_TEXT: '1',
-        GATEWAY_SESSION_ID: sid,
-        GATEWAY_SESSIONS: String(sessions),
-        ...(agentName ? { GATEWAY_AGENT: agentName } : {}),
-        GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',
-        // The agent's stages: a session is admitted only when each of them has room.
-        ...(opts.stages ? { GATEWAY_STAGES: opts.stages.join(',') } : {}),
-        ...opts.stageEnv?.['media-gateway'],
-      },
-      name: 'media-gateway',
-      maxLifetimeSec: 900,
-    });
-    const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
-    await gateway.waitForJson(
-      (l) => l.msg === 'session opened' || (opts.allowRefused === true && l.msg === 'all sessions finished'),
-      60_000,
-    );
-    opts.onRunning?.(all, pipeline);
-    progress(
-      `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
-    );
-    const gatewayExit = await gateway.exited;
-    // Exit 3: some sessions were refused (the pipeline was full); each has a <id>.refused.json.
-    const refused: RefusedSession[] = [];
-    if (gatewayExit.code === 3) {
-      for (const id of ids) {
-        const r = await readFile(join(outDir, `${id}.refused.json`), 'utf8').catch(() => undefined);
-        if (r !== undefined) refused.push(JSON.parse(r) as RefusedSession);
-      }
-    }
-    if (gatewayExit.code !== 0 && !(gatewayExit.code === 3 && opts.allowRefused)) {
-      const why = refused.length > 0 ? `; refused: ${refused.map((r) => r.reason).join('; ')}` : '';
-      throw new Error(
-        `media-gateway exited with ${JSON.stringify(gatewayExit)}${why}:\n${gateway.stderr.slice(-20).join('\n')}`,
+    /** The gateway plays the script itself (the file transport): one process, `sessions` sessions. */
+    const playByGateway = async () => {
+      const scriptPath = join(outDir, `${sid}.script.json`);
+      await writeFile(scriptPath, JSON.stringify(opts.script));
+      gateway = spawnNode(serviceEntry('media-gateway'), {
+        env: {
+          ...env,
+          ...opts.credentials?.('media-gateway'),
+          GATEWAY_SCRIPT: scriptPath,
+          GATEWAY_OUT_DIR: outDir,
+          // The report prints what was said and heard: the session file must hold the words (off by default).
+          GATEWAY_RECORD_TEXT: '1',
+          GATEWAY_SESSION_ID: sid,
+          GATEWAY_SESSIONS: String(sessions),
+          ...(agentName ? { GATEWAY_AGENT: agentName } : {}),
+          GATEWAY_RECORD_AUDIO: (opts.recordAudio ?? sessions === 1) ? '1' : '0',
+          // The agent's stages: a session is admitted only when each of them has room.
+          ...(opts.stages ? { GATEWAY_STAGES: opts.stages.join(',') } : {}),
+          ...opts.stageEnv?.['media-gateway'],
+        },
+        name: 'media-gateway',
+        maxLifetimeSec: 900,
+      });
+      const all = [...stages, { stage: 'media-gateway', pid: gateway.pid, child: gateway }];
+      await gateway.waitForJson(
+        (l) => l.msg === 'session opened' || (opts.allowRefused === true && l.msg === 'all sessions finished'),
+        60_000,
       );
-    }
-    const admitted = ids.filter((id) => !refused.some((r) => r.sessionId === id));
-    if (admitted.length === 0) throw new Error(`every session was refused: ${refused[0]?.reason ?? 'unknown'}`);
-    const recordings = await Promise.all(
-      admitted.map(async (id) =>
-        SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${id}.session.json`), 'utf8'))),
-      ),
-    );
-    const summary = recordings[0]!;
-    await opts.afterSessions?.(stages);
+      opts.onRunning?.(all, pipeline, sid);
+      progress(
+        `session ${sid}${sessions > 1 ? ` (+${sessions - 1} more)` : ''} opened on all stages; playing the script in real time`,
+      );
+      const gatewayExit = await gateway.exited;
+      // Exit 3: some sessions were refused (the pipeline was full); each has a <id>.refused.json.
+      const refused: RefusedSession[] = [];
+      if (gatewayExit.code === 3) {
+        for (const id of ids) {
+          const r = await readFile(join(outDir, `${id}.refused.json`), 'utf8').catch(() => undefined);
+          if (r !== undefined) refused.push(JSON.parse(r) as RefusedSession);
+        }
+      }
+      if (gatewayExit.code !== 0 && !(gatewayExit.code === 3 && opts.allowRefused)) {
+        const why = refused.length > 0 ? `; refused: ${refused.map((r) => r.reason).join('; ')}` : '';
+        throw new Error(
+          `media-gateway exited with ${JSON.stringify(gatewayExit)}${why}:\n${gateway.stderr.slice(-20).join('\n')}`,
+        );
+      }
+      const admitted = ids.filter((id) => !refused.some((r) => r.sessionId === id));
+      if (admitted.length === 0) throw new Error(`every session was refused: ${refused[0]?.reason ?? 'unknown'}`);
+      const recordings = await Promise.all(
+        admitted.map(async (id) =>
+          SessionRecording.parse(JSON.parse(await readFile(join(outDir, `${id}.session.json`), 'utf8'))),
+        ),
+      );
+      await opts.afterSessions?.(stages);
+      return { recordings, refused, all, exit: gatewayExit };
 
-    // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
-    const exits = { 'media-gateway': gatewayExit, ...(await pipeline.stopStages()) };
+      // Stop the stages the way an orchestrator does (SIGTERM), then let the last spans arrive.
+    };
+    await opts.beforeSessions?.(stages);
+    let recordings: SessionRecording[];
+    let refused: RefusedSession[] = [];
+    let all: RunningStage[];
+    let gatewayExits: Record<string, ChildExit>;
+    let webCall: WebCallResult | undefined;
+    if (opts.web) {
+      // The caller on the talk page, through gateways behind nginx.
+      const gatewayEnv = { ...opts.credentials?.('media-gateway'), ...opts.stageEnv?.['media-gateway'] };
+      front = await startWebFront(pipeline, opts.web.gateways, gatewayEnv);
+      const gateways = front.gateways;
+      all = [...stages, ...gateways.map((g) => ({ stage: 'media-gateway', pid: g.child.pid, child: g.child }))];
+      const { recording, call } = await runWebConversation({
+        script: opts.script,
+        front,
+        observer,
+        outDir,
+        onProgress: progress,
+        onReady: (id) => {
+          watch(id);
+          progress(`session ${id} opened on all stages; a caller plays the script on the talk page in real time`);
+          opts.onRunning?.(all, pipeline, id, front);
+        },
+      });
+      recordings = [recording];
+      webCall = call;
+      await opts.afterSessions?.(stages);
+      gatewayExits = {};
+      for (const [i, g] of front.gateways.entries()) {
+        gatewayExits[i === 0 ? 'media-gateway' : `media-gateway#${i + 1}`] = await g.stop();
+      }
+    } else {
+      const played = await playByGateway();
+      ({ recordings, refused, all } = played);
+      gatewayExits = { 'media-gateway': played.exit };
+    }
+    const summary = recordings[0]!;
+    const exits = { ...gatewayExits, ...(await pipeline.stopStages()) };
     const traceIds = new Set(recordings.flatMap((r) => r.turns.map((t) => t.traceId)));
     const spans = await otlp
       .waitForSpans(
@@ -396,7 +462,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         5000,
       )
       .catch(() => otlp.spans());
-    const spansFile = join(outDir, `${sid}.spans.json`);
+    const spansFile = join(outDir, `${summary.sessionId}.spans.json`);
     await writeFile(spansFile, JSON.stringify(spans));
     const report = buildReport(summary, spans, said);
     return {
@@ -411,14 +477,20 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       history: summary.history,
       stages: all,
       exits,
+      ...(webCall ? { webCall } : {}),
     };
   } finally {
+    await front?.stop();
     await Promise.all(toolServices.map((c) => c.stop(5000).catch(() => undefined)));
     await observer?.close();
     await pipeline.stop();
     // Every process's log beside the recording: what a failed run (or a chaos one) is read from.
     await Promise.all(
-      [...stages, ...(gateway ? [{ stage: 'media-gateway', pid: gateway.pid, child: gateway }] : [])].map((s) =>
+      [
+        ...stages,
+        ...(gateway ? [{ stage: 'media-gateway', pid: gateway.pid, child: gateway }] : []),
+        ...(front?.gateways ?? []).map((g) => ({ stage: 'media-gateway', pid: g.child.pid, child: g.child })),
+      ].map((s) =>
         writeFile(join(outDir, `${s.stage}-${s.pid}.log`), [...s.child.lines, ...s.child.stderr].join('\n')).catch(
           () => undefined,
         ),
