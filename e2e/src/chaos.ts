@@ -368,9 +368,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           ['tts', 'answer'],
           ['session-context', 'speech'],
         ];
-        for (const [i, [stage, at]] of plan.entries()) await killOwner(stage, 2 + 2 * i, at);
-        // The gateway serving the call, while the answer plays (the caller resumes on the other, through nginx).
-        await killGateway(11);
+        // In turn order (each waits for its turn): the gateway serving the call is killed while turn 11's answer
+        // plays — the caller resumes on the other gateway, through nginx — between the tts and session-context kills.
+        for (const [i, [stage, at]] of plan.entries()) {
+          if (stage === 'session-context') await killGateway(11);
+          await killOwner(stage, 2 + 2 * i, at);
+        }
         await loseNatsNode(0, 13);
         await loseNatsNode(1, 15);
         // Over three turns, so the last replacement is up well before the conversation ends.

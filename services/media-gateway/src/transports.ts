@@ -89,12 +89,21 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
         ...(env.GATEWAY_AGENT ? { agent: env.GATEWAY_AGENT } : {}),
       });
       const dispatcher = new LiveKitDispatcher({ config, openSession, log });
+      const { RoomLeases } = await import('./livekit/room-leases.js');
+      const leases = new RoomLeases(
+        await bus.kv(BUCKETS.leases),
+        instanceId,
+        dispatcher,
+        { renewMs: env.GATEWAY_ROOM_RENEW_MS, expireMs: env.GATEWAY_ROOM_LEASE_MS },
+        log,
+      );
       const server = await startDispatchServer({
         dispatcher,
         host: env.GATEWAY_HTTP_HOST,
         port: env.GATEWAY_HTTP_PORT,
         tokenEndpoint: env.GATEWAY_TOKEN_ENDPOINT === '1',
         busy: () => admission.precheck(),
+        leases,
         ...(env.GATEWAY_DISPATCH_SECRET ? { secret: env.GATEWAY_DISPATCH_SECRET } : {}),
         httpLimits,
         log,
@@ -108,18 +117,10 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
         log.warn({}, 'GET /token is open without GATEWAY_DISPATCH_SECRET: anyone who reaches the port can join rooms');
       }
       log.info({ url: server.url, identity: dispatcher.identity, livekitUrl: config.url }, 'dispatch endpoint ready');
-      // Each room is served by one gateway instance, the holder of its lease; another takes a room over (and its
-      // participants' sessions) within ~1 s of its holder's death. Not awaited: a room that cannot be joined yet
+      // Each room (LIVEKIT_ROOMS, or sent in by POST /dispatch) is served by one gateway instance, the holder of its
+      // lease; another takes a room over (and its participants' sessions) within ~1 s of its holder's death. Not awaited: a room that cannot be joined yet
       // (LiveKit still starting) is tried again, backing off up to 30 s, and one LiveKit puts the agent out of is
       // joined again, until SIGTERM or a DELETE /dispatch/<room>.
-      const { RoomLeases } = await import('./livekit/room-leases.js');
-      const leases = new RoomLeases(
-        await bus.kv(BUCKETS.leases),
-        instanceId,
-        dispatcher,
-        { renewMs: env.GATEWAY_ROOM_RENEW_MS, expireMs: env.GATEWAY_ROOM_LEASE_MS },
-        log,
-      );
       await leases.start();
       for (const room of rooms) void leases.claim(room);
       await stopped;

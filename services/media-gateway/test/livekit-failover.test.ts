@@ -6,7 +6,8 @@ import { ActorInstances, waitFor } from '@va/testkit';
 import { Admission } from '../src/admission.js';
 import { LiveKitDispatcher } from '../src/livekit/dispatch.js';
 import { sessionIdFor, type RoomEvents } from '../src/livekit/room.js';
-import { RoomLeases } from '../src/livekit/room-leases.js';
+import { startDispatchServer } from '../src/livekit/dispatch-server.js';
+import { RoomLeases, roomLeaseKey } from '../src/livekit/room-leases.js';
 import { busSessionFactory } from '../src/livekit/session.js';
 import type { LiveKitConfig } from '../src/livekit/token.js';
 import { FakeRoom, FakeSource } from './fake-room.js';
@@ -103,6 +104,49 @@ describe('LiveKit rooms survive the death of their gateway', () => {
       await a.dispatcher.stop().catch(() => undefined);
       b.leases.stop();
       await b.dispatcher.stop();
+      await b.bus.close();
+    }
+  });
+
+  it('a room sent in by POST /dispatch is leased too: refused by another instance, taken over, released on DELETE', async () => {
+    const room = 'dispatched';
+    const a = await gateway('gw-c');
+    const b = await gateway('gw-d');
+    const serverA = await startDispatchServer({ dispatcher: a.dispatcher, port: 0, leases: a.leases });
+    const serverB = await startDispatchServer({ dispatcher: b.dispatcher, port: 0, leases: b.leases });
+    const post = (url: string) =>
+      fetch(`${url}/dispatch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ room }),
+      });
+    const leaseOwner = async () => {
+      const e = await (await instances.client.kv(BUCKETS.leases)).get(roomLeaseKey(room));
+      return e?.operation === 'PUT' ? e.json<{ owner: string }>().owner : undefined;
+    };
+    try {
+      expect((await post(serverA.url)).status).toBe(200);
+      expect(await leaseOwner()).toBe('gw-c');
+      // The room is served: a dispatch of it to another instance is refused, and that one does not join.
+      const refused = await post(serverB.url);
+      expect(refused.status).toBe(409);
+      expect(((await refused.json()) as { error: string }).error).toMatch(/served by another gateway instance/);
+      expect(b.rooms).toHaveLength(0);
+
+      // The first instance dies: the other takes the dispatched room over and joins it.
+      a.leases.stop();
+      await a.bus.close();
+      await waitFor(() => b.rooms.some((r) => r.connected), { timeoutMs: 5000, message: 'the room joined again' });
+      expect(await leaseOwner()).toBe('gw-d');
+
+      // Taken out of the room: the lease goes with it, so no instance joins it again.
+      expect((await fetch(`${serverB.url}/dispatch/${room}`, { method: 'DELETE' })).status).toBe(204);
+      expect(b.leases.held).not.toContain(room);
+      await waitFor(async () => (await leaseOwner()) === undefined, { message: 'the lease released' });
+    } finally {
+      await serverA.close().catch(() => undefined);
+      b.leases.stop();
+      await serverB.close();
       await b.bus.close();
     }
   });

@@ -32,6 +32,11 @@ export interface DispatchServerOptions {
    * `POST /dispatch` answers 503 naming the stage instead of sending the agent into a room it cannot serve.
    */
   busy?: () => { stage: string; reason: string } | undefined;
+  /**
+   * Which instance serves a room (`RoomLeases`): a dispatched room is leased to this instance first — one another
+   * instance serves answers 409 — and taken over by another instance if this one dies; a room left is released.
+   */
+  leases?: { hold(room: string): Promise<boolean>; release(room: string): Promise<void> };
 }
 
 export interface DispatchServer {
@@ -161,9 +166,14 @@ class DispatchRoutes {
       res.setHeader('retry-after', '5');
       return json(res, 503, { error: `busy, try again: ${busy.reason}`, stage: busy.stage });
     }
+    const { leases } = this.opts;
+    if (leases && !(await leases.hold(room))) {
+      return json(res, 409, { error: `room "${room}" is served by another gateway instance` });
+    }
     try {
       await this.dispatcher.join(room);
     } catch (err) {
+      await leases?.release(room);
       if (!(err instanceof DispatchError)) throw err;
       const status = err.reason === 'join-failed' ? 502 : 503;
       return json(res, status, { error: err.message });
@@ -180,8 +190,9 @@ class DispatchRoutes {
     }
     const room = RoomName.safeParse(name);
     if (!room.success) return json(res, 400, { error: issues(room.error) });
-    if (!(await this.dispatcher.leave(room.data)))
-      return json(res, 404, { error: `the agent is not in room "${name}"` });
+    const left = await this.dispatcher.leave(room.data);
+    await this.opts.leases?.release(room.data);
+    if (!left) return json(res, 404, { error: `the agent is not in room "${name}"` });
     res.writeHead(204);
     res.end();
   }

@@ -64,10 +64,20 @@ export class RoomLeases {
   }
 
   /**
-   * Serves `room` (LIVEKIT_ROOMS, a dispatch): takes its lease unless a live instance holds it — then that one
-   * serves it, and this one takes it over if it goes.
+   * Serves `room` (LIVEKIT_ROOMS): takes its lease unless a live instance holds it — then that one serves it, and
+   * this one takes it over if it goes — and stays joined.
    */
   async claim(room: string): Promise<boolean> {
+    if (!(await this.hold(room))) return false;
+    void this.rooms.keepJoined(room);
+    return true;
+  }
+
+  /**
+   * Takes `room`'s lease for this instance (a `POST /dispatch` joins it next); false when another instance holds
+   * it — it serves the room.
+   */
+  async hold(room: string): Promise<boolean> {
     const key = roomLeaseKey(room);
     const value = JSON.stringify({ owner: this.instanceId });
     const current = await this.kv.get(key);
@@ -82,8 +92,14 @@ export class RoomLeases {
     if (revision === 0) return false;
     this.mine.set(room, revision);
     this.log.info({ room }, 'room lease taken');
-    void this.rooms.keepJoined(room);
     return true;
+  }
+
+  /** This instance no longer serves `room` (`DELETE /dispatch`, or its join failed): the lease goes with it. */
+  async release(room: string): Promise<void> {
+    if (!this.mine.delete(room)) return;
+    await this.kv.delete(roomLeaseKey(room)).catch(() => undefined);
+    this.log.info({ room }, 'room lease released');
   }
 
   /** Stops renewing (the leases expire, and other instances take the rooms over); the rooms are left by the caller. */
@@ -122,7 +138,9 @@ export class RoomLeases {
     const value = JSON.stringify({ owner: this.instanceId });
     for (const [room, revision] of this.mine) {
       try {
-        this.mine.set(room, await this.kv.update(roomLeaseKey(room), value, revision));
+        const next = await this.kv.update(roomLeaseKey(room), value, revision);
+        // Released meanwhile (`DELETE /dispatch`): not renewed again.
+        if (this.mine.has(room)) this.mine.set(room, next);
       } catch (err) {
         // A failed write (KV without a leader) is tried again next time; a lost compare-and-set shows in the watch.
         this.log.warn({ room, err: String(err) }, 'room lease not renewed');
