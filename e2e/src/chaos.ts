@@ -105,6 +105,9 @@ function occurrences(haystack: string, needle: string): number {
   return n;
 }
 
+/** Silence before speech that makes it a new user turn (the script's utterances are seconds apart). */
+const NEW_TURN_SILENCE_MS = 1500;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The pid in an instance id (`<host>-<pid>-<hex>`, see newInstanceId). */
@@ -159,8 +162,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     try {
       let turnsStarted = 0;
       let waiters: { n: number; resolve: () => void }[] = [];
+      // A user turn starts with the first speech after a silence longer than any pause inside an utterance (the
+      // agent answers between them): a pause mid-sentence starts no new turn.
+      let speechEndedAt = -Infinity;
       bus.subscribe(channels.vad, sid, (v) => {
-        if (v.kind !== 'start') return;
+        if (v.kind === 'end') speechEndedAt = v.atMs;
+        if (v.kind !== 'start' || v.atMs - speechEndedAt < NEW_TURN_SILENCE_MS) return;
         turnsStarted++;
         waiters = waiters.filter((w) => (turnsStarted >= w.n ? (w.resolve(), false) : true));
       });
@@ -180,7 +187,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       /** Resolves 300 ms after the answer to user turn `n` started streaming. */
       const midAnswer = async (n: number) => {
         await midTurn(n, 0);
-        await new Promise<void>((resolve) => answerStarted.set(n, resolve));
+        // A turn whose answer is past already (a fault before it ran long) is not waited for: the fault falls
+        // in the turn being spoken instead (its answer, or 30 s on).
+        const turn = Math.max(n, turnsStarted);
+        if (turn > n) progress(`turn ${n} is past: the fault falls in turn ${turn}`);
+        await Promise.race([new Promise<void>((resolve) => answerStarted.set(turn, resolve)), sleep(30_000)]);
         await sleep(300);
       };
       const leases = await bus.kv(BUCKETS.leases);
@@ -418,7 +429,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     e.heard = t.userText;
     // What the user heard of the answer: every word once (a tts killed mid-answer resumes where audio stopped).
     const answer = result.report.turns.find((r) => r.turnId === t.turnId)?.answer.trim();
-    if (answer) e.answerHeardWhole = occurrences(normalizeWords(t.spokenText), normalizeWords(answer)) === 1;
+    // A turn played by two gateways (the first killed): what the caller's captions showed, across both.
+    const heard =
+      e.stage === 'media-gateway' && call
+        ? call.captions
+            .filter((c) => c.turnId === t.turnId)
+            .map((c) => c.text)
+            .join('')
+        : t.spokenText;
+    if (answer) e.answerHeardWhole = occurrences(normalizeWords(heard), normalizeWords(answer)) === 1;
   }
   const crashes = Object.entries(result.exits)
     .filter(([, e]) => e.code !== 0 && e.signal !== 'SIGKILL')

@@ -333,8 +333,14 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
       bystander.subscribe(channels.turn, id, (t) => {
         if (t.kind === 'end') said.transcripts.set(t.turnId, t.text);
       });
-      const collect = (into: Map<string, string>) => (r: { turnId: string; delta: string }) =>
-        void into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
+      // A reply answered again (a responder's successor) repeats seqs: each delta counted once.
+      const next = new Map<string, number>();
+      const collect = (into: Map<string, string>) => (r: { turnId: string; seq: number; delta: string }) => {
+        const key = `${into === said.openers ? 'fast' : 'deep'}/${r.turnId}`;
+        if (r.seq < (next.get(key) ?? 0)) return;
+        next.set(key, r.seq + 1);
+        into.set(r.turnId, (into.get(r.turnId) ?? '') + r.delta);
+      };
       bystander.subscribeAudio('out', id, (f) => {
         if (!f.turnId) return;
         const frames = sentAudio.get(f.turnId) ?? [];

@@ -8,14 +8,22 @@ import {
   type SessionId,
   type SessionRequestChannel,
 } from '@va/protocol';
-import type { AudioDirection, Bus, BusSubscription, Handler, MessageMeta, PublishOptions } from '@va/bus';
+import type {
+  AudioDirection,
+  Bus,
+  BusSubscription,
+  Handler,
+  MessageMeta,
+  PublishOptions,
+  RequestOptions,
+} from '@va/bus';
 import { ATTR, counter, METRIC, type Logger } from '@va/telemetry';
 import type { z } from 'zod';
 import { AsyncQueue, SerialBacklog, type QueueStats } from '@va/stream';
 import { sessionState, stateKey, type SessionState } from './session-state.js';
 import { TurnCancellation } from './turns.js';
 
-export { stateKey } from './session-state.js';
+export { stateKey, type SessionState } from './session-state.js';
 
 /**
  * How far (ms of audio) a session's audio may queue behind a stage slower than real time before the oldest is
@@ -219,7 +227,7 @@ export class ActorContext {
   request<C extends SessionRequestChannel>(
     ch: C,
     msg: z.input<C['schema']>,
-    opts?: { timeoutMs?: number },
+    opts?: RequestOptions,
   ): Promise<z.output<C['reply']>> {
     return this.bus.requestSession(ch, this.sessionId, msg, opts);
   }

@@ -43,6 +43,7 @@ export {
   type Handler,
   type MessageMeta,
   type PublishOptions,
+  type RequestOptions,
   type SubscribeOptions,
 } from './types.js';
 

@@ -16,6 +16,8 @@ import {
   TranscriptReplayReply,
   ReplyReplayRequest,
   ReplyReplayReply,
+  SpeechReplayReply,
+  SpeechReplayRequest,
   TranscriptReplayRequest,
   ToolExchange,
   Turn,
@@ -139,5 +141,12 @@ export const sessionRequests = {
     schema: ReplyReplayRequest,
     reply: ReplyReplayReply,
     subject: subjects.replyDeepReplay,
+  },
+  speechReplay: {
+    scope: 'session-request',
+    name: 'speech.replay',
+    schema: SpeechReplayRequest,
+    reply: SpeechReplayReply,
+    subject: subjects.speechReplay,
   },
 } as const satisfies Record<string, SessionRequestChannel>;

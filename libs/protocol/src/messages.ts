@@ -269,6 +269,22 @@ export const ReplyReplayReply = z
 export type ReplyReplayReply = z.infer<typeof ReplyReplayReply>;
 
 /**
+ * A gateway → tts: its predecessor died playing this turn; speak it again from the text offset of each source that
+ * was heard (the rest of it was in the dead gateway's playout buffer).
+ */
+export const SpeechReplayRequest = z
+  .object({
+    turnId: TurnId,
+    from: z.object({ fast: z.number().int().nonnegative(), deep: z.number().int().nonnegative() }).strict(),
+  })
+  .strict();
+export type SpeechReplayRequest = z.infer<typeof SpeechReplayRequest>;
+
+/** `replaying`: tts speaks the rest; false when the turn is not tts's latest, or was cancelled. */
+export const SpeechReplayReply = z.object({ replaying: z.boolean() }).strict();
+export type SpeechReplayReply = z.infer<typeof SpeechReplayReply>;
+
+/**
  * `forged`: a message on a subject that its sender did not publish (nats-server relayed it; see @va/bus origin).
  * `forbidden`: a request the asker may not make (e.g. ctx.get for a session its stage holds no lease on).
  */

@@ -66,7 +66,8 @@ export const STAGE_ACCESS = {
     subscribes: ['vad', 'turn', 'audio.out', 'speech', 'transcript', 'playout'],
     // The recent microphone audio of its sessions, for an stt instance taking one over.
     serves: ['audio.replay'],
-    requests: ['ctx.get'],
+    // speech.replay: a session taken up after its gateway died — the answer it was playing, again from what was heard.
+    requests: ['ctx.get', 'speech.replay'],
     actorHost: false,
     opensSessions: true,
     // A stage that did not claim a session in time gets an ownerless lease parked under its name.
@@ -133,7 +134,8 @@ export const STAGE_ACCESS = {
     publishes: ['audio.out', 'speech'],
     // agent: a handoff's voice.
     subscribes: ['turn', 'vad', 'reply.fast', 'reply.deep', 'agent'],
-    serves: [],
+    // A gateway that took a session up: the answer its dead predecessor was playing, spoken again from there.
+    serves: ['speech.replay'],
     // Taking a session over mid-answer: the replies so far, to speak on from where its predecessor stopped.
     requests: ['reply.fast.replay', 'reply.deep.replay'],
     actorHost: true,

@@ -152,6 +152,8 @@ export const METRIC = {
   fillers: 'va.fillers',
   /** tts: turns a new owner spoke on from where its predecessor's audio stopped. */
   ttsResumed: 'va.tts.resumed',
+  /** tts: turns spoken again from what was heard, for a gateway that took a session up after its gateway died. */
+  ttsReplayed: 'va.tts.replayed',
   /** Tool calls (attributes: tool name, outcome) and their duration (ms). */
   toolCalls: 'va.tool.calls',
   toolDuration: 'va.tool.duration',
@@ -210,6 +212,7 @@ export const METRIC_KIND = {
   [METRIC.answerGap]: 'histogram',
   [METRIC.fillers]: 'counter',
   [METRIC.ttsResumed]: 'counter',
+  [METRIC.ttsReplayed]: 'counter',
   [METRIC.toolCalls]: 'counter',
   [METRIC.toolDuration]: 'histogram',
   [METRIC.contextGet]: 'histogram',

@@ -1,4 +1,5 @@
 import type { ActorContext } from '@va/actor';
+import { traceFromFields } from '@va/bus';
 import {
   channels,
   sessionRequests,
@@ -12,9 +13,13 @@ import type { Context } from '@va/telemetry';
 import { MicReplayRing } from './mic-replay.js';
 import { TurnMarks } from './turn-marks.js';
 import { ArrivedText, PlayoutBuffer, PlayoutHolds, spokenText } from './playout.js';
+import { PLAYING_STATE, PlayingRecord, type PlayingState } from './playing-record.js';
 import { STAGE, TurnTrace } from './turn-trace.js';
 
 export { STAGE };
+
+/** How long a resumed session waits for tts to say whether it speaks the answer in flight again. */
+const SPEECH_REPLAY_TIMEOUT_MS = 2000;
 
 /** Turn ids a session remembers having had (a few are in flight at once). */
 const KNOWN_TURNS = 64;
@@ -33,6 +38,8 @@ export class GatewaySession {
   private readonly buffer = new PlayoutBuffer();
   private readonly holds = new PlayoutHolds();
   private readonly arrived = new ArrivedText();
+  /** How far the turn being played has been heard (va_state): what a gateway taking the session up replays. */
+  private readonly playing: PlayingRecord;
   /**
    * Resumed after the gateway serving it died: the answer it was playing is unknown here, yet its audio may still
    * come (the sentences tts synthesizes after the death) — taken up as a turn of its own. `known`: turn ids this
@@ -72,6 +79,7 @@ export class GatewaySession {
   ) {
     this.startWall = opts.startWall ?? Date.now();
     this.resumed = opts.startWall !== undefined;
+    this.playing = new PlayingRecord(ctx.state);
     // The stages' clock runs on across the gap: the first frame is dated now, on the session's clock.
     if (opts.startWall !== undefined) this.seq = Math.max(0, Math.round((Date.now() - opts.startWall) / FRAME_MS));
     if (opts.greeting) this.greeting = new TurnTrace(ctx.sessionId, 0, new Date(this.startWall), 'greeting');
@@ -88,6 +96,7 @@ export class GatewaySession {
     ctx.onCancel = (turnId) => this.interrupt(turnId);
     ctx.subscribeAudio('out', (f) => this.onAgentAudio(f));
     ctx.serve(sessionRequests.audioReplay, ({ fromMs }) => this.recentMic.replay(fromMs, this.seq, this.sampleRate));
+    if (this.resumed) void this.replayInFlight();
     // tts has sent every frame of this source: the turn ends once they are played.
     ctx.subscribe(channels.speech, (s) => {
       const turn = this.turns.get(s.turnId);
@@ -141,6 +150,7 @@ export class GatewaySession {
     if (turn.firstAudioMs === undefined) this.latestFirstAudioMs = tsMs;
     turn.played(frame.source, tsMs);
     p.heard[frame.source] += frame.text;
+    this.playing.played(p.turnId, frame.source, frame.textOffset, turn.rootContext);
     p.playedMs += FRAME_MS;
     this.lastActivityMs = tsMs + FRAME_MS;
     this.addSegment(p.turnId, frame.source, tsMs);
@@ -164,18 +174,52 @@ export class GatewaySession {
     turn?.arrived();
     this.marks.mark(f.turnId, 'audioReadyMs', this.nowMs);
     if (f.source === 'deep') this.marks.mark(f.turnId, 'answerAudioMs', this.nowMs);
-    this.buffer.push({ turnId: f.turnId, source: f.source, samples: f.samples, text });
+    this.buffer.push({
+      turnId: f.turnId,
+      source: f.source,
+      samples: f.samples,
+      text,
+      ...(f.textOffset !== undefined ? { textOffset: f.textOffset } : {}),
+    });
   }
 
   /** After a resume: audio of an answer the dead gateway was playing — played as a turn here. */
-  private takeUp(turnId: string): TurnTrace | undefined {
+  private takeUp(turnId: string, parent?: Context): TurnTrace | undefined {
     if (!this.resumed || this.known.has(turnId)) return undefined;
     this.remember(turnId);
-    const turn = new TurnTrace(this.ctx.sessionId, this.nowMs, new Date(this.startWall + this.nowMs), 'taken-over');
+    const at = new Date(this.startWall + this.nowMs);
+    const turn = new TurnTrace(this.ctx.sessionId, this.nowMs, at, 'taken-over', parent);
     turn.commit(turnId, '', this.nowMs, this.holds.commit(turnId));
     this.turns.set(turnId, turn);
     this.ctx.log.info({ turnId }, 'answer in flight taken up after the resume');
     return turn;
+  }
+
+  /**
+   * Resumed: the turn the dead gateway was playing (its `playing` record), asked of tts again from what was heard
+   * of it, and taken up here — in the turn's own trace. Nothing comes when tts has moved on (a newer turn).
+   */
+  private async replayInFlight(): Promise<void> {
+    const saved = await this.ctx.state.get<PlayingState>(PLAYING_STATE).catch(() => undefined);
+    if (!saved || this.known.has(saved.turnId)) return;
+    const turn = this.takeUp(saved.turnId, traceFromFields(saved.trace));
+    if (!turn) return;
+    this.arrived.seed(saved.turnId, saved.heardTo);
+    const reply = await this.ctx
+      .request(
+        sessionRequests.speechReplay,
+        { turnId: saved.turnId, from: saved.heardTo },
+        { timeoutMs: SPEECH_REPLAY_TIMEOUT_MS, context: turn.rootContext },
+      )
+      .catch((err: unknown) => {
+        this.ctx.log.warn({ err: String(err), turnId: saved.turnId }, 'the answer in flight was not asked again');
+        return { replaying: false };
+      });
+    this.ctx.log.info({ turnId: saved.turnId, heardTo: saved.heardTo, ...reply }, 'answer in flight asked again');
+    if (reply.replaying || turn.playout?.playedMs) return;
+    this.turns.delete(saved.turnId);
+    turn.abandon();
+    this.ctx.state.drop(PLAYING_STATE);
   }
 
   private remember(turnId: string): void {
@@ -263,6 +307,7 @@ export class GatewaySession {
     const p = turn.playout;
     if (!p || turn.ended) return;
     this.turns.delete(p.turnId);
+    this.playing.ended(p.turnId);
     const heard = spokenText(p);
     this.ctx.publish(
       channels.playout,
@@ -277,6 +322,7 @@ export class GatewaySession {
 
   /** Ends whatever is still open (session closing). */
   close(): void {
+    this.playing.stop();
     for (const turnId of this.holds.previewIds) this.dropPreview(turnId);
     for (const turn of [...this.turns.values()]) this.finish(turn, true);
     this.open?.abandon();

@@ -6,6 +6,8 @@ export interface OutFrame {
   source: AudioSource;
   samples: Int16Array;
   text: string;
+  /** How far into its source's text the frame's audio goes (undefined for a filler). */
+  textOffset?: number;
 }
 
 /** What the user has heard of one agent turn so far. */
@@ -124,6 +126,11 @@ const ARRIVED_TURNS = 16;
  */
 export class ArrivedText {
   private readonly reached = new Map<string, number>();
+
+  /** A turn heard up to `heardTo` elsewhere (a dead gateway): audio before that repeats it. */
+  seed(turnId: string, heardTo: Partial<Record<AudioSource, number>>): void {
+    for (const [source, offset] of Object.entries(heardTo)) this.reached.set(`${turnId}/${source}`, offset);
+  }
 
   /** The words `frame` brings that had not arrived yet (maybe ''), or undefined when it repeats arrived audio. */
   admit(frame: Pick<AudioFrame, 'turnId' | 'source' | 'textOffset' | 'text'>): string | undefined {

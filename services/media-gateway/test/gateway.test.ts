@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detachedActorContext } from '@va/testkit';
 import { Bus } from '@va/bus';
+import { stateKey } from '@va/actor';
 import {
   AUDIO_REPLAY_MAX_BYTES,
+  BUCKETS,
   channels,
   ErrorEvent,
   sessionId,
@@ -390,6 +392,82 @@ describe('media-gateway session', () => {
     await client.nc.flush();
     await new Promise((r) => setTimeout(r, 100));
     expect(fresh.session.tick(mic())).toBeUndefined();
+  });
+
+  it('keeps how far the turn playing was heard; a gateway resuming the session asks tts for the rest, in the turn’s trace', async () => {
+    const { sid, session, playouts } = await gateway('gw-playing');
+    const state = await client.kv(BUCKETS.state);
+    const playing = () => state.get(stateKey('media-gateway', sid, 'playing'));
+    const answer = 'One two. Three four.';
+    client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
+    client.publish(channels.turn, sid, { turnId: 'p1', kind: 'end', text: 'count', eouProb: 0.9, speechEndMs: 40 });
+    await client.nc.flush();
+    await new Promise((r) => setTimeout(r, 30));
+    client.publish(channels.speech, sid, { turnId: 'p1', source: 'fast', text: '', frames: 0, skipped: false });
+    for (const [i, [from, to]] of [
+      [0, 4],
+      [4, 8],
+      [8, 14],
+      [14, 20],
+    ].entries()) {
+      client.publishAudio('out', sid, {
+        samples: frame(300 + i),
+        sampleRate: 16000,
+        seq: i,
+        tsMs: i * 20,
+        turnId: 'p1',
+        source: 'deep',
+        textOffset: to!,
+        text: answer.slice(from, to),
+      });
+    }
+    await client.nc.flush();
+    // Two frames played ("One two."), then the gateway dies: the record says how far it was heard.
+    await firstFrame(session);
+    session.tick(mic());
+    await waitFor(async () => (await playing())?.json<{ heardTo: { deep: number } }>().heardTo.deep === 8, {
+      message: 'how far the turn was heard, kept',
+    });
+    const traceparent = (await playing())!.json<{ trace: { traceparent: string } }>().trace.traceparent;
+
+    // Another gateway takes the session up: it asks tts for the turn from offset 8 and plays what comes.
+    const asked: unknown[] = [];
+    client.serveSession(sessionRequests.speechReplay, sid, (req) => {
+      asked.push(req);
+      setTimeout(() => {
+        client.publishAudio('out', sid, {
+          samples: frame(400),
+          sampleRate: 16000,
+          seq: 0,
+          tsMs: 0,
+          turnId: 'p1',
+          source: 'deep',
+          textOffset: 20,
+          text: answer.slice(8, 20),
+        });
+        client.publish(channels.speech, sid, { turnId: 'p1', source: 'deep', text: answer, frames: 3, skipped: false });
+      }, 20);
+      return { replaying: true };
+    });
+    await client.nc.flush();
+    const ctx = await detachedActorContext(bus, sid, 'media-gateway');
+    const resumed = new GatewaySession(ctx, 16000, { startWall: Date.now() - 2000 });
+    expect((await firstFrame(resumed))[0]).toBe(400);
+    resumed.tick(mic());
+    expect(asked).toEqual([{ turnId: 'p1', from: { fast: 0, deep: 8 } }]);
+    await waitFor(() => playouts.some((p) => p.spokenText === 'Three four.'), { message: 'the rest played' });
+    await waitFor(async () => (await playing()) === null || (await playing())?.operation !== 'PUT', {
+      message: 'the record dropped once the turn was played',
+    });
+    const spans = await otlp.waitForSpans((all) =>
+      all.some(
+        (s) => s.name === SPAN.turn && s.attributes[ATTR.takenOver] === true && s.attributes[ATTR.turnId] === 'p1',
+      ),
+    );
+    const takenUp = spans.find(
+      (s) => s.name === SPAN.turn && s.attributes[ATTR.takenOver] === true && s.attributes[ATTR.turnId] === 'p1',
+    )!;
+    expect(traceparent.split('-')[1], 'the turn stays one trace').toBe(takenUp.traceId);
   });
 
   it('answers bad input with error events and keeps working', async () => {

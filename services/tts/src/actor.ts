@@ -1,6 +1,15 @@
 import type { ActorContext, SessionActor } from '@va/actor';
 import { traceFields, traceFromFields } from '@va/bus';
-import { channels, RESPONDER_SOURCES, sessionRequests, type Reply, type ResponderSource } from '@va/protocol';
+import {
+  channels,
+  RESPONDER_SOURCES,
+  sessionRequests,
+  type Reply,
+  type ReplyReplayReply,
+  type ResponderSource,
+  type SpeechReplayReply,
+  type SpeechReplayRequest,
+} from '@va/protocol';
 import type { SpeechChunk, TTS } from '@va/providers';
 import { ATTR, counter, METRIC, type Context } from '@va/telemetry';
 import { SessionSpeaker, TTS_DEFAULTS, type SessionSpeakerIo, type TtsActorOptions } from './session-speaker.js';
@@ -129,6 +138,7 @@ export function ttsActor(tts: TTS, options: Partial<TtsActorOptions> = {}) {
         else voice.reply(source, m, meta.context);
       });
     }
+    ctx.serve(sessionRequests.speechReplay, (req, meta) => replaySpeech(ctx, voice, req, meta.context));
     if (ctx.reclaimed) {
       void ctx.track(
         resumeSpeaking(ctx, voice).finally(() => {
@@ -163,18 +173,45 @@ async function resumeSpeaking(ctx: ActorContext, voice: SessionSpeaker): Promise
   const saved = await ctx.state.get<SpeakingState>(SPEAKING_STATE).catch(() => undefined);
   if (!saved) return ctx.log.info('taken over with no turn being spoken');
   if (ctx.isCancelled(saved.turnId)) return;
-  const ask = (ch: typeof sessionRequests.replyFastReplay | typeof sessionRequests.replyDeepReplay) =>
-    ctx.request(ch, { turnId: saved.turnId }, { timeoutMs: REPLY_REPLAY_TIMEOUT_MS });
   try {
-    const [fast, deep] = await Promise.all([
-      ask(sessionRequests.replyFastReplay),
-      ask(sessionRequests.replyDeepReplay),
-    ]);
+    const replies = await repliesSoFar(ctx, saved.turnId);
     if (ctx.signal.aborted || ctx.isCancelled(saved.turnId)) return;
-    voice.resume(saved.turnId, saved.sent, { fast, deep }, traceFromFields(saved.trace));
+    voice.resume(saved.turnId, saved.sent, replies, traceFromFields(saved.trace));
     counter(METRIC.ttsResumed).add(1, { [ATTR.stage]: STAGE });
     ctx.log.info({ turnId: saved.turnId, sentTo: saved.sent.sentTo }, 'resumed the turn where its audio stopped');
   } catch (err) {
     ctx.log.warn({ err: String(err), turnId: saved.turnId }, 'turn not resumed: no reply so far from the responders');
   }
+}
+
+/** Both responders' reply to a turn so far (each keeps its latest turns'). */
+async function repliesSoFar(ctx: ActorContext, turnId: string): Promise<Record<ResponderSource, ReplyReplayReply>> {
+  const ask = (ch: typeof sessionRequests.replyFastReplay | typeof sessionRequests.replyDeepReplay) =>
+    ctx.request(ch, { turnId }, { timeoutMs: REPLY_REPLAY_TIMEOUT_MS });
+  const [fast, deep] = await Promise.all([ask(sessionRequests.replyFastReplay), ask(sessionRequests.replyDeepReplay)]);
+  return { fast, deep };
+}
+
+/**
+ * A gateway took the session up after the one playing `turnId` died (with what it held in its playout buffer):
+ * the turn is spoken again from what was heard of it, if it is still the newest here.
+ */
+async function replaySpeech(
+  ctx: ActorContext,
+  voice: SessionSpeaker,
+  { turnId, from }: SpeechReplayRequest,
+  context: Context,
+): Promise<SpeechReplayReply> {
+  if (ctx.isCancelled(turnId)) return { replaying: false };
+  const replies = await repliesSoFar(ctx, turnId).catch((err: unknown) => {
+    ctx.log.warn({ err: String(err), turnId }, 'turn not replayed: no reply so far from the responders');
+    return undefined;
+  });
+  if (!replies || ctx.signal.aborted || ctx.isCancelled(turnId)) return { replaying: false };
+  const replaying = voice.replay(turnId, from, replies, context);
+  if (replaying) {
+    counter(METRIC.ttsReplayed).add(1, { [ATTR.stage]: STAGE });
+    ctx.log.info({ turnId, from }, 'turn spoken again from what was heard (its gateway died)');
+  }
+  return { replaying };
 }

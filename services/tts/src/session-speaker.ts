@@ -62,6 +62,8 @@ export class SessionSpeaker implements FillerSource {
   private readonly finished = new RecentSet<string>(64);
   private userSpeaking = false;
   private fillersSpoken = 0;
+  /** The newest turn spoken here: the only one a gateway may ask to hear again. */
+  private latest: string | undefined;
 
   constructor(
     private readonly tts: TTS,
@@ -131,6 +133,25 @@ export class SessionSpeaker implements FillerSource {
     }
   }
 
+  /**
+   * A gateway took the session up after the one playing `turnId` died, and with it what it held in its playout
+   * buffer (audio goes out as fast as it is made). Speaks the turn again from what was heard of each source
+   * (`from`, text offsets) — if it is still the newest turn here; false otherwise.
+   */
+  replay(
+    turnId: string,
+    from: Record<ResponderSource, number>,
+    replies: Record<ResponderSource, ReplyReplayReply>,
+    context: Context,
+  ): boolean {
+    if (turnId !== this.latest) return false;
+    const speaking = this.turns.get(turnId);
+    if (speaking) this.endTurn(speaking);
+    this.finished.delete(turnId);
+    this.resume(turnId, { sentTo: from, seq: 0, audioMs: 0 }, replies, context);
+    return true;
+  }
+
   vad(v: Vad): void {
     this.userSpeaking = v.kind === 'start';
   }
@@ -173,6 +194,7 @@ export class SessionSpeaker implements FillerSource {
     if (this.withoutOpener.has(turnId)) turn.text('fast', '', true);
     this.turns.set(turnId, turn);
     this.current = turn;
+    this.latest = turnId;
     this.io.track(this.speak(turn));
     return turn;
   }

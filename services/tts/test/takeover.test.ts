@@ -116,4 +116,45 @@ describe('tts taken over mid-answer', () => {
     });
     expect(frames.map((f) => f.text ?? '').join('')).toBe(`Sure.${answer}`);
   }, 30_000);
+
+  it('a gateway that took the session up gets the turn again from what was heard, and nothing of an older turn', async () => {
+    const speaker = await instances.add(STAGE, ttsActor(new FakeTTS({ msPerChar: 5 }), { fillers: [] }));
+    const sid = await instances.open('tts-speech-replay', {}, [STAGE]);
+    const frames: AudioFrame[] = [];
+    const speeches: SpeechDone[] = [];
+    client.subscribeAudio('out', sid, (f) => void frames.push(f));
+    client.subscribe(channels.speech, sid, (s) => void speeches.push(s));
+    const answer = 'The first sentence. The second one.';
+    client.serveSession(sessionRequests.replyFastReplay, sid, () => ({ text: 'Sure.', nextSeq: 1, done: true }));
+    client.serveSession(sessionRequests.replyDeepReplay, sid, () => ({ text: answer, nextSeq: 1, done: true }));
+    await client.nc.flush();
+    client.publish(channels.turn, sid, { turnId: 't3', kind: 'end', text: 'tell me', eouProb: 1, speechEndMs: 0 });
+    client.publish(channels.replyFast, sid, { turnId: 't3', seq: 0, delta: 'Sure.', done: true });
+    client.publish(channels.replyDeep, sid, { turnId: 't3', seq: 0, delta: answer, done: true });
+    await waitFor(() => speeches.some((s) => s.source === 'deep'), { timeoutMs: 15_000, message: 'the answer sent' });
+    expect(speaker.host.sessionIds).toContain(sid);
+    frames.length = 0;
+    speeches.length = 0;
+
+    // The gateway playing it died having played the opener and "The first sentence." (offset 19).
+    const from = { fast: 5, deep: 19 };
+    const reply = await client.requestSession(sessionRequests.speechReplay, sid, { turnId: 't3', from });
+    expect(reply).toEqual({ replaying: true });
+    await waitFor(() => speeches.some((s) => s.source === 'deep'), { timeoutMs: 15_000, message: 'the rest sent' });
+    expect(frames.every((f) => f.turnId === 't3' && f.source === 'deep')).toBe(true);
+    expect(frames.map((f) => f.text ?? '').join('')).toBe(' The second one.');
+    expect(frames[0]!.textOffset).toBeGreaterThan(19);
+
+    // A turn that is not tts's newest is not spoken again.
+    client.publish(channels.turn, sid, { turnId: 't4', kind: 'end', text: 'and?', eouProb: 1, speechEndMs: 0 });
+    client.publish(channels.replyFast, sid, { turnId: 't4', seq: 0, delta: 'Well.', done: true });
+    client.publish(channels.replyDeep, sid, { turnId: 't4', seq: 0, delta: 'Yes.', done: true });
+    await waitFor(() => speeches.some((s) => s.turnId === 't4' && s.source === 'deep'), {
+      timeoutMs: 15_000,
+      message: 't4 spoken',
+    });
+    expect(await client.requestSession(sessionRequests.speechReplay, sid, { turnId: 't3', from })).toEqual({
+      replaying: false,
+    });
+  }, 30_000);
 });
