@@ -131,6 +131,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const events: ChaosEvent[] = [];
   const killed = new Set<number>();
   let chaos: Promise<void> = Promise.resolve();
+  /** `all` (a caller on the talk page): told when the caller begins each utterance — the exact user turn. */
+  let utteranceStarted: ((n: number) => void) | undefined;
 
   const result = await runConversation({
     script: chaosScript(turns),
@@ -146,6 +148,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     onProgress: progress,
     // `all`: two web gateways behind nginx, so the one serving the call can be killed too.
     ...(web ? { web: { gateways: 2 } } : {}),
+    onUtterance: (n) => utteranceStarted?.(n),
     onRunning: (_stages, pipeline, sessionId, front) => {
       sid = sessionId;
       chaos = act(pipeline, front).catch((err: unknown) => progress(`chaos routine failed: ${String(err)}`));
@@ -164,13 +167,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       let waiters: { n: number; resolve: () => void }[] = [];
       // A user turn starts with the first speech after a silence longer than any pause inside an utterance (the
       // agent answers between them): a pause mid-sentence starts no new turn.
+      // With a caller on the talk page, its own count of utterances.
       let speechEndedAt = -Infinity;
-      bus.subscribe(channels.vad, sid, (v) => {
-        if (v.kind === 'end') speechEndedAt = v.atMs;
-        if (v.kind !== 'start' || v.atMs - speechEndedAt < NEW_TURN_SILENCE_MS) return;
-        turnsStarted++;
+      const started = (n: number) => {
+        turnsStarted = n;
         waiters = waiters.filter((w) => (turnsStarted >= w.n ? (w.resolve(), false) : true));
-      });
+      };
+      if (web) utteranceStarted = started;
+      else {
+        bus.subscribe(channels.vad, sid, (v) => {
+          if (v.kind === 'end') speechEndedAt = v.atMs;
+          if (v.kind === 'start' && v.atMs - speechEndedAt >= NEW_TURN_SILENCE_MS) started(turnsStarted + 1);
+        });
+      }
       /** Resolves once the user has started speaking turn `n` (1-based), plus `afterMs`. */
       const midTurn = async (n: number, afterMs = 400) => {
         if (turnsStarted < n) await new Promise<void>((resolve) => waiters.push({ n, resolve }));
@@ -321,7 +330,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         for (let waited = 0; waited < 20_000 && kvRecoveryMs === null; waited += 50) {
           if (recoveryMs === null && (await answering())) recoveryMs = since();
           const now = await revisions(keys).catch(() => undefined);
-          if (now && [...before].every(([k, rev]) => (now.get(k) ?? 0) > rev)) kvRecoveryMs = since();
+          // The live instances only: a killed one's key stays until its TTL, never moving again.
+          if (now && keys.every((k) => (now.get(k) ?? 0) > (before.get(k) ?? 0))) kvRecoveryMs = since();
           await sleep(50);
         }
         events.push({ action: `kill -9 nats node ${victim + 1} of 3`, atTurn, recoveryMs, kvRecoveryMs });
@@ -424,7 +434,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const u = rec.utterances[e.atTurn - 1];
     if (!u) continue;
     e.said = u.say;
-    const t = rec.turns.find((x) => x.speechEndMs >= u.startMs && x.speechStartMs <= u.endMs + 300);
+    // The turn that answered it: of the turns its speech overlaps, the last one with an answer (a turn ended on a
+    // partial and replaced by its final overlaps the same speech).
+    const overlapping = rec.turns.filter((x) => x.speechEndMs >= u.startMs && x.speechStartMs <= u.endMs + 300);
+    const t = overlapping.filter((x) => withAnswer.has(x.turnId)).at(-1) ?? overlapping.at(-1);
     if (!t) continue;
     e.heard = t.userText;
     // What the user heard of the answer: every word once (a tts killed mid-answer resumes where audio stopped).

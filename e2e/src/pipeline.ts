@@ -67,6 +67,8 @@ export interface PipelineOptions extends StartPipelineOptions {
    * another. One session; `onRunning` gets every gateway among the stages.
    */
   web?: { gateways: number };
+  /** `web`: the caller began saying utterance `n` of the script (1-based). */
+  onUtterance?: (n: number) => void;
   /** Called with the stages up and ready, before any session opens (e.g. to read their idle memory). */
   beforeSessions?: (stages: readonly RunningStage[]) => Promise<void>;
   /** Called once every session has ended, before the stages are stopped (e.g. to read what they keep). */
@@ -440,6 +442,7 @@ export async function runConversation(opts: PipelineOptions): Promise<Conversati
         observer,
         outDir,
         onProgress: progress,
+        ...(opts.onUtterance ? { onUtterance: opts.onUtterance } : {}),
         onReady: (id) => {
           watch(id);
           progress(`session ${id} opened on all stages; a caller plays the script on the talk page in real time`);

@@ -40,8 +40,6 @@ export interface WebCallResult {
   playouts: CallerPlayout[];
   captions: CallerCaption[];
   reconnects: CallerReconnect[];
-  /** When agent audio last arrived before each loss, and first after the resume: the gap the user heard. */
-  agentAudioAtMs: number[];
 }
 
 export interface WebCallOptions {
@@ -57,6 +55,8 @@ export interface WebCallOptions {
   signal?: AbortSignal;
   /** The session is open (its id is the gateway's choice). */
   onReady?: (sessionId: string) => void;
+  /** The caller began saying utterance `n` of its script (1-based). */
+  onUtterance?: (n: number) => void;
   /** Called with the script over and the agent quiet, before the hang-up ends the session. */
   beforeHangUp?: (sessionId: string) => Promise<void>;
   onProgress?: (line: string) => void;
@@ -84,7 +84,6 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
   const playouts: CallerPlayout[] = [];
   const captions: CallerCaption[] = [];
   const reconnects: CallerReconnect[] = [];
-  const agentAudioAtMs: number[] = [];
   let t0 = 0;
   const now = () => performance.now() - t0;
   let sessionId = '';
@@ -106,7 +105,6 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
       ws.on('message', (data: Buffer, isBinary) => {
         if (isBinary) {
           lastAgentAudio = now();
-          agentAudioAtMs.push(lastAgentAudio);
           return;
         }
         const e = JSON.parse(data.toString()) as PageEvent;
@@ -139,7 +137,8 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
     const r: CallerReconnect = { lostAtMs: now(), resumedAtMs: null, framesReplayed: 0 };
     reconnects.push(r);
     progress(`socket lost at ${Math.round(r.lostAtMs)} ms: resuming`);
-    for (let delay = 100; now() - r.lostAtMs < (opts.resumeTimeoutMs ?? 20_000); delay = Math.min(1000, delay * 2)) {
+    // The page's back-off (index.html's app.js): 0.5 s, then doubling.
+    for (let delay = 500; now() - r.lostAtMs < (opts.resumeTimeoutMs ?? 20_000); delay = Math.min(5000, delay * 2)) {
       await new Promise((resolve) => setTimeout(resolve, delay));
       if (hangingUp) return;
       try {
@@ -184,7 +183,9 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
     () => {
       if (failure) return false;
       if (micOver === undefined) {
+        const said = opts.mic.utterances.length;
         const frame = opts.mic.next(FRAME_SAMPLES, state());
+        if (opts.mic.utterances.length > said) opts.onUtterance?.(opts.mic.utterances.length);
         if (frame === null) micOver = now();
         else {
           const bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
@@ -219,6 +220,5 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
     playouts,
     captions,
     reconnects,
-    agentAudioAtMs,
   };
 }

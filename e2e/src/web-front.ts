@@ -101,6 +101,8 @@ export interface WebConversationOptions {
   outDir: string;
   /** Called once the session is open (its id chosen by the gateway). */
   onReady?: (sessionId: SessionId) => void;
+  /** The caller began saying utterance `n` of the script (1-based). */
+  onUtterance?: (n: number) => void;
   onProgress?: (line: string) => void;
 }
 
@@ -131,6 +133,7 @@ export async function runWebConversation(
         .catch(() => []);
     },
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.onUtterance ? { onUtterance: opts.onUtterance } : {}),
   });
   const recording = recordingOf(call, turns, history);
   await writeFile(join(opts.outDir, `${call.sessionId}.session.json`), JSON.stringify(recording, null, 2));

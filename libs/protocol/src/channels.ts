@@ -18,6 +18,8 @@ import {
   ReplyReplayReply,
   SpeechReplayReply,
   SpeechReplayRequest,
+  TurnReplayReply,
+  TurnReplayRequest,
   TranscriptReplayRequest,
   ToolExchange,
   Turn,
@@ -141,6 +143,13 @@ export const sessionRequests = {
     schema: ReplyReplayRequest,
     reply: ReplyReplayReply,
     subject: subjects.replyDeepReplay,
+  },
+  turnReplay: {
+    scope: 'session-request',
+    name: 'turn.replay',
+    schema: TurnReplayRequest,
+    reply: TurnReplayReply,
+    subject: subjects.turnReplay,
   },
   speechReplay: {
     scope: 'session-request',

@@ -269,6 +269,24 @@ export const ReplyReplayReply = z
 export type ReplyReplayReply = z.infer<typeof ReplyReplayReply>;
 
 /**
+ * A responder → turn-detector, back from a lost connection (its NATS server died): the turns sent meanwhile may not
+ * have reached it (core NATS delivers at most once).
+ */
+export const TurnReplayRequest = z.object({}).strict();
+export type TurnReplayRequest = z.infer<typeof TurnReplayRequest>;
+
+/** The newest turns the turn detector sent, oldest first, each with its W3C trace context. */
+export const TURN_REPLAY_MAX = 8;
+export const TurnReplayReply = z
+  .object({
+    turns: z
+      .array(z.object({ turn: Turn, trace: z.record(z.string(), z.string().max(512)) }).strict())
+      .max(TURN_REPLAY_MAX),
+  })
+  .strict();
+export type TurnReplayReply = z.infer<typeof TurnReplayReply>;
+
+/**
  * A gateway → tts: its predecessor died playing this turn; speak it again from the text offset of each source that
  * was heard (the rest of it was in the dead gateway's playout buffer).
  */

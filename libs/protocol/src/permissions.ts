@@ -92,7 +92,8 @@ export const STAGE_ACCESS = {
   'turn-detector': {
     publishes: ['vad', 'turn', 'control'],
     subscribes: ['audio.in', 'transcript', 'playout'],
-    serves: [],
+    // The newest turns, for a deep responder back from a lost connection.
+    serves: ['turn.replay'],
     requests: ['transcript.replay'],
     actorHost: true,
     opensSessions: false,
@@ -119,7 +120,8 @@ export const STAGE_ACCESS = {
     subscribes: ['turn', 'agent'],
     // The answer so far, for a tts instance taking a session over mid-answer.
     serves: ['reply.deep.replay'],
-    requests: [],
+    // Back from a lost connection: the turns sent meanwhile.
+    requests: ['turn.replay'],
     actorHost: true,
     opensSessions: false,
     kv: {},

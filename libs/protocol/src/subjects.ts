@@ -33,6 +33,8 @@ export const subjects = {
   /** Requests (tts → the fast / deep responder): the reply so far to a turn, for a new tts owner mid-answer. */
   replyFastReplay: (sid: SessionId) => sess(sid, 'reply.fast.replay'),
   replyDeepReplay: (sid: SessionId) => sess(sid, 'reply.deep.replay'),
+  /** Request (a responder back from a lost connection → turn-detector): the latest turns, in case one was missed. */
+  turnReplay: (sid: SessionId) => sess(sid, 'turn.replay'),
   /** Request (a gateway that took a session up → tts): speak a turn again from what was heard of it. */
   speechReplay: (sid: SessionId) => sess(sid, 'speech.replay'),
   speech: (sid: SessionId) => sess(sid, 'speech'),

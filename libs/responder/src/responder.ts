@@ -2,6 +2,7 @@ import type { ActorContext, SessionActor } from '@va/actor';
 import { traceFields, traceFromFields } from '@va/bus';
 import { channels, sessionRequests, type AgentProfile, type McpServerSpec, type ResponderSource } from '@va/protocol';
 import type { LLM, LLMOptions } from '@va/providers';
+import pRetry from 'p-retry';
 import { ATTR, counter, METRIC, SPAN } from '@va/telemetry';
 import { TurnAnswer, type AnswerOutput, type AnswerSettings } from './answer.js';
 import { sessionHistory } from './history.js';
@@ -109,6 +110,8 @@ export function createResponderActor(opts: ResponderOptions): (ctx: ActorContext
 
     // Taken over from an instance that died answering a committed turn: answer it again.
     if (ctx.reclaimed && retriesOnTakeover) void ctx.track(answerAgain(ctx, turns, opts.stage));
+    // Back from a lost connection (its NATS server died): a turn end sent meanwhile never came — ask for it.
+    if (retriesOnTakeover) ctx.onReconnect = () => void ctx.track(answerMissed(ctx, turns));
     return {};
   };
 }
@@ -133,6 +136,32 @@ function busOutput(
     },
     toolFailed: (turnId, tool, outcome) => ctx.log.warn({ turnId, tool, outcome }, 'tool call failed'),
   };
+}
+
+/** How long a responder back from a lost connection waits for the turn detector's newest turns. */
+const TURN_REPLAY_TIMEOUT_MS = 1000;
+
+/**
+ * The newest turn end the turn detector sent, if this responder never had it (it went out while the connection
+ * was down): answered now, in its trace. Older turns are left: the newest is the one the user waits on.
+ */
+async function answerMissed(ctx: ActorContext, turns: SessionResponder): Promise<void> {
+  // The turn detector may be reconnecting too (the same server lost): asked a few times.
+  const sent = await pRetry(() => ctx.request(sessionRequests.turnReplay, {}, { timeoutMs: TURN_REPLAY_TIMEOUT_MS }), {
+    retries: 3,
+    minTimeout: 200,
+    signal: ctx.signal,
+  }).then(
+    (r) => r.turns,
+    (err: unknown) => void ctx.log.warn({ err: String(err) }, 'no turns from the turn detector after a reconnect'),
+  );
+  if (!sent) return;
+  const newest = sent.filter((t) => t.turn.kind === 'end').at(-1);
+  if (!newest || ctx.signal.aborted || ctx.isCancelled(newest.turn.turnId)) return;
+  const state = turns.stateOf(newest.turn.turnId);
+  if (state === 'committed' || state === 'finished') return;
+  ctx.log.info({ turnId: newest.turn.turnId, state }, 'a turn end missed while disconnected: answering it');
+  turns.turn(newest.turn, traceFromFields(newest.trace));
 }
 
 /** The committed turn a predecessor was answering when it died, answered again (counted, logged). */

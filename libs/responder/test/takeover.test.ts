@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stateKey } from '@va/actor';
 import { Bus } from '@va/bus';
 import { ActorInstances, type ActorInstance } from '@va/testkit';
-import { BUCKETS, channels, requests, type Reply, type SessionId } from '@va/protocol';
+import { BUCKETS, channels, requests, sessionRequests, type Reply, type SessionId } from '@va/protocol';
 import { FakeLLM } from '@va/providers';
 import { ANSWER_PROMPT, createResponderActor } from '@va/responder';
 import { waitFor } from '@va/testkit';
@@ -134,4 +134,23 @@ describe('deep-responder taken over mid-answer', () => {
     await waitFor(() => got.some((r) => r.turnId === 't3' && r.done));
     expect(got.slice(before).every((r) => r.turnId === 't3')).toBe(true);
   });
+
+  it('back from a lost connection, answers the turn end it missed meanwhile (asked of the turn detector)', async () => {
+    const first = await startInstance();
+    const sid = await instances.open('deep-missed-turn', {}, [STAGE]);
+    expect(first.host.sessionIds).toContain(sid);
+    const got = await replies(sid);
+    // The turn detector (played by the client): the turn it sent while the responder's server was down.
+    const missed = { turnId: 'missed-1', kind: 'end', text: 'tell me about the trail', eouProb: 0.9, speechEndMs: 1 };
+    client.serveSession(sessionRequests.turnReplay, sid, () => ({ turns: [{ turn: missed, trace: {} }] }));
+    await client.nc.flush();
+    expect(got).toHaveLength(0);
+    // The server goes away and comes back: every connection is made again; the turn end never came.
+    await instances.nats.restart();
+    await waitFor(() => got.some((r) => r.turnId === 'missed-1' && r.done), {
+      timeoutMs: 20_000,
+      message: 'the missed turn answered',
+    });
+    expect(spoken(got.filter((r) => r.turnId === 'missed-1'))).toBe(ANSWER);
+  }, 40_000);
 });

@@ -91,12 +91,27 @@ describe('the talk page survives the death of its gateway', () => {
     await p.waitForFunction(() => talkPage.resumes === 1, undefined, { timeout: 20_000 });
     expect(await p.evaluate(() => talkPage.sessionId)).toBe(sessionId);
 
+    // The rest of the first answer — what the dead gateway held unplayed — is asked of tts again from what was
+    // heard, and played to its end by the survivor.
+    const asked = await survivor.child.waitForJson<{
+      turnId: string;
+      replaying: boolean;
+      heardTo: { fast: number; deep: number };
+    }>((l) => l.msg === 'answer in flight asked again', 20_000);
+    expect(asked.replaying).toBe(true);
+    expect(asked.heardTo.fast + asked.heardTo.deep, 'what was heard before the kill').toBeGreaterThan(0);
+    const played = await survivor.child.waitForJson<{ interrupted: boolean; playedMs: number }>(
+      (l) => l.msg === 'turn played' && l.turnId === asked.turnId,
+      60_000,
+    );
+    expect(played.interrupted).toBe(false);
+    expect(played.playedMs).toBeGreaterThan(0);
+
     // The second question is heard and answered in that session.
     const second = p.locator('.turn.you:not(.partial)').nth(1);
     await second.waitFor({ timeout: 60_000 });
     expect(wordAccuracy(SECOND, await second.innerText())).toBeGreaterThanOrEqual(0.5);
-    // The agent's line below it gets its answer, played in full (its trace link comes last). The first answer's
-    // line was cut short with its gateway, which never reported its playout.
+    // The agent's line below it gets its answer, played in full (its trace link comes last).
     // (A string: it runs in the page, whose DOM this file's types do not describe.)
     await p.waitForFunction(
       `(() => {

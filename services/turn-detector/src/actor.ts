@@ -1,5 +1,6 @@
 import { closeSession, type ActorContext, type SessionActor } from '@va/actor';
-import { channels, sessionRequests } from '@va/protocol';
+import { traceFields } from '@va/bus';
+import { channels, sessionRequests, TURN_REPLAY_MAX, type Turn, type TurnReplayReply } from '@va/protocol';
 import { heuristicEou, SpeechSegmenter, type EndOfUtteranceModel, type VAD } from '@va/providers';
 import {
   ATTR,
@@ -45,7 +46,20 @@ export function turnDetectorActor(
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();
 
-    const effects = busEffects(ctx, opts, eou, vad.provider, () => frameContext);
+    // The newest turns sent, for a responder whose connection was lost when one went out (turn.replay).
+    const sent: TurnReplayReply['turns'] = [];
+    const effects = busEffects(
+      ctx,
+      opts,
+      eou,
+      vad.provider,
+      () => frameContext,
+      (turn, context) => {
+        sent.push({ turn, trace: traceFields(context) });
+        if (sent.length > TURN_REPLAY_MAX) sent.shift();
+      },
+    );
+    ctx.serve(sessionRequests.turnReplay, () => ({ turns: sent }));
     const turns = new TurnTaking(opts, eou, effects, saved);
     if (saved) {
       const words = wordCount(saved.finals.join(' '));
@@ -140,6 +154,8 @@ function busEffects(
   eou: EndOfUtteranceModel,
   vadProvider: string,
   frameContext: () => Context,
+  /** Every turn message as it goes out, with its trace. */
+  sentTurn: (turn: Turn, context: Context) => void,
 ): TurnTakingEffects {
   // A turn ended on a partial and replaced by its final is the same user turn: the replacement goes out in the
   // trace of the turn it replaces, under its turn-detect span (the frames since carry no trace: the gateway opens
@@ -150,7 +166,9 @@ function busEffects(
   const publishOpts = () => ({ context: turnContext() });
   return {
     turn: (msg) => {
-      ctx.publish(channels.turn, msg, publishOpts());
+      const context = turnContext();
+      ctx.publish(channels.turn, msg, { context });
+      sentTurn(msg, context);
       if (msg.kind === 'end') replacing = undefined;
     },
     vad: (kind, atMs) => ctx.publish(channels.vad, { kind, atMs }, publishOpts()),

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bus } from '@va/bus';
 import { startStagesInProcess, type InProcessStages } from '@va/testkit';
-import { channels, type Control, type SessionId, type Turn, type Vad } from '@va/protocol';
+import { channels, sessionRequests, type Control, type SessionId, type Turn, type Vad } from '@va/protocol';
 import { FakeVAD } from '@va/providers';
 import { waitFor } from '@va/testkit';
 import { STAGE, turnDetectorActor } from '../src/actor.js';
@@ -114,6 +114,10 @@ describe('turn-detector stage', () => {
     partial(sid, 'wait', 1400, 1700);
     await waitFor(() => w.controls.length === 1);
     expect(w.controls[0]).toEqual({ kind: 'cancel', turnId, reason: 'barge-in' });
+
+    // A responder back from a lost connection asks for the turns sent meanwhile: each of them, in order.
+    const { turns: sent } = await client.requestSession(sessionRequests.turnReplay, sid, {});
+    expect(sent.map((s) => s.turn)).toEqual(w.turns);
   });
 
   it('resumes the agent after a cough: a barge-in with no words by the time the user is quiet again', async () => {
