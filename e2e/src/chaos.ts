@@ -327,9 +327,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         };
         let recoveryMs: number | null = null;
         let kvRecoveryMs: number | null = null;
-        for (let waited = 0; waited < 20_000 && kvRecoveryMs === null; waited += 50) {
+        for (let waited = 0; waited < 20_000 && (kvRecoveryMs === null || recoveryMs === null); waited += 50) {
           if (recoveryMs === null && (await answering())) recoveryMs = since();
-          const now = await revisions(keys).catch(() => undefined);
+          const now = kvRecoveryMs === null ? await revisions(keys).catch(() => undefined) : undefined;
           // The live instances only: a killed one's key stays until its TTL, never moving again.
           if (now && keys.every((k) => (now.get(k) ?? 0) > (before.get(k) ?? 0))) kvRecoveryMs = since();
           await sleep(50);

@@ -60,6 +60,8 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
   private readonly subs: BusSubscription[] = [];
   private readonly watches: { stop(): void }[] = [];
   private timers: NodeJS.Timeout[] = [];
+  /** The heartbeat: it goes on through a drain, or peers would take a session still being handed over. */
+  private beating: NodeJS.Timeout | undefined;
   private stopFollowingConnection: (() => void) | undefined;
   private service: Service | undefined;
   private startedAt = 0;
@@ -123,7 +125,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     this.subs.push(this.bus.subscribeGlobal(channels.sessionClose, (m) => this.onClose(m.sessionId)));
     this.updateOpenSubscription();
     this.load?.on('change', this.onLoadChange);
-    this.timers.push(setInterval(() => void this.heartbeat(), this.opts.heartbeatMs));
+    this.beating = setInterval(() => void this.heartbeat(), this.opts.heartbeatMs);
     this.timers.push(setInterval(() => void this.claimOrphans(), Math.max(50, this.opts.heartbeatMs / 2)));
     this.service = await registerHostService(this.bus, {
       stage: this.stage,
@@ -279,6 +281,7 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const w of this.watches.splice(0)) w.stop();
     this.stopFollowingConnection?.();
+    clearInterval(this.beating);
     await this.instances.leave();
     await this.service?.stop().catch(() => undefined);
     this.log.info('drained');

@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorHost, closeSession, openSession, type ActorContext } from '@va/actor';
 import { Bus, type KV } from '@va/bus';
 import { BUCKETS, channels, sessionId, subjects, type SessionId } from '@va/protocol';
-import { spawnNode, startNatsServer, waitFor, type ChildHandle, type NatsServerHandle } from '@va/testkit';
+import {
+  ActorInstances,
+  spawnNode,
+  startNatsServer,
+  waitFor,
+  type ChildHandle,
+  type NatsServerHandle,
+} from '@va/testkit';
 
 const probeHost = fileURLToPath(new URL('./fixtures/probe-host.ts', import.meta.url));
 
@@ -224,4 +231,34 @@ describe('turn cancellation', () => {
       await host.drain();
     }
   });
+});
+
+describe('a draining instance', () => {
+  it('keeps beating while a turn in flight finishes: no peer takes the session before it is handed over', async () => {
+    const instances = await ActorInstances.start();
+    try {
+      const events: string[] = [];
+      let n = 0;
+      const factory = (ctx: ActorContext) => {
+        const me = ++n;
+        events.push(`start ${me}`);
+        // The first owner has a turn in flight for 1.5 s (3 leases of the test host): the drain waits for it.
+        if (me === 1) void ctx.track(new Promise((r) => setTimeout(r, 1500)));
+        return { stop: () => void events.push(`stop ${me}`) };
+      };
+      const first = await instances.add('drainer', factory);
+      const sid = await instances.open('drain-1', {}, ['drainer']);
+      const second = await instances.add('drainer', factory);
+      const claimed = second.claims(sid);
+      await first.stop();
+      await claimed;
+      expect(events, 'the successor starts only after the first owner stopped').toEqual([
+        'start 1',
+        'stop 1',
+        'start 2',
+      ]);
+    } finally {
+      await instances.stop();
+    }
+  }, 30_000);
 });
