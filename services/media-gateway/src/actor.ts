@@ -21,6 +21,9 @@ export { STAGE };
 /** How long a resumed session waits for tts to say whether it speaks the answer in flight again. */
 const SPEECH_REPLAY_TIMEOUT_MS = 2000;
 
+/** Agent frames a resumed session holds at most while it asks for the answer in flight (10 s of audio). */
+const HELD_FRAMES_MAX = 500;
+
 /** Turn ids a session remembers having had (a few are in flight at once). */
 const KNOWN_TURNS = 64;
 
@@ -47,6 +50,11 @@ export class GatewaySession {
    */
   private readonly resumed: boolean;
   private readonly known = new Set<string>();
+  /**
+   * Resumed: agent audio of turns unknown here, held until the answer in flight has been asked of tts again (its
+   * replay supersedes what tts sent before); then played as it would have been.
+   */
+  private held: AudioFrame[] | undefined;
   /** The turn whose repeated audio was last reported (one log line per turn). */
   private repeatedTurn: string | undefined;
   /** The user turn being spoken (opened at vad start, bound to a turn id at turn end). */
@@ -96,7 +104,10 @@ export class GatewaySession {
     ctx.onCancel = (turnId) => this.interrupt(turnId);
     ctx.subscribeAudio('out', (f) => this.onAgentAudio(f));
     ctx.serve(sessionRequests.audioReplay, ({ fromMs }) => this.recentMic.replay(fromMs, this.seq, this.sampleRate));
-    if (this.resumed) void this.replayInFlight();
+    if (this.resumed) {
+      this.held = [];
+      void this.replayInFlight();
+    }
     // tts has sent every frame of this source: the turn ends once they are played.
     ctx.subscribe(channels.speech, (s) => {
       const turn = this.turns.get(s.turnId);
@@ -161,8 +172,15 @@ export class GatewaySession {
 
   private onAgentAudio(f: AudioFrame): void {
     if (!f.turnId || !f.source) return;
-    const turn = this.turns.get(f.turnId) ?? (this.holds.previewOf(f.turnId) ? undefined : this.takeUp(f.turnId));
-    if (!turn && !this.holds.previewOf(f.turnId)) return;
+    let turn = this.turns.get(f.turnId);
+    if (!turn && !this.holds.previewOf(f.turnId)) {
+      if (this.held) {
+        if (this.held.length < HELD_FRAMES_MAX) this.held.push(f);
+        return;
+      }
+      turn = this.takeUp(f.turnId);
+      if (!turn) return;
+    }
     const text = this.arrived.admit(f);
     if (text === undefined) {
       if (this.repeatedTurn !== f.turnId) {
@@ -200,26 +218,39 @@ export class GatewaySession {
    * of it, and taken up here — in the turn's own trace. Nothing comes when tts has moved on (a newer turn).
    */
   private async replayInFlight(): Promise<void> {
-    const saved = await this.ctx.state.get<PlayingState>(PLAYING_STATE).catch(() => undefined);
-    if (!saved || this.known.has(saved.turnId)) return;
-    const turn = this.takeUp(saved.turnId, traceFromFields(saved.trace));
-    if (!turn) return;
-    this.arrived.seed(saved.turnId, saved.heardTo);
-    const reply = await this.ctx
-      .request(
-        sessionRequests.speechReplay,
-        { turnId: saved.turnId, from: saved.heardTo },
-        { timeoutMs: SPEECH_REPLAY_TIMEOUT_MS, context: turn.rootContext },
-      )
-      .catch((err: unknown) => {
-        this.ctx.log.warn({ err: String(err), turnId: saved.turnId }, 'the answer in flight was not asked again');
-        return { replaying: false };
-      });
-    this.ctx.log.info({ turnId: saved.turnId, heardTo: saved.heardTo, ...reply }, 'answer in flight asked again');
-    if (reply.replaying || turn.playout?.playedMs) return;
-    this.turns.delete(saved.turnId);
-    turn.abandon();
-    this.ctx.state.drop(PLAYING_STATE);
+    let replayed: string | undefined;
+    try {
+      const saved = await this.ctx.state.get<PlayingState>(PLAYING_STATE).catch(() => undefined);
+      if (!saved || this.known.has(saved.turnId)) return;
+      const turn = this.takeUp(saved.turnId, traceFromFields(saved.trace));
+      if (!turn) return;
+      this.arrived.seed(saved.turnId, saved.heardTo);
+      const reply = await this.ctx
+        .request(
+          sessionRequests.speechReplay,
+          { turnId: saved.turnId, from: saved.heardTo },
+          { timeoutMs: SPEECH_REPLAY_TIMEOUT_MS, context: turn.rootContext },
+        )
+        .catch((err: unknown) => {
+          this.ctx.log.warn({ err: String(err), turnId: saved.turnId }, 'the answer in flight was not asked again');
+          return { replaying: false };
+        });
+      this.ctx.log.info({ turnId: saved.turnId, heardTo: saved.heardTo, ...reply }, 'answer in flight asked again');
+      if (reply.replaying) {
+        // tts speaks it again from what was heard: what it sent before that is superseded.
+        replayed = saved.turnId;
+        return;
+      }
+      // tts has moved on: what still comes of the turn is played past what was heard; with nothing, it is over.
+      if (this.held?.some((f) => f.turnId === saved.turnId)) return;
+      this.turns.delete(saved.turnId);
+      turn.abandon();
+      this.ctx.state.drop(PLAYING_STATE);
+    } finally {
+      const held = this.held ?? [];
+      this.held = undefined;
+      for (const f of held) if (f.turnId !== replayed) this.onAgentAudio(f);
+    }
   }
 
   private remember(turnId: string): void {
