@@ -141,7 +141,13 @@ describe('deep-responder taken over mid-answer', () => {
     expect(first.host.sessionIds).toContain(sid);
     const got = await replies(sid);
     // The turn detector (played by the client): the turn it sent while the responder's server was down.
-    const missed = { turnId: 'missed-1', kind: 'end', text: 'tell me about the trail', eouProb: 0.9, speechEndMs: 1 };
+    const missed = {
+      turnId: 'missed-1',
+      kind: 'end' as const,
+      text: 'tell me about the trail',
+      eouProb: 0.9,
+      speechEndMs: 1,
+    };
     client.serveSession(sessionRequests.turnReplay, sid, () => ({ turns: [{ turn: missed, trace: {} }] }));
     await client.nc.flush();
     expect(got).toHaveLength(0);
