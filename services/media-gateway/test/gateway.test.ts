@@ -101,6 +101,29 @@ async function agentTurn(
   await client.nc.flush();
 }
 
+/** A committed turn whose opener is empty (its fast source done): only the answer's frames play. */
+async function answerOnlyTurn(sid: SessionId, turnId: string): Promise<void> {
+  client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
+  client.publish(channels.turn, sid, { turnId, kind: 'end', text: 'count', eouProb: 0.9, speechEndMs: 40 });
+  await client.nc.flush();
+  await new Promise((r) => setTimeout(r, 30));
+  client.publish(channels.speech, sid, { turnId, source: 'fast', text: '', frames: 0, skipped: false });
+}
+
+/** One frame of a turn's answer (every sample `value`), bringing in `text` and reaching `textOffset`. */
+function answerFrame(sid: SessionId, turnId: string, value: number, seq: number, textOffset: number, text: string) {
+  client.publishAudio('out', sid, {
+    samples: frame(value),
+    sampleRate: 16000,
+    seq,
+    tsMs: seq * 20,
+    turnId,
+    source: 'deep',
+    textOffset,
+    text,
+  });
+}
+
 /** A one-frame answer ("Ok"), all of its source sent. */
 function oneAnswerFrame(sid: SessionId, turnId: string): void {
   client.publishAudio('out', sid, {
@@ -310,11 +333,7 @@ describe('media-gateway session', () => {
   it('drops the words a tts successor speaks again (it resumed from an older record): each heard once', async () => {
     const { sid, session, playouts } = await gateway('gw-repeat');
     const answer = 'One two. Three four.';
-    client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
-    client.publish(channels.turn, sid, { turnId: 'r1', kind: 'end', text: 'count', eouProb: 0.9, speechEndMs: 40 });
-    await client.nc.flush();
-    await new Promise((r) => setTimeout(r, 30));
-    client.publish(channels.speech, sid, { turnId: 'r1', source: 'fast', text: '', frames: 0, skipped: false });
+    await answerOnlyTurn(sid, 'r1');
     // The first tts instance sends up to offset 12 ("One two. Thr") and dies; its last progress record said 8.
     // The successor speaks on from 8: its frames up to 12 repeat, the one to 16 brings "ee f" of "Three f".
     const frames: [number, number, number][] = [
@@ -326,18 +345,7 @@ describe('media-gateway session', () => {
       [8, 16, 5],
       [16, 20, 6],
     ];
-    for (const [from, to, value] of frames) {
-      client.publishAudio('out', sid, {
-        samples: frame(100 + value),
-        sampleRate: 16000,
-        seq: value,
-        tsMs: value * 20,
-        turnId: 'r1',
-        source: 'deep',
-        textOffset: to,
-        text: answer.slice(from, to),
-      });
-    }
+    for (const [from, to, value] of frames) answerFrame(sid, 'r1', 100 + value, value, to, answer.slice(from, to));
     client.publish(channels.speech, sid, { turnId: 'r1', source: 'deep', text: answer, frames: 5, skipped: false });
     await client.nc.flush();
     const played = [(await firstFrame(session))[0]];
@@ -362,16 +370,7 @@ describe('media-gateway session', () => {
       [10, 14],
       [14, 20],
     ].entries()) {
-      client.publishAudio('out', sid, {
-        samples: frame(700 + i),
-        sampleRate: 16000,
-        seq: 40 + i,
-        tsMs: (40 + i) * 20,
-        turnId: 'old-1',
-        source: 'deep',
-        textOffset: to!,
-        text: 'Paris is the capital.'.slice(from, to),
-      });
+      answerFrame(sid, 'old-1', 700 + i, 40 + i, to!, 'Paris is the capital.'.slice(from, to));
     }
     client.publish(channels.speech, sid, { turnId: 'old-1', source: 'deep', text: '', frames: 12, skipped: false });
     await client.nc.flush();
@@ -399,27 +398,14 @@ describe('media-gateway session', () => {
     const state = await client.kv(BUCKETS.state);
     const playing = () => state.get(stateKey('media-gateway', sid, 'playing'));
     const answer = 'One two. Three four.';
-    client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
-    client.publish(channels.turn, sid, { turnId: 'p1', kind: 'end', text: 'count', eouProb: 0.9, speechEndMs: 40 });
-    await client.nc.flush();
-    await new Promise((r) => setTimeout(r, 30));
-    client.publish(channels.speech, sid, { turnId: 'p1', source: 'fast', text: '', frames: 0, skipped: false });
+    await answerOnlyTurn(sid, 'p1');
     for (const [i, [from, to]] of [
       [0, 4],
       [4, 8],
       [8, 14],
       [14, 20],
     ].entries()) {
-      client.publishAudio('out', sid, {
-        samples: frame(300 + i),
-        sampleRate: 16000,
-        seq: i,
-        tsMs: i * 20,
-        turnId: 'p1',
-        source: 'deep',
-        textOffset: to!,
-        text: answer.slice(from, to),
-      });
+      answerFrame(sid, 'p1', 300 + i, i, to!, answer.slice(from, to));
     }
     await client.nc.flush();
     // Two frames played ("One two."), then the gateway dies: the record says how far it was heard.
@@ -435,16 +421,7 @@ describe('media-gateway session', () => {
     client.serveSession(sessionRequests.speechReplay, sid, (req) => {
       asked.push(req);
       setTimeout(() => {
-        client.publishAudio('out', sid, {
-          samples: frame(400),
-          sampleRate: 16000,
-          seq: 0,
-          tsMs: 0,
-          turnId: 'p1',
-          source: 'deep',
-          textOffset: 20,
-          text: answer.slice(8, 20),
-        });
+        answerFrame(sid, 'p1', 400, 0, 20, answer.slice(8, 20));
         client.publish(channels.speech, sid, { turnId: 'p1', source: 'deep', text: answer, frames: 3, skipped: false });
       }, 20);
       return { replaying: true };
