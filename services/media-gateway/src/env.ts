@@ -4,7 +4,7 @@ import { STAGES } from '@va/protocol';
 import { z } from 'zod';
 import { HTTP_LIMITS_DEFAULTS } from './http-limits.js';
 import { WEB_LIMITS_DEFAULTS } from './web/server.js';
-import { RESUME_GRACE_MS } from './web/session.js';
+import { RESUME_GRACE_MS } from './open-session.js';
 import { ROOM_LEASE_DEFAULTS } from './livekit/room-leases.js';
 
 /** The gateway's environment (README "How a stage runs"), checked at start. */

@@ -73,6 +73,9 @@ export async function openGatewaySession(
 /** Where a gateway keeps a session's clock and holder (va_state), for the instance that resumes it. */
 const GATEWAY_STATE = 'gateway';
 
+/** How long a session whose transport was lost (or left by a stopping gateway) waits to be resumed elsewhere. */
+export const RESUME_GRACE_MS = 15_000;
+
 export interface GatewayState {
   sampleRate: SampleRate;
   /** Wall time of the session clock's zero. */

@@ -87,6 +87,7 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
         admission,
         agents,
         ...(env.GATEWAY_AGENT ? { agent: env.GATEWAY_AGENT } : {}),
+        resumeGraceMs: env.GATEWAY_RESUME_GRACE_MS,
       });
       const dispatcher = new LiveKitDispatcher({ config, openSession, log });
       const { RoomLeases } = await import('./livekit/room-leases.js');
@@ -124,8 +125,12 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
       await leases.start();
       for (const room of rooms) void leases.claim(room);
       await stopped;
+      // SIGTERM: leave every room with its sessions left to be resumed, then park the rooms' leases so another
+      // instance takes each over at once (joins it, and resumes its participants' sessions).
       leases.stop();
-      await server.close(); // leaves every room; their sessions close on the bus
+      await dispatcher.stop(true);
+      await leases.park();
+      await server.close();
       await dispose();
       return 0;
     },

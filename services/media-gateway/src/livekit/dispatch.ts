@@ -247,7 +247,7 @@ export class LiveKitDispatcher {
    * Leaves `room`, closing its sessions, and stops keeping it joined; false when the agent was neither in it
    * nor trying to join it again.
    */
-  async leave(room: string): Promise<boolean> {
+  async leave(room: string, handOver = false): Promise<boolean> {
     const kept = this.kept.get(room);
     kept?.stop.abort();
     this.kept.delete(room);
@@ -255,7 +255,7 @@ export class LiveKitDispatcher {
     if (!entry) return kept !== undefined;
     entry.leaving ??= entry.ready
       .then(
-        () => entry.transport.stop(),
+        () => entry.transport.stop(handOver),
         noop, // a failed join has cleaned up already
       )
       .catch((err: unknown) => this.log.warn({ room, err: String(err) }, 'leaving room failed'))
@@ -266,12 +266,15 @@ export class LiveKitDispatcher {
     return true;
   }
 
-  /** Refuses new joins, stops every retry and leaves every room. */
-  async stop(): Promise<void> {
+  /**
+   * Refuses new joins, stops every retry and leaves every room. `handOver` (SIGTERM): the rooms' sessions are left
+   * to be resumed by the instance that takes each room over.
+   */
+  async stop(handOver = false): Promise<void> {
     this.stopping = true;
     for (const kept of this.kept.values()) kept.stop.abort();
     this.kept.clear();
-    await Promise.all([...this.rooms.keys()].map((room) => this.leave(room)));
+    await Promise.all([...this.rooms.keys()].map((room) => this.leave(room, handOver)));
   }
 
   list(): DispatchedRoom[] {

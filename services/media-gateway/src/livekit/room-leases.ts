@@ -102,6 +102,22 @@ export class RoomLeases {
     this.log.info({ room }, 'room lease released');
   }
 
+  /**
+   * Hands every room held over (SIGTERM, after leaving them): each lease is parked (no owner) and another instance
+   * takes it at once, without waiting out its expiry.
+   */
+  async park(): Promise<void> {
+    const parked = JSON.stringify({ owner: '' });
+    await Promise.all(
+      [...this.mine].map(async ([room, revision]) => {
+        this.mine.delete(room);
+        await this.kv.update(roomLeaseKey(room), parked, revision).catch((err: unknown) => {
+          this.log.warn({ room, err: String(err) }, 'room lease not parked: it expires instead');
+        });
+      }),
+    );
+  }
+
   /** Stops renewing (the leases expire, and other instances take the rooms over); the rooms are left by the caller. */
   stop(): void {
     for (const t of this.timers) clearInterval(t);
@@ -152,7 +168,8 @@ export class RoomLeases {
     const now = performance.now();
     for (const [room, lease] of this.seen) {
       if (lease.owner === this.instanceId || this.mine.has(room)) continue;
-      if (now - lease.seenAt < this.opts.expireMs) continue;
+      // Parked by a gateway that stopped (owner ''): taken at once; otherwise once silent for expireMs.
+      if (lease.owner !== '' && now - lease.seenAt < this.opts.expireMs) continue;
       try {
         const revision = await this.kv.update(
           roomLeaseKey(room),

@@ -42,6 +42,8 @@ export interface SessionHandle {
   /** One 20 ms step: the user's 16 kHz frame in, the agent's frame to play out (undefined: silence). */
   tick(mic: Int16Array): Int16Array | undefined;
   close(): void | Promise<void>;
+  /** Leaves the session to be resumed by another gateway instance (this one stops: SIGTERM). */
+  detach?(): Promise<void>;
 }
 export type SessionFactory = (sessionId: SessionId, identity: string) => Promise<SessionHandle>;
 export type Clock = (frameMs: number, step: (i: number) => boolean, signal: AbortSignal) => Promise<number>;
@@ -109,6 +111,8 @@ export class LiveKitTransport {
   private readonly newSource: () => AudioSourceLike;
   private readonly maxMicFrames: number;
   private stopped = false;
+  /** Stopping to hand the room over (SIGTERM): sessions are left to be resumed, not closed. */
+  private handingOver = false;
   /** Set when the room was lost: the sessions closing (or closed) since. */
   private lost: Promise<void> | undefined;
 
@@ -135,10 +139,14 @@ export class LiveKitTransport {
     return [...this.participants.keys()];
   }
 
-  /** Closes every session, then leaves the room (a lost room is not left again: this waits for its sessions). */
-  async stop(): Promise<void> {
+  /**
+   * Closes every session, then leaves the room (a lost room is not left again: this waits for its sessions).
+   * `handOver`: the sessions are left to be resumed by the gateway instance that takes the room over.
+   */
+  async stop(handOver = false): Promise<void> {
     if (this.lost) return this.lost;
     this.stopped = true;
+    this.handingOver = handOver;
     await this.closeAll();
     await this.opts.room.disconnect();
     this.log.info({ room: this.opts.room.name }, 'left LiveKit room');
@@ -234,7 +242,9 @@ export class LiveKitTransport {
     } finally {
       this.participants.delete(p.identity);
       p.audio?.close();
-      await this.settle(log, 'close session', () => session?.close());
+      const detach = this.handingOver ? session?.detach : undefined;
+      if (detach) await this.settle(log, 'detach session', () => detach.call(session));
+      else await this.settle(log, 'close session', () => session?.close());
       await this.settle(log, 'unpublish agent track', () => published?.unpublish());
       await this.settle(log, 'close agent source', () => source?.close());
       this.log.info(log, 'participant session ended');

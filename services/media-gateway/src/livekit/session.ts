@@ -1,7 +1,7 @@
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import type { Admission } from '../admission.js';
-import { openGatewaySession, resumeGatewaySession, SessionGoneError } from '../open-session.js';
+import { openGatewaySession, RESUME_GRACE_MS, resumeGatewaySession, SessionGoneError } from '../open-session.js';
 import { PIPELINE_RATE } from './audio.js';
 import type { SessionFactory } from './room.js';
 
@@ -12,6 +12,8 @@ export interface BusSessionOptions {
   /** Agent profiles, and the agent the room's sessions run (unset: the stored `default`). */
   agents?: AgentStore;
   agent?: string;
+  /** How long a session left by a stopping gateway waits to be resumed by another (GATEWAY_RESUME_GRACE_MS). */
+  resumeGraceMs?: number;
 }
 
 /**
@@ -40,6 +42,9 @@ export function busSessionFactory(bus: Bus, opts: BusSessionOptions): SessionFac
     return {
       tick: (mic) => opened.session.tick(mic),
       close: () => opened.close('participant left'),
+      // Not awaited: the grace runs out (and closes a session no instance took up) only while this process lives;
+      // after it, the turn detector closes an orphan.
+      detach: async () => void opened.detach(opts.resumeGraceMs ?? RESUME_GRACE_MS, 'gateway stopping'),
     };
   };
 }

@@ -3,7 +3,7 @@ import type { Admission } from '../admission.js';
 import type { AgentStore } from '@va/agents';
 import type { Bus } from '@va/bus';
 import { channels, sessionId as parseSessionId, type AudioSource, type TurnTimeline } from '@va/protocol';
-import { openGatewaySession, resumeGatewaySession, type OpenedSession } from '../open-session.js';
+import { openGatewaySession, RESUME_GRACE_MS, resumeGatewaySession, type OpenedSession } from '../open-session.js';
 import { ResumeTokens } from './resume-token.js';
 
 /** The web transport speaks PCM16 mono at this rate both ways (the page resamples the microphone to it). */
@@ -80,7 +80,6 @@ export interface BusSessionOptions {
 
 /** Resume tokens live this long; the page gets a fresh one every third of it. */
 export const RESUME_TOKEN_TTL_MS = 60_000;
-export const RESUME_GRACE_MS = 15_000;
 
 /**
  * Sessions on the bus, as `main.ts` opens a script session: open it on every other stage, then a
