@@ -269,7 +269,11 @@ export function stagePermissions(stage: KnownStage): NatsPermissions {
   for (const r of access.serves) sub.add(requestSubject(r));
   sub.add(`${inboxPrefix(stage)}.>`);
 
-  if (access.opensSessions) add(pub, [subjects.sessionOpen, subjects.sessionClose]);
+  if (access.opensSessions) {
+    add(pub, [subjects.sessionOpen, subjects.sessionClose]);
+    // A session closed elsewhere (an orphan the turn detector closed): the opener forgets its state of it.
+    sub.add(subjects.sessionClose);
+  }
   if (access.closesOrphans) pub.add(subjects.sessionClose);
 
   const kv: Partial<Record<BucketName, KeyScope>> = { ...access.kv };

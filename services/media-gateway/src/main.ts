@@ -6,6 +6,7 @@ import { STAGE } from './actor.js';
 import { Admission } from './admission.js';
 import { GatewayEnv } from './env.js';
 import { parseLiveKitEnv, type LiveKitConfig } from './livekit/token.js';
+import { forgetClosedSessions } from './open-session.js';
 import { liveKitTransport, recordedTransport, webTransport, type Transport, type TransportDeps } from './transports.js';
 
 const env = parseEnv(GatewayEnv);
@@ -40,6 +41,8 @@ const instanceId = newInstanceId();
 startTelemetry({ serviceName: STAGE, instanceId });
 const log = createLogger(STAGE, { instanceId });
 const bus = await Bus.connect({ stage: STAGE, instanceId, servers: env.NATS_URL, logger: log });
+// A session closed elsewhere (an orphan whose gateway died) takes its gateway state with it.
+await forgetClosedSessions(bus);
 const load = loadMonitor(env).start(STAGE);
 // Every stage's room from its heartbeats: a session is admitted only when each can take it.
 const capacity = StageCapacity.watch(bus, { staleMs: env.GATEWAY_INSTANCE_STALE_MS, log });

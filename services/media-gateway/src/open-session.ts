@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { ActorContext, closeSession, stateKey } from '@va/actor';
 import type { AgentStore } from '@va/agents';
-import type { Bus, KV } from '@va/bus';
-import { BUCKETS, leaseKey, STAGES, type SampleRate, type SessionId } from '@va/protocol';
+import type { Bus, BusSubscription, KV } from '@va/bus';
+import { BUCKETS, channels, leaseKey, STAGES, type SampleRate, type SessionId } from '@va/protocol';
 import type { Logger } from '@va/telemetry';
 import type { Admission } from './admission.js';
 import { GatewaySession, STAGE } from './actor.js';
+import { PLAYING_STATE } from './playing-record.js';
 
 /** A session the gateway holds for one transport connection (a socket, a participant, a recording). */
 export interface OpenedSession {
@@ -173,9 +174,21 @@ async function savedState(stateKv: KV, sessionId: SessionId): Promise<GatewaySta
   return e?.operation === 'PUT' ? e.json<GatewayState>() : undefined;
 }
 
-/** A closed session's resume state goes (a resume of it is refused from then on). */
+/** A closed session's state goes: its resume state (a resume is refused from then on) and its playing record. */
 function forget(bus: Bus, stateKv: KV, sessionId: SessionId): void {
-  void stateKv
-    .delete(stateKey(STAGE, sessionId, GATEWAY_STATE))
-    .catch((err: unknown) => bus.log.warn({ err: String(err), sessionId }, 'gateway state not deleted'));
+  for (const name of [GATEWAY_STATE, PLAYING_STATE]) {
+    void stateKv
+      .delete(stateKey(STAGE, sessionId, name))
+      .catch((err: unknown) => bus.log.warn({ err: String(err), sessionId }, 'gateway state not deleted'));
+  }
+}
+
+/**
+ * A session closed anywhere — above all an orphan the turn detector closed after its gateway died and nobody
+ * resumed it — loses its gateway state too (one instance of the queue group deletes it): no entry outlives its
+ * session.
+ */
+export async function forgetClosedSessions(bus: Bus): Promise<BusSubscription> {
+  const stateKv = await bus.kv(BUCKETS.state);
+  return bus.subscribeGlobal(channels.sessionClose, (m) => forget(bus, stateKv, m.sessionId), { queue: STAGE });
 }

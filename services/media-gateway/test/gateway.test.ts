@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detachedActorContext } from '@va/testkit';
 import { Bus } from '@va/bus';
-import { stateKey } from '@va/actor';
+import { closeSession, stateKey } from '@va/actor';
 import {
   AUDIO_REPLAY_MAX_BYTES,
   BUCKETS,
@@ -16,6 +16,7 @@ import {
 import { ATTR, contextOf, EVENT, shutdownTelemetry, SPAN, startStageSpan, startTelemetry } from '@va/telemetry';
 import { startNatsServer, startOtlpReceiver, waitFor, type NatsServerHandle, type OtlpReceiver } from '@va/testkit';
 import { GatewaySession } from '../src/actor.js';
+import { forgetClosedSessions } from '../src/open-session.js';
 
 let nats: NatsServerHandle;
 let bus: Bus;
@@ -445,6 +446,26 @@ describe('media-gateway session', () => {
       (s) => s.name === SPAN.turn && s.attributes[ATTR.takenOver] === true && s.attributes[ATTR.turnId] === 'p1',
     )!;
     expect(traceparent.split('-')[1], 'the turn stays one trace').toBe(takenUp.traceId);
+  });
+
+  it('forgets its state of a session closed elsewhere (an orphan the turn detector closed)', async () => {
+    const sid = sessionId('gw-orphan-closed');
+    const state = await client.kv(BUCKETS.state);
+    for (const name of ['gateway', 'playing']) await state.put(stateKey('media-gateway', sid, name), '{}');
+    const following = await forgetClosedSessions(bus);
+    await bus.nc.flush();
+    try {
+      closeSession(client, sid, 'gateway gone');
+      await waitFor(
+        async () =>
+          (await Promise.all(['gateway', 'playing'].map((n) => state.get(stateKey('media-gateway', sid, n))))).every(
+            (e) => !e || e.operation !== 'PUT',
+          ),
+        { message: 'the gateway state of the closed session deleted' },
+      );
+    } finally {
+      following.unsubscribe();
+    }
   });
 
   it('answers bad input with error events and keeps working', async () => {
