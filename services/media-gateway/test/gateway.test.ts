@@ -257,16 +257,7 @@ describe('media-gateway session', () => {
   it('holds a preview turn’s audio until the turn is committed, and drops a cancelled preview unplayed', async () => {
     const { sid, session, playouts } = await gateway('gw-preview');
     const send = (turnId: string, value: number, text: string, seq: number) =>
-      client.publishAudio('out', sid, {
-        samples: frame(value),
-        sampleRate: 16000,
-        seq,
-        tsMs: seq * 20,
-        turnId,
-        source: 'deep',
-        textOffset: text.length,
-        text,
-      });
+      answerFrame(sid, turnId, value, seq, text.length, text);
     client.publish(channels.vad, sid, { kind: 'start', atMs: 0 });
     const turn = (turnId: string, kind: 'preview' | 'end', text: string) =>
       client.publish(channels.turn, sid, { turnId, kind, text, eouProb: 0.9, speechEndMs: 40 });

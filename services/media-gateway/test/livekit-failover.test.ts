@@ -63,27 +63,46 @@ async function gateway(id: string) {
   return { id, bus, dispatcher, leases, rooms };
 }
 
+/** Every session opened and closed on the bus from now on. */
+async function sessionsSeen(): Promise<{ opens: SessionId[]; closes: SessionId[] }> {
+  const { client } = instances;
+  const seen = { opens: [] as SessionId[], closes: [] as SessionId[] };
+  client.subscribeGlobal(channels.sessionOpen, (m) => void seen.opens.push(m.sessionId));
+  client.subscribeGlobal(channels.sessionClose, (m) => void seen.closes.push(m.sessionId));
+  await client.nc.flush();
+  return seen;
+}
+
+/** Alice's microphone frames on the bus (their times), once at least a few have come. */
+async function aliceHeard(sid: SessionId): Promise<number[]> {
+  const frames: number[] = [];
+  instances.client.subscribeAudio('in', sid, (f) => void frames.push(f.tsMs));
+  await instances.client.nc.flush();
+  await waitFor(() => frames.length > 5, { message: 'alice’s microphone on the bus' });
+  return frames;
+}
+
+/** Alice's session goes on: its clock moves on through the new gateway; opened once, never closed. */
+async function aliceGoesOn(sid: SessionId, frames: number[], seen: { opens: SessionId[]; closes: SessionId[] }) {
+  const before = frames[frames.length - 1]!;
+  await waitFor(() => frames[frames.length - 1]! > before + 200, { message: 'alice’s audio through the new gateway' });
+  expect(seen.opens.filter((s) => s === sid)).toHaveLength(1);
+  expect(seen.closes).not.toContain(sid);
+}
+
 describe('LiveKit rooms survive the death of their gateway', () => {
   it('another instance takes the room over within about a second and resumes its participant’s session', async () => {
-    const { client } = instances;
-    const opens: SessionId[] = [];
-    const closes: SessionId[] = [];
-    client.subscribeGlobal(channels.sessionOpen, (m) => void opens.push(m.sessionId));
-    client.subscribeGlobal(channels.sessionClose, (m) => void closes.push(m.sessionId));
-    await client.nc.flush();
+    const seen = await sessionsSeen();
     const sid = sessionIdFor(ROOM, 'alice');
 
     const a = await gateway('gw-a');
     const b = await gateway('gw-b');
     try {
       expect(await a.leases.claim(ROOM)).toBe(true);
-      await waitFor(() => opens.includes(sid), { message: 'alice’s session opened by the first gateway' });
+      await waitFor(() => seen.opens.includes(sid), { message: 'alice’s session opened by the first gateway' });
       // The second is told of the room too (LIVEKIT_ROOMS): it leaves it to the holder.
       expect(await b.leases.claim(ROOM)).toBe(false);
-      const frames: number[] = [];
-      client.subscribeAudio('in', sid, (f) => void frames.push(f.tsMs));
-      await client.nc.flush();
-      await waitFor(() => frames.length > 5, { message: 'alice’s microphone on the bus' });
+      const frames = await aliceHeard(sid);
       expect(b.rooms).toHaveLength(0);
 
       // The first gateway dies: no more renewals, no leave, its connection gone.
@@ -93,12 +112,7 @@ describe('LiveKit rooms survive the death of their gateway', () => {
       expect(b.leases.held).toEqual([ROOM]);
 
       // Alice's session goes on: the same session id, not closed, not opened again, its clock moving on.
-      const before = frames[frames.length - 1]!;
-      await waitFor(() => frames[frames.length - 1]! > before + 200, {
-        message: 'alice’s audio through the new gateway',
-      });
-      expect(opens.filter((s) => s === sid)).toHaveLength(1);
-      expect(closes).not.toContain(sid);
+      await aliceGoesOn(sid, frames, seen);
     } finally {
       // The dead one's room clock still ticks in this process: stopped (its bus is gone, nothing reaches NATS).
       await a.dispatcher.stop().catch(() => undefined);
@@ -156,23 +170,15 @@ describe('LiveKit rooms survive the death of their gateway', () => {
   });
 
   it('a gateway stopping (SIGTERM) hands its room over at once: its participant’s session is resumed, not closed', async () => {
-    const { client } = instances;
     const room = 'handover';
-    const opens: SessionId[] = [];
-    const closes: SessionId[] = [];
-    client.subscribeGlobal(channels.sessionOpen, (m) => void opens.push(m.sessionId));
-    client.subscribeGlobal(channels.sessionClose, (m) => void closes.push(m.sessionId));
-    await client.nc.flush();
+    const seen = await sessionsSeen();
     const sid = sessionIdFor(room, 'alice');
     const e = await gateway('gw-e');
     const f = await gateway('gw-f');
     try {
       expect(await e.leases.claim(room)).toBe(true);
-      await waitFor(() => opens.includes(sid), { message: 'alice’s session opened by the first gateway' });
-      const frames: number[] = [];
-      client.subscribeAudio('in', sid, (fr) => void frames.push(fr.tsMs));
-      await client.nc.flush();
-      await waitFor(() => frames.length > 5, { message: 'alice’s microphone on the bus' });
+      await waitFor(() => seen.opens.includes(sid), { message: 'alice’s session opened by the first gateway' });
+      const frames = await aliceHeard(sid);
 
       // SIGTERM: stop renewing, leave the room leaving its sessions to be resumed, park the lease.
       e.leases.stop();
@@ -185,12 +191,7 @@ describe('LiveKit rooms survive the death of their gateway', () => {
       });
       // Taken at once, not after the lease's expiry (500 ms here).
       expect(performance.now() - parkedAt).toBeLessThan(500);
-      const before = frames[frames.length - 1]!;
-      await waitFor(() => frames[frames.length - 1]! > before + 200, {
-        message: 'alice’s audio through the new gateway',
-      });
-      expect(opens.filter((s) => s === sid)).toHaveLength(1);
-      expect(closes).not.toContain(sid);
+      await aliceGoesOn(sid, frames, seen);
     } finally {
       f.leases.stop();
       await f.dispatcher.stop();
