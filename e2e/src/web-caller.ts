@@ -124,7 +124,8 @@ export async function runWebCall(opts: WebCallOptions): Promise<WebCallResult> {
           if (!p.interrupted && p.spokenText !== '') lastAnswerEnd = now();
         } else if (e.type === 'error' && !ready) reject(new Error(`${e.code}: ${e.message}`));
       });
-      ws.once('error', (err) => (ready ? undefined : reject(err)));
+      // After ready, a socket error is followed by its close (handled there).
+      ws.on('error', (err) => (ready ? undefined : reject(err)));
       ws.once('close', (code) => {
         if (!ready) reject(new Error(`closed before ready (${code})`));
         else if (!hangingUp && socket === ws) void lost();
