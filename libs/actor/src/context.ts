@@ -53,11 +53,11 @@ export class ActorContext {
   /** Called by the host when a turn is cancelled (after its signal fired). */
   onCancel?: (turnId: string, reason: string) => void;
   /**
-   * Called when this instance's NATS connection is made again after a loss (its server died): what was sent to
-   * it meanwhile is gone (core NATS delivers at most once), so an actor asks again for what it cannot miss.
+   * Called by the host when this instance's NATS connection is made again after a loss (its server died): what
+   * was sent to it meanwhile is gone (core NATS delivers at most once), so an actor asks again for what it cannot
+   * miss.
    */
   onReconnect?: () => void;
-  private readonly stopFollowingConnection: () => void;
 
   constructor(
     readonly sessionId: SessionId,
@@ -72,9 +72,6 @@ export class ActorContext {
     this.log = log.child({ sessionId });
     const key = (name: string) => stateKey(stage, sessionId, name);
     this.state = sessionState(stateKv, key, (work) => this.track(work), this.log, this.session.signal);
-    this.stopFollowingConnection = bus.onConnectionChange((change) => {
-      if (change === 'reconnect') this.onReconnect?.();
-    });
   }
 
   /** Fires when the session ends here (closed, handed over, lost, shut down). */
@@ -275,7 +272,6 @@ export class ActorContext {
 
   /** @internal ends the session here: aborts every signal and drops the subscriptions. */
   close(reason: StopReason): void {
-    this.stopFollowingConnection();
     this.session.abort(new Error(`session ${reason}`));
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const q of this.queues.values()) q.close();

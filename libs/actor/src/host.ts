@@ -118,7 +118,10 @@ export class ActorHost extends EventEmitter<{ claimed: [ClaimEvent]; released: [
     const { leaseMs } = this.opts;
     this.instances = new Instances(instancesKv, this.stage, this.instanceId, leaseMs, this.startedAt, this.log);
     this.stateKv = stateKv;
-    this.stopFollowingConnection = this.bus.onConnectionChange((state) => this.instances.connection(state));
+    this.stopFollowingConnection = this.bus.onConnectionChange((state) => {
+      this.instances.connection(state);
+      if (state === 'reconnect') for (const sid of this.sessionIds) this.actors.context(sid)?.onReconnect?.();
+    });
     await this.heartbeat();
     await this.watch(instancesKv, (e) => this.onInstanceEntry(e));
     await this.watch(leasesKv, (e) => this.onLeaseEntry(e));

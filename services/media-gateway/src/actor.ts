@@ -1,4 +1,4 @@
-import type { ActorContext } from '@va/actor';
+import { RecentSet, type ActorContext } from '@va/actor';
 import { traceFromFields } from '@va/bus';
 import {
   channels,
@@ -49,7 +49,7 @@ export class GatewaySession {
    * session has had, so a turn is taken up once and never after it ended.
    */
   private readonly resumed: boolean;
-  private readonly known = new Set<string>();
+  private readonly known = new RecentSet<string>(KNOWN_TURNS);
   /**
    * Resumed: agent audio of turns unknown here, held until the answer in flight has been asked of tts again (its
    * replay supersedes what tts sent before); then played as it would have been.
@@ -94,7 +94,7 @@ export class GatewaySession {
     ctx.subscribe(channels.vad, (v) => (v.kind === 'start' ? this.onSpeechStart(v.atMs) : undefined));
     ctx.subscribe(channels.turn, (t, meta) => {
       if (t.kind === 'preview') {
-        this.remember(t.turnId);
+        this.known.add(t.turnId);
         this.holds.preview(t.turnId);
       } else if (t.kind === 'end') this.onTurnEnd(t.turnId, t.text, t.speechEndMs, meta.context);
       else if (t.kind === 'barge-in') this.pause(t.turnId, t.speechEndMs);
@@ -204,7 +204,7 @@ export class GatewaySession {
   /** After a resume: audio of an answer the dead gateway was playing — played as a turn here. */
   private takeUp(turnId: string, parent?: Context): TurnTrace | undefined {
     if (!this.resumed || this.known.has(turnId)) return undefined;
-    this.remember(turnId);
+    this.known.add(turnId);
     const at = new Date(this.startWall + this.nowMs);
     const turn = new TurnTrace(this.ctx.sessionId, this.nowMs, at, 'taken-over', parent);
     turn.commit(turnId, '', this.nowMs, this.holds.commit(turnId));
@@ -253,11 +253,6 @@ export class GatewaySession {
     }
   }
 
-  private remember(turnId: string): void {
-    this.known.add(turnId);
-    if (this.known.size > KNOWN_TURNS) this.known.delete(this.known.values().next().value!);
-  }
-
   /** Played stretches of agent audio: a frame right after the last of its turn and source extends it. */
   private addSegment(turnId: string, source: AudioSource, atMs: number): void {
     const last = this.segments[this.segments.length - 1];
@@ -300,7 +295,7 @@ export class GatewaySession {
     this.open = undefined;
     this.marks.mark(turnId, 'turnEndMs', this.nowMs);
     // A committed preview keeps what it already has (audio waiting in the buffer); other previews are stale.
-    this.remember(turnId);
+    this.known.add(turnId);
     turn.commit(turnId, text, speechEndMs, this.holds.commit(turnId));
     for (const stale of this.holds.previewIds) this.dropPreview(stale);
     this.turns.set(turnId, turn);
@@ -312,7 +307,7 @@ export class GatewaySession {
     const turn = this.greeting ?? new TurnTrace(this.ctx.sessionId, atMs, new Date(this.startWall + atMs), 'greeting');
     this.greeting = undefined;
     this.marks.mark(turnId, 'turnEndMs', this.nowMs);
-    this.remember(turnId);
+    this.known.add(turnId);
     turn.commit(turnId, '', atMs, this.holds.commit(turnId));
     this.turns.set(turnId, turn);
   }

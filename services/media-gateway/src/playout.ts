@@ -1,3 +1,4 @@
+import { RecentMap } from '@va/actor';
 import { AUDIO_SOURCES, type AudioFrame, type AudioSource } from '@va/protocol';
 
 /** One frame of agent audio waiting to be played, with the words it speaks. */
@@ -125,7 +126,8 @@ const ARRIVED_TURNS = 16;
  * are dropped, and the words of its first new frame cut to what is new — so the user hears each word once.
  */
 export class ArrivedText {
-  private readonly reached = new Map<string, number>();
+  /** Per turn and responder (two keys a turn). */
+  private readonly reached = new RecentMap<string, number>(ARRIVED_TURNS * 2);
 
   /** A turn heard up to `heardTo` elsewhere (a dead gateway): audio before that repeats it. */
   seed(turnId: string, heardTo: Partial<Record<AudioSource, number>>): void {
@@ -140,7 +142,6 @@ export class ArrivedText {
     const top = this.reached.get(key);
     if (top === undefined) {
       this.reached.set(key, frame.textOffset);
-      if (this.reached.size > ARRIVED_TURNS * 2) this.reached.delete(this.reached.keys().next().value!);
       return text;
     }
     // A frame of the same stream at the same offset brings no words; one that claims words there repeats them.

@@ -119,9 +119,9 @@ export function liveKitTransport(deps: TransportDeps, config: LiveKitConfig, roo
       }
       log.info({ url: server.url, identity: dispatcher.identity, livekitUrl: config.url }, 'dispatch endpoint ready');
       // Each room (LIVEKIT_ROOMS, or sent in by POST /dispatch) is served by one gateway instance, the holder of its
-      // lease; another takes a room over (and its participants' sessions) within ~1 s of its holder's death. Not awaited: a room that cannot be joined yet
-      // (LiveKit still starting) is tried again, backing off up to 30 s, and one LiveKit puts the agent out of is
-      // joined again, until SIGTERM or a DELETE /dispatch/<room>.
+      // lease; another takes a room over (and its participants' sessions) within ~1 s of its holder's death. Not
+      // awaited: a room that cannot be joined yet (LiveKit still starting) is tried again, backing off up to 30 s,
+      // and one LiveKit puts the agent out of is joined again, until SIGTERM or a DELETE /dispatch/<room>.
       await leases.start();
       for (const room of rooms) void leases.claim(room);
       await stopped;

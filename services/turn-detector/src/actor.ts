@@ -1,6 +1,6 @@
 import { closeSession, type ActorContext, type SessionActor } from '@va/actor';
 import { traceFields } from '@va/bus';
-import { channels, sessionRequests, TURN_REPLAY_MAX, type Turn, type TurnReplayReply } from '@va/protocol';
+import { channels, sessionRequests, TURN_REPLAY_MAX, type Turn } from '@va/protocol';
 import { heuristicEou, SpeechSegmenter, type EndOfUtteranceModel, type VAD } from '@va/providers';
 import {
   ATTR,
@@ -46,8 +46,9 @@ export function turnDetectorActor(
     let segmenter: SpeechSegmenter | undefined;
     let frameContext: Context = context.active();
 
-    // The newest turns sent, for a responder whose connection was lost when one went out (turn.replay).
-    const sent: TurnReplayReply['turns'] = [];
+    // The newest turns sent, for a responder whose connection was lost when one went out (turn.replay); their trace
+    // fields are built only when asked.
+    const sent: { turn: Turn; context: Context }[] = [];
     const effects = busEffects(
       ctx,
       opts,
@@ -55,11 +56,13 @@ export function turnDetectorActor(
       vad.provider,
       () => frameContext,
       (turn, context) => {
-        sent.push({ turn, trace: traceFields(context) });
+        sent.push({ turn, context });
         if (sent.length > TURN_REPLAY_MAX) sent.shift();
       },
     );
-    ctx.serve(sessionRequests.turnReplay, () => ({ turns: sent }));
+    ctx.serve(sessionRequests.turnReplay, () => ({
+      turns: sent.map(({ turn, context }) => ({ turn, trace: traceFields(context) })),
+    }));
     const turns = new TurnTaking(opts, eou, effects, saved);
     if (saved) {
       const words = wordCount(saved.finals.join(' '));
